@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "gsockd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "GSock", targets: ["GSock"]),
+        .executable(name: "gsockd", targets: ["gsockd"]),
+        .executable(name: "gsock-embed-example", targets: ["EmbedExample"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLua", path: "Sources/CLua", pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]),
+        .systemLibrary(
+            name: "CLibev", path: "Sources/CLibev",
+            providers: [.apt(["libev-dev"])]),
+        .target(
+            name: "CShims", dependencies: ["CLua", "CLibev"], path: "Sources/CShims",
+            cSettings: [.unsafeFlags(["-I/usr/include/lua5.4"])],
+            linkerSettings: [.linkedLibrary("ev"), .linkedLibrary("lua5.4")]),
+        .target(
+            name: "GSock",
+            dependencies: [
+                "CLua", "CLibev", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/GSock",
+            resources: [.embedInCode("Lua/gsock.lua")]),
+        .executableTarget(
+            name: "gsockd",
+            dependencies: [
+                "GSock",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/gsockd"),
+        .executableTarget(
+            name: "EmbedExample", dependencies: ["GSock"], path: "examples/embed"),
+        .testTarget(name: "GSockTests", dependencies: ["GSock", "CLua"], path: "Tests/GSockTests"),
+    ]
+)

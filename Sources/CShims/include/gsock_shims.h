@@ -1,0 +1,99 @@
+// The only C in gsockd: wrappers for libev and Lua macros Swift cannot import,
+// and the trampolines through which every Lua-callable Swift function runs.
+//
+// Lua raises errors and yields with longjmp. A longjmp across a Swift frame
+// corrupts Swift's state, so Swift bodies never raise or yield themselves: they
+// return a status, and the C trampoline that called them raises or yields only
+// after the Swift frame is gone.
+#ifndef GSOCK_SHIMS_H
+#define GSOCK_SHIMS_H
+
+#include <lua5.4/lua.h>
+#include <lua5.4/lauxlib.h>
+#include <lua5.4/lualib.h>
+#include <ev.h>
+#include <stddef.h>
+
+/// What a Swift body returns: a count of results (>= 0), or one of these.
+enum {
+    GS_RAISE = -1,        ///< raise the value on top of the stack
+    GS_RAISE_WHERE = -2,  ///< raise the string on top, prefixed with the caller's "file:line:"
+    GS_ARGERROR = -3,     ///< argument error: message on top, index in gs_state.arg
+    GS_YIELD = -4,        ///< park the fiber: yield to the scheduler, continue in gs_state.kont
+};
+
+typedef int (*gs_body)(lua_State *L);
+
+/// Per-Lua-state data, reached from any thread of the state through the allocator's userdata.
+typedef struct gs_state {
+    size_t used;          ///< bytes allocated by Lua
+    size_t limit;         ///< 0: no limit
+    int swift_depth;      ///< > 0 while Swift frames are live: allocation must not fail then
+    int arg;              ///< argument index for GS_ARGERROR
+    gs_body kont;         ///< continuation for GS_YIELD
+    void *runtime;        ///< the Runtime, unretained
+} gs_state;
+
+/// A new Lua state whose allocator enforces st->limit (outside Swift frames) and counts bytes.
+lua_State *gs_newstate(gs_state *st);
+
+static inline gs_state *gs_getstate(lua_State *L) {
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return (gs_state *)ud;
+}
+
+/// Pushes a Lua function that runs `body` through the trampoline, with `nup` upvalues
+/// taken from the stack (they become upvalues 2...nup+1; upvalue 1 is the body).
+/// With `fdarg`, argument 1 is first replaced by `arg1:getfd()` unless it is a number.
+void gs_pushbody(lua_State *L, gs_body body, int nup, int fdarg);
+
+/// The light userdata a scheduler yield carries, so that yields of user coroutines
+/// can be told from it.
+void *gs_park_sentinel(void);
+
+/// lua_resume and lua_pcall with the allocator told that no Swift frame is on top.
+int gs_resume(lua_State *co, lua_State *from, int nargs, int *nres);
+int gs_pcall(lua_State *L, int nargs, int nresults, int msgh);
+int gs_resetthread(lua_State *co);
+
+/// Lua C functions that Swift calls through gs_pcall because they may raise.
+int gs_tostring(lua_State *L);      ///< (v) -> luaL_tolstring(v)
+int gs_traceback(lua_State *L);     ///< (thread, msg) -> msg .. traceback of thread
+int gs_openlibs(lua_State *L);      ///< luaL_openlibs
+int gs_msghandler(lua_State *L);    ///< (err) -> err, or "tostring(err)\ntraceback" for strings
+
+// libev macros.
+typedef void (*gs_io_cb)(struct ev_loop *, ev_io *, int);
+typedef void (*gs_timer_cb)(struct ev_loop *, ev_timer *, int);
+typedef void (*gs_idle_cb)(struct ev_loop *, ev_idle *, int);
+typedef void (*gs_check_cb)(struct ev_loop *, ev_check *, int);
+typedef void (*gs_async_cb)(struct ev_loop *, ev_async *, int);
+typedef void (*gs_signal_cb)(struct ev_loop *, ev_signal *, int);
+
+static inline void gs_io_init(ev_io *w, gs_io_cb cb, int fd, int events) { ev_io_init(w, cb, fd, events); }
+static inline void gs_io_set(ev_io *w, int fd, int events) { ev_io_set(w, fd, events); }
+static inline void gs_timer_init(ev_timer *w, gs_timer_cb cb, double after) { ev_timer_init(w, cb, after, 0.); }
+static inline void gs_timer_set(ev_timer *w, double after) { ev_timer_set(w, after, 0.); }
+static inline void gs_idle_init(ev_idle *w, gs_idle_cb cb) { ev_idle_init(w, cb); }
+static inline void gs_check_init(ev_check *w, gs_check_cb cb) { ev_check_init(w, cb); }
+static inline void gs_async_init(ev_async *w, gs_async_cb cb) { ev_async_init(w, cb); }
+static inline void gs_signal_init(ev_signal *w, gs_signal_cb cb, int signum) { ev_signal_init(w, cb, signum); }
+static inline void gs_set_priority(void *w, int pri) { ev_set_priority((ev_watcher *)w, pri); }
+static inline int gs_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
+static inline struct ev_loop *gs_default_loop(void) { return ev_default_loop(EVFLAG_AUTO); }
+
+// Lua macros.
+static inline void gs_pop(lua_State *L, int n) { lua_settop(L, -(n) - 1); }
+static inline void *gs_extraspace(lua_State *L) { return *(void **)lua_getextraspace(L); }
+static inline void gs_setextraspace(lua_State *L, void *p) { *(void **)lua_getextraspace(L) = p; }
+/// The registry has no metatable, so this lua_getfield cannot run a metamethod.
+static inline int gs_getmetatable(lua_State *L, const char *name) { return lua_getfield(L, LUA_REGISTRYINDEX, name); }
+static inline void gs_pushcfunction(lua_State *L, lua_CFunction f) { lua_pushcfunction(L, f); }
+enum { GS_EV_READ = EV_READ, GS_EV_WRITE = EV_WRITE, GS_EV_ERROR = EV_ERROR, GS_EV_MINPRI = EV_MINPRI };
+static inline int gs_upvalueindex(int i) { return lua_upvalueindex(i); }
+static inline int gs_registryindex(void) { return LUA_REGISTRYINDEX; }
+static inline int gs_isnoneornil(lua_State *L, int i) { return lua_type(L, i) <= 0; }
+static inline const char *gs_typename_at(lua_State *L, int i) { return lua_typename(L, lua_type(L, i)); }
+
+#endif

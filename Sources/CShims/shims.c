@@ -1,0 +1,150 @@
+#include "gsock_shims.h"
+#include <stdlib.h>
+
+static char park_sentinel;
+void *gs_park_sentinel(void) { return &park_sentinel; }
+
+static void *gs_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    gs_state *st = (gs_state *)ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        st->used -= old;
+        return NULL;
+    }
+    // A failed allocation raises a memory error. While a Swift frame is live the raise
+    // would longjmp through it, so the limit is only enforced when Lua code runs.
+    if (st->limit && st->swift_depth == 0 && nsize > old && st->used - old + nsize > st->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p) st->used = st->used - old + nsize;
+    return p;
+}
+
+static int panic(lua_State *L) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "gsockd: unprotected Lua error: %s\n", msg ? msg : "(error object is not a string)");
+    return 0;  // Lua aborts
+}
+
+lua_State *gs_newstate(gs_state *st) {
+    lua_State *L = lua_newstate(gs_alloc, st);
+    if (L) {
+        lua_atpanic(L, panic);
+        // Lua leaves the main thread's extra space uninitialised and copies it into every new thread.
+        gs_setextraspace(L, NULL);
+    }
+    return L;
+}
+
+static int finish(lua_State *L, int status);
+
+static int continuation(lua_State *L, int status, lua_KContext ctx) {
+    (void)status;
+    gs_body kont = (gs_body)ctx;
+    gs_state *st = gs_getstate(L);
+    st->swift_depth++;
+    int r = kont(L);
+    st->swift_depth--;
+    return finish(L, r);
+}
+
+static int finish(lua_State *L, int r) {
+    if (r >= 0) return r;
+    gs_state *st = gs_getstate(L);
+    switch (r) {
+    case GS_RAISE_WHERE:
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+        return lua_error(L);
+    case GS_ARGERROR:
+        return luaL_argerror(L, st->arg, lua_tostring(L, -1));
+    case GS_YIELD:
+        lua_pushlightuserdata(L, &park_sentinel);
+        return lua_yieldk(L, 1, (lua_KContext)st->kont, continuation);
+    default:
+        return lua_error(L);
+    }
+}
+
+static int trampoline(lua_State *L) {
+    gs_body body = (gs_body)lua_touserdata(L, lua_upvalueindex(1));
+    gs_state *st = gs_getstate(L);
+    st->swift_depth++;
+    int r = body(L);
+    st->swift_depth--;
+    return finish(L, r);
+}
+
+// Calling a getfd() method may raise, so it happens here, before any Swift frame exists.
+static int fd_trampoline(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TNUMBER && luaL_getmetafield(L, 1, "__index") != LUA_TNIL) {
+        lua_pop(L, 1);
+        if (lua_getfield(L, 1, "getfd") == LUA_TFUNCTION) {
+            lua_pushvalue(L, 1);
+            lua_call(L, 1, 1);
+            lua_replace(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return trampoline(L);
+}
+
+void gs_pushbody(lua_State *L, gs_body body, int nup, int fdarg) {
+    lua_pushlightuserdata(L, (void *)body);
+    if (nup > 0) lua_insert(L, -nup - 1);
+    lua_pushcclosure(L, fdarg ? fd_trampoline : trampoline, nup + 1);
+}
+
+int gs_resume(lua_State *co, lua_State *from, int nargs, int *nres) {
+    gs_state *st = gs_getstate(co);
+    st->swift_depth--;
+    int status = lua_resume(co, from, nargs, nres);
+    st->swift_depth++;
+    return status;
+}
+
+int gs_pcall(lua_State *L, int nargs, int nresults, int msgh) {
+    gs_state *st = gs_getstate(L);
+    st->swift_depth--;
+    int status = lua_pcall(L, nargs, nresults, msgh);
+    st->swift_depth++;
+    return status;
+}
+
+int gs_resetthread(lua_State *co) {
+    gs_state *st = gs_getstate(co);
+    st->swift_depth--;
+    int status = lua_resetthread(co);
+    st->swift_depth++;
+    return status;
+}
+
+int gs_tostring(lua_State *L) {
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
+int gs_traceback(lua_State *L) {
+    lua_State *co = lua_tothread(L, 1);
+    const char *msg = lua_tostring(L, 2);
+    luaL_traceback(L, co ? co : L, msg, 0);
+    return 1;
+}
+
+int gs_openlibs(lua_State *L) {
+    luaL_openlibs(L);
+    return 0;
+}
+
+int gs_msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+        else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}

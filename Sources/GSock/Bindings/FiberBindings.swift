@@ -1,0 +1,343 @@
+// Lua functions for fibers (SPEC §2): spawn, sleep, join, kill and their state.
+// The parts that compose these (get, joinall, pools, ...) are in gsock.lua.
+import CLibev
+import CLua
+import CShims
+
+enum FiberBindings {
+    static let metatable = "gsock.fiber"
+
+    static let functions: [(String, LuaBody)] = [
+        ("spawn", spawn), ("spawn_later", spawnLater), ("current", current), ("sleep", sleep),
+        ("now", now), ("fiber_dead", dead), ("fiber_successful", successful), ("fiber_id", fiberId),
+        ("fiber_error", fiberError), ("fiber_results", results), ("fiber_kill", kill),
+        ("fiber_join", join), ("fiber_link", link), ("stats", stats), ("abandon_park", abandonPark),
+    ]
+
+    static func register(_ L: LuaState) {
+        LuaObjects.register(L, metatable, methods: [])
+    }
+
+    /// The fiber whose handle is at `index`, or the status of an argument error.
+    static func fiberArg(_ L: LuaState, _ index: Int32) -> ArgResult<Fiber> {
+        guard let fiber = LuaObjects.get(L, index, metatable: metatable, as: Fiber.self) else {
+            return .error(luaTypeError(L, index, "fiber"))
+        }
+        return .value(fiber)
+    }
+
+    /// The running fiber, or the status of the error raised when Lua code runs outside one.
+    static func currentFiber(_ L: LuaState, _ what: String) -> ArgResult<Fiber> {
+        let rt = Runtime.from(L)
+        guard let fiber = rt.current else {
+            return .error(luaRaise(L, "\(what): not called from a fiber"))
+        }
+        return .value(fiber)
+    }
+
+    static func isCallable(_ L: LuaState, _ index: Int32) -> Bool {
+        if lua_type(L, index) == LUA_TFUNCTION { return true }
+        if luaL_getmetafield(L, index, "__call") != LUA_TNIL {
+            gs_pop(L, 1)
+            return true
+        }
+        return false
+    }
+
+    // MARK: - Spawning
+
+    private static let spawn: LuaBody = { L in
+        let L = L!
+        guard isCallable(L, 1) else { return luaTypeError(L, 1, "function") }
+        let rt = Runtime.from(L)
+        let fiber = rt.makeFiber(from: L, count: lua_gettop(L))
+        rt.enqueue(fiber)
+        return 1
+    }
+
+    private static let spawnLater: LuaBody = { L in
+        let L = L!
+        let seconds: Double
+        switch luaTimeoutArg(L, 1) {
+        case .error(let status): return status
+        case .value(let s): seconds = s ?? 0
+        }
+        guard isCallable(L, 2) else { return luaTypeError(L, 2, "function") }
+        lua_rotate(L, 1, -1)
+        gs_pop(L, 1)
+        let rt = Runtime.from(L)
+        let fiber = rt.makeFiber(from: L, count: lua_gettop(L))
+        let timer = fiber.timerWatcher()
+        gs_timer_set(timer, seconds)
+        ev_timer_start(rt.loop, timer)
+        return 1
+    }
+
+    private static let current: LuaBody = { L in
+        let L = L!
+        guard let fiber = Runtime.from(L).current else { return 0 }
+        luaPushRef(L, fiber.handleRef)
+        return 1
+    }
+
+    // MARK: - Sleeping
+
+    private static let sleep: LuaBody = { L in
+        let L = L!
+        let seconds: Double
+        switch luaTimeoutArg(L, 1) {
+        case .error(let status): return status
+        case .value(let s): seconds = s ?? 0
+        }
+        let fiber: Fiber
+        switch currentFiber(L, "sleep") {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        let rt = Runtime.from(L)
+        if seconds == 0 {
+            return rt.park(L, fiber, on: .yield, timeout: nil, what: "sleep", then: wakeOnly)
+        }
+        return rt.park(L, fiber, on: .timer, timeout: seconds, what: "sleep", then: wakeOnly)
+    }
+
+    /// Continuation of waits that return nothing and raise only an error delivered to them.
+    static let wakeOnly: LuaBody = { L in
+        let L = L!
+        switch Runtime.from(L).takeWake(L) {
+        case .raise(let status): return status
+        case .woken: return 0
+        }
+    }
+
+    private static let now: LuaBody = { L in
+        let L = L!
+        lua_pushnumber(L, ev_now(Runtime.from(L).loop))
+        return 1
+    }
+
+    // MARK: - State
+
+    private static let dead: LuaBody = { L in
+        let L = L!
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let fiber):
+            lua_pushboolean(L, fiber.state == .dead ? 1 : 0)
+            return 1
+        }
+    }
+
+    private static let successful: LuaBody = { L in
+        let L = L!
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let fiber):
+            lua_pushboolean(L, fiber.state == .dead && fiber.successful ? 1 : 0)
+            return 1
+        }
+    }
+
+    private static let fiberId: LuaBody = { L in
+        let L = L!
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let fiber):
+            lua_pushinteger(L, lua_Integer(fiber.id))
+            return 1
+        }
+    }
+
+    private static let fiberError: LuaBody = { L in
+        let L = L!
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value:
+            lua_getiuservalue(L, 1, 2)
+            return 1
+        }
+    }
+
+    /// `true, results...` for a fiber that returned, `false, error` for one that raised.
+    private static let results: LuaBody = { L in
+        let L = L!
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let fiber):
+            guard fiber.state == .dead else { return luaRaise(L, "the fiber has not ended") }
+            guard fiber.successful else {
+                lua_pushboolean(L, 0)
+                lua_getiuservalue(L, 1, 2)
+                return 2
+            }
+            lua_pushboolean(L, 1)
+            guard lua_getiuservalue(L, 1, 1) == LUA_TTABLE else { return 1 }
+            let t = lua_gettop(L)
+            luaRawGetField(L, t, "n")
+            let n = Int32(lua_tointegerx(L, -1, nil))
+            gs_pop(L, 1)
+            guard lua_checkstack(L, n + 2) != 0 else { return luaRaise(L, "too many results") }
+            if n > 0 { for i in 1...n { lua_rawgeti(L, t, lua_Integer(i)) } }
+            lua_rotate(L, t, -1)
+            gs_pop(L, 1)
+            return n + 1
+        }
+    }
+
+    // MARK: - Kill and join
+
+    /// `fiber_kill(f [, err])`: raises `err` (default: a "killed" error) in `f` at its wait point.
+    private static let kill: LuaBody = { L in
+        let L = L!
+        let fiber: Fiber
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        guard fiber.state != .dead else { return 0 }
+        lua_settop(L, 2)
+        if luaIsNoneOrNil(L, 2) {
+            gs_pop(L, 1)
+            ErrorValues.push(L, .killed, "killed")
+        }
+        fiber.killed = true
+        let rt = Runtime.from(L)
+        if fiber === rt.current { return LuaStatus.raise }
+        rt.interrupt(fiber, error: luaRef(L))
+        return 0
+    }
+
+    /// `fiber_join(f [, timeout])` → true when it ended, false on timeout.
+    private static let join: LuaBody = { L in
+        let L = L!
+        let fiber: Fiber
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        let timeout: Double?
+        switch luaTimeoutArg(L, 2) {
+        case .error(let status): return status
+        case .value(let t): timeout = t
+        }
+        if fiber.state == .dead {
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        let me: Fiber
+        switch currentFiber(L, "join") {
+        case .error(let status): return status
+        case .value(let f): me = f
+        }
+        if me === fiber { return luaRaise(L, "join: a fiber cannot join itself") }
+        if timeout == 0 {
+            lua_pushboolean(L, 0)
+            return 1
+        }
+        let list = fiber.joiners ?? WaitList()
+        fiber.joiners = list
+        return Runtime.from(L).park(L, me, on: .list(list), timeout: timeout, what: "join", then: notifiedOrTimedOut)
+    }
+
+    /// Continuation of list waits: true when notified, false when timed out.
+    static let notifiedOrTimedOut: LuaBody = { L in
+        let L = L!
+        switch Runtime.from(L).takeWake(L) {
+        case .raise(let status): return status
+        case .woken(let wake):
+            if case .timedOut = wake { lua_pushboolean(L, 0) } else { lua_pushboolean(L, 1) }
+            return 1
+        }
+    }
+
+    /// `fiber_link(f, fn)`: calls fn(f) when f ends. Returns false if it has ended already.
+    private static let link: LuaBody = { L in
+        let L = L!
+        let fiber: Fiber
+        switch fiberArg(L, 1) {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        guard isCallable(L, 2) else { return luaTypeError(L, 2, "function") }
+        guard fiber.state != .dead else {
+            lua_pushboolean(L, 0)
+            return 1
+        }
+        if fiber.linksRef == LUA_NOREF {
+            lua_createtable(L, 1, 0)
+            fiber.linksRef = luaRef(L)
+        }
+        luaPushRef(L, fiber.linksRef)
+        lua_pushvalue(L, 2)
+        lua_rawseti(L, -2, lua_Integer(lua_rawlen(L, -2) + 1))
+        lua_pushboolean(L, 1)
+        return 1
+    }
+
+    private static let stats: LuaBody = { L in
+        let L = L!
+        let rt = Runtime.from(L)
+        lua_createtable(L, 0, 3)
+        lua_pushinteger(L, lua_Integer(rt.liveFibers))
+        luaRawSetField(L, -2, "fibers")
+        lua_pushinteger(L, lua_Integer(rt.fiberObjects))
+        luaRawSetField(L, -2, "fiber_objects")
+        lua_pushinteger(L, lua_Integer(rt.memoryInUse))
+        luaRawSetField(L, -2, "memory")
+        return 1
+    }
+
+    /// Gives up the wait of the running fiber (see Runtime.abandonPark).
+    private static let abandonPark: LuaBody = { L in
+        let L = L!
+        let rt = Runtime.from(L)
+        if let fiber = rt.current { rt.abandonPark(fiber) }
+        return 0
+    }
+}
+
+/// What a wait's continuation does with the wake.
+enum WakeOutcome {
+    case raise(Int32)            ///< return this status: an error was delivered
+    case woken(Fiber.Wake)       ///< a normal end: ready, notified or timed out
+}
+
+extension Runtime {
+    /// Reads and clears the running fiber's wake. An error delivered to it (kill,
+    /// gsock.timeout, cancel_wait) is pushed for raising; so is the wait's own
+    /// timeout value when the caller passes `raiseTimeout`.
+    func takeWake(_ L: LuaState, raiseTimeout: Bool = false) -> WakeOutcome {
+        guard let fiber = current else { return .raise(luaRaise(L, "wait resumed outside its fiber")) }
+        let wake = fiber.wake
+        fiber.wake = .none
+        let timeoutValue = fiber.timeoutValueRef
+        fiber.timeoutValueRef = LUA_NOREF
+        switch wake {
+        case .error(let ref):
+            luaUnref(self.L, timeoutValue)
+            luaPushRef(L, ref)
+            luaUnref(self.L, ref)
+            return .raise(LuaStatus.raise)
+        case .abandoned:
+            luaUnref(self.L, timeoutValue)
+            return .raise(luaRaise(L, "this wait was abandoned: it could not be passed out of a coroutine"))
+        case .timedOut where raiseTimeout:
+            if timeoutValue != LUA_NOREF {
+                luaPushRef(L, timeoutValue)
+                luaUnref(self.L, timeoutValue)
+            } else {
+                ErrorValues.pushTimeout(L)
+            }
+            return .raise(LuaStatus.raise)
+        default:
+            luaUnref(self.L, timeoutValue)
+            return .woken(wake)
+        }
+    }
+
+    /// Pushes a new handle for `fiber`: a userdata with two user values (the thread or
+    /// the results, and the error).
+    func pushNewHandle(_ L: LuaState, _ fiber: Fiber) {
+        LuaObjects.push(L, fiber, metatable: FiberBindings.metatable, userValues: 2)
+    }
+}

@@ -1,0 +1,61 @@
+// Registering Swift functions as a Lua module (SPEC §8).
+import CLua
+import CShims
+
+/// A Swift function callable from Lua. Throwing raises a Lua error with the error's description.
+public typealias SwiftFunction = ([LuaValue]) throws -> [LuaValue]
+
+/// The boxed closure behind one registered function.
+private final class SwiftFunctionBox {
+    let name: String
+    let function: SwiftFunction
+    init(name: String, function: @escaping SwiftFunction) {
+        self.name = name
+        self.function = function
+    }
+}
+
+extension Runtime {
+    /// Makes `require(name)` return a table of the given Swift functions.
+    public func register(module name: String, functions: [String: SwiftFunction]) {
+        lua_checkstack(L, 6)
+        lua_createtable(L, 0, Int32(functions.count))
+        for (fname, function) in functions.sorted(by: { $0.key < $1.key }) {
+            LuaObjects.push(L, SwiftFunctionBox(name: fname, function: function), metatable: boxMetatable)
+            gs_pushbody(L, unsafeBitCast(callSwiftFunction, to: gs_body.self), 1, 0)
+            luaRawSetField(L, -2, fname)
+        }
+        // package.loaded[name] = module
+        lua_rawgeti(L, gs_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+        luaRawGetField(L, -1, "package")
+        luaRawGetField(L, -1, "loaded")
+        lua_pushvalue(L, -4)
+        luaRawSetField(L, -2, name)
+        lua_settop(L, -5)
+    }
+
+    private var boxMetatable: String {
+        if !boxMetatableRegistered {
+            LuaObjects.register(L, "gsock.swiftfunction", methods: [])
+            boxMetatableRegistered = true
+        }
+        return "gsock.swiftfunction"
+    }
+}
+
+private let callSwiftFunction: LuaBody = { L in
+    let L = L!
+    guard let box = LuaObjects.get(L, gs_upvalueindex(2), metatable: "gsock.swiftfunction",
+                                   as: SwiftFunctionBox.self) else { return 0 }
+    let n = lua_gettop(L)
+    var args: [LuaValue] = []
+    args.reserveCapacity(Int(n))
+    if n > 0 { for i in 1...n { args.append(LuaValue.read(L, i)) } }
+    do {
+        let results = try box.function(args)
+        for r in results { r.push(L) }
+        return Int32(results.count)
+    } catch {
+        return luaRaise(L, "\(box.name): \(error)")
+    }
+}

@@ -1,0 +1,138 @@
+// The boundary between Swift and Lua.
+//
+// Every Lua-callable Swift function is a `LuaBody`: it reads its arguments, pushes
+// its results and *returns a status* (see CShims). It never calls anything that
+// raises or yields (`lua_error`, `luaL_check*`, metamethod-invoking accessors); the
+// helpers here build the statuses in the shape Lua's own libraries use, so users
+// see `bad argument #2 to 'wait_read' (number expected, got string)`.
+import CLua
+import CShims
+
+public typealias LuaState = OpaquePointer
+typealias LuaBody = @convention(c) (LuaState?) -> Int32
+
+enum LuaStatus {
+    static let raise = Int32(GS_RAISE)
+    static let raiseWhere = Int32(GS_RAISE_WHERE)
+    static let argError = Int32(GS_ARGERROR)
+    static let yield = Int32(GS_YIELD)
+}
+
+extension OpaquePointer {
+    /// The per-state data shared by every thread of this Lua state.
+    @inline(__always) var gsState: UnsafeMutablePointer<gs_state> { gs_getstate(self) }
+}
+
+// MARK: - Statuses
+
+/// Raises the string `message` prefixed with the caller's position, as `error(message)` does.
+func luaRaise(_ L: LuaState, _ message: String) -> Int32 {
+    lua_pushstring(L, message)
+    return LuaStatus.raiseWhere
+}
+
+/// Raises the value on top of the stack unchanged.
+func luaRaiseTop(_ L: LuaState) -> Int32 { LuaStatus.raise }
+
+/// `bad argument #arg to 'fn' (message)`.
+func luaArgError(_ L: LuaState, _ arg: Int32, _ message: String) -> Int32 {
+    lua_pushstring(L, message)
+    L.gsState.pointee.arg = arg
+    return LuaStatus.argError
+}
+
+/// `bad argument #arg to 'fn' (expected expected, got type)`, as luaL_typeerror words it.
+func luaTypeError(_ L: LuaState, _ arg: Int32, _ expected: String) -> Int32 {
+    let actual: String
+    if luaL_getmetafield(L, arg, "__name") == LUA_TSTRING {
+        actual = luaString(L, -1) ?? "userdata"
+        gs_pop(L, 1)
+    } else if lua_type(L, arg) == LUA_TLIGHTUSERDATA {
+        actual = "light userdata"
+    } else {
+        actual = String(cString: gs_typename_at(L, arg))
+    }
+    return luaArgError(L, arg, "\(expected) expected, got \(actual)")
+}
+
+// MARK: - Reading arguments (none of these raise)
+
+@inline(__always) func luaIsNoneOrNil(_ L: LuaState, _ i: Int32) -> Bool { lua_type(L, i) <= LUA_TNIL }
+
+func luaString(_ L: LuaState, _ i: Int32) -> String? {
+    guard lua_type(L, i) == LUA_TSTRING else { return nil }
+    var len = 0
+    guard let p = lua_tolstring(L, i, &len) else { return nil }
+    return p.withMemoryRebound(to: UInt8.self, capacity: len) {
+        String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self)
+    }
+}
+
+/// An optional number argument: nil when absent, `.failure` with the status to return when not a number.
+enum ArgResult<T> {
+    case value(T)
+    case error(Int32)
+}
+
+func luaOptNumber(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
+    if luaIsNoneOrNil(L, i) { return .value(nil) }
+    var isNum: Int32 = 0
+    let v = lua_tonumberx(L, i, &isNum)
+    guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else { return .error(luaTypeError(L, i, "number")) }
+    return .value(v)
+}
+
+/// A timeout argument as SPEC §3 defines it: nil forever, a number >= 0, anything else an argument error.
+func luaTimeoutArg(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
+    switch luaOptNumber(L, i) {
+    case .error(let status): return .error(status)
+    case .value(let t):
+        if let t, !(t >= 0) { return .error(luaArgError(L, i, "timeout must be a non-negative number or nil")) }
+        return .value(t)
+    }
+}
+
+func luaIntegerArg(_ L: LuaState, _ i: Int32) -> ArgResult<Int> {
+    var isNum: Int32 = 0
+    let v = lua_tointegerx(L, i, &isNum)
+    guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else {
+        if lua_type(L, i) == LUA_TNUMBER { return .error(luaArgError(L, i, "number has no integer representation")) }
+        return .error(luaTypeError(L, i, "number"))
+    }
+    return .value(Int(v))
+}
+
+// MARK: - Registry references
+
+/// Anchors the value on top of the stack (popping it) and returns its reference.
+@inline(__always) func luaRef(_ L: LuaState) -> Int32 { luaL_ref(L, gs_registryindex()) }
+@inline(__always) func luaUnref(_ L: LuaState, _ ref: Int32) {
+    if ref != LUA_NOREF && ref != LUA_REFNIL { luaL_unref(L, gs_registryindex(), ref) }
+}
+@inline(__always) func luaPushRef(_ L: LuaState, _ ref: Int32) { lua_rawgeti(L, gs_registryindex(), lua_Integer(ref)) }
+
+// MARK: - Registering functions
+
+/// Sets `table[name] = body` for each pair; the table is on top of the stack.
+func luaSetFunctions(_ L: LuaState, _ functions: [(String, LuaBody)], fdArg: Set<String> = []) {
+    for (name, body) in functions {
+        gs_pushbody(L, unsafeBitCast(body, to: gs_body.self), 0, fdArg.contains(name) ? 1 : 0)
+        luaRawSetField(L, -2, name)
+    }
+}
+
+/// Sets `table[name] = value` without metamethods; the table is at `index`, the value on top.
+func luaRawSetField(_ L: LuaState, _ index: Int32, _ name: String) {
+    let t = lua_absindex(L, index)
+    lua_pushstring(L, name)
+    lua_rotate(L, -2, 1)
+    lua_rawset(L, t)
+}
+
+/// Pushes `table[name]` without metamethods.
+@discardableResult
+func luaRawGetField(_ L: LuaState, _ index: Int32, _ name: String) -> Int32 {
+    let t = lua_absindex(L, index)
+    lua_pushstring(L, name)
+    return lua_rawget(L, t)
+}

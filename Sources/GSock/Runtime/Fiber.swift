@@ -1,0 +1,138 @@
+// A fiber: one Lua thread plus the scheduler's state for it.
+//
+// The Lua side holds a handle (a "gsock.fiber" userdata) that retains this object;
+// while the fiber is alive the runtime anchors that handle in the registry, and the
+// handle's first user value anchors the thread. When the fiber ends, its results
+// (or its error) replace the thread in the handle, and the anchor is dropped.
+import CLibev
+import CLua
+import CShims
+
+final class Fiber {
+    enum State: Equatable {
+        case created   ///< not yet scheduled (spawn_later's delay is running)
+        case ready     ///< in the ready queue: to be started or resumed
+        case running
+        case parked    ///< suspended in the parking primitive
+        case dead
+    }
+
+    /// Why a parked fiber was woken; read once by the continuation of the wait.
+    enum Wake {
+        case none
+        case ready(Int32)              ///< libev revents
+        case timedOut
+        case notified(WaitList)
+        case error(Int32)              ///< registry reference to the value to raise
+        case abandoned                 ///< the wait was given up (see `abandonPark`)
+    }
+
+    /// What a parked fiber waits on.
+    enum Site {
+        case none
+        case io(IOWatcher)
+        case rawIO                     ///< the fiber's own watcher (wait_read on an fd)
+        case timer                     ///< sleep
+        case list(WaitList)
+        case yield                     ///< sleep(0): already in the ready queue
+    }
+
+    unowned(unsafe) let runtime: Runtime
+    let id: Int
+    let thread: LuaState
+    var handleRef: Int32 = LUA_NOREF
+    var state: State = .created
+    var wake: Wake = .none
+    var site: Site = .none
+    /// Values on the thread's stack for its first resume (function and arguments).
+    var startArgs: Int32 = 0
+    /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
+    var timeoutValueRef: Int32 = LUA_NOREF
+    var successful = false
+    var hasStarted = false
+    /// Set when the fiber was killed: its death is not logged as an error.
+    var killed = false
+
+    private(set) var timer: UnsafeMutablePointer<ev_timer>?
+    private(set) var rawIO: UnsafeMutablePointer<ev_io>?
+    /// Fibers in `join`; created on first use.
+    var joiners: WaitList?
+    /// Registry reference to a table of functions to call at death (pools use it).
+    var linksRef: Int32 = LUA_NOREF
+
+    // Membership of one WaitList at a time.
+    var listNext: Fiber?
+    unowned(unsafe) var listPrev: Fiber?
+    // Membership of the runtime's list of live fibers.
+    var liveNext: Fiber?
+    unowned(unsafe) var livePrev: Fiber?
+
+    init(runtime: Runtime, id: Int, thread: LuaState) {
+        self.runtime = runtime
+        self.id = id
+        self.thread = thread
+        runtime.fiberObjects += 1
+    }
+
+    deinit {
+        releaseWatchers()
+        runtime.fiberObjects -= 1
+    }
+
+    var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    static func from(_ p: UnsafeMutableRawPointer?) -> Fiber {
+        Unmanaged<Fiber>.fromOpaque(p!).takeUnretainedValue()
+    }
+
+    /// The fiber's timer, for sleeps, wait timeouts and spawn_later.
+    func timerWatcher() -> UnsafeMutablePointer<ev_timer> {
+        if let timer { return timer }
+        let t = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+        gs_timer_init(t, fiberTimerFired, 0)
+        t.pointee.data = opaque
+        timer = t
+        return t
+    }
+
+    /// The fiber's own io watcher, for waits on bare descriptors.
+    func rawIOWatcher(fd: Int32, events: Int32) -> UnsafeMutablePointer<ev_io> {
+        let w: UnsafeMutablePointer<ev_io>
+        if let rawIO {
+            w = rawIO
+        } else {
+            w = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+            gs_io_init(w, fiberIOReady, fd, events)
+            w.pointee.data = opaque
+            rawIO = w
+        }
+        // A bare descriptor may have been closed and its number reused since the last
+        // wait: only a fresh ev_io_set makes libev register it again.
+        gs_io_set(w, fd, events)
+        return w
+    }
+
+    /// Stops and frees the watchers. Must run before the fiber object goes away.
+    func releaseWatchers() {
+        if let timer {
+            ev_timer_stop(runtime.loop, timer)
+            timer.deallocate()
+            self.timer = nil
+        }
+        if let rawIO {
+            ev_io_stop(runtime.loop, rawIO)
+            rawIO.deallocate()
+            self.rawIO = nil
+        }
+    }
+}
+
+private func fiberTimerFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
+    let fiber = Fiber.from(w!.pointee.data)
+    withExtendedLifetime(fiber) { fiber.runtime.fiberTimerFired(fiber) }
+}
+
+private func fiberIOReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    let fiber = Fiber.from(w!.pointee.data)
+    withExtendedLifetime(fiber) { fiber.runtime.wake(fiber, .ready(revents), direct: true) }
+}

@@ -1,0 +1,50 @@
+// A reusable io watcher (`gsock.io(fd, mode)`), the object gevent's `wait` and
+// `cancel_wait` take. Reusing it across waits costs no epoll_ctl: libev keeps the
+// registration while the watcher is stopped and started within the loop.
+import CLibev
+import CShims
+
+final class IOWatcher {
+    unowned(unsafe) let runtime: Runtime
+    let io: UnsafeMutablePointer<ev_io>
+    let fd: Int32
+    let events: Int32
+    /// The fiber parked in `wait` on this watcher; at most one.
+    unowned(unsafe) var waiter: Fiber?
+    private(set) var closed = false
+
+    init(runtime: Runtime, fd: Int32, events: Int32) {
+        self.runtime = runtime
+        self.fd = fd
+        self.events = events
+        io = .allocate(capacity: 1)
+        gs_io_init(io, watcherReady, fd, events)
+        io.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        ev_io_stop(runtime.loop, io)
+        io.deallocate()
+    }
+
+    /// Stops watching; a fiber waiting is woken with `error` (a registry reference).
+    func close(error: Int32?) {
+        guard !closed else { return }
+        closed = true
+        if let waiter, let error {
+            runtime.wake(waiter, .error(error), direct: false)
+        } else if let error {
+            luaUnref(runtime.L, error)
+        }
+        ev_io_stop(runtime.loop, io)
+    }
+}
+
+private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    let watcher = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+    guard let fiber = watcher.waiter else {
+        ev_io_stop(loop, w)
+        return
+    }
+    withExtendedLifetime(fiber) { watcher.runtime.wake(fiber, .ready(revents), direct: true) }
+}

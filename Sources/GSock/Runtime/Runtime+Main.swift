@@ -1,0 +1,97 @@
+// Running a chunk as the main fiber: `gsockd run script.lua`, and Swift programs
+// that embed the runtime. As in gevent, the process's work is done when the main
+// fiber ends; fibers still pending are abandoned.
+import CLibev
+import CLua
+import CShims
+
+extension Runtime {
+    /// Runs a Lua file as the main fiber, with `arguments` as `...` and in the global `arg`
+    /// (`arg[0]` is the path), until that fiber ends.
+    /// - Returns: what the chunk returned, when it returned a value (a handler, for instance).
+    /// - Throws: `RuntimeError.compile` when the file cannot be read or compiled,
+    ///   `RuntimeError.failed` when the main fiber raised.
+    @discardableResult
+    public func runMain(file path: String, arguments: [String] = []) throws -> Bool {
+        try loadFile(path)
+        setArgTable(script: path, arguments: arguments)
+        return try runMainChunk(arguments: arguments)
+    }
+
+    /// Runs Lua source as the main fiber until it ends; `name` names it in messages.
+    /// - Throws: `RuntimeError.compile` or `RuntimeError.failed`.
+    @discardableResult
+    public func runMain(source: String, name: String = "=(source)", arguments: [String] = []) throws -> Bool {
+        try loadString(source, name: name)
+        return try runMainChunk(arguments: arguments)
+    }
+
+    /// Schedules Lua source to run in a new fiber; `run()` runs it.
+    /// - Throws: `RuntimeError.compile`.
+    public func spawn(source: String, name: String = "=(source)") throws {
+        try loadString(source, name: name)
+        let fiber = makeFiber(from: L, count: 1)
+        gs_pop(L, 1)
+        enqueue(fiber)
+    }
+
+    /// Compiles a file and pushes the chunk.
+    func loadFile(_ path: String) throws {
+        lua_checkstack(L, 4)
+        guard luaL_loadfilex(L, path, nil) == LUA_OK else {
+            throw RuntimeError.compile(popMessage())
+        }
+    }
+
+    func loadString(_ source: String, name: String) throws {
+        lua_checkstack(L, 4)
+        let status = source.withCString { luaL_loadbufferx(L, $0, strlen($0), name, "t") }
+        guard status == LUA_OK else { throw RuntimeError.compile(popMessage()) }
+    }
+
+    private func setArgTable(script: String, arguments: [String]) {
+        lua_createtable(L, Int32(arguments.count), 1)
+        lua_pushstring(L, script)
+        lua_rawseti(L, -2, 0)
+        for (i, a) in arguments.enumerated() {
+            lua_pushstring(L, a)
+            lua_rawseti(L, -2, lua_Integer(i + 1))
+        }
+        lua_rawgeti(L, gs_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+        lua_rotate(L, -2, 1)
+        luaRawSetField(L, -2, "arg")
+        gs_pop(L, 1)
+    }
+
+    /// Runs the chunk on top of the stack as the main fiber; true if it returned a value.
+    private func runMainChunk(arguments: [String]) throws -> Bool {
+        lua_checkstack(L, Int32(arguments.count) + 4)
+        for a in arguments { lua_pushstring(L, a) }
+        let fiber = makeFiber(from: L, count: Int32(arguments.count) + 1)
+        let handle = luaRef(L)
+        defer {
+            luaUnref(L, handle)
+            mainFiber = nil
+        }
+        mainFiber = fiber
+        mainOutcome = nil
+        stopRequested = false
+        enqueue(fiber)
+        while mainOutcome == nil && !stopRequested {
+            ev_run(loop, 0)
+            if mainOutcome == nil && !stopRequested && fiber.state == .parked {
+                // Nothing is left that could wake the main fiber (gevent's LoopExit).
+                lua_pushstring(L, "this operation would block forever: no fiber, timer or descriptor is left to wake it")
+                interrupt(fiber, error: luaRef(L), direct: true)
+            }
+        }
+        if case .failure(let message, let traceback) = mainOutcome {
+            throw RuntimeError.failed(message: message, traceback: traceback)
+        }
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        luaPushRef(L, handle)
+        guard lua_getiuservalue(L, -1, 1) == LUA_TTABLE else { return false }
+        return lua_rawgeti(L, -1, 1) != LUA_TNIL
+    }
+}

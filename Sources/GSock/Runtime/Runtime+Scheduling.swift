@@ -1,0 +1,319 @@
+// The scheduler: starting, parking, waking and ending fibers.
+//
+// Every wait in gsockd goes through `park`: the fiber records what it waits on
+// (a watcher, a timer, a wait list), optionally arms its timer, and yields. Whatever
+// ends the wait calls `wake`, which detaches the fiber from everything it waited on
+// and resumes it; the wait's continuation then reads `fiber.wake`.
+import CLibev
+import CLua
+import CShims
+
+extension Runtime {
+    // MARK: - The ready queue
+
+    func enqueue(_ fiber: Fiber) {
+        fiber.state = .ready
+        readyQueue.append(fiber)
+        if readyQueue.count == 1 { ev_idle_start(loop, idle) }  // poll without blocking
+    }
+
+    /// Runs the fibers queued before this call; those they queue run on the next turn.
+    func runReady() {
+        guard !readyQueue.isEmpty else { return }
+        swap(&readyQueue, &readyBatch)
+        ev_idle_stop(loop, idle)
+        for fiber in readyBatch where fiber.state == .ready {
+            resume(fiber)
+        }
+        readyBatch.removeAll(keepingCapacity: true)
+        if !readyQueue.isEmpty { ev_idle_start(loop, idle) }
+    }
+
+    // MARK: - Creating and resuming
+
+    /// Creates a fiber whose function and arguments are the top `count` values of `from`.
+    /// Pushes the fiber's handle on `from`.
+    func makeFiber(from: LuaState, count: Int32) -> Fiber {
+        let co = lua_newthread(from)!
+        let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
+        nextFiberId += 1
+        gs_setextraspace(co, fiber.opaque)
+        lua_rotate(from, -count - 1, 1)     // thread below the function and arguments
+        lua_xmove(from, co, count)
+        fiber.startArgs = count - 1
+        pushNewHandle(from, fiber)          // [thread, handle]
+        lua_rotate(from, -2, 1)             // [handle, thread]
+        lua_setiuservalue(from, -2, 1)      // the handle anchors the thread
+        lua_pushvalue(from, -1)
+        fiber.handleRef = luaRef(from)      // the registry anchors the handle while alive
+        linkLive(fiber)
+        liveFibers += 1
+        return fiber
+    }
+
+    func resume(_ fiber: Fiber) {
+        let co = fiber.thread
+        current = fiber
+        fiber.state = .running
+        fiber.hasStarted = true
+        var nres: Int32 = 0
+        let nargs = fiber.startArgs
+        fiber.startArgs = 0
+        let status = gs_resume(co, nil, nargs, &nres)
+        current = nil
+        switch status {
+        case LUA_YIELD:
+            if fiber.state == .parked || fiber.state == .ready {
+                gs_pop(co, nres)  // the park sentinel
+                return
+            }
+            // coroutine.yield() called by the fiber's own function, not inside a coroutine.
+            gs_pop(co, nres)
+            lua_pushstring(co, "attempt to yield from outside a coroutine (use gsock.sleep(0) to let other fibers run)")
+            finish(fiber, ok: false, nres: 1)
+        case LUA_OK:
+            finish(fiber, ok: true, nres: nres)
+        default:
+            finish(fiber, ok: false, nres: 1)
+        }
+    }
+
+    // MARK: - The parking primitive
+
+    /// Parks the running fiber (whose Lua thread is `L`) on `site`, with an optional
+    /// timeout, and returns the status that makes the trampoline yield. When the fiber
+    /// is woken, `kont` runs and reads `fiber.wake`.
+    /// - Parameters:
+    ///   - what: the Lua function name, for the error when `L` cannot yield.
+    func park(_ L: LuaState, _ fiber: Fiber, on site: Fiber.Site, timeout: Double?,
+              what: String, then kont: LuaBody) -> Int32 {
+        guard lua_isyieldable(L) != 0 else {
+            return luaRaise(L, "\(what): cannot wait here: "
+                + "yielding is impossible inside a metamethod, an iterator or a C function such as table.sort's comparator")
+        }
+        fiber.site = site
+        fiber.wake = .none
+        fiber.state = .parked
+        switch site {
+        case .io(let watcher):
+            watcher.waiter = fiber
+            ev_io_start(loop, watcher.io)
+        case .rawIO:
+            ev_io_start(loop, fiber.rawIO!)
+        case .list(let list):
+            list.append(fiber)
+        case .yield:
+            enqueue(fiber)
+        case .timer, .none:
+            break
+        }
+        if let timeout {
+            let t = fiber.timerWatcher()
+            gs_timer_set(t, timeout)
+            ev_timer_start(loop, t)
+        }
+        L.gsState.pointee.kont = unsafeBitCast(kont, to: gs_body.self)
+        return LuaStatus.yield
+    }
+
+    /// Detaches a parked fiber from what it waits on.
+    private func detach(_ fiber: Fiber) {
+        switch fiber.site {
+        case .io(let watcher):
+            watcher.waiter = nil
+            ev_io_stop(loop, watcher.io)
+        case .rawIO:
+            if let w = fiber.rawIO { ev_io_stop(loop, w) }
+        case .list(let list):
+            list.remove(fiber)
+        case .timer, .yield, .none:
+            break
+        }
+        fiber.site = .none
+        if let t = fiber.timer { ev_timer_stop(loop, t) }
+    }
+
+    /// Ends the wait of a parked fiber. With `direct` (only from a libev callback, at
+    /// loop level) the fiber runs now; otherwise it is queued.
+    func wake(_ fiber: Fiber, _ reason: Fiber.Wake, direct: Bool) {
+        guard fiber.state == .parked else {
+            if case .error(let ref) = reason { luaUnref(L, ref) }
+            return
+        }
+        detach(fiber)
+        fiber.wake = reason
+        if direct && current == nil {
+            resume(fiber)
+        } else {
+            enqueue(fiber)
+        }
+    }
+
+    /// Raises the value `error` (a registry reference, consumed) in `fiber` at its current
+    /// wait point: now if it is parked, instead of its pending wake if it is queued.
+    func interrupt(_ fiber: Fiber, error: Int32, direct: Bool = false) {
+        switch fiber.state {
+        case .parked:
+            wake(fiber, .error(error), direct: direct)
+        case .ready where !fiber.hasStarted:
+            endUnstarted(fiber, error: error)
+        case .ready:
+            switch fiber.wake {
+            case .notified(let list):
+                list.notify(1, runtime: self)   // pass the wake on
+            case .error(let old):
+                luaUnref(L, old)
+            default:
+                break
+            }
+            fiber.wake = .error(error)
+        case .created:
+            endUnstarted(fiber, error: error)
+        case .running, .dead:
+            luaUnref(L, error)
+        }
+    }
+
+    /// Ends a fiber that never ran (killed before its start).
+    private func endUnstarted(_ fiber: Fiber, error: Int32) {
+        let co = fiber.thread
+        lua_settop(co, 0)
+        luaPushRef(L, error)
+        luaUnref(L, error)
+        lua_xmove(L, co, 1)
+        finish(fiber, ok: false, nres: 1)
+    }
+
+    /// Gives up the current park of `fiber` without resuming it (used when a wait inside
+    /// a user coroutine cannot be passed out to the scheduler).
+    func abandonPark(_ fiber: Fiber) {
+        guard fiber.state == .parked || fiber.state == .ready else { return }
+        if fiber.state == .parked { detach(fiber) }
+        if case .error(let ref) = fiber.wake { luaUnref(L, ref) }
+        fiber.wake = .abandoned
+        fiber.state = .running
+        readyQueue.removeAll { $0 === fiber }
+    }
+
+    func fiberTimerFired(_ fiber: Fiber) {
+        switch fiber.state {
+        case .parked:
+            wake(fiber, .timedOut, direct: true)
+        case .created:
+            resume(fiber)
+        default:
+            break
+        }
+    }
+
+    // MARK: - Ending
+
+    /// Records the outcome of a fiber whose thread returned (`ok`, `nres` results on its
+    /// stack) or raised (the error on top), then releases everything it held.
+    func finish(_ fiber: Fiber, ok: Bool, nres: Int32) {
+        let co = fiber.thread
+        luaPushRef(L, fiber.handleRef)
+        let handle = lua_gettop(L)
+        if ok {
+            if nres > 0 {
+                lua_createtable(L, nres, 1)
+                lua_xmove(co, L, nres)
+                for i in stride(from: nres, through: 1, by: -1) { lua_rawseti(L, handle + 1, lua_Integer(i)) }
+                lua_pushinteger(L, lua_Integer(nres))
+                luaRawSetField(L, handle + 1, "n")
+            } else {
+                lua_pushboolean(L, 1)  // "no results"
+            }
+        } else {
+            lua_xmove(co, L, 1)
+            let isMain = fiber === mainFiber
+            if isMain || (!fiber.killed && (fiber.joiners?.count ?? 0) == 0) {
+                let (message, traceback) = describeFailure(of: fiber, handle: handle, errorIndex: lua_gettop(L))
+                if isMain {
+                    mainOutcome = .failure(message: message, traceback: traceback)
+                } else {
+                    logger.error("fiber \(fiber.id) failed: \(message)\n\(traceback)",
+                                 metadata: ["fiber": "\(fiber.id)"])
+                }
+            }
+            lua_pushvalue(L, -1)
+            lua_setiuservalue(L, handle, 2)
+        }
+        _ = gs_resetthread(co)
+        gs_setextraspace(co, nil)
+        if ok {
+            lua_setiuservalue(L, handle, 1)   // results replace the thread
+        } else {
+            lua_pushboolean(L, 0)
+            lua_setiuservalue(L, handle, 1)
+            gs_pop(L, 1)                      // the error value (kept as user value 2)
+        }
+        fiber.successful = ok
+        fiber.state = .dead
+        fiber.releaseWatchers()
+        liveFibers -= 1
+        unlinkLive(fiber)
+        fiber.joiners?.notify(Int.max, runtime: self)
+        runLinks(of: fiber, handle: handle)
+        let ref = fiber.handleRef
+        fiber.handleRef = LUA_NOREF
+        luaUnref(L, ref)
+        if fiber === mainFiber {
+            if ok { mainOutcome = .success }
+            ev_break(loop, Int32(EVBREAK_ALL))
+        }
+        lua_settop(L, handle - 1)
+    }
+
+    private func runLinks(of fiber: Fiber, handle: Int32) {
+        guard fiber.linksRef != LUA_NOREF else { return }
+        luaPushRef(L, fiber.linksRef)
+        luaUnref(L, fiber.linksRef)
+        fiber.linksRef = LUA_NOREF
+        let links = lua_gettop(L)
+        var i: lua_Integer = 1
+        while lua_rawgeti(L, links, i) != LUA_TNIL {
+            lua_pushvalue(L, handle)
+            if gs_pcall(L, 1, 0, 0) != LUA_OK {
+                logger.error("a function linked to fiber \(fiber.id) raised: \(popMessage())")
+            }
+            i += 1
+        }
+        lua_settop(L, links - 1)
+    }
+
+    /// The message of a dead fiber's error and the Lua traceback of where it was raised.
+    private func describeFailure(of fiber: Fiber, handle: Int32, errorIndex: Int32) -> (String, String) {
+        lua_pushvalue(L, errorIndex)
+        let message = popMessage()
+        gs_pushcfunction(L, gs_traceback)
+        lua_getiuservalue(L, handle, 1)  // the thread
+        lua_pushstring(L, "")
+        var traceback = ""
+        if gs_pcall(L, 2, 1, 0) == LUA_OK {
+            traceback = (luaString(L, -1) ?? "").trimmingPrefix("\n")
+        }
+        gs_pop(L, 1)
+        return (message, traceback)
+    }
+
+    // MARK: - Live fibers
+
+    func linkLive(_ fiber: Fiber) {
+        fiber.liveNext = liveHead
+        fiber.livePrev = nil
+        liveHead?.livePrev = fiber
+        liveHead = fiber
+    }
+
+    func unlinkLive(_ fiber: Fiber) {
+        if let prev = fiber.livePrev { prev.liveNext = fiber.liveNext } else { liveHead = fiber.liveNext }
+        fiber.liveNext?.livePrev = fiber.livePrev
+        fiber.liveNext = nil
+        fiber.livePrev = nil
+    }
+}
+
+extension String {
+    func trimmingPrefix(_ p: String) -> String { hasPrefix(p) ? String(dropFirst(p.count)) : self }
+}

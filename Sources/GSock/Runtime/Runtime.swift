@@ -1,0 +1,174 @@
+// The runtime: one libev loop, one Lua state, and the fibers that run in it.
+//
+// This file holds the runtime's life cycle and its public face for Swift programs
+// (SPEC §8); the scheduler is in Runtime+Scheduling.swift, the Lua API in Bindings/.
+import CLibev
+import CLua
+import CShims
+import Logging
+
+/// A gsockd runtime: an event loop and a Lua 5.4 state whose code runs in fibers.
+///
+/// A runtime belongs to the thread that created it; it is not `Sendable`.
+public final class Runtime {
+    /// How a runtime is set up.
+    public struct Options {
+        /// Bytes the Lua state may allocate; 0 for no limit. An allocation past it fails
+        /// the fiber that made it with "not enough memory".
+        public var memoryLimit: Int = 0
+        /// Use libev's default loop (the only one that can watch signals) instead of a new one.
+        public var useDefaultLoop: Bool = false
+        /// Where runtime events (such as errors of fibers nobody joins) are logged.
+        public var logger = Logger(label: "gsockd")
+
+        public init() {}
+    }
+
+    let L: LuaState
+    let loop: OpaquePointer
+    let state: UnsafeMutablePointer<gs_state>
+    let ownsLoop: Bool
+    var logger: Logger
+
+    /// The fiber whose Lua code is running, nil at loop level.
+    var current: Fiber?
+    var readyQueue: [Fiber] = []
+    var readyBatch: [Fiber] = []
+    let idle: UnsafeMutablePointer<ev_idle>
+    let check: UnsafeMutablePointer<ev_check>
+    var nextFiberId = 1
+    /// Fibers not yet dead.
+    var liveFibers = 0
+    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced).
+    var fiberObjects = 0
+    var liveHead: Fiber?
+    var mainFiber: Fiber?
+    var mainOutcome: MainOutcome?
+    var stopRequested = false
+    var boxMetatableRegistered = false
+    /// Registry reference of the `gsock` module table.
+    var moduleRef: Int32 = LUA_NOREF
+    private var closed = false
+
+    /// Creates a runtime with the standard Lua libraries and the `gsock` module loaded.
+    /// - Throws: `RuntimeError.setup` if Lua cannot be initialised.
+    public init(options: Options = Options()) throws {
+        logger = options.logger
+        state = .allocate(capacity: 1)
+        state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil))
+        guard let L = gs_newstate(state) else {
+            state.deallocate()
+            throw RuntimeError.setup("cannot create a Lua state")
+        }
+        self.L = L
+        if options.useDefaultLoop {
+            loop = gs_default_loop()
+            ownsLoop = false
+        } else {
+            loop = ev_loop_new(UInt32(EVFLAG_AUTO))
+            ownsLoop = true
+        }
+        idle = .allocate(capacity: 1)
+        check = .allocate(capacity: 1)
+        state.pointee.runtime = Unmanaged.passUnretained(self).toOpaque()
+
+        gs_idle_init(idle, { _, _, _ in })
+        gs_check_init(check, readyQueueCheck)
+        check.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        // After every other callback of the iteration, so fibers they wake run in the same one.
+        gs_set_priority(check, Int32(GS_EV_MINPRI))
+        ev_check_start(loop, check)
+        ev_unref(loop)  // the check watcher alone does not keep the loop running
+
+        gs_pushcfunction(L, gs_openlibs)
+        guard gs_pcall(L, 0, 0, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        try openModule()
+        state.pointee.limit = options.memoryLimit
+    }
+
+    deinit { close() }
+
+    /// Abandons every fiber, closes the Lua state and frees the loop. Called by deinit.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        while let fiber = liveHead {
+            unlinkLive(fiber)
+            fiber.releaseWatchers()
+            fiber.state = .dead
+        }
+        ev_idle_stop(loop, idle)
+        ev_ref(loop)
+        ev_check_stop(loop, check)
+        lua_close(L)
+        idle.deallocate()
+        check.deallocate()
+        if ownsLoop { ev_loop_destroy(loop) }
+        state.deallocate()
+    }
+
+    static func from(_ L: LuaState) -> Runtime {
+        Unmanaged<Runtime>.fromOpaque(L.gsState.pointee.runtime!).takeUnretainedValue()
+    }
+
+    /// Pops the value on top of the main stack and returns it as text (through __tostring).
+    func popMessage() -> String {
+        gs_pushcfunction(L, gs_tostring)
+        lua_rotate(L, -2, 1)
+        if gs_pcall(L, 1, 1, 0) != LUA_OK {
+            gs_pop(L, 1)
+            return "(error object cannot be converted to a string)"
+        }
+        let s = luaString(L, -1) ?? "(error object is not a string)"
+        gs_pop(L, 1)
+        return s
+    }
+
+    // MARK: - Public API
+
+    /// Bytes the Lua state holds now.
+    public var memoryInUse: Int { state.pointee.used }
+
+    /// Fibers that have not ended.
+    public var fiberCount: Int { liveFibers }
+
+    /// Runs the loop until no fiber, timer or watcher is left, or `stop()` is called.
+    public func run() {
+        ev_run(loop, 0)
+    }
+
+    /// Makes `run()` return after the current loop iteration.
+    public func stop() {
+        stopRequested = true
+        ev_break(loop, Int32(EVBREAK_ALL))
+    }
+}
+
+/// How the main fiber ended.
+enum MainOutcome {
+    case success
+    case failure(message: String, traceback: String)
+}
+
+/// Errors the runtime reports to Swift callers.
+public enum RuntimeError: Error, CustomStringConvertible, Equatable {
+    /// The runtime could not be set up.
+    case setup(String)
+    /// A chunk did not compile: `file:line: message`.
+    case compile(String)
+    /// Lua code raised: the message and the Lua traceback.
+    case failed(message: String, traceback: String)
+
+    public var description: String {
+        switch self {
+        case .setup(let m): return "cannot set up the runtime: \(m)"
+        case .compile(let m): return m
+        case .failed(let m, let tb): return tb.isEmpty ? m : "\(m)\n\(tb)"
+        }
+    }
+}
+
+private func readyQueueCheck(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_check>?, _ revents: Int32) {
+    let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+    runtime.runReady()
+}

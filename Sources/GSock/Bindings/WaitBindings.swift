@@ -50,7 +50,8 @@ enum WaitBindings {
         case .error(let status): return status
         case .value(let f): fiber = f
         }
-        guard fd >= 0, fd <= Int(Int32.max) else {
+        // libev aborts the process when epoll_ctl reports a closed descriptor.
+        guard fd >= 0, fd <= Int(Int32.max), fcntl(Int32(fd), F_GETFD) != -1 else {
             ErrorValues.pushErrno(L, EBADF)
             return LuaStatus.raise
         }
@@ -138,8 +139,15 @@ enum WaitBindings {
             ErrorValues.push(L, .busy, "another fiber is already waiting on this watcher")
             return LuaStatus.raise
         }
+        let rt = Runtime.from(L)
+        // libev registers the descriptor again (and aborts the process if it is closed)
+        // unless the watcher was stopped in this same loop iteration.
+        if watcher.stoppedInIteration != ev_iteration(rt.loop) && fcntl(watcher.fd, F_GETFD) == -1 {
+            ErrorValues.pushErrno(L, EBADF)
+            return LuaStatus.raise
+        }
         fiber.timeoutValueRef = timeoutValueArg(L, 3)
-        return Runtime.from(L).park(L, fiber, on: .io(watcher), timeout: timeout, what: "wait", then: ioWaitDone)
+        return rt.park(L, fiber, on: .io(watcher), timeout: timeout, what: "wait", then: ioWaitDone)
     }
 
     /// `cancel_wait(watcher [, err])`: raises err in the fiber waiting on it, if any.

@@ -122,6 +122,7 @@ extension Runtime {
         case .io(let watcher):
             watcher.waiter = nil
             ev_io_stop(loop, watcher.io)
+            watcher.stoppedInIteration = ev_iteration(loop)
         case .rawIO:
             if let w = fiber.rawIO { ev_io_stop(loop, w) }
         case .list(let list):

@@ -31,7 +31,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/GSock",
-            resources: [.embedInCode("Lua/gsock.lua")]),
+            resources: [
+                .embedInCode("Lua/gsock.lua"), .embedInCode("Lua/testing.lua"),
+                .embedInCode("Lua/assertions.lua"), .embedInCode("Lua/junit.lua"),
+            ]),
         .executableTarget(
             name: "gsockd",
             dependencies: [

@@ -8,7 +8,7 @@ struct GSockd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gsockd",
         abstract: "A cooperative network runtime for Lua 5.4 on libev.",
-        subcommands: [Run.self])
+        subcommands: [Run.self, Test.self])
 
     static func bootstrapLogging() {
         LoggingSystem.bootstrap { label in

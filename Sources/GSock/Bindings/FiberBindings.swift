@@ -12,6 +12,7 @@ enum FiberBindings {
         ("now", now), ("fiber_dead", dead), ("fiber_successful", successful), ("fiber_id", fiberId),
         ("fiber_error", fiberError), ("fiber_results", results), ("fiber_kill", kill),
         ("fiber_join", join), ("fiber_link", link), ("stats", stats), ("abandon_park", abandonPark),
+        ("live_fibers", liveFibers),
     ]
 
     static func register(_ L: LuaState) {
@@ -284,6 +285,24 @@ enum FiberBindings {
         luaRawSetField(L, -2, "fiber_objects")
         lua_pushinteger(L, lua_Integer(rt.memoryInUse))
         luaRawSetField(L, -2, "memory")
+        return 1
+    }
+
+    /// `live_fibers()` → the handles of every fiber not yet dead, newest first (the test
+    /// runner finds the fibers a test left running with it).
+    static let liveFibers: LuaBody = { L in
+        let L = L!
+        let rt = Runtime.from(L)
+        lua_checkstack(L, 3)
+        lua_createtable(L, Int32(clamping: rt.liveFibers), 0)
+        var i: lua_Integer = 0
+        var next = rt.liveHead
+        while let fiber = next {
+            i += 1
+            luaPushRef(L, fiber.handleRef)
+            lua_rawseti(L, -2, i)
+            next = fiber.liveNext
+        }
         return 1
     }
 

@@ -67,7 +67,14 @@ extension Runtime {
     private func runMainChunk(arguments: [String]) throws -> Bool {
         lua_checkstack(L, Int32(arguments.count) + 4)
         for a in arguments { lua_pushstring(L, a) }
-        let fiber = makeFiber(from: L, count: Int32(arguments.count) + 1)
+        return try runMainFiber(argumentCount: Int32(arguments.count))
+    }
+
+    /// Runs the function below the top `argumentCount` values (its arguments, which may be
+    /// any Lua values) as the main fiber until it ends; true if it returned a value.
+    func runMainFiber(argumentCount: Int32) throws -> Bool {
+        lua_checkstack(L, 4)
+        let fiber = makeFiber(from: L, count: argumentCount + 1)
         let handle = luaRef(L)
         defer {
             luaUnref(L, handle)

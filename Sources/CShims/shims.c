@@ -79,8 +79,8 @@ static int trampoline(lua_State *L) {
 
 // Calling a getfd() method may raise, so it happens here, before any Swift frame exists.
 static int fd_trampoline(lua_State *L) {
-    if (lua_type(L, 1) != LUA_TNUMBER && luaL_getmetafield(L, 1, "__index") != LUA_TNIL) {
-        lua_pop(L, 1);
+    int t = lua_type(L, 1);
+    if (t == LUA_TTABLE || t == LUA_TUSERDATA) {
         if (lua_getfield(L, 1, "getfd") == LUA_TFUNCTION) {
             lua_pushvalue(L, 1);
             lua_call(L, 1, 1);

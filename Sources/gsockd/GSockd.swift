@@ -10,6 +10,19 @@ struct GSockd: ParsableCommand {
         abstract: "A cooperative network runtime for Lua 5.4 on libev.",
         subcommands: [Run.self, Test.self])
 
+    /// As `ParsableCommand.main()`, but bad usage exits with 2 (SPEC §5) rather than 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                fail(fullMessage(for: error), status: 2, prefix: false)
+            }
+            exit(withError: error)
+        }
+    }
+
     static func bootstrapLogging() {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -41,9 +41,9 @@ struct Run: ParsableCommand {
 }
 
 /// Prints `gsockd: message` on stderr and exits with `status`.
-func fail(_ message: String, status: Int32) -> Never {
+func fail(_ message: String, status: Int32, prefix: Bool = true) -> Never {
     fflush(nil)  // what Lua printed comes first
-    let text = "gsockd: \(message)\n"
+    let text = (prefix ? "gsockd: " : "") + message + "\n"
     _ = text.withCString { write(2, $0, strlen($0)) }
     exit(status)
 }

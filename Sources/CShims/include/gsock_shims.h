@@ -80,6 +80,7 @@ static inline void gs_check_init(ev_check *w, gs_check_cb cb) { ev_check_init(w,
 static inline void gs_async_init(ev_async *w, gs_async_cb cb) { ev_async_init(w, cb); }
 static inline void gs_signal_init(ev_signal *w, gs_signal_cb cb, int signum) { ev_signal_init(w, cb, signum); }
 static inline void gs_set_priority(void *w, int pri) { ev_set_priority((ev_watcher *)w, pri); }
+static inline int gs_is_pending(const void *w) { return ev_is_pending((const ev_watcher *)w); }
 static inline int gs_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
 static inline struct ev_loop *gs_default_loop(void) { return ev_default_loop(EVFLAG_AUTO); }
 

@@ -68,9 +68,7 @@ enum FiberBindings {
         gs_pop(L, 1)
         let rt = Runtime.from(L)
         let fiber = rt.makeFiber(from: L, count: lua_gettop(L))
-        let timer = fiber.timerWatcher()
-        gs_timer_set(timer, seconds)
-        ev_timer_start(rt.loop, timer)
+        rt.armTimer(fiber.timerWatcher(), seconds)
         return 1
     }
 
@@ -113,7 +111,9 @@ enum FiberBindings {
 
     private static let now: LuaBody = { L in
         let L = L!
-        lua_pushnumber(L, ev_now(Runtime.from(L).loop))
+        let loop = Runtime.from(L).loop
+        ev_now_update(loop)
+        lua_pushnumber(L, ev_now(loop))
         return 1
     }
 

@@ -140,9 +140,9 @@ enum WaitBindings {
             return LuaStatus.raise
         }
         let rt = Runtime.from(L)
-        // libev registers the descriptor again (and aborts the process if it is closed)
-        // unless the watcher was stopped in this same loop iteration.
-        if watcher.stoppedInIteration != ev_iteration(rt.loop) && fcntl(watcher.fd, F_GETFD) == -1 {
+        // The descriptor may have been closed under the watcher: libev would then wait
+        // for ever, or abort the process when it registers the descriptor again.
+        if fcntl(watcher.fd, F_GETFD) == -1 {
             ErrorValues.pushErrno(L, EBADF)
             return LuaStatus.raise
         }

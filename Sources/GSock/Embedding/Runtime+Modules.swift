@@ -22,7 +22,7 @@ extension Runtime {
         lua_createtable(L, 0, Int32(functions.count))
         for (fname, function) in functions.sorted(by: { $0.key < $1.key }) {
             LuaObjects.push(L, SwiftFunctionBox(name: fname, function: function), metatable: boxMetatable)
-            gs_pushbody(L, unsafeBitCast(callSwiftFunction, to: gs_body.self), 1, 0)
+            gs_pushbody(L, callSwiftFunction, 1, 0)
             luaRawSetField(L, -2, fname)
         }
         // package.loaded[name] = module

@@ -116,7 +116,7 @@ func luaIntegerArg(_ L: LuaState, _ i: Int32) -> ArgResult<Int> {
 /// Sets `table[name] = body` for each pair; the table is on top of the stack.
 func luaSetFunctions(_ L: LuaState, _ functions: [(String, LuaBody)], fdArg: Set<String> = []) {
     for (name, body) in functions {
-        gs_pushbody(L, unsafeBitCast(body, to: gs_body.self), 0, fdArg.contains(name) ? 1 : 0)
+        gs_pushbody(L, body, 0, fdArg.contains(name) ? 1 : 0)
         luaRawSetField(L, -2, name)
     }
 }

@@ -11,8 +11,6 @@ final class IOWatcher {
     let events: Int32
     /// The fiber parked in `wait` on this watcher; at most one.
     unowned(unsafe) var waiter: Fiber?
-    /// The loop iteration in which the watcher was last stopped (see `wait`).
-    var stoppedInIteration: UInt32 = .max
     private(set) var closed = false
 
     init(runtime: Runtime, fd: Int32, events: Int32) {
@@ -46,7 +44,6 @@ private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
     let watcher = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue()
     guard let fiber = watcher.waiter else {
         ev_io_stop(loop, w)
-        watcher.stoppedInIteration = ev_iteration(loop)
         return
     }
     withExtendedLifetime(fiber) { watcher.runtime.wake(fiber, .ready(revents), direct: true) }

@@ -108,11 +108,9 @@ extension Runtime {
             break
         }
         if let timeout {
-            let t = fiber.timerWatcher()
-            gs_timer_set(t, timeout)
-            ev_timer_start(loop, t)
+            armTimer(fiber.timerWatcher(), timeout)
         }
-        L.gsState.pointee.kont = unsafeBitCast(kont, to: gs_body.self)
+        L.gsState.pointee.kont = kont
         return LuaStatus.yield
     }
 
@@ -122,7 +120,6 @@ extension Runtime {
         case .io(let watcher):
             watcher.waiter = nil
             ev_io_stop(loop, watcher.io)
-            watcher.stoppedInIteration = ev_iteration(loop)
         case .rawIO:
             if let w = fiber.rawIO { ev_io_stop(loop, w) }
         case .list(let list):
@@ -196,15 +193,38 @@ extension Runtime {
         readyQueue.removeAll { $0 === fiber }
     }
 
+    /// Starts a one-shot timer `seconds` from now. The loop's clock is refreshed first:
+    /// it was read when the iteration began, and the fiber may have run long since.
+    func armTimer(_ timer: UnsafeMutablePointer<ev_timer>, _ seconds: Double) {
+        ev_now_update(loop)
+        gs_timer_set(timer, seconds)
+        ev_timer_start(loop, timer)
+    }
+
     func fiberTimerFired(_ fiber: Fiber) {
         switch fiber.state {
         case .parked:
-            wake(fiber, .timedOut, direct: true)
+            // The descriptor may have become ready in the same iteration: readiness wins.
+            if let io = pendingIO(of: fiber) {
+                let revents = ev_clear_pending(loop, io)
+                wake(fiber, .ready(revents), direct: true)
+            } else {
+                wake(fiber, .timedOut, direct: true)
+            }
         case .created:
             resume(fiber)
         default:
             break
         }
+    }
+
+    private func pendingIO(of fiber: Fiber) -> UnsafeMutableRawPointer? {
+        switch fiber.site {
+        case .io(let watcher) where gs_is_pending(watcher.io) != 0: return UnsafeMutableRawPointer(watcher.io)
+        case .rawIO: if let w = fiber.rawIO, gs_is_pending(w) != 0 { return UnsafeMutableRawPointer(w) }
+        default: break
+        }
+        return nil
     }
 
     // MARK: - Ending

@@ -31,8 +31,7 @@ final class Timeout {
     func start(seconds: Double, fiber: Fiber, anchor: Int32) {
         self.fiber = fiber
         anchorRef = anchor
-        gs_timer_set(timer, seconds)
-        ev_timer_start(runtime.loop, timer)
+        runtime.armTimer(timer, seconds)
     }
 
     func cancel() {

@@ -1,5 +1,9 @@
+#define _GNU_SOURCE
 #include "gsock_shims.h"
 #include <stdlib.h>
+#include <sys/socket.h>
+
+int gs_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 
 static char park_sentinel;
 void *gs_park_sentinel(void) { return &park_sentinel; }

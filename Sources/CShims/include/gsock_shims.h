@@ -63,6 +63,9 @@ int gs_traceback(lua_State *L);     ///< (thread, msg) -> msg .. traceback of th
 int gs_openlibs(lua_State *L);      ///< luaL_openlibs
 int gs_msghandler(lua_State *L);    ///< (err) -> err, or "tostring(err)\ntraceback" for strings
 
+/// accept4 with non-blocking, close-on-exec descriptors (Swift does not see accept4).
+int gs_accept(int fd);
+
 // libev macros.
 typedef void (*gs_io_cb)(struct ev_loop *, ev_io *, int);
 typedef void (*gs_timer_cb)(struct ev_loop *, ev_timer *, int);

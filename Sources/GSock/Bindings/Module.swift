@@ -10,6 +10,7 @@ extension Runtime {
         gs_pop(L, 1)
         FiberBindings.register(L)
         WaitBindings.register(L)
+        SocketBindings.register(L)
 
         gs_pushcfunction(L, gs_msghandler)
         let msgh = lua_gettop(L)
@@ -33,7 +34,31 @@ extension Runtime {
             luaRawSetField(L, -2, field)
         }
         guard gs_pcall(L, 1, 1, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
-        moduleRef = luaRef(L)
+        lua_pushvalue(L, -1)
+        moduleRef = luaRef(L)  // leaves the gsock module on the stack for the socket layer
+        try openSocketModule(gsock: lua_gettop(L), msgh: msgh)
+        lua_settop(L, msgh - 1)
+    }
+
+    /// Loads socket.lua with the Swift socket functions, the two method tables and gsock.
+    private func openSocketModule(gsock: Int32, msgh: Int32) throws {
+        let source = PackageResources.socket_lua
+        let status = source.withUnsafeBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) {
+                luaL_loadbufferx(L, $0.baseAddress, $0.count, "@socket.lua", "t")
+            }
+        }
+        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        lua_createtable(L, 0, 24)
+        luaSetFunctions(L, SocketBindings.functions)
+        for (field, className) in [("stream_methods", Socket.Class.tcpClient), ("datagram_methods", .udpConnected)] {
+            _ = gs_getmetatable(L, className.rawValue)
+            luaRawGetField(L, -1, "__index")
+            luaRawSetField(L, -3, field)
+            gs_pop(L, 1)
+        }
+        lua_pushvalue(L, gsock)
+        guard gs_pcall(L, 2, 1, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
     }
 }

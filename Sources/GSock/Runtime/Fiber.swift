@@ -35,6 +35,8 @@ final class Fiber {
         case timer                     ///< sleep
         case list(WaitList)
         case yield                     ///< sleep(0): already in the ready queue
+        case resolve(ResolveJob)       ///< name resolution on a worker thread
+        case select(SelectWait)        ///< socket.select over several descriptors
     }
 
     unowned(unsafe) let runtime: Runtime
@@ -49,6 +51,8 @@ final class Fiber {
     /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
     var timeoutValueRef: Int32 = LUA_NOREF
     var successful = false
+    /// The name lookup of socket.dns in progress.
+    var resolveJob: ResolveJob?
     var hasStarted = false
     /// Set when the fiber was killed: its death is not logged as an error.
     var killed = false

@@ -7,7 +7,7 @@ import CShims
 final class IOWatcher {
     unowned(unsafe) let runtime: Runtime
     let io: UnsafeMutablePointer<ev_io>
-    let fd: Int32
+    private(set) var fd: Int32
     let events: Int32
     /// The fiber parked in `wait` on this watcher; at most one.
     unowned(unsafe) var waiter: Fiber?
@@ -25,6 +25,13 @@ final class IOWatcher {
     deinit {
         ev_io_stop(runtime.loop, io)
         io.deallocate()
+    }
+
+    /// Watches another descriptor from now on (the watcher must not be waited on).
+    func rebind(fd: Int32) {
+        ev_io_stop(runtime.loop, io)
+        self.fd = fd
+        gs_io_set(io, fd, events)
     }
 
     /// Stops watching; a fiber waiting is woken with `error` (a registry reference).

@@ -88,8 +88,8 @@ extension Runtime {
     func park(_ L: LuaState, _ fiber: Fiber, on site: Fiber.Site, timeout: Double?,
               what: String, then kont: LuaBody) -> Int32 {
         guard lua_isyieldable(L) != 0 else {
-            return luaRaise(L, "\(what): cannot wait here: "
-                + "yielding is impossible inside a metamethod, an iterator or a C function such as table.sort's comparator")
+            return luaRaise(L, "\(what): cannot wait here: Lua cannot yield across the C function that called "
+                + "this code (such as a table.sort comparator or a string.gsub callback)")
         }
         fiber.site = site
         fiber.wake = .none
@@ -104,6 +104,11 @@ extension Runtime {
             list.append(fiber)
         case .yield:
             enqueue(fiber)
+        case .resolve(let job):
+            job.waiter = fiber
+            resolver.submit(job)
+        case .select(let wait):
+            wait.start(fiber)
         case .timer, .none:
             break
         }
@@ -124,6 +129,11 @@ extension Runtime {
             if let w = fiber.rawIO { ev_io_stop(loop, w) }
         case .list(let list):
             list.remove(fiber)
+        case .resolve(let job):
+            job.abandoned = true
+            job.waiter = nil
+        case .select(let wait):
+            wait.stop()
         case .timer, .yield, .none:
             break
         }

@@ -46,6 +46,11 @@ public final class Runtime {
     var mainOutcome: MainOutcome?
     var stopRequested = false
     var boxMetatableRegistered = false
+    /// Sockets in memory (open or not yet collected).
+    var openSockets = 0
+    /// Idle client connections by "host:port" (setkeepalive).
+    var connectionPool: [String: [PooledConnection]] = [:]
+    let resolver: Resolver
     /// Registry reference of the `gsock` module table.
     var moduleRef: Int32 = LUA_NOREF
     private var closed = false
@@ -70,6 +75,7 @@ public final class Runtime {
         }
         idle = .allocate(capacity: 1)
         check = .allocate(capacity: 1)
+        resolver = Resolver(loop: loop)
         state.pointee.runtime = Unmanaged.passUnretained(self).toOpaque()
 
         gs_idle_init(idle, { _, _, _ in })
@@ -79,6 +85,7 @@ public final class Runtime {
         gs_set_priority(check, Int32(GS_EV_MINPRI))
         ev_check_start(loop, check)
         ev_unref(loop)  // the check watcher alone does not keep the loop running
+        resolver.attach(self)
 
         gs_pushcfunction(L, gs_openlibs)
         guard gs_pcall(L, 0, 0, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
@@ -101,6 +108,8 @@ public final class Runtime {
         ev_ref(loop)
         ev_check_stop(loop, check)
         lua_close(L)
+        connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
+        resolver.close()
         idle.deallocate()
         check.deallocate()
         if ownsLoop { ev_loop_destroy(loop) }

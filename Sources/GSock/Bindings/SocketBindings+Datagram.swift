@@ -1,0 +1,261 @@
+// Datagram sockets (udp and unixdgram): sendto, receivefrom, send, receive,
+// setsockname and setpeername. Sends do not wait in practice; receives park on the
+// socket's reader watcher, bounded by settimeout.
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+enum DatagramBindings {
+    static let methods: [(String, LuaBody)] = [
+        ("sendto", sendto), ("send", send), ("receive", receive), ("receivefrom", receivefrom),
+        ("setsockname", setsockname), ("bind", setsockname), ("setpeername", setpeername), ("connect", setpeername),
+    ]
+
+    static let unconnected: Set<Socket.Class> = [.udpUnconnected, .unixDgramUnconnected]
+    static let connected: Set<Socket.Class> = [.udpConnected, .unixDgramConnected]
+    static let any = unconnected.union(connected)
+    static let maxDatagram = 65536
+
+    private static func datagramArg(_ L: LuaState, _ classes: Set<Socket.Class>) -> ArgResult<Socket> {
+        let unix = SocketBindings.get(L, 1)?.socketClass.isUnix ?? false
+        let name = unix ? "unixdgram" : "udp"
+        let expected = classes == unconnected ? "\(name){unconnected}" : classes == connected ? "\(name){connected}" : "\(name){any}"
+        return SocketBindings.socketArg(L, classes, expected: expected)
+    }
+
+    private static func fail(_ L: LuaState, _ e: Int32) -> Int32 {
+        SocketBindings.fail(L, SocketBindings.message(for: e, datagram: true))
+    }
+
+    private static func dataArg(_ L: LuaState, _ index: Int32) -> ArgResult<UnsafeRawBufferPointer> {
+        guard lua_type(L, index) == LUA_TSTRING || lua_type(L, index) == LUA_TNUMBER else {
+            return .error(luaTypeError(L, index, "string"))
+        }
+        var len = 0
+        let p = lua_tolstring(L, index, &len)!
+        return .value(UnsafeRawBufferPointer(start: p, count: len))
+    }
+
+    /// The destination of sendto: a numeric address and port, or a unix path.
+    private static func destination(_ L: LuaState, _ s: Socket) -> ArgResult<SocketAddress> {
+        guard let host = luaString(L, 3) else { return .error(luaTypeError(L, 3, "string")) }
+        if s.socketClass.isUnix {
+            guard let a = SocketAddress(unixPath: host) else { return .error(SocketBindings.fail(L, "path too long")) }
+            return .value(a)
+        }
+        switch StreamBindings.portArg(L, 4) {
+        case .error(let status): return .error(status)
+        case .value(let port):
+            guard let a = SocketAddress(numericHost: host, port: port) else {
+                return .error(SocketBindings.fail(L, NameBindings.message(forLookupError: EAI_NONAME, errno: 0)))
+            }
+            return .value(a)
+        }
+    }
+
+    private static let sendto: LuaBody = { L in
+        let L = L!
+        let s: Socket
+        switch datagramArg(L, unconnected) {
+        case .error(let status): return status
+        case .value(let v): s = v
+        }
+        let data: UnsafeRawBufferPointer
+        switch dataArg(L, 2) {
+        case .error(let status): return status
+        case .value(let d): data = d
+        }
+        let address: SocketAddress
+        switch destination(L, s) {
+        case .error(let status): return status
+        case .value(let a): address = a
+        }
+        if let e = SocketBindings.ensureDescriptor(s, family: address.family) { return fail(L, e) }
+        switch Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address) {
+        case .ok(let n):
+            s.sent += n
+            lua_pushinteger(L, lua_Integer(n))
+            return 1
+        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
+        case .failed(let e): return fail(L, e)
+        }
+    }
+
+    private static let send: LuaBody = { L in
+        let L = L!
+        let s: Socket
+        switch datagramArg(L, connected) {
+        case .error(let status): return status
+        case .value(let v): s = v
+        }
+        let data: UnsafeRawBufferPointer
+        switch dataArg(L, 2) {
+        case .error(let status): return status
+        case .value(let d): data = d
+        }
+        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        switch Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count) {
+        case .ok(let n):
+            s.sent += n
+            lua_pushinteger(L, lua_Integer(n))
+            return 1
+        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
+        case .failed(let e): return fail(L, e)
+        }
+    }
+
+    private static func sizeArg(_ L: LuaState) -> ArgResult<Int> {
+        if luaIsNoneOrNil(L, 2) { return .value(8192) }
+        switch luaOptNumber(L, 2) {
+        case .error(let status): return .error(status)
+        case .value(let v): return .value(min(max(Int(v ?? 8192), 0), maxDatagram))
+        }
+    }
+
+    private static let receive: LuaBody = { L in receiveEntry(L!, from: false) }
+    private static let receivefrom: LuaBody = { L in receiveEntry(L!, from: true) }
+
+    private static func receiveEntry(_ L: LuaState, from: Bool) -> Int32 {
+        let s: Socket
+        switch datagramArg(L, from ? unconnected : any) {
+        case .error(let status): return status
+        case .value(let v): s = v
+        }
+        if case .error(let status) = sizeArg(L) { return status }
+        if s.reader.waiter != nil { return SocketBindings.fail(L, "busy") }
+        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        s.receiveDeadline = s.deadline(for: .read)
+        return receiveStep(L, s, from: from)
+    }
+
+    private static func receiveStep(_ L: LuaState, _ s: Socket, from: Bool) -> Int32 {
+        guard case .value(let size) = sizeArg(L) else { return 0 }
+        var buffer = [UInt8](repeating: 0, count: max(size, 1))
+        let (r, peer) = buffer.withUnsafeMutableBytes { Posix.recvfrom(s.fd, $0.baseAddress!, size) }
+        switch r {
+        case .ok(let n):
+            let taken = min(n, size)
+            s.received += taken
+            buffer.withUnsafeBufferPointer { StreamBindings.pushBytes(L, UnsafeBufferPointer(rebasing: $0[0..<taken])) }
+            guard from, let peer else { return 1 }
+            let (host, port, family) = peer.hostPortFamily
+            lua_pushstring(L, host)
+            if family == "unix" { return 2 }
+            lua_pushinteger(L, lua_Integer(port))
+            return 3
+        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
+            return StreamBindings.park(L, s, .read, deadline: s.receiveDeadline, what: from ? "receivefrom" : "receive",
+                                       then: from ? receiveFromContinue : receiveContinue) {
+                SocketBindings.fail(L, "timeout")
+            }
+        case .failed(let e):
+            return fail(L, e)
+        }
+    }
+
+    private static let receiveContinue: LuaBody = { L in continueReceive(L!, from: false) }
+    private static let receiveFromContinue: LuaBody = { L in continueReceive(L!, from: true) }
+
+    private static func continueReceive(_ L: LuaState, from: Bool) -> Int32 {
+        guard let s = SocketBindings.get(L, 1) else { return 0 }
+        switch Runtime.from(L).takeWake(L) {
+        case .raise(let status): return status
+        case .woken(let wake):
+            if s.isClosed { return SocketBindings.fail(L, "closed") }
+            if case .timedOut = wake { return SocketBindings.fail(L, "timeout") }
+            return receiveStep(L, s, from: from)
+        }
+    }
+
+    // MARK: - Addresses
+
+    private static let setsockname: LuaBody = { L in
+        let L = L!
+        let s: Socket
+        switch datagramArg(L, unconnected) {
+        case .error(let status): return status
+        case .value(let v): s = v
+        }
+        return addressCall(L, s, passive: true, then: setsocknameResolved)
+    }
+
+    private static let setsocknameResolved: LuaBody = { L in
+        let L = L!
+        guard let s = SocketBindings.get(L, 1) else { return 0 }
+        if let status = StreamBindings.resolvedAddresses(L, s) { return status }
+        return bindCandidates(L, s)
+    }
+
+    private static let setpeername: LuaBody = { L in
+        let L = L!
+        let s: Socket
+        switch datagramArg(L, any) {
+        case .error(let status): return status
+        case .value(let v): s = v
+        }
+        if luaString(L, 2) == "*" {
+            var unspec = sockaddr()
+            unspec.sa_family = sa_family_t(AF_UNSPEC)
+            if s.fd >= 0 { _ = Glibc.connect(s.fd, &unspec, socklen_t(MemoryLayout<sockaddr>.size)) }
+            SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramUnconnected : .udpUnconnected)
+            return SocketBindings.ok(L)
+        }
+        return addressCall(L, s, passive: false, then: setpeernameResolved)
+    }
+
+    private static let setpeernameResolved: LuaBody = { L in
+        let L = L!
+        guard let s = SocketBindings.get(L, 1) else { return 0 }
+        if let status = StreamBindings.resolvedAddresses(L, s) { return status }
+        return connectCandidates(L, s)
+    }
+
+    private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) -> Int32 {
+        let host: String
+        switch StreamBindings.hostArg(L, 2) {
+        case .error(let status): return status
+        case .value(let h): host = h
+        }
+        var port: UInt16 = 0
+        if !s.socketClass.isUnix {
+            switch StreamBindings.portArg(L, 3) {
+            case .error(let status): return status
+            case .value(let p): port = p
+            }
+        }
+        if let status = StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
+                                               what: passive ? "setsockname" : "setpeername", then: kont) {
+            return status
+        }
+        return passive ? bindCandidates(L, s) : connectCandidates(L, s)
+    }
+
+    private static func bindCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
+        var error: Int32 = EADDRNOTAVAIL
+        defer { s.connectCandidates = [] }
+        for address in s.connectCandidates {
+            if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
+            switch Posix.bind(s.fd, address) {
+            case .ok: return SocketBindings.ok(L)
+            case .failed(let e): error = e
+            }
+        }
+        return fail(L, error)
+    }
+
+    private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
+        var error: Int32 = EADDRNOTAVAIL
+        defer { s.connectCandidates = [] }
+        for address in s.connectCandidates {
+            if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
+            switch Posix.connect(s.fd, address) {
+            case .ok:
+                SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramConnected : .udpConnected)
+                return SocketBindings.ok(L)
+            case .failed(let e): error = e
+            }
+        }
+        return fail(L, error)
+    }
+}

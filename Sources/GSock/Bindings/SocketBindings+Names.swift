@@ -1,0 +1,194 @@
+// Name resolution for socket.dns (off the loop thread, see Resolver) and the
+// descriptor wait behind socket.select.
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+enum NameBindings {
+    /// LuaSocket's wording for a getaddrinfo/getnameinfo failure.
+    static func message(forLookupError code: Int32, errno: Int32) -> String {
+        switch code {
+        case EAI_AGAIN: return "temporary failure in name resolution"
+        case EAI_BADFLAGS: return "invalid value for ai_flags"
+        case EAI_FAIL: return "non-recoverable failure in name resolution"
+        case EAI_FAMILY: return "ai_family not supported"
+        case EAI_MEMORY: return "memory allocation failure"
+        case EAI_NONAME: return "host or service not provided, or not known"
+        case EAI_OVERFLOW: return "argument buffer overflow"
+        case EAI_SERVICE: return "service not supported for socket type"
+        case EAI_SOCKTYPE: return "ai_socktype not supported"
+        case EAI_SYSTEM: return String(cString: strerror(errno))
+        default: return String(cString: gai_strerror(code))
+        }
+    }
+
+    /// `resolve(host [, family [, canonical]])` → `{ {family=, addr=, canonname=}, ... }` or
+    /// `nil, message`. Parks the fiber while a worker thread resolves a name.
+    static let resolve: LuaBody = { L in
+        let L = L!
+        guard let host = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        var family = AF_UNSPEC
+        switch luaString(L, 2) {
+        case "inet": family = AF_INET
+        case "inet6": family = AF_INET6
+        default: break
+        }
+        let canonical = lua_toboolean(L, 3) != 0
+        let fiber: Fiber
+        switch FiberBindings.currentFiber(L, "resolve") {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        let job = ResolveJob(.addresses(host: host, service: nil, family: family, socktype: Int32(SOCK_STREAM.rawValue),
+                                        flags: canonical ? AI_CANONNAME : 0))
+        fiber.resolveJob = job
+        return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: "resolve", then: resolved)
+    }
+
+    private static let resolved: LuaBody = { L in
+        let L = L!
+        let rt = Runtime.from(L)
+        switch rt.takeWake(L) {
+        case .raise(let status): return status
+        case .woken: break
+        }
+        guard let fiber = rt.current, let job = fiber.resolveJob else { return 0 }
+        fiber.resolveJob = nil
+        if job.status != 0 {
+            return SocketBindings.fail(L, message(forLookupError: job.status, errno: job.systemErrno))
+        }
+        lua_createtable(L, Int32(job.addresses.count), 0)
+        for (i, a) in job.addresses.enumerated() {
+            let (host, _, family) = a.address.hostPortFamily
+            lua_createtable(L, 0, 3)
+            lua_pushstring(L, family)
+            luaRawSetField(L, -2, "family")
+            lua_pushstring(L, host)
+            luaRawSetField(L, -2, "addr")
+            if let c = a.canonicalName {
+                lua_pushstring(L, c)
+                luaRawSetField(L, -2, "canonname")
+            }
+            lua_rawseti(L, -2, lua_Integer(i + 1))
+        }
+        return 1
+    }
+
+    /// `nameinfo(address)` → the host name of a numeric address, or `nil, message`.
+    static let nameinfo: LuaBody = { L in
+        let L = L!
+        guard let host = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        guard let address = SocketAddress(numericHost: host, port: 0) else {
+            return SocketBindings.fail(L, message(forLookupError: EAI_NONAME, errno: 0))
+        }
+        let fiber: Fiber
+        switch FiberBindings.currentFiber(L, "nameinfo") {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        let job = ResolveJob(.names(address, flags: NI_NAMEREQD))
+        fiber.resolveJob = job
+        return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: "nameinfo", then: named)
+    }
+
+    private static let named: LuaBody = { L in
+        let L = L!
+        let rt = Runtime.from(L)
+        switch rt.takeWake(L) {
+        case .raise(let status): return status
+        case .woken: break
+        }
+        guard let fiber = rt.current, let job = fiber.resolveJob else { return 0 }
+        fiber.resolveJob = nil
+        if job.status != 0 {
+            return SocketBindings.fail(L, job.status == EAI_NONAME ? "host not found"
+                                       : message(forLookupError: job.status, errno: job.systemErrno))
+        }
+        lua_pushstring(L, job.host ?? "")
+        return 1
+    }
+
+    static let gethostname: LuaBody = { L in
+        let L = L!
+        var buf = [CChar](repeating: 0, count: 257)
+        guard Glibc.gethostname(&buf, buf.count - 1) == 0 else { return SocketBindings.fail(L, String(cString: strerror(errno))) }
+        lua_pushstring(L, buf)
+        return 1
+    }
+
+    // MARK: - select
+
+    /// `select_fds(read, write [, timeout])` with arrays of descriptors → the arrays of those
+    /// ready, or `nil, nil, "timeout"`.
+    static let selectDescriptors: LuaBody = { L in
+        let L = L!
+        guard lua_type(L, 1) == LUA_TTABLE else { return luaTypeError(L, 1, "table") }
+        guard lua_type(L, 2) == LUA_TTABLE else { return luaTypeError(L, 2, "table") }
+        let timeout: Double?
+        switch luaOptNumber(L, 3) {
+        case .error(let status): return status
+        case .value(let t): timeout = t.flatMap { $0 < 0 ? nil : $0 }
+        }
+        if let status = pollOnce(L) { return status }
+        if timeout == 0 { return timedOut(L) }
+        let fiber: Fiber
+        switch FiberBindings.currentFiber(L, "select") {
+        case .error(let status): return status
+        case .value(let f): fiber = f
+        }
+        let wait = SelectWait(runtime: Runtime.from(L), read: descriptors(L, 1), write: descriptors(L, 2))
+        return Runtime.from(L).park(L, fiber, on: .select(wait), timeout: timeout, what: "select", then: selectDone)
+    }
+
+    private static let selectDone: LuaBody = { L in
+        let L = L!
+        switch Runtime.from(L).takeWake(L) {
+        case .raise(let status): return status
+        case .woken(.timedOut): return pollOnce(L) ?? timedOut(L)
+        case .woken: return pollOnce(L) ?? timedOut(L)
+        }
+    }
+
+    private static func timedOut(_ L: LuaState) -> Int32 {
+        lua_pushnil(L)
+        lua_pushnil(L)
+        lua_pushstring(L, "timeout")
+        return 3
+    }
+
+    private static func descriptors(_ L: LuaState, _ index: Int32) -> [Int32] {
+        var fds: [Int32] = []
+        var i: lua_Integer = 1
+        while lua_rawgeti(L, index, i) == LUA_TNUMBER {
+            fds.append(Int32(truncatingIfNeeded: lua_tointegerx(L, -1, nil)))
+            gs_pop(L, 1)
+            i += 1
+        }
+        gs_pop(L, 1)
+        return fds
+    }
+
+    /// Polls the descriptors without waiting; nil when none is ready, else pushes the results.
+    private static func pollOnce(_ L: LuaState) -> Int32? {
+        let read = descriptors(L, 1), write = descriptors(L, 2)
+        var fds = read.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            + write.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) }
+        if fds.isEmpty { return nil }
+        let n = poll(&fds, nfds_t(fds.count), 0)
+        guard n > 0 else {
+            if n < 0 && errno != EINTR { lua_pushnil(L); lua_pushnil(L); lua_pushstring(L, "select failed"); return 3 }
+            return nil
+        }
+        for (offset, count) in [(0, read.count), (read.count, write.count)] {
+            lua_createtable(L, 0, 0)
+            var k: lua_Integer = 1
+            for j in offset..<(offset + count) where fds[j].revents != 0 {
+                lua_pushinteger(L, lua_Integer(fds[j].fd))
+                lua_rawseti(L, -2, k)
+                k += 1
+            }
+        }
+        return 2
+    }
+}

@@ -1,0 +1,363 @@
+// `socket.core`: LuaSocket's socket objects, cooperative. This file holds what every
+// class shares (creation, classes, timeouts, options, names, close); stream I/O is in
+// SocketBindings+Stream.swift, datagrams in +Datagram, names and select in +Names.
+// Functions return LuaSocket's `nil, message` instead of raising (LUASOCKET.md).
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+enum SocketBindings {
+    /// Marks a userdata block as a socket: [retained Socket pointer, magic].
+    static let magic: UInt = 0x6773_6F63_6B65_7400  // "gsocket"
+    static let blockSize = 2 * MemoryLayout<UInt>.size
+
+    static let functions: [(String, LuaBody)] = [
+        ("tcp", { L in create(L!, AF_UNSPEC, .tcpMaster) }),
+        ("tcp4", { L in create(L!, AF_INET, .tcpMaster) }),
+        ("tcp6", { L in create(L!, AF_INET6, .tcpMaster) }),
+        ("udp", { L in create(L!, AF_UNSPEC, .udpUnconnected) }),
+        ("udp4", { L in create(L!, AF_INET, .udpUnconnected) }),
+        ("udp6", { L in create(L!, AF_INET6, .udpUnconnected) }),
+        ("unix_stream", { L in create(L!, AF_UNIX, .unixMaster) }),
+        ("unix_dgram", { L in create(L!, AF_UNIX, .unixDgramUnconnected) }),
+        ("gettime", { L in lua_pushnumber(L!, ev_time()); return 1 }),
+        ("resolve", NameBindings.resolve), ("nameinfo", NameBindings.nameinfo),
+        ("gethostname", NameBindings.gethostname), ("select_fds", NameBindings.selectDescriptors),
+    ]
+
+    static let commonMethods: [(String, LuaBody)] = [
+        ("close", close), ("getfd", getfd), ("setfd", setfd), ("dirty", dirty),
+        ("settimeout", settimeout), ("gettimeout", gettimeout), ("settimeouts", settimeouts),
+        ("getstats", getstats), ("setstats", setstats), ("getfamily", getfamily),
+        ("getsockname", getsockname), ("getpeername", getpeername),
+        ("setoption", setoption), ("getoption", getoption),
+    ]
+
+    /// The class metatables; streams and datagrams have separate method tables (their
+    /// `send`, `receive`, `setpeername` differ).
+    static func register(_ L: LuaState) {
+        let groups: [([(String, LuaBody)], [Socket.Class])] = [
+            (commonMethods + StreamBindings.methods,
+             [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]),
+            (commonMethods + DatagramBindings.methods,
+             [.udpUnconnected, .udpConnected, .unixDgramUnconnected, .unixDgramConnected]),
+        ]
+        for (methods, classes) in groups {
+            lua_createtable(L, 0, Int32(methods.count))
+            luaSetFunctions(L, methods)
+            let index = lua_gettop(L)
+            for c in classes {
+                _ = luaL_newmetatable(L, c.rawValue)
+                luaSetFunctions(L, [("__gc", collect), ("__tostring", tostring), ("__close", close)])
+                lua_pushvalue(L, index)
+                luaRawSetField(L, -2, "__index")
+                gs_pop(L, 1)
+            }
+            gs_pop(L, 1)
+        }
+    }
+
+    // MARK: - Objects
+
+    static func push(_ L: LuaState, _ socket: Socket) {
+        let block = lua_newuserdatauv(L, blockSize, 0)!
+        block.storeBytes(of: Unmanaged.passRetained(socket).toOpaque(), as: UnsafeMutableRawPointer.self)
+        block.storeBytes(of: magic, toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
+        _ = gs_getmetatable(L, socket.socketClass.rawValue)
+        lua_setmetatable(L, -2)
+    }
+
+    static func get(_ L: LuaState, _ index: Int32) -> Socket? {
+        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
+              let block = lua_touserdata(L, index),
+              block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self) == magic,
+              let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
+        return Unmanaged<Socket>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// The socket at index 1 if its class is one of `classes`; else the argument error
+    /// LuaSocket raises (`tcp{client} expected, got tcp{master}`).
+    static func socketArg(_ L: LuaState, _ classes: Set<Socket.Class>? = nil, expected: String) -> ArgResult<Socket> {
+        guard let s = get(L, 1) else { return .error(luaTypeError(L, 1, expected)) }
+        if let classes, !classes.contains(s.socketClass) {
+            return .error(luaArgError(L, 1, "\(expected) expected, got \(s.socketClass.rawValue)"))
+        }
+        return .value(s)
+    }
+
+    static func setClass(_ L: LuaState, _ index: Int32, _ socket: Socket, _ c: Socket.Class) {
+        socket.socketClass = c
+        let i = lua_absindex(L, index)
+        _ = gs_getmetatable(L, c.rawValue)
+        lua_setmetatable(L, i)
+    }
+
+    /// `nil, message` (and a third value if given).
+    static func fail(_ L: LuaState, _ message: String, partial: UnsafeBufferPointer<UInt8>? = nil) -> Int32 {
+        lua_pushnil(L)
+        lua_pushstring(L, message)
+        if let partial {
+            lua_pushlstring(L, partial.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }, partial.count)
+            return 3
+        }
+        return 2
+    }
+
+    static func ok(_ L: LuaState) -> Int32 {
+        lua_pushinteger(L, 1)
+        return 1
+    }
+
+    /// LuaSocket's wording for an errno.
+    static func message(for errno: Int32, datagram: Bool = false) -> String {
+        switch errno {
+        case EADDRINUSE: return "address already in use"
+        case EISCONN: return "already connected"
+        case EACCES: return "permission denied"
+        case ECONNREFUSED: return datagram ? "refused" : "connection refused"
+        case ECONNABORTED, ECONNRESET, EPIPE: return "closed"
+        case ETIMEDOUT: return "timeout"
+        default: return String(cString: strerror(errno))
+        }
+    }
+
+    /// Opens the descriptor of a socket made with an unspecified family, or of another family.
+    static func ensureDescriptor(_ socket: Socket, family: Int32) -> Int32? {
+        if socket.fd >= 0 && socket.family == family { return nil }
+        let type = socket.socketClass.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
+        switch Posix.socket(family, type) {
+        case .failed(let e): return e
+        case .ok(let fd):
+            let wasV6Only = socket.v6only
+            socket.adopt(fd: Int32(fd), family: family)
+            if family == AF_INET6 && wasV6Only {
+                _ = Posix.setsockopt(socket.fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
+            }
+            return nil
+        }
+    }
+
+    private static func create(_ L: LuaState, _ family: Int32, _ c: Socket.Class) -> Int32 {
+        let rt = Runtime.from(L)
+        var fd: Int32 = -1
+        if family != AF_UNSPEC {
+            let type = c.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
+            switch Posix.socket(family, type) {
+            case .failed(let e): return fail(L, message(for: e))
+            case .ok(let n): fd = Int32(n)
+            }
+        }
+        let socket = Socket(runtime: rt, fd: fd, family: family, socketClass: c)
+        if family == AF_INET6 {
+            socket.v6only = true
+            _ = Posix.setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
+        }
+        push(L, socket)
+        return 1
+    }
+
+    // MARK: - Common methods
+
+    private static let collect: LuaBody = { L in
+        let L = L!
+        guard let block = lua_touserdata(L, 1), lua_rawlen(L, 1) == blockSize,
+              let p = block.load(as: UnsafeMutableRawPointer?.self) else { return 0 }
+        block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+        let socket = Unmanaged<Socket>.fromOpaque(p).takeRetainedValue()
+        socket.close()
+        return 0
+    }
+
+    private static let tostring: LuaBody = { L in
+        let L = L!
+        guard let s = get(L, 1) else { return 0 }
+        let address = UInt(bitPattern: lua_touserdata(L, 1))
+        lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(String(address, radix: 16))")
+        return 1
+    }
+
+    static let close: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            s.close()
+            return ok(L)
+        }
+    }
+
+    private static let getfd: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            lua_pushinteger(L, lua_Integer(s.fd))
+            return 1
+        }
+    }
+
+    private static let setfd: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            switch luaIntegerArg(L, 2) {
+            case .error(let status): return status
+            case .value(let fd):
+                s.adopt(fd: Int32(fd), family: s.family)
+                return 0
+            }
+        }
+    }
+
+    private static let dirty: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            lua_pushboolean(L, s.buffer.isEmpty ? 0 : 1)
+            return 1
+        }
+    }
+
+    private static let settimeout: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            var value: Double?
+            switch luaOptNumber(L, 2) {
+            case .error(let status): return status
+            case .value(let v): value = v
+            }
+            if let v = value, v < 0 { value = nil }
+            switch luaString(L, 3) ?? "b" {
+            case "b": s.blockTimeout = value
+            case "t", "r": s.totalTimeout = value
+            default: return luaArgError(L, 3, "invalid timeout mode")
+            }
+            s.operationTimeouts = nil
+            return ok(L)
+        }
+    }
+
+    private static let gettimeout: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            lua_pushnumber(L, s.blockTimeout ?? -1)
+            lua_pushnumber(L, s.totalTimeout ?? -1)
+            return 2
+        }
+    }
+
+    /// OpenResty's settimeouts(connect, send, read), in seconds; nil or negative: for ever.
+    private static let settimeouts: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            var values: [Double?] = []
+            for i in Int32(2)...4 {
+                switch luaOptNumber(L, i) {
+                case .error(let status): return status
+                case .value(let v): values.append(v.flatMap { $0 < 0 ? nil : $0 })
+                }
+            }
+            s.operationTimeouts = (values[0], values[1], values[2])
+            return ok(L)
+        }
+    }
+
+    private static let getstats: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            lua_pushinteger(L, lua_Integer(s.received))
+            lua_pushinteger(L, lua_Integer(s.sent))
+            lua_pushnumber(L, ev_time() - s.birthday)
+            return 3
+        }
+    }
+
+    private static let setstats: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            var n: [Double] = []
+            for i in Int32(2)...4 {
+                switch luaOptNumber(L, i) {
+                case .error(let status): return status
+                case .value(let v): n.append(v ?? 0)
+                }
+            }
+            s.received = Int(n[0])
+            s.sent = Int(n[1])
+            if !luaIsNoneOrNil(L, 4) { s.birthday = ev_time() - n[2] }
+            return ok(L)
+        }
+    }
+
+    private static let getfamily: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s):
+            switch s.family {
+            case AF_INET6: lua_pushstring(L, "inet6")
+            case AF_UNIX: lua_pushstring(L, "unix")
+            case AF_INET: lua_pushstring(L, "inet4")
+            default: lua_pushstring(L, "unspec")
+            }
+            return 1
+        }
+    }
+
+    private static func pushName(_ L: LuaState, _ s: Socket, peer: Bool) -> Int32 {
+        guard s.fd >= 0, let address = Posix.name(of: s.fd, peer: peer) else {
+            return fail(L, message(for: s.fd < 0 ? EBADF : errno))
+        }
+        let (host, port, family) = address.hostPortFamily
+        lua_pushstring(L, host)
+        if family == "unix" { return 1 }
+        lua_pushinteger(L, lua_Integer(port))
+        lua_pushstring(L, family)
+        return 3
+    }
+
+    private static let getsockname: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s): return pushName(L, s, peer: false)
+        }
+    }
+
+    private static let getpeername: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s): return pushName(L, s, peer: true)
+        }
+    }
+
+    private static let setoption: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s): return SocketOptions.set(L, s)
+        }
+    }
+
+    private static let getoption: LuaBody = { L in
+        let L = L!
+        switch socketArg(L, expected: "socket") {
+        case .error(let status): return status
+        case .value(let s): return SocketOptions.get(L, s)
+        }
+    }
+}

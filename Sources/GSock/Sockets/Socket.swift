@@ -1,0 +1,216 @@
+// A socket of `require "socket"`: a non-blocking descriptor, a receive buffer (as
+// LuaSocket's, so `dirty()` and line reads behave the same), one watcher per
+// direction so that one fiber may receive while another sends, and LuaSocket's
+// timeouts. The runtime owns every close, so the watchers are never re-registered
+// by hand (no epoll_ctl per wait).
+import CLibev
+import CShims
+import Glibc
+
+final class Socket {
+    /// LuaSocket's classes; the name is what `tostring` shows.
+    enum Class: String {
+        case tcpMaster = "tcp{master}", tcpClient = "tcp{client}", tcpServer = "tcp{server}"
+        case udpUnconnected = "udp{unconnected}", udpConnected = "udp{connected}"
+        case unixMaster = "unixstream{master}", unixClient = "unixstream{client}", unixServer = "unixstream{server}"
+        case unixDgramUnconnected = "unixdgram{unconnected}", unixDgramConnected = "unixdgram{connected}"
+
+        var isStream: Bool {
+            switch self {
+            case .tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer: return true
+            default: return false
+            }
+        }
+        var isUnix: Bool { rawValue.hasPrefix("unix") }
+    }
+
+    enum Direction { case read, write }
+
+    unowned(unsafe) let runtime: Runtime
+    private(set) var fd: Int32
+    /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC until `tcp()`'s first bind or connect.
+    var family: Int32
+    var socketClass: Class
+    let reader: IOWatcher
+    let writer: IOWatcher
+
+    // LuaSocket's timeouts: nil waits for ever.
+    var blockTimeout: Double?
+    var totalTimeout: Double?
+    /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
+    var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
+
+    // Statistics, as getstats/setstats.
+    var received = 0
+    var sent = 0
+    var birthday: Double
+
+    /// Bytes received but not yet handed to Lua.
+    var buffer = ReceiveBuffer()
+    /// The receive in progress: what it gathered so far and when it must end.
+    var receiveAccumulator: [UInt8] = []
+    var receiveDeadline: Double?
+    var sendDeadline: Double?
+    /// Bytes of the current send already written.
+    var sendProgress = 0
+
+    /// tcp6()/udp6() sockets keep IPV6_V6ONLY when their descriptor is made again.
+    var v6only = false
+    /// Whether the last read found the descriptor drained: the next receive then waits
+    /// for readiness first instead of probing with a recv that would fail.
+    var drained = false
+    /// The addresses a connect still has to try (after name resolution).
+    var connectCandidates: [SocketAddress] = []
+    var connectError: Int32 = 0
+    var resolveJob: ResolveJob?
+
+    /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
+    var reusedTimes = 0
+    var poolKey: String?
+
+    init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
+        self.runtime = runtime
+        self.fd = fd
+        self.family = family
+        self.socketClass = socketClass
+        reader = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_READ))
+        writer = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_WRITE))
+        birthday = ev_time()
+        runtime.openSockets += 1
+    }
+
+    deinit {
+        close()
+        buffer.release()
+        runtime.openSockets -= 1
+    }
+
+    var isClosed: Bool { fd < 0 }
+
+    /// Gives the socket a new descriptor (the lazily created one of `tcp()`, a pooled
+    /// connection, or setfd). The old one, if any, is closed.
+    func adopt(fd newFD: Int32, family: Int32) {
+        if fd >= 0 && fd != newFD { closeDescriptor() }
+        fd = newFD
+        self.family = family
+        if newFD >= 0 {
+            reader.rebind(fd: newFD)
+            writer.rebind(fd: newFD)
+        }
+    }
+
+    /// Wakes the fibers blocked on this socket (they see it closed) and closes the descriptor.
+    func close() {
+        guard fd >= 0 else { return }
+        for watcher in [reader, writer] {
+            if let waiter = watcher.waiter { runtime.wake(waiter, .ready(0), direct: false) }
+        }
+        closeDescriptor()
+    }
+
+    /// Hands the descriptor over (to the connection pool) without closing it.
+    func detachDescriptor() -> Int32 {
+        let old = fd
+        ev_io_stop(runtime.loop, reader.io)
+        ev_io_stop(runtime.loop, writer.io)
+        fd = -1
+        buffer.clear()
+        return old
+    }
+
+    private func closeDescriptor() {
+        ev_io_stop(runtime.loop, reader.io)
+        ev_io_stop(runtime.loop, writer.io)
+        Posix.close(fd)
+        fd = -1
+        buffer.clear()
+    }
+
+    func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
+
+    /// The deadline of an operation starting now.
+    func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
+        let limit: Double?
+        if let op = operationTimeouts {
+            limit = connecting ? op.connect : (direction == .read ? op.read : op.send)
+        } else {
+            limit = totalTimeout
+        }
+        guard let limit else { return nil }
+        ev_now_update(runtime.loop)
+        return ev_now(runtime.loop) + limit
+    }
+
+    /// How long the next wait of an operation may last: nil for ever, 0 not at all.
+    func waitLimit(deadline: Double?) -> Double? {
+        var limit = operationTimeouts == nil ? blockTimeout : nil
+        if let deadline {
+            ev_now_update(runtime.loop)
+            let left = max(0, deadline - ev_now(runtime.loop))
+            limit = min(limit ?? left, left)
+        }
+        return limit
+    }
+}
+
+/// LuaSocket's receive buffer: bytes read from the descriptor and not yet consumed.
+struct ReceiveBuffer {
+    static let chunk = 8192
+    private(set) var storage: UnsafeMutablePointer<UInt8>?
+    private(set) var capacity = 0
+    private(set) var start = 0
+    private(set) var end = 0
+
+    var count: Int { end - start }
+    var isEmpty: Bool { start == end }
+    var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.map { $0 + start }, count: count) }
+
+    mutating func consume(_ n: Int) {
+        start += n
+        if start == end { start = 0; end = 0 }
+    }
+
+    mutating func clear() { start = 0; end = 0 }
+
+    /// Reads once from `fd` into free space, making room first; also returns how many
+    /// bytes it asked for (a shorter read means the descriptor is drained).
+    mutating func fill(from fd: Int32) -> (Posix.Result, Int) {
+        if storage == nil {
+            capacity = Self.chunk
+            storage = .allocate(capacity: capacity)
+        }
+        if end == capacity {
+            if start > 0 {
+                (storage! + 0).update(from: storage! + start, count: count)
+                end -= start
+                start = 0
+            } else {
+                grow(to: capacity * 2)
+            }
+        }
+        let space = capacity - end
+        let r = Posix.recv(fd, storage! + end, space)
+        if case .ok(let n) = r { end += n }
+        return (r, space)
+    }
+
+    private mutating func grow(to newCapacity: Int) {
+        let newStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        if let storage {
+            newStorage.update(from: storage + start, count: count)
+            storage.deallocate()
+        }
+        end -= start
+        start = 0
+        storage = newStorage
+        capacity = newCapacity
+    }
+
+    mutating func release() {
+        storage?.deallocate()
+        storage = nil
+        capacity = 0
+        start = 0
+        end = 0
+    }
+}

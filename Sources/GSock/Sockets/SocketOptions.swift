@@ -1,0 +1,163 @@
+// setoption/getoption with LuaSocket's option names and value shapes.
+import CLua
+import CShims
+import Glibc
+
+enum SocketOptions {
+    private enum Shape { case boolean, integer, linger, membership4, membership6, address4, error }
+
+    private struct Option {
+        let level: Int32
+        let name: Int32
+        let shape: Shape
+        let settable: Bool
+        let gettable: Bool
+    }
+
+    private static let tcp = Int32(IPPROTO_TCP), ip = Int32(IPPROTO_IP), ip6 = Int32(IPPROTO_IPV6)
+    private static let options: [String: Option] = [
+        "keepalive": Option(level: SOL_SOCKET, name: SO_KEEPALIVE, shape: .boolean, settable: true, gettable: true),
+        "linger": Option(level: SOL_SOCKET, name: SO_LINGER, shape: .linger, settable: true, gettable: true),
+        "reuseaddr": Option(level: SOL_SOCKET, name: SO_REUSEADDR, shape: .boolean, settable: true, gettable: true),
+        "reuseport": Option(level: SOL_SOCKET, name: SO_REUSEPORT, shape: .boolean, settable: true, gettable: true),
+        "dontroute": Option(level: SOL_SOCKET, name: SO_DONTROUTE, shape: .boolean, settable: true, gettable: true),
+        "broadcast": Option(level: SOL_SOCKET, name: SO_BROADCAST, shape: .boolean, settable: true, gettable: true),
+        "recv-buffer-size": Option(level: SOL_SOCKET, name: SO_RCVBUF, shape: .integer, settable: true, gettable: true),
+        "send-buffer-size": Option(level: SOL_SOCKET, name: SO_SNDBUF, shape: .integer, settable: true, gettable: true),
+        "error": Option(level: SOL_SOCKET, name: SO_ERROR, shape: .error, settable: false, gettable: true),
+        "tcp-nodelay": Option(level: tcp, name: TCP_NODELAY, shape: .boolean, settable: true, gettable: true),
+        "tcp-keepidle": Option(level: tcp, name: TCP_KEEPIDLE, shape: .integer, settable: true, gettable: true),
+        "tcp-keepcnt": Option(level: tcp, name: TCP_KEEPCNT, shape: .integer, settable: true, gettable: true),
+        "tcp-keepintvl": Option(level: tcp, name: TCP_KEEPINTVL, shape: .integer, settable: true, gettable: true),
+        "tcp-defer-accept": Option(level: tcp, name: TCP_DEFER_ACCEPT, shape: .integer, settable: true, gettable: false),
+        "tcp-fastopen": Option(level: tcp, name: TCP_FASTOPEN, shape: .integer, settable: true, gettable: false),
+        "tcp-fastopen-connect": Option(level: tcp, name: 30 /* TCP_FASTOPEN_CONNECT */, shape: .integer, settable: true, gettable: false),
+        "ipv6-v6only": Option(level: ip6, name: IPV6_V6ONLY, shape: .boolean, settable: true, gettable: true),
+        "ip-multicast-ttl": Option(level: ip, name: IP_MULTICAST_TTL, shape: .integer, settable: true, gettable: true),
+        "ip-multicast-loop": Option(level: ip, name: IP_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true),
+        "ip-multicast-if": Option(level: ip, name: IP_MULTICAST_IF, shape: .address4, settable: true, gettable: true),
+        "ip-add-membership": Option(level: ip, name: IP_ADD_MEMBERSHIP, shape: .membership4, settable: true, gettable: false),
+        "ip-drop-membership": Option(level: ip, name: IP_DROP_MEMBERSHIP, shape: .membership4, settable: true, gettable: false),
+        "ipv6-unicast-hops": Option(level: ip6, name: IPV6_UNICAST_HOPS, shape: .integer, settable: true, gettable: true),
+        "ipv6-multicast-hops": Option(level: ip6, name: IPV6_MULTICAST_HOPS, shape: .integer, settable: true, gettable: true),
+        "ipv6-multicast-loop": Option(level: ip6, name: IPV6_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true),
+        "ipv6-add-membership": Option(level: ip6, name: IPV6_ADD_MEMBERSHIP, shape: .membership6, settable: true, gettable: false),
+        "ipv6-drop-membership": Option(level: ip6, name: IPV6_DROP_MEMBERSHIP, shape: .membership6, settable: true, gettable: false),
+    ]
+
+    private static func lookup(_ L: LuaState, settable: Bool) -> ArgResult<Option> {
+        guard let name = luaString(L, 2) else { return .error(luaTypeError(L, 2, "string")) }
+        guard let option = options[name], settable ? option.settable : option.gettable else {
+            return .error(luaArgError(L, 2, "unsupported option '\(name)'"))
+        }
+        return .value(option)
+    }
+
+    private static func result(_ L: LuaState, _ r: Posix.Result) -> Int32 {
+        switch r {
+        case .ok: return SocketBindings.ok(L)
+        case .failed(let e): return SocketBindings.fail(L, SocketBindings.message(for: e))
+        }
+    }
+
+    static func set(_ L: LuaState, _ s: Socket) -> Int32 {
+        let option: Option
+        switch lookup(L, settable: true) {
+        case .error(let status): return status
+        case .value(let o): option = o
+        }
+        if s.fd < 0 { return SocketBindings.fail(L, s.family == AF_UNSPEC ? "socket has no address family yet" : "closed") }
+        if option.level == SOL_SOCKET && option.name == Int32(SO_REUSEADDR) || option.name == IPV6_V6ONLY && option.level == ip6 {
+            if option.name == IPV6_V6ONLY { s.v6only = lua_toboolean(L, 3) != 0 }
+        }
+        switch option.shape {
+        case .boolean:
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
+        case .integer:
+            guard case .value(let v) = luaIntegerArg(L, 3) else { return luaTypeError(L, 3, "number") }
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(clamping: v)))
+        case .linger:
+            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            luaRawGetField(L, 3, "on")
+            let on = lua_toboolean(L, -1)
+            luaRawGetField(L, 3, "timeout")
+            let timeout = Int32(clamping: lua_tointegerx(L, -1, nil))
+            gs_pop(L, 2)
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, linger(l_onoff: on, l_linger: timeout)))
+        case .address4:
+            guard let text = luaString(L, 3) else { return luaTypeError(L, 3, "string") }
+            var address = in_addr()
+            guard inet_pton(AF_INET, text == "*" ? "0.0.0.0" : text, &address) == 1 else {
+                return luaArgError(L, 3, "invalid IP address")
+            }
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, address))
+        case .membership4:
+            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            luaRawGetField(L, 3, "multiaddr")
+            luaRawGetField(L, 3, "interface")
+            let group = luaString(L, -2) ?? "", interface = luaString(L, -1) ?? "0.0.0.0"
+            gs_pop(L, 2)
+            var mreq = ip_mreq()
+            guard inet_pton(AF_INET, group, &mreq.imr_multiaddr) == 1,
+                  inet_pton(AF_INET, interface == "*" ? "0.0.0.0" : interface, &mreq.imr_interface) == 1 else {
+                return luaArgError(L, 3, "invalid 'multiaddr' or 'interface' address")
+            }
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+        case .membership6:
+            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            luaRawGetField(L, 3, "multiaddr")
+            luaRawGetField(L, 3, "interface")
+            let group = luaString(L, -2) ?? ""
+            let interface = UInt32(clamping: lua_tointegerx(L, -1, nil))
+            gs_pop(L, 2)
+            var mreq = ipv6_mreq()
+            guard inet_pton(AF_INET6, group, &mreq.ipv6mr_multiaddr) == 1 else {
+                return luaArgError(L, 3, "invalid 'multiaddr' address")
+            }
+            mreq.ipv6mr_interface = interface
+            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+        case .error:
+            return luaArgError(L, 2, "unsupported option 'error'")
+        }
+    }
+
+    static func get(_ L: LuaState, _ s: Socket) -> Int32 {
+        let option: Option
+        switch lookup(L, settable: false) {
+        case .error(let status): return status
+        case .value(let o): option = o
+        }
+        if s.fd < 0 { return SocketBindings.fail(L, "closed") }
+        switch option.shape {
+        case .boolean, .integer, .error:
+            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, Int32(0))
+            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            switch option.shape {
+            case .boolean: lua_pushboolean(L, value != 0 ? 1 : 0)
+            case .error:
+                if value == 0 { lua_pushnil(L) } else { lua_pushstring(L, SocketBindings.message(for: value)) }
+            default: lua_pushinteger(L, lua_Integer(value))
+            }
+            return 1
+        case .linger:
+            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, linger())
+            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            lua_createtable(L, 0, 2)
+            lua_pushboolean(L, value.l_onoff != 0 ? 1 : 0)
+            luaRawSetField(L, -2, "on")
+            lua_pushinteger(L, lua_Integer(value.l_linger))
+            luaRawSetField(L, -2, "timeout")
+            return 1
+        case .address4:
+            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, in_addr())
+            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            var a = value
+            var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+            lua_pushstring(L, String(cString: buf))
+            return 1
+        case .membership4, .membership6:
+            return luaArgError(L, 2, "unsupported option")
+        }
+    }
+}

@@ -5,7 +5,7 @@ import CLua
 import CShims
 
 enum FiberBindings {
-    static let metatable = "gsock.fiber"
+    static let metatable = LuaObjectKind.fiber.metatable
 
     static let functions: [(String, LuaBody)] = [
         ("spawn", spawn), ("spawn_later", spawnLater), ("current", current), ("sleep", sleep),
@@ -21,7 +21,7 @@ enum FiberBindings {
 
     /// The fiber whose handle is at `index`, or the status of an argument error.
     static func fiberArg(_ L: LuaState, _ index: Int32) -> ArgResult<Fiber> {
-        guard let fiber = LuaObjects.get(L, index, metatable: metatable, as: Fiber.self) else {
+        guard let fiber = LuaObjects.get(L, index, kind: .fiber, as: Fiber.self) else {
             return .error(luaTypeError(L, index, "fiber"))
         }
         return .value(fiber)
@@ -357,6 +357,6 @@ extension Runtime {
     /// Pushes a new handle for `fiber`: a userdata with two user values (the thread or
     /// the results, and the error).
     func pushNewHandle(_ L: LuaState, _ fiber: Fiber) {
-        LuaObjects.push(L, fiber, metatable: FiberBindings.metatable, userValues: 2)
+        LuaObjects.push(L, fiber, kind: .fiber, userValues: 2)
     }
 }

@@ -1,21 +1,53 @@
-// Swift objects held by Lua userdata. The userdata block holds one retained pointer;
-// `__gc` releases it. Every such metatable is named, so `tostring` and argument
-// errors show the type.
+// Swift objects held by Lua userdata. The block holds one retained pointer and a tag
+// naming the object's kind: checking the tag costs two loads, where a metatable check
+// by name would look a string up (and allocate its C copy) on every method call.
+// `__gc` releases the pointer once. Every metatable is named, so `tostring` and
+// argument errors show the type.
 import CLua
 import CShims
 
+/// The kinds of Swift objects Lua holds; the raw value is the tag in the block.
+enum LuaObjectKind: UInt {
+    case fiber = 0x6773_6669_6265_7201
+    case watcher = 0x6773_6669_6265_7202
+    case waitList = 0x6773_6669_6265_7203
+    case timeout = 0x6773_6669_6265_7204
+    case swiftFunction = 0x6773_6669_6265_7205
+    case socket = 0x6773_6669_6265_7206
+
+    /// The metatable of every object of this kind (sockets have one per class).
+    var metatable: String {
+        switch self {
+        case .fiber: return "gsock.fiber"
+        case .watcher: return "gsock.io"
+        case .waitList: return "gsock.waitlist"
+        case .timeout: return "gsock.timeout"
+        case .swiftFunction: return "gsock.swiftfunction"
+        case .socket: return "socket"
+        }
+    }
+}
+
 enum LuaObjects {
-    /// Pushes a new userdata holding `object` retained, with the named metatable and `userValues` slots.
-    static func push(_ L: LuaState, _ object: AnyObject, metatable: String, userValues: Int32 = 0) {
-        let block = lua_newuserdatauv(L, MemoryLayout<UnsafeMutableRawPointer?>.size, userValues)!
-        block.storeBytes(of: Unmanaged.passRetained(object).toOpaque(), as: UnsafeMutableRawPointer?.self)
-        _ = gs_getmetatable(L, metatable)
+    static let blockSize = 2 * MemoryLayout<UInt>.size
+
+    /// Pushes a new userdata holding `object` retained, with the kind's metatable (or
+    /// `metatable`) and `userValues` slots.
+    static func push(_ L: LuaState, _ object: AnyObject, kind: LuaObjectKind, metatable: String? = nil,
+                     userValues: Int32 = 0) {
+        let block = lua_newuserdatauv(L, blockSize, userValues)!
+        block.storeBytes(of: Unmanaged.passRetained(object).toOpaque(), as: UnsafeMutableRawPointer.self)
+        block.storeBytes(of: kind.rawValue, toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
+        _ = gs_getmetatable(L, metatable ?? kind.metatable)
         lua_setmetatable(L, -2)
     }
 
-    /// The object in the userdata at `index`, if it carries the named metatable.
-    static func get<T: AnyObject>(_ L: LuaState, _ index: Int32, metatable: String, as: T.Type) -> T? {
-        guard let block = luaL_testudata(L, index, metatable),
+    /// The object in the userdata at `index`, if it is of `kind`.
+    @inline(__always)
+    static func get<T: AnyObject>(_ L: LuaState, _ index: Int32, kind: LuaObjectKind, as: T.Type) -> T? {
+        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
+              let block = lua_touserdata(L, index),
+              block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self) == kind.rawValue,
               let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
         return Unmanaged<T>.fromOpaque(p).takeUnretainedValue()
     }
@@ -31,14 +63,18 @@ enum LuaObjects {
         }
         gs_pop(L, 1)
     }
+
+    /// Takes the object out of a block (for `__gc`), so that it is released exactly once.
+    static func take(_ L: LuaState, _ index: Int32) -> Unmanaged<AnyObject>? {
+        guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index),
+              let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
+        block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+        return Unmanaged<AnyObject>.fromOpaque(p)
+    }
 }
 
 /// `__gc` of every object userdata: releases the Swift object once.
 private let releaseBody: LuaBody = { L in
-    let L = L!
-    guard let block = lua_touserdata(L, 1),
-          let p = block.load(as: UnsafeMutableRawPointer?.self) else { return 0 }
-    block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
-    Unmanaged<AnyObject>.fromOpaque(p).release()
+    LuaObjects.take(L!, 1)?.release()
     return 0
 }

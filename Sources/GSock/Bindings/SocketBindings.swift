@@ -8,10 +8,6 @@ import CShims
 import Glibc
 
 enum SocketBindings {
-    /// Marks a userdata block as a socket: [retained Socket pointer, magic].
-    static let magic: UInt = 0x6773_6F63_6B65_7400  // "gsocket"
-    static let blockSize = 2 * MemoryLayout<UInt>.size
-
     static let functions: [(String, LuaBody)] = [
         ("tcp", { L in create(L!, AF_UNSPEC, .tcpMaster) }),
         ("tcp4", { L in create(L!, AF_INET, .tcpMaster) }),
@@ -61,19 +57,12 @@ enum SocketBindings {
     // MARK: - Objects
 
     static func push(_ L: LuaState, _ socket: Socket) {
-        let block = lua_newuserdatauv(L, blockSize, 0)!
-        block.storeBytes(of: Unmanaged.passRetained(socket).toOpaque(), as: UnsafeMutableRawPointer.self)
-        block.storeBytes(of: magic, toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
-        _ = gs_getmetatable(L, socket.socketClass.rawValue)
-        lua_setmetatable(L, -2)
+        LuaObjects.push(L, socket, kind: .socket, metatable: socket.socketClass.rawValue)
     }
 
+    @inline(__always)
     static func get(_ L: LuaState, _ index: Int32) -> Socket? {
-        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
-              let block = lua_touserdata(L, index),
-              block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self) == magic,
-              let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
-        return Unmanaged<Socket>.fromOpaque(p).takeUnretainedValue()
+        LuaObjects.get(L, index, kind: .socket, as: Socket.self)
     }
 
     /// The socket at index 1 if its class is one of `classes`; else the argument error
@@ -161,11 +150,8 @@ enum SocketBindings {
 
     private static let collect: LuaBody = { L in
         let L = L!
-        guard let block = lua_touserdata(L, 1), lua_rawlen(L, 1) == blockSize,
-              let p = block.load(as: UnsafeMutableRawPointer?.self) else { return 0 }
-        block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
-        let socket = Unmanaged<Socket>.fromOpaque(p).takeRetainedValue()
-        socket.close()
+        guard let object = LuaObjects.take(L, 1) else { return 0 }
+        (object.takeRetainedValue() as? Socket)?.close()
         return 0
     }
 

@@ -7,9 +7,9 @@ import CShims
 import Glibc
 
 enum WaitBindings {
-    static let watcherMetatable = "gsock.io"
-    static let waitListMetatable = "gsock.waitlist"
-    static let timeoutMetatable = "gsock.timeout"
+    static let watcherMetatable = LuaObjectKind.watcher.metatable
+    static let waitListMetatable = LuaObjectKind.waitList.metatable
+    static let timeoutMetatable = LuaObjectKind.timeout.metatable
 
     static let functions: [(String, LuaBody)] = [
         ("wait_read", waitRead), ("wait_write", waitWrite), ("wait_readwrite", waitReadWrite),
@@ -103,12 +103,12 @@ enum WaitBindings {
             return LuaStatus.raise
         }
         let watcher = IOWatcher(runtime: Runtime.from(L), fd: Int32(fd), events: events)
-        LuaObjects.push(L, watcher, metatable: watcherMetatable)
+        LuaObjects.push(L, watcher, kind: .watcher)
         return 1
     }
 
     private static func watcherArg(_ L: LuaState, _ index: Int32) -> ArgResult<IOWatcher> {
-        guard let w = LuaObjects.get(L, index, metatable: watcherMetatable, as: IOWatcher.self) else {
+        guard let w = LuaObjects.get(L, index, kind: .watcher, as: IOWatcher.self) else {
             return .error(luaTypeError(L, index, "gsock.io"))
         }
         return .value(w)
@@ -196,12 +196,12 @@ enum WaitBindings {
     // MARK: - Wait lists
 
     private static let newWaitList: LuaBody = { L in
-        LuaObjects.push(L!, WaitList(), metatable: waitListMetatable)
+        LuaObjects.push(L!, WaitList(), kind: .waitList)
         return 1
     }
 
     private static func listArg(_ L: LuaState) -> ArgResult<WaitList> {
-        guard let list = LuaObjects.get(L, 1, metatable: waitListMetatable, as: WaitList.self) else {
+        guard let list = LuaObjects.get(L, 1, kind: .waitList, as: WaitList.self) else {
             return .error(luaTypeError(L, 1, "gsock.waitlist"))
         }
         return .value(list)
@@ -284,7 +284,7 @@ enum WaitBindings {
         let rt = Runtime.from(L)
         lua_settop(L, 2)
         let timeout = Timeout(runtime: rt)
-        LuaObjects.push(L, timeout, metatable: timeoutMetatable, userValues: 1)
+        LuaObjects.push(L, timeout, kind: .timeout, userValues: 1)
         if luaIsNoneOrNil(L, 2) { ErrorValues.pushTimeout(L) } else { lua_pushvalue(L, 2) }
         lua_setiuservalue(L, -2, 1)
         if let seconds {
@@ -300,7 +300,7 @@ enum WaitBindings {
     }
 
     private static func timeoutArg(_ L: LuaState) -> ArgResult<Timeout> {
-        guard let t = LuaObjects.get(L, 1, metatable: timeoutMetatable, as: Timeout.self) else {
+        guard let t = LuaObjects.get(L, 1, kind: .timeout, as: Timeout.self) else {
             return .error(luaTypeError(L, 1, "gsock.timeout"))
         }
         return .value(t)

@@ -21,7 +21,8 @@ extension Runtime {
         lua_checkstack(L, 6)
         lua_createtable(L, 0, Int32(functions.count))
         for (fname, function) in functions.sorted(by: { $0.key < $1.key }) {
-            LuaObjects.push(L, SwiftFunctionBox(name: fname, function: function), metatable: boxMetatable)
+            registerBoxMetatable()
+            LuaObjects.push(L, SwiftFunctionBox(name: fname, function: function), kind: .swiftFunction)
             gs_pushbody(L, callSwiftFunction, 1, 0)
             luaRawSetField(L, -2, fname)
         }
@@ -34,18 +35,16 @@ extension Runtime {
         lua_settop(L, -5)
     }
 
-    private var boxMetatable: String {
-        if !boxMetatableRegistered {
-            LuaObjects.register(L, "gsock.swiftfunction", methods: [])
-            boxMetatableRegistered = true
-        }
-        return "gsock.swiftfunction"
+    private func registerBoxMetatable() {
+        guard !boxMetatableRegistered else { return }
+        LuaObjects.register(L, LuaObjectKind.swiftFunction.metatable, methods: [])
+        boxMetatableRegistered = true
     }
 }
 
 private let callSwiftFunction: LuaBody = { L in
     let L = L!
-    guard let box = LuaObjects.get(L, gs_upvalueindex(2), metatable: "gsock.swiftfunction",
+    guard let box = LuaObjects.get(L, gs_upvalueindex(2), kind: .swiftFunction,
                                    as: SwiftFunctionBox.self) else { return 0 }
     let n = lua_gettop(L)
     var args: [LuaValue] = []

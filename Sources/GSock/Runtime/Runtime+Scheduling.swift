@@ -11,22 +11,33 @@ import CShims
 extension Runtime {
     // MARK: - The ready queue
 
+    /// Queues a fiber to run at the end of this loop iteration. While fibers are queued,
+    /// the check watcher runs them and the idle watcher keeps the poll from blocking.
     func enqueue(_ fiber: Fiber) {
         fiber.state = .ready
         readyQueue.append(fiber)
-        if readyQueue.count == 1 { ev_idle_start(loop, idle) }  // poll without blocking
+        if readyQueue.count == 1 && gs_is_active(check) == 0 {
+            ev_check_start(loop, check)
+            ev_idle_start(loop, idle)
+        }
     }
 
-    /// Runs the fibers queued before this call; those they queue run on the next turn.
+    /// Runs the queued fibers, in batches: those a batch wakes run in the next batch, up to
+    /// a few batches per loop iteration so that descriptors are still polled often.
     func runReady() {
-        guard !readyQueue.isEmpty else { return }
-        swap(&readyQueue, &readyBatch)
-        ev_idle_stop(loop, idle)
-        for fiber in readyBatch where fiber.state == .ready {
-            resume(fiber)
+        var batches = 0
+        while !readyQueue.isEmpty && batches < 4 {
+            swap(&readyQueue, &readyBatch)
+            for fiber in readyBatch where fiber.state == .ready {
+                resume(fiber)
+            }
+            readyBatch.removeAll(keepingCapacity: true)
+            batches += 1
         }
-        readyBatch.removeAll(keepingCapacity: true)
-        if !readyQueue.isEmpty { ev_idle_start(loop, idle) }
+        if readyQueue.isEmpty {
+            ev_check_stop(loop, check)
+            ev_idle_stop(loop, idle)
+        }
     }
 
     // MARK: - Creating and resuming

@@ -31,9 +31,11 @@ public final class Runtime {
     var logger: Logger
 
     /// The fiber whose Lua code is running, nil at loop level.
-    var current: Fiber?
-    var readyQueue: [Fiber] = []
-    var readyBatch: [Fiber] = []
+    // The scheduler's hot fields: one thread, and no access to them is ever held across
+    // a call, so Swift's dynamic exclusivity checks are turned off for them.
+    @exclusivity(unchecked) var current: Fiber?
+    @exclusivity(unchecked) var readyQueue: [Fiber] = []
+    @exclusivity(unchecked) var readyBatch: [Fiber] = []
     let idle: UnsafeMutablePointer<ev_idle>
     let check: UnsafeMutablePointer<ev_check>
     var nextFiberId = 1
@@ -83,8 +85,6 @@ public final class Runtime {
         check.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         // After every other callback of the iteration, so fibers they wake run in the same one.
         gs_set_priority(check, Int32(GS_EV_MINPRI))
-        ev_check_start(loop, check)
-        ev_unref(loop)  // the check watcher alone does not keep the loop running
         resolver.attach(self)
 
         gs_pushcfunction(L, gs_openlibs)
@@ -105,7 +105,6 @@ public final class Runtime {
             fiber.state = .dead
         }
         ev_idle_stop(loop, idle)
-        ev_ref(loop)
         ev_check_stop(loop, check)
         lua_close(L)
         connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }

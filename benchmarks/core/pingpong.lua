@@ -8,6 +8,8 @@
 -- Variants:
 --   a       ping-pong over a socketpair, gsock.wait_read(fd) before each read (bare descriptor)
 --   b       the same with one reusable watcher per end: gsock.io(fd, "r") + gsock.wait(w)
+--   s       the same over a unix stream socket pair with gsockd's sockets (socket.unix):
+--           receive(1) / send, the path handlers use; no rawfd calls
 --   sleep0  two fibers alternating through gsock.sleep(0): N switches
 --   sleep0x K fibers (K = 3rd argument, default 100) in gsock.sleep(0): N switches in all
 --   queue   two fibers handing a token back and forth through two gsock.queue()s: N handoffs
@@ -23,7 +25,7 @@ if not libdir then
   libdir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 end
 package.cpath = libdir .. "/?.so;" .. package.cpath
-local rawfd = require "rawfd"
+local rawfd = require "rawfd"  -- also for its monotonic clock
 local gsock = require "gsock"
 
 local MSG_SIZE = 1  -- keep equal to MSG_SIZE in pingpong.c
@@ -90,6 +92,42 @@ function bodies.b(fa, fb)
   return pinger, ponger
 end
 
+function bodies.s(a, b)
+  local pinger = function()
+    for _ = 1, n do
+      local sent, err = a:send(MSG)
+      if sent ~= MSG_SIZE then fail("send", err) end
+      local s, err2 = a:receive(MSG_SIZE)
+      if not s then fail("receive", err2) end
+    end
+  end
+  local ponger = function()
+    for _ = 1, n do
+      local s, err = b:receive(MSG_SIZE)
+      if not s then fail("receive", err) end
+      local sent, err2 = b:send(s)
+      if sent ~= MSG_SIZE then fail("send", err2) end
+    end
+  end
+  return pinger, ponger
+end
+
+--- A connected pair of unix stream sockets made with gsockd's socket.unix.
+local function unix_pair()
+  local unix = require "socket.unix"
+  local path = os.tmpname()
+  os.remove(path)
+  local server = check(unix.stream())
+  check(server:bind(path), "bind")
+  check(server:listen(1), "listen")
+  local a = check(unix.stream())
+  check(a:connect(path), "connect")
+  local b = check(server:accept(), "accept")
+  server:close()
+  os.remove(path)
+  return a, b
+end
+
 local function report(unit, t, count)
   print(("RESULT %s n=%d seconds=%.6f %s=%.1f"):format(variant, count, t, unit, t * 1e9 / count))
 end
@@ -108,6 +146,13 @@ if variant == "a" or variant == "b" then
   local t = run_fibers({ bodies[variant](fa, fb) })
   rawfd.close(fa)
   rawfd.close(fb)
+  report("ns_per_rt", t, n)
+
+elseif variant == "s" then
+  local a, b = unix_pair()
+  local t = run_fibers({ bodies.s(a, b) })
+  a:close()
+  b:close()
   report("ns_per_rt", t, n)
 
 elseif variant == "sleep0" or variant == "sleep0x" then

@@ -12,16 +12,19 @@ enum DatagramBindings {
         ("setsockname", setsockname), ("bind", setsockname), ("setpeername", setpeername), ("connect", setpeername),
     ]
 
-    static let unconnected: Set<Socket.Class> = [.udpUnconnected, .unixDgramUnconnected]
-    static let connected: Set<Socket.Class> = [.udpConnected, .unixDgramConnected]
+    static let unconnected: Socket.Classes = [.udpUnconnected, .unixDgramUnconnected]
+    static let connected: Socket.Classes = [.udpConnected, .unixDgramConnected]
     static let any = unconnected.union(connected)
     static let maxDatagram = 65536
 
-    private static func datagramArg(_ L: LuaState, _ classes: Set<Socket.Class>) -> ArgResult<Socket> {
-        let unix = SocketBindings.get(L, 1)?.socketClass.isUnix ?? false
-        let name = unix ? "unixdgram" : "udp"
-        let expected = classes == unconnected ? "\(name){unconnected}" : classes == connected ? "\(name){connected}" : "\(name){any}"
-        return SocketBindings.socketArg(L, classes, expected: expected)
+    private static func datagramArg(_ L: LuaState, _ classes: Socket.Classes) -> ArgResult<Socket> {
+        SocketBindings.socketArg(L, classes, expected: expected(classes, L))
+    }
+
+    private static func expected(_ classes: Socket.Classes, _ L: LuaState) -> String {
+        let name = SocketBindings.get(L, 1)?.socketClass.isUnix ?? false ? "unixdgram" : "udp"
+        if classes == unconnected { return "\(name){unconnected}" }
+        return classes == connected ? "\(name){connected}" : "\(name){any}"
     }
 
     private static func fail(_ L: LuaState, _ e: Int32) -> Int32 {

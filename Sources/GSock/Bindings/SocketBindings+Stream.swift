@@ -15,12 +15,12 @@ enum StreamBindings {
         ("setkeepalive", setkeepalive), ("getreusedtimes", getreusedtimes),
     ]
 
-    static let masters: Set<Socket.Class> = [.tcpMaster, .unixMaster]
-    static let clients: Set<Socket.Class> = [.tcpClient, .unixClient]
-    static let servers: Set<Socket.Class> = [.tcpServer, .unixServer]
+    static let masters: Socket.Classes = [.tcpMaster, .unixMaster]
+    static let clients: Socket.Classes = [.tcpClient, .unixClient]
+    static let servers: Socket.Classes = [.tcpServer, .unixServer]
     static let streams = masters.union(clients).union(servers)
 
-    private static func expected(_ classes: Set<Socket.Class>, _ L: LuaState) -> String {
+    private static func expected(_ classes: Socket.Classes, _ L: LuaState) -> String {
         let unix = SocketBindings.get(L, 1)?.socketClass.isUnix ?? false
         if classes == clients { return unix ? "unixstream{client}" : "tcp{client}" }
         if classes == servers { return unix ? "unixstream{server}" : "tcp{server}" }
@@ -28,7 +28,8 @@ enum StreamBindings {
         return unix ? "unixstream{any}" : "tcp{any}"
     }
 
-    static func streamArg(_ L: LuaState, _ classes: Set<Socket.Class>) -> ArgResult<Socket> {
+    @inline(__always)
+    static func streamArg(_ L: LuaState, _ classes: Socket.Classes) -> ArgResult<Socket> {
         SocketBindings.socketArg(L, classes, expected: expected(classes, L))
     }
 
@@ -339,10 +340,11 @@ enum StreamBindings {
             guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
             return .value(.count(Int(n)))
         case LUA_TSTRING:
-            var p = Substring(luaString(L, index) ?? "")
-            if p.first == "*" { p = p.dropFirst() }
-            if p.first == "l" { return .value(.line) }
-            if p.first == "a" { return .value(.all) }
+            var len = 0
+            let p = lua_tolstring(L, index, &len)!
+            let first = len > 0 && p[0] == 42 /* * */ ? (len > 1 ? p[1] : 0) : (len > 0 ? p[0] : 0)
+            if first == 108 /* l */ { return .value(.line) }
+            if first == 97 /* a */ { return .value(.all) }
             return .error(luaArgError(L, index, "invalid receive pattern"))
         default:
             return .error(luaArgError(L, index, "invalid receive pattern"))
@@ -361,7 +363,7 @@ enum StreamBindings {
         case .error(let status): return status
         case .value(let p): pattern = p
         }
-        s.receiveAccumulator.removeAll(keepingCapacity: true)
+        if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         if !luaIsNoneOrNil(L, 3) {
             guard lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER else {
                 return luaTypeError(L, 3, "string")
@@ -384,7 +386,7 @@ enum StreamBindings {
 
     private static func succeed(_ L: LuaState, _ s: Socket) -> Int32 {
         s.receiveAccumulator.withUnsafeBufferPointer { pushBytes(L, $0) }
-        s.receiveAccumulator.removeAll(keepingCapacity: true)
+        if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         return 1
     }
 
@@ -421,8 +423,10 @@ enum StreamBindings {
                     return 1
                 }
                 let take = min(n - s.receiveAccumulator.count, bytes.count)
-                s.receiveAccumulator.append(contentsOf: bytes[0..<take])
-                s.buffer.consume(take)
+                if take > 0 {
+                    s.receiveAccumulator.append(contentsOf: bytes[0..<take])
+                    s.buffer.consume(take)
+                }
                 if s.receiveAccumulator.count >= n { return succeed(L, s) }
             case .line:
                 if let nl = bytes.firstIndex(of: 10) {
@@ -436,11 +440,15 @@ enum StreamBindings {
                     s.buffer.consume(nl + 1)
                     return succeed(L, s)
                 }
-                s.receiveAccumulator.append(contentsOf: bytes.lazy.filter { $0 != 13 })
-                s.buffer.consume(bytes.count)
+                if bytes.count > 0 {
+                    s.receiveAccumulator.append(contentsOf: bytes.lazy.filter { $0 != 13 })
+                    s.buffer.consume(bytes.count)
+                }
             case .all:
-                s.receiveAccumulator.append(contentsOf: bytes)
-                s.buffer.consume(bytes.count)
+                if bytes.count > 0 {
+                    s.receiveAccumulator.append(contentsOf: bytes)
+                    s.buffer.consume(bytes.count)
+                }
             }
             switch fill(s) {
             case .data:

@@ -67,10 +67,12 @@ enum SocketBindings {
 
     /// The socket at index 1 if its class is one of `classes`; else the argument error
     /// LuaSocket raises (`tcp{client} expected, got tcp{master}`).
-    static func socketArg(_ L: LuaState, _ classes: Set<Socket.Class>? = nil, expected: String) -> ArgResult<Socket> {
-        guard let s = get(L, 1) else { return .error(luaTypeError(L, 1, expected)) }
-        if let classes, !classes.contains(s.socketClass) {
-            return .error(luaArgError(L, 1, "\(expected) expected, got \(s.socketClass.rawValue)"))
+    @inline(__always)
+    static func socketArg(_ L: LuaState, _ classes: Socket.Classes? = nil,
+                          expected: @autoclosure () -> String) -> ArgResult<Socket> {
+        guard let s = get(L, 1) else { return .error(luaTypeError(L, 1, expected())) }
+        if let classes, !classes.contains(s.socketClass.bit) {
+            return .error(luaArgError(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)"))
         }
         return .value(s)
     }

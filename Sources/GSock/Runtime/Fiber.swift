@@ -8,6 +8,7 @@ import CLibev
 import CLua
 import CShims
 
+// Hot fields opt out of dynamic exclusivity checks, as in Socket.
 final class Fiber {
     enum State: Equatable {
         case created   ///< not yet scheduled (spawn_later's delay is running)
@@ -43,29 +44,29 @@ final class Fiber {
     let id: Int
     let thread: LuaState
     var handleRef: Int32 = LUA_NOREF
-    var state: State = .created
-    var wake: Wake = .none
-    var site: Site = .none
+    @exclusivity(unchecked) var state: State = .created
+    @exclusivity(unchecked) var wake: Wake = .none
+    @exclusivity(unchecked) var site: Site = .none
     /// Values on the thread's stack for its first resume (function and arguments).
-    var startArgs: Int32 = 0
+    @exclusivity(unchecked) var startArgs: Int32 = 0
     /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
-    var timeoutValueRef: Int32 = LUA_NOREF
+    @exclusivity(unchecked) var timeoutValueRef: Int32 = LUA_NOREF
     var successful = false
     /// The name lookup of socket.dns in progress.
     var resolveJob: ResolveJob?
-    var hasStarted = false
+    @exclusivity(unchecked) var hasStarted = false
     /// Set when the fiber was killed: its death is not logged as an error.
     var killed = false
 
-    private(set) var timer: UnsafeMutablePointer<ev_timer>?
-    private(set) var rawIO: UnsafeMutablePointer<ev_io>?
+    @exclusivity(unchecked) private(set) var timer: UnsafeMutablePointer<ev_timer>?
+    @exclusivity(unchecked) private(set) var rawIO: UnsafeMutablePointer<ev_io>?
     /// Fibers in `join`; created on first use.
     var joiners: WaitList?
     /// Registry reference to a table of functions to call at death (pools use it).
     var linksRef: Int32 = LUA_NOREF
 
     // Membership of one WaitList at a time.
-    var listNext: Fiber?
+    @exclusivity(unchecked) var listNext: Fiber?
     unowned(unsafe) var listPrev: Fiber?
     // Membership of the runtime's list of live fibers.
     var liveNext: Fiber?

@@ -3,7 +3,7 @@
 // re-checks its condition, so a wake that is overridden (by a kill or a timeout)
 // loses nothing; the runtime passes such a wake on to the next waiter.
 final class WaitList {
-    private(set) var count = 0
+    @exclusivity(unchecked) private(set) var count = 0
     private var head: Fiber?
     private unowned(unsafe) var tail: Fiber?
 

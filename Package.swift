@@ -34,7 +34,7 @@ let package = Package(
             resources: [
                 .embedInCode("Lua/gsock.lua"), .embedInCode("Lua/testing.lua"),
                 .embedInCode("Lua/assertions.lua"), .embedInCode("Lua/junit.lua"),
-                .embedInCode("Lua/socket.lua"),
+                .embedInCode("Lua/socket.lua"), .embedInCode("Lua/server.lua"),
             ]),
         .executableTarget(
             name: "gsockd",

@@ -23,7 +23,8 @@ extension Runtime {
         guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
 
         lua_createtable(L, 0, 40)
-        luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions, fdArg: WaitBindings.fdFunctions)
+        luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions + LogBindings.functions,
+                        fdArg: WaitBindings.fdFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
         for (field, name) in [("error_metatable", ErrorValues.metatable),
@@ -59,6 +60,23 @@ extension Runtime {
         }
         lua_pushvalue(L, gsock)
         guard gs_pcall(L, 2, 1, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        let socketModule = lua_gettop(L)
+
+        try loadEmbeddedChunk(PackageResources.server_lua, name: "@server.lua")
+        lua_pushvalue(L, gsock)
+        lua_pushvalue(L, socketModule)
+        lua_createtable(L, 0, 2)
+        luaSetFunctions(L, LogBindings.functions)
+        pushOpenResources(L)
+        luaRawSetField(L, -2, "resources")
+        guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
+    }
+
+    private func loadEmbeddedChunk(_ source: [UInt8], name: String) throws {
+        let status = source.withUnsafeBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) { luaL_loadbufferx(L, $0.baseAddress, $0.count, name, "t") }
+        }
+        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
 }

@@ -97,7 +97,7 @@ enum DatagramBindings {
         case .error(let status): return status
         case .value(let d): data = d
         }
-        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        if s.isClosed { return SocketBindings.fail(L, "refused") }
         switch Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count) {
         case .ok(let n):
             s.sent += n
@@ -127,7 +127,7 @@ enum DatagramBindings {
         }
         if case .error(let status) = sizeArg(L) { return status }
         if s.reader.waiter != nil { return SocketBindings.fail(L, "busy") }
-        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        if s.isClosed { return SocketBindings.fail(L, "refused") }
         s.receiveDeadline = s.deadline(for: .read)
         return receiveStep(L, s, from: from)
     }
@@ -165,7 +165,7 @@ enum DatagramBindings {
         switch Runtime.from(L).takeWake(L) {
         case .raise(let status): return status
         case .woken(let wake):
-            if s.isClosed { return SocketBindings.fail(L, "closed") }
+            if s.isClosed { return SocketBindings.fail(L, "refused") }
             if case .timedOut = wake { return SocketBindings.fail(L, "timeout") }
             return receiveStep(L, s, from: from)
         }

@@ -339,6 +339,10 @@ enum StreamBindings {
             let n = lua_tonumberx(L, index, nil)
             guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
             return .value(.count(Int(n)))
+        case LUA_TSTRING where lua_isnumber(L, index) != 0:
+            let n = lua_tonumberx(L, index, nil)
+            guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
+            return .value(.count(Int(n)))
         case LUA_TSTRING:
             var len = 0
             let p = lua_tolstring(L, index, &len)!
@@ -374,6 +378,7 @@ enum StreamBindings {
                 s.receiveAccumulator.append(contentsOf: UnsafeBufferPointer(start: $0, count: len))
             }
         }
+        s.receivePrefixLength = s.receiveAccumulator.count
         if s.reader.waiter != nil { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed", s) }
         s.receiveDeadline = s.deadline(for: .read)
@@ -394,6 +399,15 @@ enum StreamBindings {
     /// to park with).
     private enum Fill { case data, closed, wait, failed(Int32) }
 
+    /// When no wait is allowed (timeout 0, or the deadline has passed), a socket thought
+    /// drained is read once more before "timeout": data may have come since.
+    private static func mustProbe(_ s: Socket, _ probed: inout Bool) -> Bool {
+        guard !probed, s.drained, s.waitLimit(deadline: s.receiveDeadline) == 0 else { return false }
+        probed = true
+        s.drained = false
+        return true
+    }
+
     private static func fill(_ s: Socket) -> Fill {
         if s.drained { return .wait }
         let (result, space) = s.buffer.fill(from: s.fd)
@@ -413,6 +427,7 @@ enum StreamBindings {
     }
 
     static func receiveStep(_ L: LuaState, _ s: Socket, _ pattern: Pattern) -> Int32 {
+        var probed = false
         while true {
             let bytes = s.buffer.bytes
             switch pattern {
@@ -454,11 +469,13 @@ enum StreamBindings {
             case .data:
                 continue
             case .closed:
-                if case .all = pattern { return succeed(L, s) }
+                // `*a` succeeds at the close if it read anything (LuaSocket's recvall).
+                if case .all = pattern, s.receiveAccumulator.count > s.receivePrefixLength { return succeed(L, s) }
                 return fail(L, "closed", s)
             case .failed(let e):
                 return fail(L, SocketBindings.message(for: e), s)
             case .wait:
+                if mustProbe(s, &probed) { continue }
                 return park(L, s, .read, deadline: s.receiveDeadline, what: "receive", then: receiveContinue) {
                     fail(L, "timeout", s)
                 }
@@ -504,6 +521,7 @@ enum StreamBindings {
 
     private static func receiveAnyStep(_ L: LuaState, _ s: Socket) -> Int32 {
         let max = Int(lua_tointegerx(L, 2, nil))
+        var probed = false
         while true {
             let bytes = s.buffer.bytes
             if bytes.count > 0 {
@@ -517,6 +535,7 @@ enum StreamBindings {
             case .closed: return fail(L, "closed")
             case .failed(let e): return fail(L, SocketBindings.message(for: e))
             case .wait:
+                if mustProbe(s, &probed) { continue }
                 return park(L, s, .read, deadline: s.receiveDeadline, what: "receiveany", then: receiveAnyContinue) {
                     fail(L, "timeout")
                 }
@@ -558,6 +577,7 @@ enum StreamBindings {
     private static func receiveUntilStep(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern = Array((luaString(L, 2) ?? "").utf8)
         let size: Int? = luaIsNoneOrNil(L, 3) ? nil : max(1, Int(lua_tointegerx(L, 3, nil)))
+        var probed = false
         while true {
             // Everything unread stays in the buffer until a result is taken from it.
             let bytes = s.buffer.bytes
@@ -581,6 +601,7 @@ enum StreamBindings {
             case .failed(let e):
                 return failTakingBuffer(L, SocketBindings.message(for: e), s)
             case .wait:
+                if mustProbe(s, &probed) { continue }
                 return park(L, s, .read, deadline: s.receiveDeadline, what: "receiveuntil", then: receiveUntilContinue) {
                     failTakingBuffer(L, "timeout", s)
                 }

@@ -58,6 +58,18 @@ enum SocketBindings {
 
     static func push(_ L: LuaState, _ socket: Socket) {
         LuaObjects.push(L, socket, kind: .socket, metatable: socket.socketClass.rawValue)
+        if socket.runtime.tracksResources { track(L, lua_gettop(L), open: true) }
+    }
+
+    /// Enters the socket at `index` in the registry of open resources (for `gsockd test`),
+    /// or removes it.
+    static func track(_ L: LuaState, _ index: Int32, open: Bool) {
+        let i = lua_absindex(L, index)
+        Runtime.from(L).pushOpenResources(L)
+        lua_pushvalue(L, i)
+        if open { lua_pushvalue(L, i) } else { lua_pushnil(L) }
+        lua_rawset(L, -3)
+        gs_pop(L, 1)
     }
 
     @inline(__always)
@@ -106,8 +118,9 @@ enum SocketBindings {
         case EADDRINUSE: return "address already in use"
         case EISCONN: return "already connected"
         case EACCES: return "permission denied"
-        case ECONNREFUSED: return datagram ? "refused" : "connection refused"
-        case ECONNABORTED, ECONNRESET, EPIPE: return "closed"
+        case ECONNREFUSED: return "connection refused"
+        // LuaSocket's datagram sockets say "refused" where streams say "closed".
+        case ECONNABORTED, ECONNRESET, EPIPE: return datagram ? "refused" : "closed"
         case ETIMEDOUT: return "timeout"
         default: return String(cString: strerror(errno))
         }
@@ -115,6 +128,7 @@ enum SocketBindings {
 
     /// Opens the descriptor of a socket made with an unspecified family, or of another family.
     static func ensureDescriptor(_ socket: Socket, family: Int32) -> Int32? {
+        if socket.wasClosed { return ECONNABORTED }  // reported as "closed" (streams) or "refused"
         if socket.fd >= 0 && socket.family == family { return nil }
         let type = socket.socketClass.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
         switch Posix.socket(family, type) {
@@ -171,6 +185,7 @@ enum SocketBindings {
         case .error(let status): return status
         case .value(let s):
             s.close()
+            if s.runtime.tracksResources { track(L, 1, open: false) }
             return ok(L)
         }
     }
@@ -298,8 +313,7 @@ enum SocketBindings {
             switch s.family {
             case AF_INET6: lua_pushstring(L, "inet6")
             case AF_UNIX: lua_pushstring(L, "unix")
-            case AF_INET: lua_pushstring(L, "inet4")
-            default: lua_pushstring(L, "unspec")
+            default: lua_pushstring(L, "inet4")  // also before tcp()'s first bind or connect
             }
             return 1
         }
@@ -312,7 +326,7 @@ enum SocketBindings {
         let (host, port, family) = address.hostPortFamily
         lua_pushstring(L, host)
         if family == "unix" { return 1 }
-        lua_pushinteger(L, lua_Integer(port))
+        lua_pushstring(L, String(port))  // a string, as LuaSocket 3.0 gives it
         lua_pushstring(L, family)
         return 3
     }
@@ -327,6 +341,10 @@ enum SocketBindings {
 
     private static let getpeername: LuaBody = { L in
         let L = L!
+        if let s = get(L, 1), !s.socketClass.isStream, !DatagramBindings.connected.contains(s.socketClass.bit) {
+            let name = s.socketClass.isUnix ? "unixdgram{connected}" : "udp{connected}"
+            return luaArgError(L, 1, "\(name) expected, got \(s.socketClass.rawValue)")
+        }
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s): return pushName(L, s, peer: true)

@@ -51,6 +51,10 @@ gsock.current = core.current
 gsock.sleep = core.sleep
 gsock.now = core.now
 gsock.stats = core.stats
+--- Calls fn(f) when fiber f ends (at once if it has ended).
+function gsock._link(f, fn)
+  if not fiber_link(f, fn) then fn(f) end
+end
 
 local fiber_methods = {
   join = fiber_join,
@@ -297,7 +301,7 @@ function Pool:spawn(fn, ...)
   self.fibers[f] = true
   self.count = self.count + 1
   self.empty:clear()
-  fiber_link(f, self.on_done)
+  gsock._link(f, self.on_done)
   return f
 end
 

@@ -10,8 +10,8 @@
 -- test leaves behind (fibers, open resources) is reported and cleaned up, so the next
 -- test starts clean. The counts go back to Swift in `host`.
 --
--- Not here yet: `gsock.testing.serve(handler)` (SPEC §7) needs the server layer; when
--- it comes, the server it starts registers in `resources` and is stopped with the test.
+-- `gsock.testing.serve(handler [, opts])` starts a server on 127.0.0.1, port 0, for the
+-- running test; it is stopped when the test ends.
 local host = ...
 
 local gsock = require "gsock"
@@ -277,6 +277,22 @@ end
 local collecting   -- the block whose body runs, while a file is collected
 local current_run  -- the record of the running test
 
+--- gsock.testing.serve(handler [, opts]) → server, "127.0.0.1:PORT": a server for the
+--- running test, stopped when the test ends.
+gsock.testing = {
+  serve = function(handler, opts)
+    local server = gsock.server("127.0.0.1:0", handler, opts)
+    server:start()
+    local rec = current_run
+    if rec then
+      rec.servers = rec.servers or {}
+      rec.servers[#rec.servers + 1] = server
+      resources[server] = nil  -- stopped with the test: not a leak
+    end
+    return server, server.address
+  end,
+}
+
 local function new_block(name, parent, file, line)
   return { kind = "block", name = name, parent = parent, file = file, line = line, children = {},
            setup = {}, teardown = {}, before_each = {}, after_each = {} }
@@ -451,6 +467,7 @@ local function run_test(test, suite)
   current_run = rec
   run_in_fiber(rec, test.file .. ":" .. test.line, test_body, test, rec)
   current_run = nil
+  for _, server in ipairs(rec.servers or {}) do server:stop(0) end
   case.time = gsock.now() - started
   case.notes = clean_up(before)
   case.failures = rec.failures

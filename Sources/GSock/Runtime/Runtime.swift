@@ -48,6 +48,8 @@ public final class Runtime {
     var mainOutcome: MainOutcome?
     var stopRequested = false
     var boxMetatableRegistered = false
+    /// Whether sockets enter the registry of open resources (the test runner sets it).
+    var tracksResources = false
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
     /// Idle client connections by "host:port" (setkeepalive).

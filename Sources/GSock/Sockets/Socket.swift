@@ -83,6 +83,8 @@ final class Socket {
     @exclusivity(unchecked) var buffer = ReceiveBuffer()
     /// The receive in progress: what it gathered so far and when it must end.
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
+    /// Bytes of the accumulator that came from `receive`'s prefix argument.
+    var receivePrefixLength = 0
     @exclusivity(unchecked) var receiveDeadline: Double?
     @exclusivity(unchecked) var sendDeadline: Double?
     /// Bytes of the current send already written.
@@ -120,6 +122,8 @@ final class Socket {
     }
 
     var isClosed: Bool { fd < 0 }
+    /// Closed by `close()`: the socket never gets a descriptor again.
+    private(set) var wasClosed = false
 
     /// Gives the socket a new descriptor (the lazily created one of `tcp()`, a pooled
     /// connection, or setfd). The old one, if any, is closed.
@@ -135,6 +139,7 @@ final class Socket {
 
     /// Wakes the fibers blocked on this socket (they see it closed) and closes the descriptor.
     func close() {
+        wasClosed = true
         guard fd >= 0 else { return }
         for watcher in [reader, writer] {
             if let waiter = watcher.waiter { runtime.wake(waiter, .ready(0), direct: false) }

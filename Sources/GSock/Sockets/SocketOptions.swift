@@ -72,6 +72,7 @@ enum SocketOptions {
         }
         switch option.shape {
         case .boolean:
+            guard lua_type(L, 3) == LUA_TBOOLEAN else { return luaTypeError(L, 3, "boolean") }
             return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
         case .integer:
             guard case .value(let v) = luaIntegerArg(L, 3) else { return luaTypeError(L, 3, "number") }

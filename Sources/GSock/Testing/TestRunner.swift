@@ -85,6 +85,7 @@ extension Runtime {
             gs_pushbody(L, FiberBindings.liveFibers, 0, 0)
             luaRawSetField(L, host, "live_fibers")
             pushOpenResources(L)
+            tracksResources = true
             luaRawSetField(L, host, "resources")
             try loadEmbedded(PackageResources.assertions_lua, name: "@assertions.lua")
             luaRawSetField(L, host, "assertions")

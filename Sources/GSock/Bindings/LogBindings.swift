@@ -1,0 +1,34 @@
+// `core.log(level, message [, fields])`: Lua's way into the runtime's logger, so that
+// servers log one line per event with level, service, fiber id and peer (SPEC §9).
+import CLua
+import CShims
+import Logging
+
+enum LogBindings {
+    static let functions: [(String, LuaBody)] = [("log", log)]
+
+    private static let log: LuaBody = { L in
+        let L = L!
+        guard let levelName = luaString(L, 1), let level = Logger.Level(rawValue: levelName) else {
+            return luaArgError(L, 1, "a log level expected (trace, debug, info, notice, warning, error, critical)")
+        }
+        guard let message = luaString(L, 2) else { return luaTypeError(L, 2, "string") }
+        let rt = Runtime.from(L)
+        guard rt.logger.logLevel <= level else { return 0 }
+        var metadata: Logger.Metadata = [:]
+        if let fiber = rt.current { metadata["fiber"] = "\(fiber.id)" }
+        if lua_type(L, 3) == LUA_TTABLE, case .table(let fields) = LuaValue.read(L, 3) {
+            for (key, value) in fields {
+                switch value {
+                case .string(let s): metadata[key] = "\(s)"
+                case .integer(let i): metadata[key] = "\(i)"
+                case .number(let d): metadata[key] = "\(d)"
+                case .boolean(let b): metadata[key] = "\(b)"
+                default: break
+                }
+            }
+        }
+        rt.logger.log(level: level, "\(message)", metadata: metadata)
+        return 0
+    }
+}

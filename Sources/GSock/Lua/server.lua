@@ -1,0 +1,310 @@
+-- Servers (SPEC §5): gsock.server serves a handler on TCP and unix listeners, one
+-- fiber per connection; gsock.udp_server serves datagrams. `gsockd run` and the
+-- config-file services are built on these.
+--
+-- Backpressure: past `max_connections` the accept loop stops accepting, so new
+-- connections wait in the kernel's backlog, neither served nor refused. When accept
+-- fails for lack of descriptors (EMFILE, ENFILE) the loop backs off (0.01 s doubling
+-- to 1 s, as gevent does) and logs at most once a second.
+local gsock, socket, host = ...
+
+local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall =
+      error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
+local log, resources = host.log, host.resources
+local unix = require "socket.unix"
+
+-- Addresses -------------------------------------------------------------------------
+
+--- Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" (all interfaces) or "unix:/path" into
+--- { host =, port = } or { path = }; nil and a message when malformed.
+local function parse_address(text)
+  if type(text) ~= "string" then
+    return nil, ("an address string expected, got %s"):format(type(text))
+  end
+  local path = text:match("^unix:(.+)$")
+  if path then return { path = path } end
+  local h, p = text:match("^%[([^%]]+)%]:(%d+)$")
+  if not h then h, p = text:match("^([^:%[%]]*):(%d+)$") end
+  local port = math.tointeger(tonumber(p))
+  if not h or not port or port > 65535 then
+    return nil, ("bad address '%s' (expected HOST:PORT, [IPV6]:PORT, :PORT or unix:/path)"):format(text)
+  end
+  if h == "" or h == "*" then h = "0.0.0.0" end
+  return { host = h, port = port }
+end
+gsock.parse_address = parse_address
+
+local function address_text(a)
+  if a.path then return "unix:" .. a.path end
+  if a.host:find(":", 1, true) then return ("[%s]:%d"):format(a.host, a.port) end
+  return ("%s:%d"):format(a.host, a.port)
+end
+
+--- A listening socket on `a`, or nil and "ADDRESS: reason".
+local function listen_on(a, backlog, reuseport)
+  if a.path then
+    local s = unix.stream()
+    local ok, err = s:bind(a.path)
+    if not ok and err == "address already in use" then
+      -- A socket file nobody listens on is left over from a dead server: replace it.
+      local probe = unix.stream()
+      if not probe:connect(a.path) then
+        os.remove(a.path)
+        ok, err = s:bind(a.path)
+      end
+      probe:close()
+    end
+    if ok then ok, err = s:listen(backlog) end
+    if not ok then s:close() return nil, ("%s: %s"):format(address_text(a), err) end
+    return s
+  end
+  local candidates, err = socket.dns.getaddrinfo(a.host)
+  if not candidates then return nil, ("%s: %s"):format(address_text(a), err) end
+  for _, alt in ipairs(candidates) do
+    local s = alt.family == "inet6" and socket.tcp6() or socket.tcp4()
+    s:setoption("reuseaddr", true)
+    if reuseport then s:setoption("reuseport", true) end
+    local ok
+    ok, err = s:bind(alt.addr, a.port)
+    if ok then ok, err = s:listen(backlog) end
+    if ok then return s end
+    s:close()
+  end
+  return nil, ("%s: %s"):format(address_text(a), err or "no address")
+end
+
+local function traceback(e)
+  return { error = e, traceback = debug.traceback(tostring(e), 2) }
+end
+
+local function is_killed(e)
+  return type(e) == "table" and e.kind == "killed"
+end
+
+-- TCP and unix servers ----------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+Server.__name = "gsock.server"
+Server.__tostring = function(s)
+  return ("gsock.server %s (%s)"):format(s.name, s.address or "not started")
+end
+
+local OPTIONS = { handle = true, listen = true, init = true, max_connections = true, backlog = true,
+                  idle_timeout = true, name = true, nodelay = true, reuseport = true }
+
+--- gsock.server(listen, handler [, opts]): `handler` is function(sock, peer) or a table
+--- with `handle` and options; `opts` overrides the table's options.
+function gsock.server(listen, handler, opts)
+  local options = {}
+  if type(handler) == "table" then
+    for k, v in pairs(handler) do options[k] = v end
+    handler = handler.handle
+  end
+  for k, v in pairs(opts or {}) do
+    if not OPTIONS[k] then error(("bad argument #3 to 'server' (unknown option '%s')"):format(tostring(k)), 2) end
+    options[k] = v
+  end
+  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+    error("bad argument #2 to 'server' (a handler function expected)", 2)
+  end
+  listen = listen or options.listen
+  local list = type(listen) == "table" and listen or { listen }
+  local addresses = {}
+  for i, text in ipairs(list) do
+    local a, err = parse_address(text)
+    if not a then error(("bad argument #1 to 'server' (%s)"):format(err), 2) end
+    addresses[i] = a
+  end
+  if #addresses == 0 then error("bad argument #1 to 'server' (no address to listen on)", 2) end
+  local max = options.max_connections
+  if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
+    error("bad argument #3 to 'server' (max_connections must be a positive integer)", 2)
+  end
+  return setmetatable({
+    addresses = addresses, handle = handler, name = options.name or "server",
+    max_connections = max or math.maxinteger, backlog = options.backlog or 511,
+    idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
+    reuseport = options.reuseport, listeners = {}, handlers = {}, count = 0, accepted = 0,
+    slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
+  }, Server)
+end
+
+function Server:connections() return self.count end
+
+local function peer_of(client, a)
+  if a.path then return { path = a.path } end
+  local ip, port = client:getpeername()
+  return { host = ip, port = port }
+end
+
+local function peer_text(peer)
+  return peer.path and ("unix:" .. peer.path) or ("%s:%s"):format(tostring(peer.host), tostring(peer.port))
+end
+
+local function handle_connection(self, client, peer)
+  local ok, failure = xpcall(self.handle, traceback, client, peer)
+  client:close()
+  if not ok and not is_killed(failure.error) then
+    log("error", ("%s: handler failed for %s: %s"):format(self.name, peer_text(peer), failure.traceback),
+        { service = self.name, peer = peer_text(peer) })
+  end
+end
+
+local function accept_loop(self, listener, a)
+  local backoff, logged_at = 0, -math.huge
+  while not self.closing do
+    while self.count >= self.max_connections and not self.closing do
+      self.slot:clear()
+      self.slot:wait()
+    end
+    if self.closing then break end
+    local client, err = listener:accept()
+    if client then
+      backoff = 0
+      self.count = self.count + 1
+      self.accepted = self.accepted + 1
+      if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
+      if self.idle_timeout then client:settimeout(self.idle_timeout) end
+      local f = gsock.spawn(handle_connection, self, client, peer_of(client, a))
+      self.handlers[f] = true
+      gsock._link(f, function(done)
+        self.handlers[done] = nil
+        self.count = self.count - 1
+        self.slot:set()
+        if self.count == 0 then self.drained:set() end
+      end)
+    elseif err == "closed" or self.closing then
+      break
+    else
+      backoff = backoff == 0 and 0.01 or math.min(backoff * 2, 1)
+      if gsock.now() - logged_at >= 1 then
+        logged_at = gsock.now()
+        log("error", ("%s: accept on %s failed: %s; retrying in %g s"):format(self.name, address_text(a), err, backoff),
+            { service = self.name })
+      end
+      gsock.sleep(backoff)
+    end
+  end
+end
+
+--- Binds every address and starts accepting; raises "ADDRESS: reason" on failure.
+function Server:start()
+  if self.started then return self end
+  for i, a in ipairs(self.addresses) do
+    local listener, err = listen_on(a, self.backlog, self.reuseport)
+    if not listener then
+      for _, l in ipairs(self.listeners) do l:close() end
+      self.listeners = {}
+      error(err, 2)
+    end
+    self.listeners[i] = listener
+  end
+  local first = self.addresses[1]
+  if first.path then
+    self.address = "unix:" .. first.path
+  else
+    local ip, port = self.listeners[1]:getsockname()
+    self.host, self.port = ip, port
+    self.address = address_text({ host = ip, port = port })
+  end
+  self.started = true
+  self.acceptors = {}
+  for i, listener in ipairs(self.listeners) do
+    self.acceptors[i] = gsock.spawn(accept_loop, self, listener, self.addresses[i])
+  end
+  resources[self] = self
+  return self
+end
+
+--- Starts (if needed) and waits until the server is stopped.
+function Server:serve_forever()
+  self:start()
+  self.stopped:wait()
+end
+
+--- Stops accepting at once, waits up to `timeout` seconds (default: for ever) for the
+--- open connections, then kills their handlers, whose clients see the connection closed.
+function Server:stop(timeout)
+  if self.closing then
+    self.stopped:wait(timeout)
+    return
+  end
+  self.closing = true
+  for _, l in ipairs(self.listeners) do l:close() end
+  for _, a in ipairs(self.addresses) do
+    if a.path and self.started then os.remove(a.path) end
+  end
+  self.slot:set()
+  if self.acceptors and gsock.current() then gsock.joinall(self.acceptors, 1) end
+  if self.count > 0 and timeout ~= 0 then self.drained:wait(timeout) end
+  if self.count > 0 then
+    local list = {}
+    for f in pairs(self.handlers) do list[#list + 1] = f end
+    gsock.killall(list, nil, 1)
+  end
+  resources[self] = nil
+  self.stopped:set()
+end
+
+Server.close = Server.stop
+
+-- UDP servers ---------------------------------------------------------------------------
+
+local UdpServer = {}
+UdpServer.__index = UdpServer
+UdpServer.__name = "gsock.udp_server"
+
+--- gsock.udp_server(listen, fn(data, peer, server)): one fiber per datagram.
+function gsock.udp_server(listen, fn, opts)
+  local a, err = parse_address(listen)
+  if not a or a.path then error(("bad argument #1 to 'udp_server' (%s)"):format(err or "a HOST:PORT address expected"), 2) end
+  if type(fn) ~= "function" then error("bad argument #2 to 'udp_server' (a handler function expected)", 2) end
+  return setmetatable({ addresses = { a }, fn = fn, name = (opts or {}).name or "udp", stopped = gsock.event() }, UdpServer)
+end
+
+function UdpServer:start()
+  if self.sock then return self end
+  local a = self.addresses[1]
+  local s = a.host:find(":", 1, true) and socket.udp6() or socket.udp4()
+  s:setoption("reuseaddr", true)
+  local ok, err = s:setsockname(a.host, a.port)
+  if not ok then s:close() error(("%s: %s"):format(address_text(a), err), 2) end
+  self.sock = s
+  self.host, self.port = s:getsockname()
+  self.address = address_text({ host = self.host, port = self.port })
+  self.receiver = gsock.spawn(function()
+    while true do
+      local data, ip, port = s:receivefrom()
+      if not data then
+        if ip == "closed" then break end
+      else
+        gsock.spawn(function()
+          local ok2, failure = xpcall(self.fn, traceback, data, { host = ip, port = port }, self)
+          if not ok2 and not is_killed(failure.error) then
+            log("error", ("%s: handler failed for %s:%s: %s"):format(self.name, ip, port, failure.traceback),
+                { service = self.name })
+          end
+        end)
+      end
+    end
+  end)
+  resources[self] = self
+  return self
+end
+
+function UdpServer:sendto(data, ip, port) return self.sock:sendto(data, ip, port) end
+
+function UdpServer:serve_forever()
+  self:start()
+  self.stopped:wait()
+end
+
+function UdpServer:stop()
+  if self.sock then self.sock:close() end
+  if self.receiver and gsock.current() then self.receiver:join(1) end
+  resources[self] = nil
+  self.stopped:set()
+end
+
+UdpServer.close = UdpServer.stop

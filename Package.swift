@@ -37,6 +37,7 @@ let package = Package(
                 .embedInCode("Lua/gsock.lua"), .embedInCode("Lua/testing.lua"),
                 .embedInCode("Lua/assertions.lua"), .embedInCode("Lua/junit.lua"),
                 .embedInCode("Lua/socket.lua"), .embedInCode("Lua/server.lua"),
+                .embedInCode("Lua/serve.lua"),
             ]),
         .executableTarget(
             name: "gsockd",

@@ -5,18 +5,36 @@ import Glibc
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a Lua file.",
+        abstract: "Run a Lua file: a script, or a handler to serve.",
         discussion: """
-            The file runs as the main fiber; gsockd exits when it ends (fibers still \
-            pending are abandoned: join them to wait). Its arguments are in `arg` and `...`.
-            Exit status: 0 when it ends, 1 when it raises, 2 when it does not compile.
+            A file that returns nothing is a script: it runs as the main fiber and gsockd \
+            exits when it ends (fibers still pending are abandoned: join them to wait). A file \
+            that returns a handler (a function(sock, peer), or a table with `handle`) is \
+            served on each --listen address (default: the handler's `listen`, else \
+            127.0.0.1:7000) until SIGTERM or SIGINT. The script's arguments come after `--`.
+            Exit status: 0 when it ends or has drained, 1 when it raises or an address is in \
+            use, 2 when it does not compile or is not a handler.
             """)
 
     @Argument(help: "The Lua file to run.")
     var file: String
 
+    @Option(name: .long, help: ArgumentHelp("An address to serve on: HOST:PORT, [IPV6]:PORT, :PORT or unix:/PATH (repeatable).", valueName: "address"))
+    var listen: [String] = []
+
+    @Option(name: .long, help: "Worker processes sharing the listeners.")
+    var workers: Int = 1
+
+    @Option(name: .long, help: "Seconds to drain open connections after SIGTERM or SIGINT.")
+    var shutdownTimeout: Double = 10
+
     @Argument(parsing: .postTerminator, help: "Arguments for the script, after `--`.")
     var arguments: [String] = []
+
+    func validate() throws {
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
+    }
 
     func run() throws {
         GSockd.bootstrapLogging()
@@ -28,9 +46,14 @@ struct Run: ParsableCommand {
         } catch {
             fail("\(error)", status: 1)
         }
+        var serveOptions = ServeOptions()
+        serveOptions.listen = listen.isEmpty ? nil : listen
+        serveOptions.shutdownTimeout = shutdownTimeout
         do {
-            if try runtime.runMain(file: file, arguments: arguments) {
-                fail("\(file) returned a value: serving handlers (SPEC §5) is not built yet", status: 2)
+            switch try runtime.runOrServe(file: file, arguments: arguments, options: serveOptions) {
+            case .finished: break
+            case .failed(let message): fail(message, status: 1)
+            case .badUsage(let message): fail(message, status: 2)
             }
         } catch RuntimeError.compile(let message) {
             fail(message, status: 2)

@@ -89,6 +89,7 @@ static inline struct ev_loop *gs_default_loop(void) { return ev_default_loop(EVF
 
 // Lua macros.
 static inline void gs_pop(lua_State *L, int n) { lua_settop(L, -(n) - 1); }
+static inline void gs_remove(lua_State *L, int i) { lua_remove(L, i); }
 static inline void *gs_extraspace(lua_State *L) { return *(void **)lua_getextraspace(L); }
 static inline void gs_setextraspace(lua_State *L, void *p) { *(void **)lua_getextraspace(L) = p; }
 /// The registry has no metatable, so this lua_getfield cannot run a metamethod.

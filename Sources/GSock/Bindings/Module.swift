@@ -14,16 +14,11 @@ extension Runtime {
 
         gs_pushcfunction(L, gs_msghandler)
         let msgh = lua_gettop(L)
-        let source = PackageResources.gsock_lua
-        let status = source.withUnsafeBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) {
-                luaL_loadbufferx(L, $0.baseAddress, $0.count, "@gsock.lua", "t")
-            }
-        }
-        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        try loadEmbedded(PackageResources.gsock_lua, name: "@gsock.lua")
 
         lua_createtable(L, 0, 40)
-        luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions + LogBindings.functions,
+        luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions + LogBindings.functions
+                            + ProcessBindings.functions,
                         fdArg: WaitBindings.fdFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
@@ -43,13 +38,7 @@ extension Runtime {
 
     /// Loads socket.lua with the Swift socket functions, the two method tables and gsock.
     private func openSocketModule(gsock: Int32, msgh: Int32) throws {
-        let source = PackageResources.socket_lua
-        let status = source.withUnsafeBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) {
-                luaL_loadbufferx(L, $0.baseAddress, $0.count, "@socket.lua", "t")
-            }
-        }
-        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        try loadEmbedded(PackageResources.socket_lua, name: "@socket.lua")
         lua_createtable(L, 0, 24)
         luaSetFunctions(L, SocketBindings.functions)
         for (field, className) in [("stream_methods", Socket.Class.tcpClient), ("datagram_methods", .udpConnected)] {
@@ -62,7 +51,7 @@ extension Runtime {
         guard gs_pcall(L, 2, 1, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         let socketModule = lua_gettop(L)
 
-        try loadEmbeddedChunk(PackageResources.server_lua, name: "@server.lua")
+        try loadEmbedded(PackageResources.server_lua, name: "@server.lua")
         lua_pushvalue(L, gsock)
         lua_pushvalue(L, socketModule)
         lua_createtable(L, 0, 2)
@@ -73,10 +62,4 @@ extension Runtime {
         gs_pop(L, 1)
     }
 
-    private func loadEmbeddedChunk(_ source: [UInt8], name: String) throws {
-        let status = source.withUnsafeBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) { luaL_loadbufferx(L, $0.baseAddress, $0.count, name, "t") }
-        }
-        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
-    }
 }

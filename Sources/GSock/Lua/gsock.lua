@@ -51,6 +51,7 @@ gsock.current = core.current
 gsock.sleep = core.sleep
 gsock.now = core.now
 gsock.stats = core.stats
+gsock.dump = core.dump
 --- Calls fn(f) when fiber f ends (at once if it has ended).
 function gsock._link(f, fn)
   if not fiber_link(f, fn) then fn(f) end

@@ -135,7 +135,7 @@ function Server:connections() return self.count end
 local function peer_of(client, a)
   if a.path then return { path = a.path } end
   local ip, port = client:getpeername()
-  return { host = ip, port = port }
+  return { host = ip, port = tonumber(port) }
 end
 
 local function peer_text(peer)
@@ -200,12 +200,21 @@ function Server:start()
     end
     self.listeners[i] = listener
   end
+  self.bound = {}
+  for i, a in ipairs(self.addresses) do
+    if a.path then
+      self.bound[i] = "unix:" .. a.path
+    else
+      local ip, port = self.listeners[i]:getsockname()
+      self.bound[i] = address_text({ host = ip, port = tonumber(port) })
+    end
+  end
   local first = self.addresses[1]
   if first.path then
     self.address = "unix:" .. first.path
   else
     local ip, port = self.listeners[1]:getsockname()
-    self.host, self.port = ip, port
+    self.host, self.port = ip, tonumber(port)
     self.address = address_text({ host = ip, port = port })
   end
   self.started = true
@@ -271,7 +280,8 @@ function UdpServer:start()
   local ok, err = s:setsockname(a.host, a.port)
   if not ok then s:close() error(("%s: %s"):format(address_text(a), err), 2) end
   self.sock = s
-  self.host, self.port = s:getsockname()
+  local ip, port = s:getsockname()
+  self.host, self.port = ip, tonumber(port)
   self.address = address_text({ host = self.host, port = self.port })
   self.receiver = gsock.spawn(function()
     while true do

@@ -49,7 +49,7 @@ extension Runtime {
         guard status == LUA_OK else { throw RuntimeError.compile(popMessage()) }
     }
 
-    private func setArgTable(script: String, arguments: [String]) {
+    func setArgTable(script: String, arguments: [String]) {
         lua_createtable(L, Int32(arguments.count), 1)
         lua_pushstring(L, script)
         lua_rawseti(L, -2, 0)
@@ -67,12 +67,13 @@ extension Runtime {
     private func runMainChunk(arguments: [String]) throws -> Bool {
         lua_checkstack(L, Int32(arguments.count) + 4)
         for a in arguments { lua_pushstring(L, a) }
-        return try runMainFiber(argumentCount: Int32(arguments.count))
+        return try runMainFiber(argumentCount: Int32(arguments.count)).count > 0
     }
 
     /// Runs the function below the top `argumentCount` values (its arguments, which may be
     /// any Lua values) as the main fiber until it ends; true if it returned a value.
-    func runMainFiber(argumentCount: Int32) throws -> Bool {
+    @discardableResult
+    func runMainFiber(argumentCount: Int32) throws -> MainResults {
         lua_checkstack(L, 4)
         let fiber = makeFiber(from: L, count: argumentCount + 1)
         let handle = luaRef(L)
@@ -98,7 +99,35 @@ extension Runtime {
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
         luaPushRef(L, handle)
-        guard lua_getiuservalue(L, -1, 1) == LUA_TTABLE else { return false }
-        return lua_rawgeti(L, -1, 1) != LUA_TNIL
+        guard lua_getiuservalue(L, -1, 1) == LUA_TTABLE else { return MainResults(count: 0, values: []) }
+        let results = lua_gettop(L)
+        luaRawGetField(L, results, "n")
+        let n = Int(lua_tointegerx(L, -1, nil))
+        var values: [LuaValue] = []
+        var firstIsNil = true
+        for i in 0..<n {
+            lua_rawgeti(L, results, lua_Integer(i + 1))
+            if i == 0 { firstIsNil = lua_type(L, -1) == LUA_TNIL }
+            values.append(LuaValue.read(L, -1))
+            gs_pop(L, 1)
+        }
+        return MainResults(count: firstIsNil ? 0 : n, values: values)
     }
+
+    /// Compiles Lua source embedded in the library and pushes the chunk.
+    func loadEmbedded(_ source: [UInt8], name: String) throws {
+        lua_checkstack(L, 4)
+        let status = source.withUnsafeBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) { luaL_loadbufferx(L, $0.baseAddress, $0.count, name, "t") }
+        }
+        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+    }
+}
+
+/// What the main fiber returned.
+struct MainResults {
+    /// How many values it returned (0 when the first is nil).
+    let count: Int
+    /// The values as Swift sees them (functions and userdata read as nil).
+    let values: [LuaValue]
 }

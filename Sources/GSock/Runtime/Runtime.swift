@@ -48,6 +48,9 @@ public final class Runtime {
     var mainOutcome: MainOutcome?
     var stopRequested = false
     var boxMetatableRegistered = false
+    /// The Lua function that receives signals (on_signal), and the watchers.
+    var signalHandlerRef: Int32 = LUA_NOREF
+    var signalWatchers: [UnsafeMutablePointer<ev_signal>] = []
     /// Whether sockets enter the registry of open resources (the test runner sets it).
     var tracksResources = false
     /// Sockets in memory (open or not yet collected).
@@ -108,6 +111,7 @@ public final class Runtime {
         }
         ev_idle_stop(loop, idle)
         ev_check_stop(loop, check)
+        stopWatchingSignals()
         lua_close(L)
         connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
         resolver.close()

@@ -119,12 +119,4 @@ extension Runtime {
     }
 
     /// Compiles a chunk embedded in the library and pushes it.
-    private func loadEmbedded(_ source: [UInt8], name: String) throws {
-        let status = source.withUnsafeBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) {
-                luaL_loadbufferx(L, $0.baseAddress, $0.count, name, "t")
-            }
-        }
-        guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
-    }
 }

@@ -1,0 +1,132 @@
+// The process-level functions a server needs: signals (SIGTERM, SIGINT and SIGHUP are
+// handed to a Lua function in a new fiber; SIGUSR1 writes the fiber dump), and
+// `gsock.dump()`, the "what is every fiber waiting on" view (SPEC §9).
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+enum ProcessBindings {
+    static let functions: [(String, LuaBody)] = [("on_signal", onSignal), ("dump", dump), ("getpid", getpid)]
+
+    static let handledSignals: [(Int32, String)] = [(SIGTERM, "TERM"), (SIGINT, "INT"), (SIGHUP, "HUP"), (SIGUSR1, "USR1")]
+
+    /// `on_signal(fn)`: from now on fn(name) runs in a new fiber on SIGTERM, SIGINT and
+    /// SIGHUP; SIGUSR1 writes the dump. Only the default loop can watch signals.
+    private static let onSignal: LuaBody = { L in
+        let L = L!
+        guard FiberBindings.isCallable(L, 1) else { return luaTypeError(L, 1, "function") }
+        let rt = Runtime.from(L)
+        guard !rt.ownsLoop else { return luaRaise(L, "on_signal: signals are watched only by a runtime on the default loop") }
+        lua_pushvalue(L, 1)
+        luaUnref(L, rt.signalHandlerRef)
+        rt.signalHandlerRef = luaRef(L)
+        rt.watchSignals()
+        return 0
+    }
+
+    private static let dump: LuaBody = { L in
+        let L = L!
+        Runtime.from(L).writeDump()
+        return 0
+    }
+
+    private static let getpid: LuaBody = { L in
+        lua_pushinteger(L!, lua_Integer(Glibc.getpid()))
+        return 1
+    }
+}
+
+extension Runtime {
+    func watchSignals() {
+        guard signalWatchers.isEmpty else { return }
+        signal(SIGPIPE, SIG_IGN)
+        for (signum, _) in ProcessBindings.handledSignals {
+            let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
+            gs_signal_init(w, signalReceived, signum)
+            w.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            ev_signal_start(loop, w)
+            ev_unref(loop)  // watching signals alone does not keep the loop running
+            signalWatchers.append(w)
+        }
+    }
+
+    func stopWatchingSignals() {
+        for w in signalWatchers {
+            ev_ref(loop)
+            ev_signal_stop(loop, w)
+            w.deallocate()
+        }
+        signalWatchers.removeAll()
+    }
+
+    fileprivate func deliver(signal signum: Int32) {
+        if signum == SIGUSR1 {
+            writeDump()
+            return
+        }
+        guard signalHandlerRef != LUA_NOREF,
+              let name = ProcessBindings.handledSignals.first(where: { $0.0 == signum })?.1 else { return }
+        lua_checkstack(L, 3)
+        luaPushRef(L, signalHandlerRef)
+        lua_pushstring(L, name)
+        let fiber = makeFiber(from: L, count: 2)
+        gs_pop(L, 1)
+        enqueue(fiber)
+    }
+
+    /// Writes every live fiber, what it waits on and its Lua traceback to stderr.
+    public func writeDump() {
+        var text = "gsockd: fiber dump (pid \(getpid())): \(liveFibers) fibers\n"
+        var fiber = liveHead
+        lua_checkstack(L, 4)
+        while let f = fiber {
+            text += "fiber \(f.id) [\(f.state)]\(f === current ? " (running)" : ""): \(f.waitDescription)\n"
+            if f !== current {
+                gs_pushcfunction(L, gs_traceback)
+                lua_pushthread(f.thread)
+                lua_xmove(f.thread, L, 1)
+                lua_pushstring(L, "")
+                if gs_pcall(L, 2, 1, 0) == LUA_OK, let tb = luaString(L, -1) {
+                    text += tb.split(separator: "\n").dropFirst().map { "    \($0.drop { $0 == "\t" })\n" }.joined()
+                }
+                gs_pop(L, 1)
+            }
+            fiber = f.liveNext
+        }
+        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+}
+
+extension Fiber {
+    /// What the fiber waits on, for the dump.
+    var waitDescription: String {
+        switch state {
+        case .created: return "waiting to start (spawn_later)"
+        case .ready: return hasStarted ? "ready to run" : "not started"
+        case .running: return "running"
+        case .dead: return "dead"
+        case .parked: break
+        }
+        var timeout = ""
+        if let timer, gs_is_active(timer) != 0 {
+            let ms = Int((ev_timer_remaining(runtime.loop, timer) * 1000).rounded())
+            timeout = ", timeout in \(ms) ms"
+        }
+        switch site {
+        case .io(let w): return "fd \(w.fd) (\(w.events == Int32(GS_EV_READ) ? "read" : w.events == Int32(GS_EV_WRITE) ? "write" : "read/write"))\(timeout)"
+        case .rawIO: return "fd \(rawIO.map { $0.pointee.fd } ?? -1)\(timeout)"
+        case .timer: return "timer (sleep)\(timeout)"
+        case .list: return "an event, queue, lock or join\(timeout)"
+        case .yield: return "its turn (sleep(0))"
+        case .resolve: return "a name lookup"
+        case .select: return "socket.select\(timeout)"
+        case .none: return "nothing\(timeout)"
+        }
+    }
+}
+
+private func signalReceived(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_signal>?, _ revents: Int32) {
+    let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+    runtime.deliver(signal: w!.pointee.signum)
+}

@@ -1,0 +1,172 @@
+-- Serving (SPEC §5, §6): what `gsockd run handler.lua` and `gsockd serve CONFIG` run as
+-- the main fiber. It starts a gsock.server per service, prints one line per listener
+-- (`listening on ADDRESS (NAME)`), then waits for a signal. SIGTERM and SIGINT stop
+-- accepting, drain open connections for up to shutdown_timeout, and return. SIGHUP
+-- loads the handlers again (and the config, for config files): when everything loads,
+-- new connections get the new code while open ones finish on the old, and no listener
+-- is closed; when anything fails, the old code keeps serving and the failure is logged.
+--
+-- Returns nothing when done, or a status and a message: "fail" (exit 1: an address
+-- in use, an init that raised) or "usage" (exit 2: a handler file that does not load).
+local gsock, host = ...
+local log = host.log
+
+local M = {}
+
+--- The handler table of what a handler file returned.
+local function handler_of(value, file)
+  if type(value) == "function" then return { handle = value } end
+  if type(value) == "table" and type(value.handle) == "function" then return value end
+  return nil, ("%s: a handler file returns a function(sock, peer) or a table with a 'handle' function, got %s")
+    :format(file, type(value) == "table" and "a table without 'handle'" or type(value))
+end
+
+local function load_handler(file)
+  local chunk, err = loadfile(file)
+  if not chunk then return nil, err end
+  local ok, value = pcall(chunk)
+  if not ok then return nil, tostring(value) end
+  return handler_of(value, file)
+end
+
+local SERVER_OPTIONS = { "max_connections", "backlog", "idle_timeout", "nodelay" }
+
+--- A service's server options: the config's, else the handler table's.
+local function server_options(service)
+  local opts = { name = service.name, reuseport = service.reuseport }
+  for _, key in ipairs(SERVER_OPTIONS) do
+    local v = (service.options or {})[key]
+    if v == nil then v = service.handler[key] end
+    opts[key] = v
+  end
+  return opts
+end
+
+local function init(service)
+  local h = service.handler
+  if not h.init then return true end
+  local ok, err = pcall(h.init, { name = service.name, env = service.env or {}, listen = service.listen })
+  if not ok then return nil, ("%s: init failed: %s"):format(service.name, tostring(err)) end
+  return true
+end
+
+local function start_all(services)
+  local servers = {}
+  local function abandon()
+    for _, s in ipairs(servers) do s:stop(0) end
+  end
+  for i, service in ipairs(services) do
+    local ok, err = init(service)
+    if not ok then abandon() return nil, err end
+    local server = gsock.server(service.listen, service.handler.handle, server_options(service))
+    ok, err = pcall(server.start, server)
+    if not ok then abandon() return nil, tostring(err) end
+    servers[i] = server
+    for _, address in ipairs(server.bound) do
+      io.stdout:write(("listening on %s (%s)\n"):format(address, service.name))
+      log("info", ("%s: listening on %s"):format(service.name, address), { service = service.name })
+    end
+  end
+  io.stdout:flush()
+  return servers
+end
+
+--- Loads the services again; swaps their handlers only when every one loads and inits.
+local function reload(servers, services, load_services)
+  local fresh, err = load_services()
+  if not fresh then
+    log("error", "reload failed, the running code keeps serving: " .. tostring(err))
+    return
+  end
+  local by_name = {}
+  for _, s in ipairs(fresh) do by_name[s.name] = s end
+  for _, s in ipairs(services) do
+    local new = by_name[s.name]
+    if new then
+      local ok, ierr = init(new)
+      if not ok then
+        log("error", "reload failed, the running code keeps serving: " .. ierr)
+        return
+      end
+    end
+  end
+  local kept = 0
+  for i, s in ipairs(services) do
+    local new = by_name[s.name]
+    if new then
+      servers[i].handle = new.handler.handle
+      s.handler = new.handler
+      by_name[s.name] = nil
+      kept = kept + 1
+    else
+      log("warning", ("reload: service %s is gone from the config; it keeps serving until a restart"):format(s.name))
+    end
+  end
+  for name in pairs(by_name) do
+    log("warning", ("reload: new service %s starts at the next restart"):format(name))
+  end
+  log("notice", ("reloaded %d service(s)"):format(kept))
+end
+
+--- Starts the services and serves until SIGTERM or SIGINT.
+local function serve_services(services, options, load_services)
+  local servers, err = start_all(services)
+  if not servers then return "fail", err end
+  local stop = gsock.event()
+  host.on_signal(function(name)
+    if name == "HUP" then
+      reload(servers, services, load_services)
+    else
+      log("notice", ("SIG%s: no longer accepting; draining open connections for up to %g s")
+        :format(name, options.shutdown_timeout))
+      stop:set()
+    end
+  end)
+  stop:wait()
+  local stopping = {}
+  for i, s in ipairs(servers) do stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout) end
+  gsock.joinall(stopping)
+end
+
+--- `gsockd run FILE`: runs the file; if it returns a handler, serves it.
+function M.run(chunk, options, ...)
+  local value = chunk(...)
+  if value == nil then return end
+  local handler, err = handler_of(value, options.file)
+  if not handler then return "usage", err end
+  local name = handler.name or options.file:match("([^/]+)%.lua$") or "handler"
+  local listen = options.listen or handler.listen or "127.0.0.1:7000"
+  local service = { name = name, listen = listen, handler = handler, reuseport = options.reuseport }
+  options.shutdown_timeout = options.shutdown_timeout or 10
+  return serve_services({ service }, options, function()
+    local h, lerr = load_handler(options.file)
+    if not h then return nil, lerr end
+    return { { name = name, listen = listen, handler = h } }
+  end)
+end
+
+--- The services of a config spec with their handlers loaded, or nil and the first failure.
+local function load_services(spec)
+  local services = {}
+  for i, s in ipairs(spec.services) do
+    local h, err = load_handler(s.handler)
+    if not h then return nil, err end
+    services[i] = { name = s.name, listen = s.listen, handler = h, options = s.options, env = s.env,
+                    reuseport = spec.reuseport }
+  end
+  return services
+end
+
+--- `gsockd serve CONFIG`: `spec` is the config as Swift read it; spec.reload() reads it again.
+function M.serve(spec)
+  for _, pattern in ipairs(spec.lua_path or {}) do package.path = pattern .. ";" .. package.path end
+  local services, err = load_services(spec)
+  if not services then return "usage", err end
+  return serve_services(services, spec, function()
+    local fresh, rerr = spec.reload()
+    if not fresh then return nil, rerr end
+    return load_services(fresh)
+  end)
+end
+
+return M

@@ -2,6 +2,11 @@
 #include "gsock_shims.h"
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <string.h>
+#include <stdio.h>
 
 int gs_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 
@@ -151,4 +156,93 @@ int gs_msghandler(lua_State *L) {
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
+}
+
+// MARK: - The runaway-fiber watchdog
+
+double gs_coarse_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static gs_state *watched;
+static double watch_limit;
+static int watch_action;
+static gs_runaway_report watch_report;
+static pthread_t loop_thread;
+static volatile unsigned long flagged_resume;  // the run the watchdog signalled about
+#define GS_WATCHDOG_SIGNAL (SIGRTMIN + 3)
+
+static void runaway_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    gs_state *st = watched;
+    if (!st || st->running != L || st->resumes != flagged_resume) return;  // it yielded since
+    double elapsed = gs_coarse_now() - st->running_since;
+    if (elapsed < watch_limit) return;
+    char message[128];
+    snprintf(message, sizeof message, "ran for %.2f s without yielding (max_run_time is %g s)%s",
+             elapsed, watch_limit, watch_action == GS_RUNAWAY_ERROR ? "" : "; it goes on");
+    if (watch_action == GS_RUNAWAY_ERROR) {
+        luaL_error(L, "fiber %s", message);
+        return;
+    }
+    lua_pushstring(L, message);
+    luaL_traceback(L, L, lua_tostring(L, -1), 0);
+    st->swift_depth++;
+    watch_report(L, lua_tostring(L, -1));
+    st->swift_depth--;
+    lua_pop(L, 2);
+}
+
+// As lua.c's SIGINT handler does: setting a hook is what Lua allows from a signal handler.
+static void watchdog_signalled(int signum) {
+    (void)signum;
+    gs_state *st = watched;
+    lua_State *L = st ? st->running : NULL;
+    if (L && st->resumes == flagged_resume)
+        lua_sethook(L, runaway_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    struct timespec pause;
+    double step = watch_limit / 4 < 0.05 ? 0.05 : watch_limit / 4;
+    pause.tv_sec = (time_t)step;
+    pause.tv_nsec = (long)((step - (double)pause.tv_sec) * 1e9);
+    unsigned long reported = (unsigned long)-1;
+    for (;;) {
+        nanosleep(&pause, NULL);
+        gs_state *st = watched;
+        unsigned long resumes = st->resumes;
+        if (st->running && resumes != reported && gs_coarse_now() - st->running_since > watch_limit) {
+            reported = resumes;
+            flagged_resume = resumes;
+            pthread_kill(loop_thread, GS_WATCHDOG_SIGNAL);
+        }
+    }
+    return NULL;
+}
+
+int gs_watchdog_start(gs_state *st, double limit, int action, gs_runaway_report report) {
+    if (watched) return -1;
+    watched = st;
+    watch_limit = limit;
+    watch_action = action;
+    watch_report = report;
+    loop_thread = pthread_self();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = watchdog_signalled;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(GS_WATCHDOG_SIGNAL, &sa, NULL) != 0) return -1;
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int r = pthread_create(&thread, &attr, watchdog, NULL);
+    pthread_attr_destroy(&attr);
+    return r;
 }

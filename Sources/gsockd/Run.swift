@@ -1,6 +1,7 @@
 // `gsockd run FILE.lua [-- ARGS]`: runs a Lua file as the main fiber.
 import ArgumentParser
 import GSock
+import Logging
 import Glibc
 
 struct Run: ParsableCommand {
@@ -28,18 +29,38 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Seconds to drain open connections after SIGTERM or SIGINT.")
     var shutdownTimeout: Double = 10
 
+    @Option(name: .long, help: "Seconds a fiber may run without yielding before it is reported.")
+    var maxRunTime: Double = 1
+
+    @Option(name: .long, help: ArgumentHelp("What to do with a fiber past --max-run-time: log (its traceback) or error (raise in it).", valueName: "log|error"))
+    var maxRunTimeAction: String = "log"
+
     @Argument(parsing: .postTerminator, help: "Arguments for the script, after `--`.")
     var arguments: [String] = []
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        if workers > 1, listen.contains(where: { $0.hasSuffix(":0") }) {
+            throw ValidationError("port 0 needs --workers 1: each worker would get a port of its own")
+        }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
+        guard maxRunTime > 0 else { throw ValidationError("--max-run-time must be positive") }
+        guard RunawayAction(rawValue: maxRunTimeAction) != nil else {
+            throw ValidationError("--max-run-time-action must be 'log' or 'error'")
+        }
     }
 
     func run() throws {
         GSockd.bootstrapLogging()
+        if workers > 1 && !Supervisor.isWorker {
+            let supervisor = Supervisor(workers: workers, arguments: CommandLine.arguments,
+                                        shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"))
+            Glibc.exit(supervisor.run())
+        }
         var options = Runtime.Options()
         options.useDefaultLoop = true
+        options.maxRunTime = maxRunTime
+        options.runawayAction = RunawayAction(rawValue: maxRunTimeAction) ?? .log
         let runtime: Runtime
         do {
             runtime = try Runtime(options: options)
@@ -49,6 +70,10 @@ struct Run: ParsableCommand {
         var serveOptions = ServeOptions()
         serveOptions.listen = listen.isEmpty ? nil : listen
         serveOptions.shutdownTimeout = shutdownTimeout
+        if let index = getenv(Supervisor.workerVariable).map({ String(cString: $0) }) {
+            serveOptions.reusePort = true
+            serveOptions.announce = index == "1"
+        }
         do {
             switch try runtime.runOrServe(file: file, arguments: arguments, options: serveOptions) {
             case .finished: break

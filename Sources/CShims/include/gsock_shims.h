@@ -13,6 +13,7 @@
 #include <lua5.4/lualib.h>
 #include <ev.h>
 #include <stddef.h>
+#include <sys/wait.h>
 
 /// What a Swift body returns: a count of results (>= 0), or one of these.
 enum {
@@ -32,6 +33,11 @@ typedef struct gs_state {
     int arg;              ///< argument index for GS_ARGERROR
     gs_body kont;         ///< continuation for GS_YIELD
     void *runtime;        ///< the Runtime, unretained
+    // The runaway-fiber watchdog (see gs_watchdog_start). Written by the loop thread on
+    // every resume, read by the watchdog thread.
+    lua_State *volatile running;        ///< the fiber thread being resumed, or NULL
+    volatile unsigned long resumes;     ///< count of resumes, to tell one run from the next
+    volatile double running_since;      ///< monotonic seconds when `running` was resumed
 } gs_state;
 
 /// A new Lua state whose allocator enforces st->limit (outside Swift frames) and counts bytes.
@@ -63,6 +69,19 @@ int gs_traceback(lua_State *L);     ///< (thread, msg) -> msg .. traceback of th
 int gs_openlibs(lua_State *L);      ///< luaL_openlibs
 int gs_msghandler(lua_State *L);    ///< (err) -> err, or "tostring(err)\ntraceback" for strings
 
+/// Monotonic seconds from a coarse clock (a few ms of resolution; no syscall).
+double gs_coarse_now(void);
+
+/// What the watchdog does to a fiber that runs longer than its limit without yielding.
+enum { GS_RUNAWAY_LOG = 0, GS_RUNAWAY_ERROR = 1 };
+typedef void (*gs_runaway_report)(lua_State *L, const char *traceback);
+
+/// Starts the process's one watchdog thread for `st`: when a fiber has run for more than
+/// `limit` seconds without yielding, the loop thread gets a signal whose handler sets a
+/// one-shot hook on that fiber; the hook raises an error in it (GS_RUNAWAY_ERROR) or
+/// passes its traceback to `report` (GS_RUNAWAY_LOG). Until then it costs nothing.
+int gs_watchdog_start(gs_state *st, double limit, int action, gs_runaway_report report);
+
 /// accept4 with non-blocking, close-on-exec descriptors (Swift does not see accept4).
 int gs_accept(int fd);
 
@@ -83,6 +102,12 @@ static inline void gs_check_init(ev_check *w, gs_check_cb cb) { ev_check_init(w,
 static inline void gs_async_init(ev_async *w, gs_async_cb cb) { ev_async_init(w, cb); }
 static inline void gs_signal_init(ev_signal *w, gs_signal_cb cb, int signum) { ev_signal_init(w, cb, signum); }
 static inline void gs_set_priority(void *w, int pri) { ev_set_priority((ev_watcher *)w, pri); }
+typedef void (*gs_child_cb)(struct ev_loop *, ev_child *, int);
+static inline void gs_child_init(ev_child *w, gs_child_cb cb, int pid) { ev_child_init(w, cb, pid, 0); }
+static inline int gs_wifexited(int status) { return WIFEXITED(status); }
+static inline int gs_wexitstatus(int status) { return WEXITSTATUS(status); }
+static inline int gs_wifsignaled(int status) { return WIFSIGNALED(status); }
+static inline int gs_wtermsig(int status) { return WTERMSIG(status); }
 static inline int gs_is_pending(const void *w) { return ev_is_pending((const ev_watcher *)w); }
 static inline int gs_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
 static inline struct ev_loop *gs_default_loop(void) { return ev_default_loop(EVFLAG_AUTO); }

@@ -50,7 +50,7 @@ local function init(service)
   return true
 end
 
-local function start_all(services)
+local function start_all(services, announce)
   local servers = {}
   local function abandon()
     for _, s in ipairs(servers) do s:stop(0) end
@@ -63,7 +63,7 @@ local function start_all(services)
     if not ok then abandon() return nil, tostring(err) end
     servers[i] = server
     for _, address in ipairs(server.bound) do
-      io.stdout:write(("listening on %s (%s)\n"):format(address, service.name))
+      if announce then io.stdout:write(("listening on %s (%s)\n"):format(address, service.name)) end
       log("info", ("%s: listening on %s"):format(service.name, address), { service = service.name })
     end
   end
@@ -110,7 +110,7 @@ end
 
 --- Starts the services and serves until SIGTERM or SIGINT.
 local function serve_services(services, options, load_services)
-  local servers, err = start_all(services)
+  local servers, err = start_all(services, options.announce ~= false)
   if not servers then return "fail", err end
   local stop = gsock.event()
   host.on_signal(function(name)

@@ -70,7 +70,13 @@ extension Runtime {
         var nres: Int32 = 0
         let nargs = fiber.startArgs
         fiber.startArgs = 0
+        if watchesRunaways {
+            state.pointee.resumes &+= 1
+            state.pointee.running_since = gs_coarse_now()
+            state.pointee.running = co
+        }
         let status = gs_resume(co, nil, nargs, &nres)
+        state.pointee.running = nil
         current = nil
         switch status {
         case LUA_YIELD:

@@ -20,6 +20,11 @@ public final class Runtime {
         public var useDefaultLoop: Bool = false
         /// Where runtime events (such as errors of fibers nobody joins) are logged.
         public var logger = Logger(label: "gsockd")
+        /// Seconds a fiber may run without yielding before it is reported (nil: not
+        /// watched). Needs the default loop; one runtime per process can be watched.
+        public var maxRunTime: Double?
+        /// With `.error`, a fiber past `maxRunTime` gets an error raised in it instead of a report.
+        public var runawayAction: RunawayAction = .log
 
         public init() {}
     }
@@ -48,6 +53,8 @@ public final class Runtime {
     var mainOutcome: MainOutcome?
     var stopRequested = false
     var boxMetatableRegistered = false
+    /// Whether the watchdog watches this runtime's fibers (see Options.maxRunTime).
+    var watchesRunaways = false
     /// The Lua function that receives signals (on_signal), and the watchers.
     var signalHandlerRef: Int32 = LUA_NOREF
     var signalWatchers: [UnsafeMutablePointer<ev_signal>] = []
@@ -67,7 +74,8 @@ public final class Runtime {
     public init(options: Options = Options()) throws {
         logger = options.logger
         state = .allocate(capacity: 1)
-        state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil))
+        state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil,
+                                      running: nil, resumes: 0, running_since: 0))
         guard let L = gs_newstate(state) else {
             state.deallocate()
             throw RuntimeError.setup("cannot create a Lua state")
@@ -96,6 +104,10 @@ public final class Runtime {
         guard gs_pcall(L, 0, 0, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         try openModule()
         state.pointee.limit = options.memoryLimit
+        if let limit = options.maxRunTime, options.useDefaultLoop {
+            watchesRunaways = gs_watchdog_start(state, limit, options.runawayAction == .error ? Int32(GS_RUNAWAY_ERROR)
+                                                : Int32(GS_RUNAWAY_LOG), runawayReported) == 0
+        }
     }
 
     deinit { close() }
@@ -158,6 +170,14 @@ public final class Runtime {
     }
 }
 
+/// What happens to a fiber that runs past `Options.maxRunTime` without yielding.
+public enum RunawayAction: String, Sendable {
+    /// Its traceback is logged once; it goes on.
+    case log
+    /// An error is raised in it, so that the runtime goes on serving the others.
+    case error
+}
+
 /// How the main fiber ended.
 enum MainOutcome {
     case success
@@ -180,6 +200,12 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
         case .failed(let m, let tb): return tb.isEmpty ? m : "\(m)\n\(tb)"
         }
     }
+}
+
+private func runawayReported(_ L: LuaState?, _ traceback: UnsafePointer<CChar>?) {
+    let runtime = Runtime.from(L!)
+    let fiber = runtime.current.map { "\($0.id)" } ?? "?"
+    runtime.logger.warning("fiber \(fiber) \(traceback.map { String(cString: $0) } ?? "")", metadata: ["fiber": "\(fiber)"])
 }
 
 private func readyQueueCheck(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_check>?, _ revents: Int32) {

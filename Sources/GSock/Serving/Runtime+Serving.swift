@@ -21,6 +21,8 @@ public struct ServeOptions {
     public var shutdownTimeout: Double = 10
     /// Set SO_REUSEPORT on the listeners (worker processes sharing a port).
     public var reusePort = false
+    /// Print `listening on ADDRESS (NAME)` for each listener (one worker of several does).
+    public var announce = true
 
     public init() {}
 }
@@ -49,6 +51,8 @@ extension Runtime {
         luaRawSetField(L, -2, "shutdown_timeout")
         lua_pushboolean(L, options.reusePort ? 1 : 0)
         luaRawSetField(L, -2, "reuseport")
+        lua_pushboolean(L, options.announce ? 1 : 0)
+        luaRawSetField(L, -2, "announce")
         lua_checkstack(L, Int32(arguments.count) + 2)
         for a in arguments { lua_pushstring(L, a) }
         return outcome(try runMainFiber(argumentCount: 2 + Int32(arguments.count)))

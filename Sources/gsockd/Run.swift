@@ -29,6 +29,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Seconds to drain open connections after SIGTERM or SIGINT.")
     var shutdownTimeout: Double = 10
 
+    @Option(name: .long, help: ArgumentHelp("Bytes the Lua state may hold (suffixes K, M, G); an allocation past it fails the fiber that made it.", valueName: "bytes"))
+    var memoryLimit: String?
+
     @Option(name: .long, help: "Seconds a fiber may run without yielding before it is reported.")
     var maxRunTime: Double = 1
 
@@ -45,6 +48,9 @@ struct Run: ParsableCommand {
         }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
         guard maxRunTime > 0 else { throw ValidationError("--max-run-time must be positive") }
+        if let memoryLimit, byteCount(memoryLimit) == nil {
+            throw ValidationError("--memory-limit must be a number of bytes, with an optional K, M or G suffix")
+        }
         guard RunawayAction(rawValue: maxRunTimeAction) != nil else {
             throw ValidationError("--max-run-time-action must be 'log' or 'error'")
         }
@@ -61,6 +67,7 @@ struct Run: ParsableCommand {
         options.useDefaultLoop = true
         options.maxRunTime = maxRunTime
         options.runawayAction = RunawayAction(rawValue: maxRunTimeAction) ?? .log
+        options.memoryLimit = memoryLimit.flatMap(byteCount) ?? 0
         let runtime: Runtime
         do {
             runtime = try Runtime(options: options)
@@ -86,6 +93,19 @@ struct Run: ParsableCommand {
             fail("\(error)", status: 1)
         }
     }
+}
+
+/// "512", "64K", "64M", "1G" as bytes.
+func byteCount(_ text: String) -> Int? {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+    var digits = Substring(text.uppercased())
+    var unit = 1
+    if let last = digits.last, let u = units[last] {
+        unit = u
+        digits = digits.dropLast()
+    }
+    guard let n = Int(digits), n > 0 else { return nil }
+    return n * unit
 }
 
 /// Prints `gsockd: message` on stderr and exits with `status`.

@@ -278,13 +278,21 @@ enum FiberBindings {
     private static let stats: LuaBody = { L in
         let L = L!
         let rt = Runtime.from(L)
-        lua_createtable(L, 0, 3)
+        lua_createtable(L, 0, 10)
         lua_pushinteger(L, lua_Integer(rt.liveFibers))
         luaRawSetField(L, -2, "fibers")
         lua_pushinteger(L, lua_Integer(rt.fiberObjects))
         luaRawSetField(L, -2, "fiber_objects")
         lua_pushinteger(L, lua_Integer(rt.memoryInUse))
         luaRawSetField(L, -2, "memory")
+        lua_pushinteger(L, lua_Integer(rt.bytesIn))
+        luaRawSetField(L, -2, "bytes_in")
+        lua_pushinteger(L, lua_Integer(rt.bytesOut))
+        luaRawSetField(L, -2, "bytes_out")
+        lua_pushinteger(L, lua_Integer(rt.failuresLogged))
+        luaRawSetField(L, -2, "errors")
+        lua_pushinteger(L, lua_Integer(rt.openSockets))
+        luaRawSetField(L, -2, "sockets")
         return 1
     }
 

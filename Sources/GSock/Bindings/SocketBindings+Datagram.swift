@@ -78,6 +78,7 @@ enum DatagramBindings {
         switch Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address) {
         case .ok(let n):
             s.sent += n
+            s.runtime.bytesOut += n
             lua_pushinteger(L, lua_Integer(n))
             return 1
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
@@ -101,6 +102,7 @@ enum DatagramBindings {
         switch Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count) {
         case .ok(let n):
             s.sent += n
+            s.runtime.bytesOut += n
             lua_pushinteger(L, lua_Integer(n))
             return 1
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
@@ -140,6 +142,7 @@ enum DatagramBindings {
         case .ok(let n):
             let taken = min(n, size)
             s.received += taken
+            s.runtime.bytesIn += taken
             buffer.withUnsafeBufferPointer { StreamBindings.pushBytes(L, UnsafeBufferPointer(rebasing: $0[0..<taken])) }
             guard from, let peer else { return 1 }
             let (host, port, family) = peer.hostPortFamily

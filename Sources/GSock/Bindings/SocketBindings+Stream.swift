@@ -416,6 +416,7 @@ enum StreamBindings {
             return .closed
         case .ok(let n):
             s.received += n
+            s.runtime.bytesIn += n
             s.drained = n < space
             return .data
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
@@ -687,6 +688,7 @@ enum StreamBindings {
             case .ok(let n):
                 s.sendProgress += n
                 s.sent += n
+                s.runtime.bytesOut += n
             case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
                 return park(L, s, .write, deadline: s.sendDeadline, what: "send", then: sendContinue) {
                     sendFailed(L, "timeout", i, s)

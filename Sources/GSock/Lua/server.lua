@@ -11,6 +11,19 @@ local gsock, socket, host = ...
 local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall =
       error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
 local log, resources = host.log, host.resources
+
+-- What gsock.stats() adds up over every server of the runtime.
+local totals = { connections = 0, accepted = 0, errors = 0 }
+local core_stats = gsock.stats
+
+--- Counts of fibers, sockets, connections, accepted connections, errors (handler and
+--- fiber failures), bytes in and out, and the bytes the Lua state holds.
+function gsock.stats()
+  local s = core_stats()
+  s.connections, s.accepted = totals.connections, totals.accepted
+  s.errors = s.errors + totals.errors
+  return s
+end
 local unix = require "socket.unix"
 
 -- Addresses -------------------------------------------------------------------------
@@ -146,6 +159,7 @@ local function handle_connection(self, client, peer)
   local ok, failure = xpcall(self.handle, traceback, client, peer)
   client:close()
   if not ok and not is_killed(failure.error) then
+    totals.errors = totals.errors + 1
     log("error", ("%s: handler failed for %s: %s"):format(self.name, peer_text(peer), failure.traceback),
         { service = self.name, peer = peer_text(peer) })
   end
@@ -164,6 +178,8 @@ local function accept_loop(self, listener, a)
       backoff = 0
       self.count = self.count + 1
       self.accepted = self.accepted + 1
+      totals.connections = totals.connections + 1
+      totals.accepted = totals.accepted + 1
       if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
       if self.idle_timeout then client:settimeout(self.idle_timeout) end
       local f = gsock.spawn(handle_connection, self, client, peer_of(client, a))
@@ -171,6 +187,7 @@ local function accept_loop(self, listener, a)
       gsock._link(f, function(done)
         self.handlers[done] = nil
         self.count = self.count - 1
+        totals.connections = totals.connections - 1
         self.slot:set()
         if self.count == 0 then self.drained:set() end
       end)

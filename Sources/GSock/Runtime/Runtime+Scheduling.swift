@@ -280,6 +280,7 @@ extension Runtime {
                 if isMain {
                     mainOutcome = .failure(message: message, traceback: traceback)
                 } else {
+                    failuresLogged += 1
                     logger.error("fiber \(fiber.id) failed: \(message)\n\(traceback)",
                                  metadata: ["fiber": "\(fiber.id)"])
                 }

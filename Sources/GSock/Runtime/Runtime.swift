@@ -60,6 +60,10 @@ public final class Runtime {
     var signalWatchers: [UnsafeMutablePointer<ev_signal>] = []
     /// Whether sockets enter the registry of open resources (the test runner sets it).
     var tracksResources = false
+    /// Bytes received and sent by sockets, and fiber failures logged (gsock.stats).
+    var bytesIn = 0
+    var bytesOut = 0
+    var failuresLogged = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
     /// Idle client connections by "host:port" (setkeepalive).

@@ -21,9 +21,7 @@ extension Runtime {
         lua_checkstack(L, 6)
         lua_createtable(L, 0, Int32(functions.count))
         for (fname, function) in functions.sorted(by: { $0.key < $1.key }) {
-            registerBoxMetatable()
-            LuaObjects.push(L, SwiftFunctionBox(name: fname, function: function), kind: .swiftFunction)
-            gs_pushbody(L, callSwiftFunction, 1, 0)
+            pushFunction(name: fname, function)
             luaRawSetField(L, -2, fname)
         }
         // package.loaded[name] = module
@@ -33,6 +31,13 @@ extension Runtime {
         lua_pushvalue(L, -4)
         luaRawSetField(L, -2, name)
         lua_settop(L, -5)
+    }
+
+    /// Pushes a Lua function that calls `function`; `name` names it in error messages.
+    func pushFunction(name: String, _ function: @escaping SwiftFunction) {
+        registerBoxMetatable()
+        LuaObjects.push(L, SwiftFunctionBox(name: name, function: function), kind: .swiftFunction)
+        gs_pushbody(L, callSwiftFunction, 1, 0)
     }
 
     private func registerBoxMetatable() {

@@ -110,6 +110,12 @@ end
 
 --- Starts the services and serves until SIGTERM or SIGINT.
 local function serve_services(services, options, load_services)
+  for _, service in ipairs(services) do
+    for _, text in ipairs(type(service.listen) == "table" and service.listen or { service.listen }) do
+      local ok, err = gsock.parse_address(text)
+      if not ok then return "usage", ("%s: %s"):format(service.name, err) end
+    end
+  end
   local servers, err = start_all(services, options.announce ~= false)
   if not servers then return "fail", err end
   local stop = gsock.event()

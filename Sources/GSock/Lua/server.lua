@@ -86,8 +86,17 @@ local function listen_on(a, backlog, reuseport)
   return nil, ("%s: %s"):format(address_text(a), err or "no address")
 end
 
+--- xpcall's message handler: the error and its traceback.
 local function traceback(e)
-  return { error = e, traceback = debug.traceback(tostring(e), 2) }
+  local ok, tb = pcall(debug.traceback, tostring(e), 2)
+  return { error = e, traceback = ok and tb or tostring(e) }
+end
+
+--- What xpcall(f, traceback, ...) failed with. Lua calls no message handler for a memory
+--- error, so that one comes as the bare message.
+local function failure_of(result)
+  if type(result) == "table" and result.traceback then return result end
+  return { error = result, traceback = tostring(result) }
 end
 
 local function is_killed(e)
@@ -156,9 +165,10 @@ local function peer_text(peer)
 end
 
 local function handle_connection(self, client, peer)
-  local ok, failure = xpcall(self.handle, traceback, client, peer)
+  local ok, result = xpcall(self.handle, traceback, client, peer)
   client:close()
-  if not ok and not is_killed(failure.error) then
+  local failure = not ok and failure_of(result)
+  if failure and not is_killed(failure.error) then
     totals.errors = totals.errors + 1
     log("error", ("%s: handler failed for %s: %s"):format(self.name, peer_text(peer), failure.traceback),
         { service = self.name, peer = peer_text(peer) })
@@ -307,8 +317,9 @@ function UdpServer:start()
         if ip == "closed" then break end
       else
         gsock.spawn(function()
-          local ok2, failure = xpcall(self.fn, traceback, data, { host = ip, port = port }, self)
-          if not ok2 and not is_killed(failure.error) then
+          local ok2, result = xpcall(self.fn, traceback, data, { host = ip, port = tonumber(port) }, self)
+          local failure = not ok2 and failure_of(result)
+          if failure and not is_killed(failure.error) then
             log("error", ("%s: handler failed for %s:%s: %s"):format(self.name, ip, port, failure.traceback),
                 { service = self.name })
           end

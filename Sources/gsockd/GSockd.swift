@@ -8,7 +8,7 @@ struct GSockd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gsockd",
         abstract: "A cooperative network runtime for Lua 5.4 on libev.",
-        subcommands: [Run.self, Test.self])
+        subcommands: [Run.self, Test.self, Check.self])
 
     /// As `ParsableCommand.main()`, but bad usage exits with 2 (SPEC §5) rather than 64.
     static func main() {

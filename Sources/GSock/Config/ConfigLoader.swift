@@ -1,0 +1,308 @@
+// Loading a config file (SPEC §6): parse the TOML, check every key against what gsockd
+// understands, resolve paths against the config file's directory, compile every
+// handler, and look for two services on one address. Every problem found is reported,
+// all at once; the only thing that stops the checks early is a file that cannot be
+// read or is not TOML.
+import Logging
+import TOMLKit
+
+/// Reads `gsockd.toml` files.
+public enum ConfigLoader {
+    /// The config `gsockd serve` and `gsockd check` read when given none.
+    public static let defaultPath = "config/gsockd.toml"
+
+    static let topLevelKeys = [
+        "workers", "log_level", "lua_path", "shutdown_timeout", "memory_limit", "max_run_time",
+        "max_run_time_action", "services",
+    ]
+    static let serviceKeys = [
+        "listen", "handler", "max_connections", "backlog", "idle_timeout", "nodelay", "env",
+    ]
+    static let logLevels = Logger.Level.allCases.map(\.rawValue)
+
+    /// Loads and validates the config file at `path`. Nothing is bound and no handler runs;
+    /// handlers are compiled to find syntax errors.
+    /// - Parameter path: the config file; relative paths inside it are relative to its directory.
+    /// - Returns: the config, with absolute paths and services sorted by name.
+    /// - Throws: `ConfigError` with every problem found, in file order.
+    public static func load(path: String) throws -> ServerConfig {
+        let text: String
+        switch FilePaths.read(path) {
+        case .success(let t): text = t
+        case .failure(let reason):
+            throw ConfigError(problems: [ConfigProblem(file: path, message: "cannot read the config file: \(reason)")])
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(problems: [ConfigProblem(
+                file: path, line: error.source.begin.line, column: error.source.begin.column,
+                message: "TOML syntax error: \(error.description)")])
+        }
+
+        var reader = ConfigReader(file: path, sourceMap: ConfigSourceMap(text: text))
+        let absolutePath = FilePaths.absolute(path)
+        let directory = Directory(shown: FilePaths.directory(of: path), absolute: FilePaths.directory(of: absolutePath))
+        var config = ServerConfig(path: absolutePath, services: [])
+        readSettings(root, into: &config, directory: directory, reader: &reader)
+        var listenings: [Listening] = []
+        config.services = readServices(root["services"], directory: directory, listenings: &listenings, reader: &reader)
+        checkCollisions(listenings, reader: &reader)
+        guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problemsInFileOrder) }
+        return config
+    }
+
+    /// The config file's directory, as paths in messages show it and as paths in the config use it.
+    struct Directory {
+        var shown: String
+        var absolute: String
+    }
+
+    /// A good address of some service's `listen`, kept to find collisions.
+    struct Listening {
+        var text: String
+        var address: ListenAddress
+        var key: ConfigKey
+    }
+
+    // MARK: - Top-level settings
+
+    private static func readSettings(
+        _ root: TOMLTable, into config: inout ServerConfig, directory: Directory, reader: inout ConfigReader
+    ) {
+        let top = ConfigKey.root
+        reader.rejectUnknownKeys(
+            of: root, at: top, allowed: topLevelKeys,
+            elsewhere: Dictionary(uniqueKeysWithValues: serviceKeys.map {
+                ($0, "is a service's setting: put it in a [services.NAME] table")
+            }))
+        if let n = reader.integer(root["workers"], at: top.appending("workers"), atLeast: 1) {
+            config.workers = n
+        }
+        if let level = reader.choice(root["log_level"], at: top.appending("log_level"), logLevels) {
+            config.logLevel = Logger.Level(rawValue: level) ?? .info
+        }
+        if let value = root["lua_path"] {
+            config.luaPath = readLuaPath(value, directory: directory, reader: &reader)
+        }
+        if let s = reader.seconds(root["shutdown_timeout"], at: top.appending("shutdown_timeout"), allowZero: true) {
+            config.shutdownTimeout = s
+        }
+        if let n = reader.byteCount(root["memory_limit"], at: top.appending("memory_limit")) {
+            config.memoryLimit = n
+        }
+        if let s = reader.seconds(root["max_run_time"], at: top.appending("max_run_time"), allowZero: false) {
+            config.maxRunTime = s
+        }
+        let actions = RunawayAction.allCases.map(\.rawValue)
+        if let action = reader.choice(root["max_run_time_action"], at: top.appending("max_run_time_action"), actions) {
+            config.maxRunTimeAction = RunawayAction(rawValue: action) ?? .log
+        }
+    }
+
+    /// `lua_path`: templates for `package.path`, such as `"lib/?.lua"`.
+    private static func readLuaPath(
+        _ value: TOMLValueConvertible, directory: Directory, reader: inout ConfigReader
+    ) -> [String] {
+        let key = ConfigKey.root.appending("lua_path")
+        let expected = "an array of package.path templates such as [\"lib/?.lua\"]"
+        guard let array = value.array else {
+            reader.wrong(value, at: key, expected: expected)
+            return []
+        }
+        var templates: [String] = []
+        for (i, element) in array.enumerated() {
+            let elementKey = key.element(i + 1)
+            let expected = "a template such as \"lib/?.lua\""
+            guard let template = reader.string(element, at: elementKey, expected: expected) else { continue }
+            if template.contains(";") {
+                reader.report(elementKey, "'\(template)' contains ';' (expected one template per array element)")
+            } else if !template.contains("?") {
+                reader.report(
+                    elementKey, "'\(template)' has no '?' (expected a template such as \"\(template)/?.lua\")")
+            } else {
+                templates.append(FilePaths.join(directory.absolute, template))
+            }
+        }
+        return templates
+    }
+
+    // MARK: - Services
+
+    private static func readServices(
+        _ value: TOMLValueConvertible?, directory: Directory, listenings: inout [Listening],
+        reader: inout ConfigReader
+    ) -> [ServiceConfig] {
+        let key = ConfigKey.root.appending("services")
+        let expected = "at least one [services.NAME] table with listen and handler"
+        guard let value else {
+            reader.report(nil, "no services (expected \(expected))")
+            return []
+        }
+        guard let services = reader.table(value, at: key, expected: "a table of services ([services.NAME])") else {
+            return []
+        }
+        if services.isEmpty { reader.report(key, "no services (expected \(expected))") }
+        var result: [ServiceConfig] = []
+        for name in services.keys.sorted() {
+            guard let entry = services[name] else { continue }
+            let serviceKey = key.appending(name)
+            guard let table = reader.table(entry, at: serviceKey, expected: "a [\(serviceKey)] table") else {
+                continue
+            }
+            if let service = readService(
+                name, table, at: serviceKey, directory: directory, listenings: &listenings, reader: &reader)
+            {
+                result.append(service)
+            }
+        }
+        return result
+    }
+
+    /// A service, or nil when it has problems; its good addresses go to `listenings` either way.
+    private static func readService(
+        _ name: String, _ table: TOMLTable, at key: ConfigKey, directory: Directory,
+        listenings: inout [Listening], reader: inout ConfigReader
+    ) -> ServiceConfig? {
+        reader.rejectUnknownKeys(
+            of: table, at: key, allowed: serviceKeys,
+            elsewhere: Dictionary(uniqueKeysWithValues: topLevelKeys.filter { $0 != "services" }.map {
+                ($0, "is a top-level setting: put it above the first [table] header")
+            }))
+        let (good, complete) = readListen(table["listen"], at: key.appending("listen"), reader: &reader)
+        listenings += good
+        let handler = readHandler(table["handler"], at: key.appending("handler"), directory: directory, reader: &reader)
+        var service = ServiceConfig(name: name, listen: good.map(\.text), handler: handler ?? "")
+        service.maxConnections = reader.integer(
+            table["max_connections"], at: key.appending("max_connections"), atLeast: 1)
+        service.backlog = reader.integer(table["backlog"], at: key.appending("backlog"), atLeast: 1)
+        service.idleTimeout = reader.seconds(
+            table["idle_timeout"], at: key.appending("idle_timeout"), allowZero: false)
+        if let nodelay = reader.boolean(table["nodelay"], at: key.appending("nodelay")) {
+            service.nodelay = nodelay
+        }
+        if let env = table["env"] {
+            let envKey = key.appending("env")
+            if let fields = reader.table(env, at: envKey, expected: "a table ([\(envKey)])") {
+                service.env = luaFields(fields)
+            }
+        }
+        return complete && handler != nil ? service : nil
+    }
+
+    /// `listen`: one address or a non-empty array of them. Returns the good addresses, and
+    /// whether there was no problem.
+    private static func readListen(
+        _ value: TOMLValueConvertible?, at key: ConfigKey, reader: inout ConfigReader
+    ) -> (good: [Listening], complete: Bool) {
+        let expected = "an address or a non-empty array of addresses (\(ListenAddress.forms))"
+        guard let value else {
+            reader.report(key, "missing (expected \(expected))")
+            return ([], false)
+        }
+        var elements: [(TOMLValueConvertible, ConfigKey)] = []
+        if let array = value.array, !array.isEmpty {
+            elements = array.enumerated().map { ($1, key.element($0 + 1)) }
+        } else if value.type == .string {
+            elements = [(value, key)]
+        } else {
+            let hint = value.int.map { "did you mean \":\($0)\" or \"127.0.0.1:\($0)\"?" }
+            reader.wrong(value, at: key, expected: expected, hint: hint)
+            return ([], false)
+        }
+        var good: [Listening] = []
+        var complete = true
+        for (element, elementKey) in elements {
+            guard let text = element.string else {
+                reader.wrong(element, at: elementKey, expected: "an address string (\(ListenAddress.forms))")
+                complete = false
+                continue
+            }
+            switch ListenAddress.parse(text) {
+            case .success(let address): good.append(Listening(text: text, address: address, key: elementKey))
+            case .failure(let bad):
+                reader.report(elementKey, bad.message)
+                complete = false
+            }
+        }
+        return (good, complete)
+    }
+
+    /// `handler`: a Lua file, relative to the config file, that exists and compiles.
+    /// Nil when missing or wrong; the absolute path otherwise.
+    private static func readHandler(
+        _ value: TOMLValueConvertible?, at key: ConfigKey, directory: Directory, reader: inout ConfigReader
+    ) -> String? {
+        let expected = "the path of a Lua handler file, relative to the config file"
+        guard let value else {
+            reader.report(key, "missing (expected \(expected))")
+            return nil
+        }
+        guard let path = reader.string(value, at: key, expected: expected) else { return nil }
+        let shown = FilePaths.join(directory.shown, path)
+        switch FilePaths.kind(shown) {
+        case .missing:
+            reader.report(key, "handler file not found: \(shown)")
+            return nil
+        case .directory:
+            reader.report(key, "handler is a directory, not a Lua file: \(shown)")
+            return nil
+        case .file:
+            break
+        }
+        do {
+            try LuaSyntax.check(file: shown)
+        } catch {
+            reader.report(key, "handler does not compile: \(error)")
+            return nil
+        }
+        return FilePaths.join(directory.absolute, path)
+    }
+
+    // MARK: - Addresses shared by services
+
+    /// Reports each address that an earlier listing (of another service, or of the same
+    /// list) already takes: once, at the later listing.
+    private static func checkCollisions(_ listenings: [Listening], reader: inout ConfigReader) {
+        for (i, listening) in listenings.enumerated() {
+            for earlier in listenings[..<i] {
+                guard let collision = listening.address.collision(with: earlier.address) else { continue }
+                switch collision {
+                case .same:
+                    reader.report(listening.key,
+                        "address '\(listening.text)' is already used by \(earlier.key) ('\(earlier.text)')")
+                case .overlap:
+                    let (wide, narrow) = earlier.address.isAllInterfaces ? (earlier, listening) : (listening, earlier)
+                    reader.report(listening.key,
+                        "address '\(listening.text)' collides with \(earlier.key) ('\(earlier.text)'): "
+                            + "'\(wide.text)' listens on all interfaces, '\(narrow.text)' included")
+                }
+                break
+            }
+        }
+    }
+
+    // MARK: - TOML to Lua values
+
+    static func luaFields(_ table: TOMLTable) -> [String: LuaValue] {
+        var fields: [String: LuaValue] = [:]
+        for name in table.keys {
+            if let value = table[name] { fields[name] = luaValue(value) }
+        }
+        return fields
+    }
+
+    /// TOML values as Lua sees them; dates and times become their TOML text.
+    static func luaValue(_ value: TOMLValueConvertible) -> LuaValue {
+        switch value.type {
+        case .string: return .string(value.string ?? "")
+        case .int: return .integer(value.int ?? 0)
+        case .double: return .number(value.double ?? 0)
+        case .bool: return .boolean(value.bool ?? false)
+        case .array: return .array(value.array.map { $0.map(luaValue) } ?? [])
+        case .table: return .table(value.table.map(luaFields) ?? [:])
+        case .date, .time, .dateTime: return .string(value.debugDescription)
+        }
+    }
+}

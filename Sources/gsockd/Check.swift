@@ -1,0 +1,44 @@
+// `gsockd check [CONFIG | FILE.lua]`: validates a config and compiles its handlers, or
+// compiles one Lua file, without binding anything or running any Lua (like `nginx -t`).
+import ArgumentParser
+import GSock
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a config file or a Lua file without running anything.",
+        discussion: """
+            A config file (default: \(ConfigLoader.defaultPath)) is read and validated: every \
+            key, type and address, every handler compiled, no two services on one address. \
+            All the problems are printed at once, one per line as FILE:LINE: KEY: PROBLEM. \
+            A file whose name ends in .lua is compiled. Nothing is bound and no Lua code runs.
+            Exit status: 0 when it is good, 2 when it is not.
+            """)
+
+    @Argument(help: ArgumentHelp(
+        "The config file, or a Lua file to compile.",
+        valueName: "config-or-lua-file"))
+    var file: String = ConfigLoader.defaultPath
+
+    func run() throws {
+        if file.hasSuffix(".lua") {
+            do {
+                try LuaSyntax.check(file: file)
+            } catch {
+                fail("\(error)", status: 2)
+            }
+            print("\(file): ok")
+            return
+        }
+        let config: ServerConfig
+        do {
+            config = try ConfigLoader.load(path: file)
+        } catch let error as ConfigError {
+            fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
+        } catch {
+            fail("\(file): \(error)", status: 2)
+        }
+        let names = config.services.map(\.name)
+        let count = names.count == 1 ? "1 service" : "\(names.count) services"
+        print("\(file): ok (\(count): \(names.joined(separator: ", ")))")
+    }
+}

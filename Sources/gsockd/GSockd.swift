@@ -8,7 +8,7 @@ struct GSockd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gsockd",
         abstract: "A cooperative network runtime for Lua 5.4 on libev.",
-        subcommands: [Run.self, Test.self, Check.self])
+        subcommands: [Run.self, Serve.self, Check.self, Test.self])
 
     /// As `ParsableCommand.main()`, but bad usage exits with 2 (SPEC §5) rather than 64.
     static func main() {
@@ -23,10 +23,11 @@ struct GSockd: ParsableCommand {
         }
     }
 
-    static func bootstrapLogging() {
+    /// Logs go to stderr, one line per event, from `level` up.
+    static func bootstrapLogging(level: Logger.Level = .info) {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
+            handler.logLevel = level
             return handler
         }
     }

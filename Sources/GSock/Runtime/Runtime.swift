@@ -174,14 +174,6 @@ public final class Runtime {
     }
 }
 
-/// What happens to a fiber that runs past `Options.maxRunTime` without yielding.
-public enum RunawayAction: String, Sendable {
-    /// Its traceback is logged once; it goes on.
-    case log
-    /// An error is raised in it, so that the runtime goes on serving the others.
-    case error
-}
-
 /// How the main fiber ended.
 enum MainOutcome {
     case success

@@ -1,0 +1,67 @@
+// `gsockd serve [CONFIG]`: serves every service of a config file (SPEC §6).
+import ArgumentParser
+import GSock
+import Glibc
+import Logging
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve every service of a config file.",
+        discussion: """
+            The config is checked completely before anything is bound: every mistake is \
+            reported (file, key, what was expected) and gsockd exits with status 2. SIGTERM \
+            and SIGINT stop accepting and drain open connections (shutdown_timeout), then exit \
+            0; SIGHUP reads the config and handlers again without closing a listener (a bad \
+            new config is reported and the running one goes on); SIGUSR1 writes every fiber \
+            and what it waits on to stderr.
+            """)
+
+    @Argument(help: "The config file.")
+    var config: String = "config/gsockd.toml"
+
+    func run() throws {
+        let settings: ServerConfig
+        do {
+            settings = try ConfigLoader.load(path: config)
+        } catch let error as ConfigError {
+            GSockd.bootstrapLogging()
+            fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
+        }
+        GSockd.bootstrapLogging(level: settings.logLevel)
+        if settings.workers > 1 && !Supervisor.isWorker {
+            let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
+                                        shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"))
+            Glibc.exit(supervisor.run())
+        }
+        var options = Runtime.Options()
+        options.useDefaultLoop = true
+        options.memoryLimit = settings.memoryLimit
+        options.maxRunTime = settings.maxRunTime
+        options.runawayAction = settings.maxRunTimeAction
+        options.logger.logLevel = settings.logLevel
+        let runtime: Runtime
+        do {
+            runtime = try Runtime(options: options)
+        } catch {
+            fail("\(error)", status: 1)
+        }
+        var serveOptions = ServeOptions()
+        if let index = getenv(Supervisor.workerVariable).map({ String(cString: $0) }) {
+            serveOptions.reusePort = true
+            serveOptions.announce = index == "1"
+        }
+        let path = config
+        do {
+            let outcome = try runtime.serve(config: settings, options: serveOptions) {
+                try ConfigLoader.load(path: path)
+            }
+            switch outcome {
+            case .finished: break
+            case .failed(let message): fail(message, status: 1)
+            case .badUsage(let message): fail(message, status: 2)
+            }
+        } catch {
+            fail("\(error)", status: 1)
+        }
+    }
+}

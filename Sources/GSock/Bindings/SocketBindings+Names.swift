@@ -109,6 +109,22 @@ enum NameBindings {
         return 1
     }
 
+    /// `servicename(port)` → the service's name from /etc/services ("http" for 80), or the
+    /// port as text.
+    static let servicename: LuaBody = { L in
+        let L = L!
+        switch luaIntegerArg(L, 1) {
+        case .error(let status): return status
+        case .value(let port):
+            if (0...65535).contains(port), let entry = getservbyport(Int32(UInt16(port).bigEndian), "tcp") {
+                lua_pushstring(L, entry.pointee.s_name)
+            } else {
+                lua_pushstring(L, String(port))
+            }
+            return 1
+        }
+    }
+
     static let gethostname: LuaBody = { L in
         let L = L!
         var buf = [CChar](repeating: 0, count: 257)

@@ -19,7 +19,7 @@ enum SocketBindings {
         ("unix_dgram", { L in create(L!, AF_UNIX, .unixDgramUnconnected) }),
         ("gettime", { L in lua_pushnumber(L!, ev_time()); return 1 }),
         ("resolve", NameBindings.resolve), ("nameinfo", NameBindings.nameinfo),
-        ("gethostname", NameBindings.gethostname), ("select_fds", NameBindings.selectDescriptors),
+        ("gethostname", NameBindings.gethostname), ("servicename", NameBindings.servicename), ("select_fds", NameBindings.selectDescriptors),
     ]
 
     static let commonMethods: [(String, LuaBody)] = [

@@ -163,7 +163,9 @@ function dns.getnameinfo(host, service)
       end
     end
   end
-  return names, service and tostring(service) or nil
+  if service == nil then return names end
+  local port = math.tointeger(tonumber(service))
+  return names, port and c.servicename(port) or tostring(service)
 end
 
 dns.gethostname = c.gethostname

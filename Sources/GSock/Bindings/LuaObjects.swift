@@ -64,6 +64,12 @@ enum LuaObjects {
         gs_pop(L, 1)
     }
 
+    /// Whether the userdata at `index` is an object block whose object `__gc` released.
+    static func isReleased(_ L: LuaState, _ index: Int32) -> Bool {
+        guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index) else { return false }
+        return block.load(as: UnsafeMutableRawPointer?.self) == nil
+    }
+
     /// Takes the object out of a block (for `__gc`), so that it is released exactly once.
     static func take(_ L: LuaState, _ index: Int32) -> Unmanaged<AnyObject>? {
         guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index),

@@ -190,7 +190,7 @@ enum DatagramBindings {
         let L = L!
         guard let s = SocketBindings.get(L, 1) else { return 0 }
         if let status = StreamBindings.resolvedAddresses(L, s) { return status }
-        return bindCandidates(L, s)
+        return StreamBindings.bindCandidates(L, s, datagram: true)
     }
 
     private static let setpeername: LuaBody = { L in
@@ -218,36 +218,16 @@ enum DatagramBindings {
     }
 
     private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) -> Int32 {
-        let host: String
-        switch StreamBindings.hostArg(L, 2) {
+        let (host, port): (String, UInt16)
+        switch StreamBindings.addressArgs(L, s) {
         case .error(let status): return status
-        case .value(let h): host = h
-        }
-        var port: UInt16 = 0
-        if !s.socketClass.isUnix {
-            switch StreamBindings.portArg(L, 3) {
-            case .error(let status): return status
-            case .value(let p): port = p
-            }
+        case .value(let a): (host, port) = a
         }
         if let status = StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
                                                what: passive ? "setsockname" : "setpeername", then: kont) {
             return status
         }
-        return passive ? bindCandidates(L, s) : connectCandidates(L, s)
-    }
-
-    private static func bindCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
-        var error: Int32 = EADDRNOTAVAIL
-        defer { s.connectCandidates = [] }
-        for address in s.connectCandidates {
-            if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
-            switch Posix.bind(s.fd, address) {
-            case .ok: return SocketBindings.ok(L)
-            case .failed(let e): error = e
-            }
-        }
-        return fail(L, error)
+        return passive ? StreamBindings.bindCandidates(L, s, datagram: true) : connectCandidates(L, s)
     }
 
     private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {

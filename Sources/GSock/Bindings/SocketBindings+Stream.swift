@@ -61,6 +61,20 @@ enum StreamBindings {
         return .value(s)
     }
 
+    /// Arguments 2 and 3: a host and a port, or a path alone for unix sockets.
+    static func addressArgs(_ L: LuaState, _ s: Socket) -> ArgResult<(host: String, port: UInt16)> {
+        let host: String
+        switch hostArg(L, 2) {
+        case .error(let status): return .error(status)
+        case .value(let h): host = h
+        }
+        if s.socketClass.isUnix { return .value((host, 0)) }
+        switch portArg(L, 3) {
+        case .error(let status): return .error(status)
+        case .value(let port): return .value((host, port))
+        }
+    }
+
     /// Resolves `host` for a stream socket of `s`'s family: parks the fiber when the host
     /// is a name, and continues in `then` (which finds the addresses in s.connectCandidates).
     static func resolve(_ L: LuaState, _ s: Socket, host: String, port: UInt16, passive: Bool,
@@ -110,17 +124,10 @@ enum StreamBindings {
         case .error(let status): return status
         case .value(let v): s = v
         }
-        let host: String
-        switch hostArg(L, 2) {
+        let (host, port): (String, UInt16)
+        switch addressArgs(L, s) {
         case .error(let status): return status
-        case .value(let h): host = h
-        }
-        var port: UInt16 = 0
-        if !s.socketClass.isUnix {
-            switch portArg(L, 3) {
-            case .error(let status): return status
-            case .value(let p): port = p
-            }
+        case .value(let a): (host, port) = a
         }
         if let status = resolve(L, s, host: host, port: port, passive: true, what: "bind", then: bindResolved) {
             return status
@@ -135,23 +142,21 @@ enum StreamBindings {
         return bindCandidates(L, s)
     }
 
-    private static func bindCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
+    /// Binds to the first of s.connectCandidates that works: 1, or nil and the last error.
+    static func bindCandidates(_ L: LuaState, _ s: Socket, datagram: Bool = false) -> Int32 {
         var error: Int32 = EADDRNOTAVAIL
+        defer { s.connectCandidates = [] }
         for address in s.connectCandidates {
             if let e = SocketBindings.ensureDescriptor(s, family: address.family) {
                 error = e
                 continue
             }
             switch Posix.bind(s.fd, address) {
-            case .ok:
-                s.connectCandidates = []
-                return SocketBindings.ok(L)
-            case .failed(let e):
-                error = e
+            case .ok: return SocketBindings.ok(L)
+            case .failed(let e): error = e
             }
         }
-        s.connectCandidates = []
-        return fail(L, SocketBindings.message(for: error))
+        return SocketBindings.fail(L, SocketBindings.message(for: error, datagram: datagram))
     }
 
     private static let listen: LuaBody = { L in
@@ -243,17 +248,10 @@ enum StreamBindings {
         case .error(let status): return status
         case .value(let v): s = v
         }
-        let host: String
-        switch hostArg(L, 2) {
+        let (host, port): (String, UInt16)
+        switch addressArgs(L, s) {
         case .error(let status): return status
-        case .value(let h): host = h
-        }
-        var port: UInt16 = 0
-        if !s.socketClass.isUnix {
-            switch portArg(L, 3) {
-            case .error(let status): return status
-            case .value(let p): port = p
-            }
+        case .value(let a): (host, port) = a
         }
         let key = s.socketClass.isUnix ? "unix:\(host)" : "\(host):\(port)"
         s.poolKey = key
@@ -433,6 +431,9 @@ enum StreamBindings {
             let bytes = s.buffer.bytes
             switch pattern {
             case .count(let n):
+                // LuaSocket reads at least once unless the prefix alone covers n, so even
+                // receive(0) waits for data when nothing is buffered.
+                if n == 0 && s.receivePrefixLength == 0 && bytes.isEmpty { break }
                 if s.receiveAccumulator.isEmpty && bytes.count >= n {
                     pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<n]))
                     s.buffer.consume(n)

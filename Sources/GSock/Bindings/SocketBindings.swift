@@ -167,20 +167,28 @@ enum SocketBindings {
     private static let collect: LuaBody = { L in
         let L = L!
         guard let object = LuaObjects.take(L, 1) else { return 0 }
-        (object.takeRetainedValue() as? Socket)?.close()
+        if let socket = object.takeRetainedValue() as? Socket {
+            socket.close()
+            if socket.runtime.tracksResources { track(L, 1, open: false) }
+        }
         return 0
     }
 
     private static let tostring: LuaBody = { L in
         let L = L!
-        guard let s = get(L, 1) else { return 0 }
-        let address = UInt(bitPattern: lua_touserdata(L, 1))
-        lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(String(address, radix: 16))")
+        let address = String(UInt(bitPattern: lua_touserdata(L, 1)), radix: 16)
+        // A finalized socket may still be reachable for a moment (a weak table's key).
+        guard let s = get(L, 1) else {
+            lua_pushstring(L, "socket (collected): 0x\(address)")
+            return 1
+        }
+        lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(address)")
         return 1
     }
 
     static let close: LuaBody = { L in
         let L = L!
+        if lua_type(L, 1) == LUA_TUSERDATA, LuaObjects.isReleased(L, 1) { return ok(L) }  // finalized: closed
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
@@ -234,10 +242,15 @@ enum SocketBindings {
             case .error(let status): return status
             case .value(let v): value = v
             }
+            let given = value ?? -1
             if let v = value, v < 0 { value = nil }
             switch luaString(L, 3) ?? "b" {
-            case "b": s.blockTimeout = value
-            case "t", "r": s.totalTimeout = value
+            case "b":
+                s.blockTimeout = value
+                s.timeoutSettings.block = given
+            case "t", "r":
+                s.totalTimeout = value
+                s.timeoutSettings.total = given
             default: return luaArgError(L, 3, "invalid timeout mode")
             }
             s.operationTimeouts = nil
@@ -250,8 +263,8 @@ enum SocketBindings {
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            lua_pushnumber(L, s.blockTimeout ?? -1)
-            lua_pushnumber(L, s.totalTimeout ?? -1)
+            lua_pushnumber(L, s.timeoutSettings.block)
+            lua_pushnumber(L, s.timeoutSettings.total)
             return 2
         }
     }

@@ -68,6 +68,7 @@ public final class Runtime {
     var openSockets = 0
     /// Idle client connections by "host:port" (setkeepalive).
     var connectionPool: [String: [PooledConnection]] = [:]
+    var poolSweep: UnsafeMutablePointer<ev_timer>?
     let resolver: Resolver
     /// Registry reference of the `gsock` module table.
     var moduleRef: Int32 = LUA_NOREF
@@ -129,6 +130,7 @@ public final class Runtime {
         ev_check_stop(loop, check)
         stopWatchingSignals()
         lua_close(L)
+        stopPoolSweep()
         connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
         resolver.close()
         idle.deallocate()

@@ -3,6 +3,7 @@
 // back. A connection the peer closed, that has unread data, or that idled too long is
 // closed instead of handed out.
 import CLibev
+import CShims
 import Glibc
 
 struct PooledConnection {
@@ -19,6 +20,60 @@ extension Runtime {
         idle.append(connection)
         while idle.count > poolSize { Posix.close(idle.removeFirst().fd) }
         connectionPool[key] = idle
+        if connection.maxIdle != nil { schedulePoolSweep() }
+    }
+
+    /// Closes the pooled connections that idled past their max_idle, and arms the sweep
+    /// timer for the next one to expire. The timer does not keep the loop running.
+    func sweepPool() {
+        let now = ev_time()
+        var next = Double.infinity
+        for (key, idle) in connectionPool {
+            let kept = idle.filter { c in
+                guard let maxIdle = c.maxIdle else { return true }
+                if now - c.since >= maxIdle {
+                    Posix.close(c.fd)
+                    return false
+                }
+                next = min(next, c.since + maxIdle)
+                return true
+            }
+            connectionPool[key] = kept.isEmpty ? nil : kept
+        }
+        if next.isFinite { armPoolSweep(after: next - now) }
+    }
+
+    private func schedulePoolSweep() {
+        if poolSweep == nil || gs_is_active(poolSweep!) == 0 { sweepPool() }
+    }
+
+    private func armPoolSweep(after seconds: Double) {
+        let t: UnsafeMutablePointer<ev_timer>
+        if let existing = poolSweep {
+            t = existing
+            if gs_is_active(t) != 0 {
+                ev_ref(loop)
+                ev_timer_stop(loop, t)
+            }
+        } else {
+            t = .allocate(capacity: 1)
+            gs_timer_init(t, poolSweepFired, 0)
+            t.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            poolSweep = t
+        }
+        gs_timer_set(t, max(seconds, 0.001))
+        ev_timer_start(loop, t)
+        ev_unref(loop)
+    }
+
+    func stopPoolSweep() {
+        guard let t = poolSweep else { return }
+        if gs_is_active(t) != 0 {
+            ev_ref(loop)
+            ev_timer_stop(loop, t)
+        }
+        t.deallocate()
+        poolSweep = nil
     }
 
     func takePooledConnection(_ key: String) -> PooledConnection? {
@@ -39,4 +94,10 @@ extension Runtime {
         }
         return nil
     }
+}
+
+private func poolSweepFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
+    let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+    ev_ref(loop)  // the fired timer is no longer active: undo its unref
+    runtime.sweepPool()
 }

@@ -71,6 +71,8 @@ final class Socket {
     // LuaSocket's timeouts: nil waits for ever.
     @exclusivity(unchecked) var blockTimeout: Double?
     @exclusivity(unchecked) var totalTimeout: Double?
+    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
+    var timeoutSettings: (block: Double, total: Double) = (-1, -1)
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
     @exclusivity(unchecked) var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
 

@@ -337,16 +337,16 @@ enum StreamBindings {
             let n = lua_tonumberx(L, index, nil)
             guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
             return .value(.count(Int(n)))
-        case LUA_TSTRING where lua_isnumber(L, index) != 0:
-            let n = lua_tonumberx(L, index, nil)
-            guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
-            return .value(.count(Int(n)))
         case LUA_TSTRING:
             var len = 0
             let p = lua_tolstring(L, index, &len)!
             let first = len > 0 && p[0] == 42 /* * */ ? (len > 1 ? p[1] : 0) : (len > 0 ? p[0] : 0)
             if first == 108 /* l */ { return .value(.line) }
             if first == 97 /* a */ { return .value(.all) }
+            if lua_isnumber(L, index) != 0 {  // "3" counts as 3, as in LuaSocket
+                let n = lua_tonumberx(L, index, nil)
+                if n >= 0, n < Double(Int.max) { return .value(.count(Int(n))) }
+            }
             return .error(luaArgError(L, index, "invalid receive pattern"))
         default:
             return .error(luaArgError(L, index, "invalid receive pattern"))
@@ -385,6 +385,14 @@ enum StreamBindings {
 
     static func pushBytes(_ L: LuaState, _ bytes: UnsafeBufferPointer<UInt8>) {
         bytes.withMemoryRebound(to: CChar.self) { lua_pushlstring(L, $0.baseAddress, $0.count) }
+    }
+
+    /// The index of the first `byte` in `bytes` (memchr).
+    @inline(__always)
+    private static func find(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let base = bytes.baseAddress, bytes.count > 0,
+              let hit = memchr(base, Int32(byte), bytes.count) else { return nil }
+        return UnsafeRawPointer(hit) - UnsafeRawPointer(base)
     }
 
     private static func succeed(_ L: LuaState, _ s: Socket) -> Int32 {
@@ -446,13 +454,16 @@ enum StreamBindings {
                 }
                 if s.receiveAccumulator.count >= n { return succeed(L, s) }
             case .line:
-                if let nl = bytes.firstIndex(of: 10) {
-                    let line = UnsafeBufferPointer(rebasing: bytes[0..<nl])
-                    if s.receiveAccumulator.isEmpty && !line.contains(13) {
-                        pushBytes(L, line)
+                if let nl = find(10, in: bytes) {
+                    // The common line, "...\r\n" or "...\n" with no other CR, goes to Lua
+                    // straight from the buffer.
+                    let end = nl > 0 && bytes[nl - 1] == 13 ? nl - 1 : nl
+                    if s.receiveAccumulator.isEmpty && find(13, in: UnsafeBufferPointer(rebasing: bytes[0..<end])) == nil {
+                        pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<end]))
                         s.buffer.consume(nl + 1)
                         return 1
                     }
+                    let line = UnsafeBufferPointer(rebasing: bytes[0..<nl])
                     s.receiveAccumulator.append(contentsOf: line.lazy.filter { $0 != 13 })
                     s.buffer.consume(nl + 1)
                     return succeed(L, s)

@@ -206,19 +206,30 @@ struct ReceiveBuffer {
     var isEmpty: Bool { start == end }
     var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.map { $0 + start }, count: count) }
 
+    /// Drops `n` bytes; a buffer that drains is freed, so that idle connections hold none.
     mutating func consume(_ n: Int) {
         start += n
-        if start == end { start = 0; end = 0 }
+        if start == end { release() }
     }
 
-    mutating func clear() { start = 0; end = 0 }
+    mutating func clear() { release() }
 
     /// Reads once from `fd` into free space, making room first; also returns how many
     /// bytes it asked for (a shorter read means the descriptor is drained).
     mutating func fill(from fd: Int32) -> (Posix.Result, Int) {
         if storage == nil {
-            capacity = Self.chunk
-            storage = .allocate(capacity: capacity)
+            // Read into the stack first: a probe that finds nothing allocates nothing.
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.chunk) { scratch in
+                let r = Posix.recv(fd, scratch.baseAddress!, Self.chunk)
+                if case .ok(let n) = r, n > 0 {
+                    capacity = Self.chunk
+                    storage = .allocate(capacity: capacity)
+                    storage!.update(from: scratch.baseAddress!, count: n)
+                    start = 0
+                    end = n
+                }
+                return (r, Self.chunk)
+            }
         }
         if end == capacity {
             if start > 0 {

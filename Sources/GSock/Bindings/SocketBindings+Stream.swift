@@ -235,6 +235,8 @@ enum StreamBindings {
                              what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
+        // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
+        if direction == .read && s.buffer.isEmpty { s.buffer.release() }
         guard let fiber = Runtime.from(L).current else { return luaRaise(L, "\(what): not called from a fiber") }
         return Runtime.from(L).park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
     }

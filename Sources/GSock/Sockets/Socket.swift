@@ -206,10 +206,9 @@ struct ReceiveBuffer {
     var isEmpty: Bool { start == end }
     var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.map { $0 + start }, count: count) }
 
-    /// Drops `n` bytes; a buffer that drains is freed, so that idle connections hold none.
     mutating func consume(_ n: Int) {
         start += n
-        if start == end { release() }
+        if start == end { start = 0; end = 0 }
     }
 
     mutating func clear() { release() }
@@ -218,18 +217,8 @@ struct ReceiveBuffer {
     /// bytes it asked for (a shorter read means the descriptor is drained).
     mutating func fill(from fd: Int32) -> (Posix.Result, Int) {
         if storage == nil {
-            // Read into the stack first: a probe that finds nothing allocates nothing.
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.chunk) { scratch in
-                let r = Posix.recv(fd, scratch.baseAddress!, Self.chunk)
-                if case .ok(let n) = r, n > 0 {
-                    capacity = Self.chunk
-                    storage = .allocate(capacity: capacity)
-                    storage!.update(from: scratch.baseAddress!, count: n)
-                    start = 0
-                    end = n
-                }
-                return (r, Self.chunk)
-            }
+            capacity = Self.chunk
+            storage = .allocate(capacity: capacity)
         }
         if end == capacity {
             if start > 0 {

@@ -386,7 +386,7 @@ enum StreamBindings {
     }
 
     static func pushBytes(_ L: LuaState, _ bytes: UnsafeBufferPointer<UInt8>) {
-        bytes.withMemoryRebound(to: CChar.self) { lua_pushlstring(L, $0.baseAddress, $0.count) }
+        _ = bytes.withMemoryRebound(to: CChar.self) { lua_pushlstring(L, $0.baseAddress, $0.count) }
     }
 
     /// The index of the first `byte` in `bytes` (memchr).

@@ -31,9 +31,6 @@ func luaRaise(_ L: LuaState, _ message: String) -> Int32 {
     return LuaStatus.raiseWhere
 }
 
-/// Raises the value on top of the stack unchanged.
-func luaRaiseTop(_ L: LuaState) -> Int32 { LuaStatus.raise }
-
 /// `bad argument #arg to 'fn' (message)`.
 func luaArgError(_ L: LuaState, _ arg: Int32, _ message: String) -> Int32 {
     lua_pushstring(L, message)

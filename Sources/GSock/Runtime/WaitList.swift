@@ -25,8 +25,6 @@ final class WaitList {
         count -= 1
     }
 
-    func first() -> Fiber? { head }
-
     /// Wakes up to `n` waiters, oldest first; returns how many.
     @discardableResult
     func notify(_ n: Int, runtime: Runtime) -> Int {

@@ -104,3 +104,8 @@ enum Posix {
         return SocketAddress(storage: storage, length: len)
     }
 }
+
+/// The text of a NUL-terminated C string held in an array.
+func cString(_ chars: [CChar]) -> String {
+    chars.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}

@@ -59,8 +59,8 @@ final class ResolveJob: @unchecked Sendable {
             }
             if status == EAI_SYSTEM { systemErrno = errno }
             if status == 0 {
-                host = String(cString: hostBuf)
-                service = String(cString: servBuf)
+                host = cString(hostBuf)
+                service = cString(servBuf)
             }
         }
     }

@@ -68,13 +68,13 @@ struct SocketAddress {
             return withUnsafeBytes(of: storage) { raw in
                 var sin = raw.load(as: sockaddr_in.self)
                 inet_ntop(AF_INET, &sin.sin_addr, &buf, socklen_t(buf.count))
-                return (String(cString: buf), Int(UInt16(bigEndian: sin.sin_port)), "inet")
+                return (cString(buf), Int(UInt16(bigEndian: sin.sin_port)), "inet")
             }
         case AF_INET6:
             return withUnsafeBytes(of: storage) { raw in
                 var sin6 = raw.load(as: sockaddr_in6.self)
                 inet_ntop(AF_INET6, &sin6.sin6_addr, &buf, socklen_t(buf.count))
-                return (String(cString: buf), Int(UInt16(bigEndian: sin6.sin6_port)), "inet6")
+                return (cString(buf), Int(UInt16(bigEndian: sin6.sin6_port)), "inet6")
             }
         default:
             return (unixPath, 0, "unix")

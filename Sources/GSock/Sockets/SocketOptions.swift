@@ -155,7 +155,7 @@ enum SocketOptions {
             var a = value
             var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
             inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
-            lua_pushstring(L, String(cString: buf))
+            lua_pushstring(L, cString(buf))
             return 1
         case .membership4, .membership6:
             return luaArgError(L, 2, "unsupported option")

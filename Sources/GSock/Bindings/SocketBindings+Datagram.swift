@@ -75,7 +75,13 @@ enum DatagramBindings {
         case .value(let a): address = a
         }
         if let e = SocketBindings.ensureDescriptor(s, family: address.family) { return fail(L, e) }
-        switch Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address) {
+        return sent(L, s, Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address))
+    }
+
+    /// What sendto and send return: the bytes sent, or nil and the error. Datagram sends
+    /// do not wait: a full socket buffer is a "timeout" at once.
+    private static func sent(_ L: LuaState, _ s: Socket, _ result: Posix.Result) -> Int32 {
+        switch result {
         case .ok(let n):
             s.sent += n
             s.runtime.bytesOut += n
@@ -99,15 +105,7 @@ enum DatagramBindings {
         case .value(let d): data = d
         }
         if s.isClosed { return SocketBindings.fail(L, "refused") }
-        switch Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count) {
-        case .ok(let n):
-            s.sent += n
-            s.runtime.bytesOut += n
-            lua_pushinteger(L, lua_Integer(n))
-            return 1
-        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
-        case .failed(let e): return fail(L, e)
-        }
+        return sent(L, s, Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count))
     }
 
     private static func sizeArg(_ L: LuaState) -> ArgResult<Int> {

@@ -35,26 +35,39 @@ enum NameBindings {
         default: break
         }
         let canonical = lua_toboolean(L, 3) != 0
+        let job = ResolveJob(.addresses(host: host, service: nil, family: family, socktype: Int32(SOCK_STREAM.rawValue),
+                                        flags: canonical ? AI_CANONNAME : 0))
+        return park(L, on: job, what: "resolve", then: resolved)
+    }
+
+    /// Parks the running fiber until a worker thread has done `job`.
+    private static func park(_ L: LuaState, on job: ResolveJob, what: String, then kont: LuaBody) -> Int32 {
         let fiber: Fiber
-        switch FiberBindings.currentFiber(L, "resolve") {
+        switch FiberBindings.currentFiber(L, what) {
         case .error(let status): return status
         case .value(let f): fiber = f
         }
-        let job = ResolveJob(.addresses(host: host, service: nil, family: family, socktype: Int32(SOCK_STREAM.rawValue),
-                                        flags: canonical ? AI_CANONNAME : 0))
         fiber.resolveJob = job
-        return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: "resolve", then: resolved)
+        return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: what, then: kont)
+    }
+
+    /// In a lookup's continuation: the finished job, or the status to return (an error
+    /// delivered to the fiber while it waited).
+    private static func finishedJob(_ L: LuaState) -> ArgResult<ResolveJob> {
+        let rt = Runtime.from(L)
+        if case .raise(let status) = rt.takeWake(L) { return .error(status) }
+        guard let fiber = rt.current, let job = fiber.resolveJob else { return .error(0) }
+        fiber.resolveJob = nil
+        return .value(job)
     }
 
     private static let resolved: LuaBody = { L in
         let L = L!
-        let rt = Runtime.from(L)
-        switch rt.takeWake(L) {
-        case .raise(let status): return status
-        case .woken: break
+        let job: ResolveJob
+        switch finishedJob(L) {
+        case .error(let status): return status
+        case .value(let j): job = j
         }
-        guard let fiber = rt.current, let job = fiber.resolveJob else { return 0 }
-        fiber.resolveJob = nil
         if job.status != 0 {
             return SocketBindings.fail(L, message(forLookupError: job.status, errno: job.systemErrno))
         }
@@ -82,25 +95,16 @@ enum NameBindings {
         guard let address = SocketAddress(numericHost: host, port: 0) else {
             return SocketBindings.fail(L, message(forLookupError: EAI_NONAME, errno: 0))
         }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, "nameinfo") {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
-        let job = ResolveJob(.names(address, flags: NI_NAMEREQD))
-        fiber.resolveJob = job
-        return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: "nameinfo", then: named)
+        return park(L, on: ResolveJob(.names(address, flags: NI_NAMEREQD)), what: "nameinfo", then: named)
     }
 
     private static let named: LuaBody = { L in
         let L = L!
-        let rt = Runtime.from(L)
-        switch rt.takeWake(L) {
-        case .raise(let status): return status
-        case .woken: break
+        let job: ResolveJob
+        switch finishedJob(L) {
+        case .error(let status): return status
+        case .value(let j): job = j
         }
-        guard let fiber = rt.current, let job = fiber.resolveJob else { return 0 }
-        fiber.resolveJob = nil
         if job.status != 0 {
             return SocketBindings.fail(L, job.status == EAI_NONAME ? "host not found"
                                        : message(forLookupError: job.status, errno: job.systemErrno))

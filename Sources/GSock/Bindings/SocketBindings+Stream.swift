@@ -498,20 +498,29 @@ enum StreamBindings {
         }
     }
 
-    private static let receiveContinue: LuaBody = { L in
-        let L = L!
+    /// A read's continuation: an error delivered while it waited is raised; a closed socket
+    /// or a timeout ends the read with `failed(message)`; otherwise `step` reads on.
+    private static func continueReading(_ L: LuaState, failed: (Socket, String) -> Int32,
+                                        step: (Socket) -> Int32) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
         switch Runtime.from(L).takeWake(L) {
         case .raise(let status):
             s.receiveAccumulator.removeAll(keepingCapacity: true)
             return status
         case .woken(let wake):
-            if s.isClosed { return fail(L, "closed", s) }
-            if case .timedOut = wake { return fail(L, "timeout", s) }
+            if s.isClosed { return failed(s, "closed") }
+            if case .timedOut = wake { return failed(s, "timeout") }
             s.drained = false
+            return step(s)
+        }
+    }
+
+    private static let receiveContinue: LuaBody = { L in
+        let L = L!
+        return continueReading(L, failed: { s, message in fail(L, message, s) }, step: { s in
             guard case .value(let pattern) = patternArg(L, 2) else { return 0 }
             return receiveStep(L, s, pattern)
-        }
+        })
     }
 
     /// OpenResty's receiveany(max): whatever is available, 1 to max bytes, once there is any.
@@ -560,15 +569,7 @@ enum StreamBindings {
 
     private static let receiveAnyContinue: LuaBody = { L in
         let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            if s.isClosed { return fail(L, "closed") }
-            if case .timedOut = wake { return fail(L, "timeout") }
-            s.drained = false
-            return receiveAnyStep(L, s)
-        }
+        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in receiveAnyStep(L, s) })
     }
 
     /// `_receiveuntil(pattern [, size])` → data, found: the bytes before the next `pattern`
@@ -650,15 +651,9 @@ enum StreamBindings {
 
     private static let receiveUntilContinue: LuaBody = { L in
         let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            if s.isClosed { return fail(L, "closed") }
-            if case .timedOut = wake { return failTakingBuffer(L, "timeout", s) }
-            s.drained = false
-            return receiveUntilStep(L, s)
-        }
+        return continueReading(L, failed: { s, message in
+            message == "timeout" ? failTakingBuffer(L, message, s) : fail(L, message)
+        }, step: { s in receiveUntilStep(L, s) })
     }
 
     // MARK: - send

@@ -477,3 +477,45 @@ describe("an error in a fiber nobody joins", function()
     assert.is_true(ticker:successful())
   end)
 end)
+
+-- gsock._link is internal (servers and pools use it to learn that a fiber ended, however
+-- it ended); what they rely on is tested here.
+describe("functions linked to a fiber (gsock._link)", function()
+  it("run once at its death, in the order they were linked, with the fiber", function()
+    local calls = {}
+    local ev = gsock.event()
+    local f = waiter(ev)
+    gsock._link(f, function(done) calls[#calls + 1] = { "first", done } end)
+    gsock._link(f, setmetatable({}, { __call = function(_, done) calls[#calls + 1] = { "callable", done } end }))
+    gsock._link(f, function(done) calls[#calls + 1] = { "third", done } end)
+    gsock.sleep(0)
+    assert.same({}, calls)
+    ev:set()
+    assert.is_true(f:join(1))
+    assert.equals(3, #calls)
+    for i, name in ipairs({ "first", "callable", "third" }) do
+      assert.equals(name, calls[i][1])
+      assert.equals(f, calls[i][2])
+    end
+  end)
+
+  it("run when the fiber is killed before it started, and when it raised", function()
+    local seen = {}
+    local unstarted = gsock.spawn(function() end)
+    gsock._link(unstarted, function() seen.unstarted = true end)
+    unstarted:kill()
+    local raiser = gsock.spawn(function() error("raiser-7c1", 0) end)
+    local callable = setmetatable({}, { __call = function() seen.raised = true end })
+    gsock._link(raiser, callable)
+    raiser:join(1)
+    assert.same({ unstarted = true, raised = true }, seen)
+  end)
+
+  it("run at once when the fiber is already dead", function()
+    local f = gsock.spawn(function() end)
+    f:join(1)
+    local got
+    gsock._link(f, function(done) got = done end)
+    assert.equals(f, got)
+  end)
+end)

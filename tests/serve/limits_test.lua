@@ -289,6 +289,20 @@ end }
     assert.is_true(p:alive())
   end)
 
+  it("is logged with the peer even when the handler does not take the peer", function()
+    local p, address = run_handler([[
+return { name = "nopeer-svc", handle = function(sock)
+  if sock:receive("*l") then error("nopeer-marker-e52") end
+end }
+]])
+    local c = assert(proc.connect(address, 3))
+    local _, cport = c:getsockname()
+    assert(c:send("go\n"))
+    assert.is_nil(c:receive("*l"))
+    assert.is_not_nil(p:wait_stderr("nopeer%-marker%-e52", 2), p:describe())
+    assert.matches("nopeer%-svc: handler failed for 127%.0%.0%.1:" .. cport, p:stderr())
+  end)
+
   it("is logged on one line with the level, the service, the fiber id and the peer", function()
     local p, address = run_handler([[
 return { name = "logline-svc", handle = function(sock, peer)

@@ -71,6 +71,19 @@ describe("gsockd run: a file returning a function", function()
     assert.equals(ip .. " " .. tostring(port), line)
   end)
 
+  it("passes the peer to a handler taking it through ...", function()
+    local p = run_handler([[
+      return function(sock, ...)
+        local peer = ...
+        sock:send(select("#", ...) .. " " .. tostring(peer.host) .. " " .. tostring(peer.port) .. "\n")
+      end
+    ]])
+    local l = p:listening()
+    local c = assert(proc.connect(l[1]))
+    local ip, port = c:getsockname()
+    assert.equals("1 " .. ip .. " " .. tostring(port), c:receive("*l"))
+  end)
+
   it("passes peer = {path} for a unix listener", function()
     local dir = proc.tmpdir()
     local path = proc.unix_path(dir, "peer")

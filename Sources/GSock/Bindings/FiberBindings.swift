@@ -264,13 +264,28 @@ enum FiberBindings {
             lua_pushboolean(L, 0)
             return 1
         }
-        if fiber.linksRef == LUA_NOREF {
-            lua_createtable(L, 1, 0)
+        // One linked function (the common case: a server's or a pool's) is kept as it
+        // is; otherwise a list holds them (callable tables go in a list from the start).
+        if fiber.linksRef == LUA_NOREF && lua_type(L, 2) == LUA_TFUNCTION {
+            lua_pushvalue(L, 2)
             fiber.linksRef = luaRef(L)
+        } else {
+            if fiber.linksRef == LUA_NOREF {
+                lua_createtable(L, 1, 0)
+                fiber.linksRef = luaRef(L)
+            }
+            luaPushRef(L, fiber.linksRef)
+            if lua_type(L, -1) == LUA_TFUNCTION {
+                lua_createtable(L, 2, 0)
+                lua_rotate(L, -2, 1)
+                lua_rawseti(L, -2, 1)
+                luaUnref(L, fiber.linksRef)
+                lua_pushvalue(L, -1)
+                fiber.linksRef = luaRef(L)
+            }
+            lua_pushvalue(L, 2)
+            lua_rawseti(L, -2, lua_Integer(lua_rawlen(L, -2) + 1))
         }
-        luaPushRef(L, fiber.linksRef)
-        lua_pushvalue(L, 2)
-        lua_rawseti(L, -2, lua_Integer(lua_rawlen(L, -2) + 1))
         lua_pushboolean(L, 1)
         return 1
     }

@@ -671,7 +671,7 @@ enum StreamBindings {
         for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
             if case .error(let status) = luaIntegerArg(L, i) { return status }
         }
-        if s.writer.waiter != nil { return fail(L, "busy") }
+        if s.sender != nil { return fail(L, "busy") }
         s.sendProgress = 0
         s.sendDeadline = s.deadline(for: .write)
         return sendStep(L, s)
@@ -776,7 +776,7 @@ enum StreamBindings {
         }
         if s.isClosed { return fail(L, "closed") }
         if !s.buffer.isEmpty { return fail(L, "unread data in buffer") }
-        if s.reader.waiter != nil || s.writer.waiter != nil { return fail(L, "busy") }
+        if s.reader.waiter != nil || s.sender != nil { return fail(L, "busy") }
         let key: String
         if let k = s.poolKey {
             key = k

@@ -115,6 +115,14 @@ end
 local OPTIONS = { handle = true, listen = true, init = true, max_connections = true, backlog = true,
                   idle_timeout = true, name = true, nodelay = true, reuseport = true }
 
+--- Whether `handler` can see a second argument. A handler that cannot is not given the
+--- peer: that saves a table and a getpeername per connection.
+local function takes_peer(handler)
+  if type(handler) ~= "function" then return true end
+  local info = debug.getinfo(handler, "u")
+  return info.nparams >= 2 or info.isvararg
+end
+
 --- gsock.server(listen, handler [, opts]): `handler` is function(sock, peer) or a table
 --- with `handle` and options; `opts` overrides the table's options.
 function gsock.server(listen, handler, opts)
@@ -143,13 +151,22 @@ function gsock.server(listen, handler, opts)
   if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
     error("bad argument #3 to 'server' (max_connections must be a positive integer)", 2)
   end
-  return setmetatable({
-    addresses = addresses, handle = handler, name = options.name or "server",
+  local self = setmetatable({
+    addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
     max_connections = max or math.maxinteger, backlog = options.backlog or 511,
     idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
     reuseport = options.reuseport, listeners = {}, handlers = {}, count = 0, accepted = 0,
     slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
   }, Server)
+  -- Linked to every connection's fiber (one function for all: no closure per connection).
+  function self.on_handler_done(done)
+    self.handlers[done] = nil
+    self.count = self.count - 1
+    totals.connections = totals.connections - 1
+    self.slot:set()
+    if self.count == 0 then self.drained:set() end
+  end
+  return self
 end
 
 function Server:connections() return self.count end
@@ -160,19 +177,28 @@ local function peer_of(client, a)
   return { host = ip, port = tonumber(port) }
 end
 
-local function peer_text(peer)
-  return peer.path and ("unix:" .. peer.path) or ("%s:%s"):format(tostring(peer.host), tostring(peer.port))
+local function peer_text(client, peer, a)
+  if a.path then return "unix:" .. a.path end
+  local host, port
+  if peer then
+    host, port = peer.host, peer.port
+  else
+    host, port = client:getpeername()   -- nil once the connection is reset or closed
+  end
+  return host and ("%s:%s"):format(host, port) or "a closed connection"
 end
 
-local function handle_connection(self, client, peer)
+local function handle_connection(self, client, a)
+  local peer = self.takes_peer and peer_of(client, a) or nil
   local ok, result = xpcall(self.handle, traceback, client, peer)
-  client:close()
   local failure = not ok and failure_of(result)
   if failure and not is_killed(failure.error) then
+    local who = peer_text(client, peer, a)
     totals.errors = totals.errors + 1
-    log("error", ("%s: handler failed for %s: %s"):format(self.name, peer_text(peer), failure.traceback),
-        { service = self.name, peer = peer_text(peer) })
+    log("error", ("%s: handler failed for %s: %s"):format(self.name, who, failure.traceback),
+        { service = self.name, peer = who })
   end
+  client:close()
 end
 
 local function accept_loop(self, listener, a)
@@ -192,15 +218,9 @@ local function accept_loop(self, listener, a)
       totals.accepted = totals.accepted + 1
       if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
       if self.idle_timeout then client:settimeout(self.idle_timeout) end
-      local f = gsock.spawn(handle_connection, self, client, peer_of(client, a))
+      local f = gsock.spawn(handle_connection, self, client, a)
       self.handlers[f] = true
-      gsock._link(f, function(done)
-        self.handlers[done] = nil
-        self.count = self.count - 1
-        totals.connections = totals.connections - 1
-        self.slot:set()
-        if self.count == 0 then self.drained:set() end
-      end)
+      gsock._link(f, self.on_handler_done)
     elseif err == "closed" or self.closing then
       break
     else

@@ -320,8 +320,10 @@ extension Runtime {
         luaUnref(L, fiber.linksRef)
         fiber.linksRef = LUA_NOREF
         let links = lua_gettop(L)
+        let several = lua_type(L, links) != LUA_TFUNCTION
         var i: lua_Integer = 1
-        while lua_rawgeti(L, links, i) != LUA_TNIL {
+        while several ? lua_rawgeti(L, links, i) != LUA_TNIL : i == 1 {
+            if !several { lua_pushvalue(L, links) }
             lua_pushvalue(L, handle)
             if gs_pcall(L, 1, 0, 0) != LUA_OK {
                 logger.error("a function linked to fiber \(fiber.id) raised: \(popMessage())")

@@ -66,15 +66,12 @@ final class Socket {
     @exclusivity(unchecked) var family: Int32
     @exclusivity(unchecked) var socketClass: Class
     let reader: IOWatcher
-    let writer: IOWatcher
+    /// Made on the first wait to send: most connections never have to wait for that.
+    private var writerIfMade: IOWatcher?
 
     // LuaSocket's timeouts: nil waits for ever.
     @exclusivity(unchecked) var blockTimeout: Double?
     @exclusivity(unchecked) var totalTimeout: Double?
-    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
-    var timeoutSettings: (block: Double, total: Double) = (-1, -1)
-    /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
-    @exclusivity(unchecked) var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
 
     // Statistics, as getstats/setstats.
     @exclusivity(unchecked) var received = 0
@@ -97,14 +94,58 @@ final class Socket {
     /// Whether the last read found the descriptor drained: the next receive then waits
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
-    /// The addresses a connect still has to try (after name resolution).
-    var connectCandidates: [SocketAddress] = []
-    var connectError: Int32 = 0
-    var resolveJob: ResolveJob?
 
+    /// What only some sockets use (connecting, pooling, timeout settings), kept out of
+    /// line so that an accepted connection's socket stays small.
+    final class Seldom {
+        var timeoutSettings: (block: Double, total: Double) = (-1, -1)
+        var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
+        var connectCandidates: [SocketAddress] = []
+        var connectError: Int32 = 0
+        var resolveJob: ResolveJob?
+        var reusedTimes = 0
+        var poolKey: String?
+    }
+    @exclusivity(unchecked) private var seldomIfMade: Seldom?
+    private var seldom: Seldom {
+        if let seldomIfMade { return seldomIfMade }
+        let made = Seldom()
+        seldomIfMade = made
+        return made
+    }
+
+    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
+    var timeoutSettings: (block: Double, total: Double) {
+        get { seldomIfMade?.timeoutSettings ?? (-1, -1) }
+        set { seldom.timeoutSettings = newValue }
+    }
+    /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
+    var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {
+        get { seldomIfMade?.operationTimeouts }
+        set { seldom.operationTimeouts = newValue }
+    }
+    /// The addresses a connect still has to try (after name resolution).
+    var connectCandidates: [SocketAddress] {
+        get { seldomIfMade?.connectCandidates ?? [] }
+        set { seldom.connectCandidates = newValue }
+    }
+    var connectError: Int32 {
+        get { seldomIfMade?.connectError ?? 0 }
+        set { seldom.connectError = newValue }
+    }
+    var resolveJob: ResolveJob? {
+        get { seldomIfMade?.resolveJob }
+        set { seldom.resolveJob = newValue }
+    }
     /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
-    var reusedTimes = 0
-    var poolKey: String?
+    var reusedTimes: Int {
+        get { seldomIfMade?.reusedTimes ?? 0 }
+        set { seldom.reusedTimes = newValue }
+    }
+    var poolKey: String? {
+        get { seldomIfMade?.poolKey }
+        set { seldom.poolKey = newValue }
+    }
 
     init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
         self.runtime = runtime
@@ -112,7 +153,6 @@ final class Socket {
         self.family = family
         self.socketClass = socketClass
         reader = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_READ))
-        writer = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_WRITE))
         birthday = ev_time()
         runtime.openSockets += 1
     }
@@ -135,7 +175,7 @@ final class Socket {
         self.family = family
         if newFD >= 0 {
             reader.rebind(fd: newFD)
-            writer.rebind(fd: newFD)
+            writerIfMade?.rebind(fd: newFD)
         }
     }
 
@@ -143,29 +183,41 @@ final class Socket {
     func close() {
         wasClosed = true
         guard fd >= 0 else { return }
-        for watcher in [reader, writer] {
-            if let waiter = watcher.waiter { runtime.wake(waiter, .ready(0), direct: false) }
-        }
+        if let waiter = reader.waiter { runtime.wake(waiter, .ready(0), direct: false) }
+        if let waiter = writerIfMade?.waiter { runtime.wake(waiter, .ready(0), direct: false) }
         closeDescriptor()
     }
 
     /// Hands the descriptor over (to the connection pool) without closing it.
     func detachDescriptor() -> Int32 {
         let old = fd
-        ev_io_stop(runtime.loop, reader.io)
-        ev_io_stop(runtime.loop, writer.io)
+        stopWatchers()
         fd = -1
         buffer.clear()
         return old
     }
 
     private func closeDescriptor() {
-        ev_io_stop(runtime.loop, reader.io)
-        ev_io_stop(runtime.loop, writer.io)
+        stopWatchers()
         Posix.close(fd)
         fd = -1
         buffer.clear()
     }
+
+    private func stopWatchers() {
+        ev_io_stop(runtime.loop, reader.io)
+        if let writerIfMade { ev_io_stop(runtime.loop, writerIfMade.io) }
+    }
+
+    private var writer: IOWatcher {
+        if let writerIfMade { return writerIfMade }
+        let made = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_WRITE))
+        writerIfMade = made
+        return made
+    }
+
+    /// The fiber waiting to send, if any.
+    var sender: Fiber? { writerIfMade?.waiter }
 
     func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
 

@@ -159,7 +159,9 @@ function gsock.server(listen, handler, opts)
     slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
+  -- The handler's wrapper closes the client; a fiber killed before it started did not.
   function self.on_handler_done(done)
+    self.handlers[done]:close()
     self.handlers[done] = nil
     self.count = self.count - 1
     totals.connections = totals.connections - 1
@@ -219,7 +221,7 @@ local function accept_loop(self, listener, a)
       if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
       if self.idle_timeout then client:settimeout(self.idle_timeout) end
       local f = gsock.spawn(handle_connection, self, client, a)
-      self.handlers[f] = true
+      self.handlers[f] = client
       gsock._link(f, self.on_handler_done)
     elseif err == "closed" or self.closing then
       break

@@ -236,7 +236,7 @@ enum StreamBindings {
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
         // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
-        if direction == .read && s.buffer.isEmpty { s.buffer.release() }
+        if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &s.runtime.spareChunks) }
         guard let fiber = Runtime.from(L).current else { return luaRaise(L, "\(what): not called from a fiber") }
         return Runtime.from(L).park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
     }
@@ -418,7 +418,7 @@ enum StreamBindings {
 
     private static func fill(_ s: Socket) -> Fill {
         if s.drained { return .wait }
-        let (result, space) = s.buffer.fill(from: s.fd)
+        let (result, space) = s.buffer.fill(from: s.fd, spares: &s.runtime.spareChunks)
         switch result {
         case .ok(0):
             return .closed

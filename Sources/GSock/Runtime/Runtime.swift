@@ -66,6 +66,8 @@ public final class Runtime {
     var failuresLogged = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// Receive-buffer chunks that sockets gave back, for the next to take.
+    @exclusivity(unchecked) var spareChunks = SpareChunks()
     /// Idle client connections by "host:port" (setkeepalive).
     var connectionPool: [String: [PooledConnection]] = [:]
     var poolSweep: UnsafeMutablePointer<ev_timer>?
@@ -130,6 +132,7 @@ public final class Runtime {
         ev_check_stop(loop, check)
         stopWatchingSignals()
         lua_close(L)
+        spareChunks.removeAll()
         stopPoolSweep()
         connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
         resolver.close()

@@ -33,6 +33,12 @@ enum StreamBindings {
         SocketBindings.socketArg(L, classes, expected: expected(classes, L))
     }
 
+    /// streamArg for the hot methods: the socket is lent to `body` (SocketBindings.withSocketArg).
+    @inline(__always)
+    static func withStreamArg(_ L: LuaState, _ classes: Socket.Classes, _ body: (Socket) -> Int32) -> Int32 {
+        SocketBindings.withSocketArg(L, classes, expected: expected(classes, L), body)
+    }
+
     private static func fail(_ L: LuaState, _ message: String) -> Int32 { SocketBindings.fail(L, message) }
 
     private static func fail(_ L: LuaState, _ message: String, _ s: Socket) -> Int32 {
@@ -235,10 +241,12 @@ enum StreamBindings {
                              what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
-        // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
-        if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &s.runtime.spareChunks) }
-        guard let fiber = Runtime.from(L).current else { return luaRaise(L, "\(what): not called from a fiber") }
-        return Runtime.from(L).park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+        return s.withRuntime { runtime in
+            // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
+            if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &runtime.spareChunks) }
+            guard let fiber = runtime.current else { return luaRaise(L, "\(what): not called from a fiber") }
+            return runtime.park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+        }
     }
 
     // MARK: - connect
@@ -357,11 +365,10 @@ enum StreamBindings {
 
     private static let receive: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in receive(L, s) }
+    }
+
+    private static func receive(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern: Pattern
         switch patternArg(L, 2) {
         case .error(let status): return status
@@ -418,13 +425,13 @@ enum StreamBindings {
 
     private static func fill(_ s: Socket) -> Fill {
         if s.drained { return .wait }
-        let (result, space) = s.buffer.fill(from: s.fd, spares: &s.runtime.spareChunks)
+        let (result, space) = s.withRuntime { s.buffer.fill(from: s.fd, spares: &$0.spareChunks) }
         switch result {
         case .ok(0):
             return .closed
         case .ok(let n):
             s.received += n
-            s.runtime.bytesIn += n
+            s.withRuntime { $0.bytesIn += n }
             s.drained = n < space
             return .data
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
@@ -502,16 +509,17 @@ enum StreamBindings {
     /// or a timeout ends the read with `failed(message)`; otherwise `step` reads on.
     private static func continueReading(_ L: LuaState, failed: (Socket, String) -> Int32,
                                         step: (Socket) -> Int32) -> Int32 {
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status):
-            s.receiveAccumulator.removeAll(keepingCapacity: true)
-            return status
-        case .woken(let wake):
-            if s.isClosed { return failed(s, "closed") }
-            if case .timedOut = wake { return failed(s, "timeout") }
-            s.drained = false
-            return step(s)
+        SocketBindings.withSocket(L) { s in
+            switch s.withRuntime({ $0.takeWake(L) }) {
+            case .raise(let status):
+                s.receiveAccumulator.removeAll(keepingCapacity: true)
+                return status
+            case .woken(let wake):
+                if s.isClosed { return failed(s, "closed") }
+                if case .timedOut = wake { return failed(s, "timeout") }
+                s.drained = false
+                return step(s)
+            }
         }
     }
 
@@ -526,11 +534,10 @@ enum StreamBindings {
     /// OpenResty's receiveany(max): whatever is available, 1 to max bytes, once there is any.
     private static let receiveany: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in receiveany(L, s) }
+    }
+
+    private static func receiveany(_ L: LuaState, _ s: Socket) -> Int32 {
         switch luaIntegerArg(L, 2) {
         case .error(let status): return status
         case .value(let max) where max < 1: return luaArgError(L, 2, "bad max argument")
@@ -660,11 +667,10 @@ enum StreamBindings {
 
     private static let send: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in send(L, s) }
+    }
+
+    private static func send(_ L: LuaState, _ s: Socket) -> Int32 {
         guard lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER else {
             return luaTypeError(L, 2, "string")
         }
@@ -697,7 +703,7 @@ enum StreamBindings {
             case .ok(let n):
                 s.sendProgress += n
                 s.sent += n
-                s.runtime.bytesOut += n
+                s.withRuntime { $0.bytesOut += n }
             case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
                 return park(L, s, .write, deadline: s.sendDeadline, what: "send", then: sendContinue) {
                     sendFailed(L, "timeout", i, s)
@@ -719,16 +725,17 @@ enum StreamBindings {
 
     private static let sendContinue: LuaBody = { L in
         let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            var length = 0
-            _ = lua_tolstring(L, 2, &length)
-            let (i, _) = sendRange(L, length: length)
-            if s.isClosed { return sendFailed(L, "closed", i, s) }
-            if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
-            return sendStep(L, s)
+        return SocketBindings.withSocket(L) { s in
+            switch s.withRuntime({ $0.takeWake(L) }) {
+            case .raise(let status): return status
+            case .woken(let wake):
+                var length = 0
+                _ = lua_tolstring(L, 2, &length)
+                let (i, _) = sendRange(L, length: length)
+                if s.isClosed { return sendFailed(L, "closed", i, s) }
+                if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
+                return sendStep(L, s)
+            }
         }
     }
 

@@ -169,6 +169,13 @@ final class Socket {
 
     func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
 
+    /// Runs `body` with the runtime, lent without the retain and release that reading
+    /// `runtime` costs: the runtime outlives its sockets.
+    @inline(__always)
+    func withRuntime<R>(_ body: (Runtime) -> R) -> R {
+        Unmanaged.passUnretained(runtime)._withUnsafeGuaranteedRef(body)
+    }
+
     /// The deadline of an operation starting now.
     func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
         let limit: Double?

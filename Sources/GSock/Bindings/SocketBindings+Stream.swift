@@ -498,7 +498,7 @@ enum StreamBindings {
                 return fail(L, SocketBindings.message(for: e), s)
             case .wait:
                 if mustProbe(s, &probed) { continue }
-                return park(L, s, .read, deadline: s.receiveDeadline, what: "receive", then: receiveContinue) {
+                return park(L, s, .read, deadline: s.receiveDeadline, what: "receive", then: continuation(of: pattern)) {
                     fail(L, "timeout", s)
                 }
             }
@@ -523,12 +523,26 @@ enum StreamBindings {
         }
     }
 
-    private static let receiveContinue: LuaBody = { L in
+    /// receive's continuations: one per kind of pattern, so that a line or `*a` receive
+    /// need not read its pattern again.
+    private static func continuation(of pattern: Pattern) -> LuaBody {
+        switch pattern {
+        case .line: return receiveLineContinue
+        case .all: return receiveAllContinue
+        case .count: return receiveCountContinue
+        }
+    }
+
+    private static let receiveLineContinue: LuaBody = { L in continueReceiving(L!, .line) }
+    private static let receiveAllContinue: LuaBody = { L in continueReceiving(L!, .all) }
+    private static let receiveCountContinue: LuaBody = { L in
         let L = L!
-        return continueReading(L, failed: { s, message in fail(L, message, s) }, step: { s in
-            guard case .value(let pattern) = patternArg(L, 2) else { return 0 }
-            return receiveStep(L, s, pattern)
-        })
+        guard case .value(let pattern) = patternArg(L, 2) else { return 0 }
+        return continueReceiving(L, pattern)
+    }
+
+    private static func continueReceiving(_ L: LuaState, _ pattern: Pattern) -> Int32 {
+        continueReading(L, failed: { s, message in fail(L, message, s) }, step: { s in receiveStep(L, s, pattern) })
     }
 
     /// OpenResty's receiveany(max): whatever is available, 1 to max bytes, once there is any.

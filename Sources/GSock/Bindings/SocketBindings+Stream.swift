@@ -375,7 +375,7 @@ enum StreamBindings {
         case .value(let p): pattern = p
         }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
-        if !luaIsNoneOrNil(L, 3) {
+        if lua_gettop(L) >= 3 && !luaIsNoneOrNil(L, 3) {
             guard lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER else {
                 return luaTypeError(L, 3, "string")
             }
@@ -552,20 +552,20 @@ enum StreamBindings {
     }
 
     private static func receiveany(_ L: LuaState, _ s: Socket) -> Int32 {
+        let max: Int
         switch luaIntegerArg(L, 2) {
         case .error(let status): return status
-        case .value(let max) where max < 1: return luaArgError(L, 2, "bad max argument")
-        default: break
+        case .value(let n) where n < 1: return luaArgError(L, 2, "bad max argument")
+        case .value(let n): max = n
         }
         if s.reader.waiter != nil { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
-        s.receiveAccumulator.removeAll(keepingCapacity: true)
+        if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         s.receiveDeadline = s.deadline(for: .read)
-        return receiveAnyStep(L, s)
+        return receiveAnyStep(L, s, max: max)
     }
 
-    private static func receiveAnyStep(_ L: LuaState, _ s: Socket) -> Int32 {
-        let max = Int(lua_tointegerx(L, 2, nil))
+    private static func receiveAnyStep(_ L: LuaState, _ s: Socket, max: Int) -> Int32 {
         var probed = false
         while true {
             let bytes = s.buffer.bytes
@@ -590,7 +590,9 @@ enum StreamBindings {
 
     private static let receiveAnyContinue: LuaBody = { L in
         let L = L!
-        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in receiveAnyStep(L, s) })
+        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in
+            receiveAnyStep(L, s, max: Int(lua_tointegerx(L, 2, nil)))
+        })
     }
 
     /// `_receiveuntil(pattern [, size])` → data, found: the bytes before the next `pattern`
@@ -688,8 +690,10 @@ enum StreamBindings {
         guard lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER else {
             return luaTypeError(L, 2, "string")
         }
-        for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
-            if case .error(let status) = luaIntegerArg(L, i) { return status }
+        if lua_gettop(L) > 2 {  // send(data, i [, j])
+            for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
+                if case .error(let status) = luaIntegerArg(L, i) { return status }
+            }
         }
         if s.writer.waiter != nil { return fail(L, "busy") }
         s.sendProgress = 0
@@ -699,6 +703,7 @@ enum StreamBindings {
 
     /// The 1-based range [i, j] of the data to send, as string.sub clamps it.
     private static func sendRange(_ L: LuaState, length: Int) -> (Int, Int) {
+        if lua_gettop(L) < 3 { return (1, length) }  // send(data): the usual call
         var i = luaIsNoneOrNil(L, 3) ? 1 : Int(lua_tointegerx(L, 3, nil))
         var j = luaIsNoneOrNil(L, 4) ? -1 : Int(lua_tointegerx(L, 4, nil))
         if i < 0 { i = max(length + i + 1, 1) } else if i == 0 { i = 1 }

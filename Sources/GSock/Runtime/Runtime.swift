@@ -37,8 +37,9 @@ public final class Runtime {
 
     /// The fiber whose Lua code is running, nil at loop level.
     // The scheduler's hot fields: one thread, and no access to them is ever held across
-    // a call, so Swift's dynamic exclusivity checks are turned off for them.
-    @exclusivity(unchecked) var current: Fiber?
+    // a call, so Swift's dynamic exclusivity checks are turned off for them. `current`
+    // is set only by `resume`, whose caller holds the fiber: it needs no retain.
+    @exclusivity(unchecked) unowned(unsafe) var current: Fiber?
     @exclusivity(unchecked) var readyQueue: [Fiber] = []
     @exclusivity(unchecked) var readyBatch: [Fiber] = []
     let idle: UnsafeMutablePointer<ev_idle>

@@ -45,11 +45,21 @@ enum LuaObjects {
     /// The object in the userdata at `index`, if it is of `kind`.
     @inline(__always)
     static func get<T: AnyObject>(_ L: LuaState, _ index: Int32, kind: LuaObjectKind, as: T.Type) -> T? {
-        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
-              let block = lua_touserdata(L, index),
+        unretained(L, index, kind: kind, as: T.self)?.takeUnretainedValue()
+    }
+
+    /// The object in the userdata at `index`, if it is of `kind`, not retained: hot methods
+    /// lend it to their body (`_withUnsafeGuaranteedRef`), which is safe while the userdata
+    /// stays on the stack, and saves a retain and a release per call.
+    @inline(__always)
+    static func unretained<T: AnyObject>(_ L: LuaState, _ index: Int32, kind: LuaObjectKind,
+                                         as: T.Type) -> Unmanaged<T>? {
+        // Only a full userdata has a raw length and a block address (a string's is its
+        // length, and lua_touserdata gives it no address).
+        guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index),
               block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self) == kind.rawValue,
               let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
-        return Unmanaged<T>.fromOpaque(p).takeUnretainedValue()
+        return Unmanaged<T>.fromOpaque(p)
     }
 
     /// Creates a metatable: `__name`, the generic `__gc`, `__index` = a table of `methods`.

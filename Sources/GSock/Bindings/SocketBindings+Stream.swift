@@ -33,6 +33,12 @@ enum StreamBindings {
         SocketBindings.socketArg(L, classes, expected: expected(classes, L))
     }
 
+    /// streamArg for the hot methods: the socket is lent to `body` (SocketBindings.withSocketArg).
+    @inline(__always)
+    static func withStreamArg(_ L: LuaState, _ classes: Socket.Classes, _ body: (Socket) -> Int32) -> Int32 {
+        SocketBindings.withSocketArg(L, classes, expected: expected(classes, L), body)
+    }
+
     private static func fail(_ L: LuaState, _ message: String) -> Int32 { SocketBindings.fail(L, message) }
 
     private static func fail(_ L: LuaState, _ message: String, _ s: Socket) -> Int32 {
@@ -235,10 +241,12 @@ enum StreamBindings {
                              what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
-        // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
-        if direction == .read && s.buffer.isEmpty { s.buffer.release() }
-        guard let fiber = Runtime.from(L).current else { return luaRaise(L, "\(what): not called from a fiber") }
-        return Runtime.from(L).park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+        return s.withRuntime { runtime in
+            // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
+            if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &runtime.spareChunks) }
+            guard let fiber = runtime.current else { return luaRaise(L, "\(what): not called from a fiber") }
+            return runtime.park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+        }
     }
 
     // MARK: - connect
@@ -357,18 +365,17 @@ enum StreamBindings {
 
     private static let receive: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in receive(L, s) }
+    }
+
+    private static func receive(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern: Pattern
         switch patternArg(L, 2) {
         case .error(let status): return status
         case .value(let p): pattern = p
         }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
-        if !luaIsNoneOrNil(L, 3) {
+        if lua_gettop(L) >= 3 && !luaIsNoneOrNil(L, 3) {
             guard lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER else {
                 return luaTypeError(L, 3, "string")
             }
@@ -418,13 +425,13 @@ enum StreamBindings {
 
     private static func fill(_ s: Socket) -> Fill {
         if s.drained { return .wait }
-        let (result, space) = s.buffer.fill(from: s.fd)
+        let (result, space) = s.withRuntime { s.buffer.fill(from: s.fd, spares: &$0.spareChunks) }
         switch result {
         case .ok(0):
             return .closed
         case .ok(let n):
             s.received += n
-            s.runtime.bytesIn += n
+            s.withRuntime { $0.bytesIn += n }
             s.drained = n < space
             return .data
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
@@ -491,7 +498,7 @@ enum StreamBindings {
                 return fail(L, SocketBindings.message(for: e), s)
             case .wait:
                 if mustProbe(s, &probed) { continue }
-                return park(L, s, .read, deadline: s.receiveDeadline, what: "receive", then: receiveContinue) {
+                return park(L, s, .read, deadline: s.receiveDeadline, what: "receive", then: continuation(of: pattern)) {
                     fail(L, "timeout", s)
                 }
             }
@@ -502,49 +509,63 @@ enum StreamBindings {
     /// or a timeout ends the read with `failed(message)`; otherwise `step` reads on.
     private static func continueReading(_ L: LuaState, failed: (Socket, String) -> Int32,
                                         step: (Socket) -> Int32) -> Int32 {
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status):
-            s.receiveAccumulator.removeAll(keepingCapacity: true)
-            return status
-        case .woken(let wake):
-            if s.isClosed { return failed(s, "closed") }
-            if case .timedOut = wake { return failed(s, "timeout") }
-            s.drained = false
-            return step(s)
+        SocketBindings.withSocket(L) { s in
+            switch s.withRuntime({ $0.takeWake(L) }) {
+            case .raise(let status):
+                s.receiveAccumulator.removeAll(keepingCapacity: true)
+                return status
+            case .woken(let wake):
+                if s.isClosed { return failed(s, "closed") }
+                if case .timedOut = wake { return failed(s, "timeout") }
+                s.drained = false
+                return step(s)
+            }
         }
     }
 
-    private static let receiveContinue: LuaBody = { L in
+    /// receive's continuations: one per kind of pattern, so that a line or `*a` receive
+    /// need not read its pattern again.
+    private static func continuation(of pattern: Pattern) -> LuaBody {
+        switch pattern {
+        case .line: return receiveLineContinue
+        case .all: return receiveAllContinue
+        case .count: return receiveCountContinue
+        }
+    }
+
+    private static let receiveLineContinue: LuaBody = { L in continueReceiving(L!, .line) }
+    private static let receiveAllContinue: LuaBody = { L in continueReceiving(L!, .all) }
+    private static let receiveCountContinue: LuaBody = { L in
         let L = L!
-        return continueReading(L, failed: { s, message in fail(L, message, s) }, step: { s in
-            guard case .value(let pattern) = patternArg(L, 2) else { return 0 }
-            return receiveStep(L, s, pattern)
-        })
+        guard case .value(let pattern) = patternArg(L, 2) else { return 0 }
+        return continueReceiving(L, pattern)
+    }
+
+    private static func continueReceiving(_ L: LuaState, _ pattern: Pattern) -> Int32 {
+        continueReading(L, failed: { s, message in fail(L, message, s) }, step: { s in receiveStep(L, s, pattern) })
     }
 
     /// OpenResty's receiveany(max): whatever is available, 1 to max bytes, once there is any.
     private static let receiveany: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in receiveany(L, s) }
+    }
+
+    private static func receiveany(_ L: LuaState, _ s: Socket) -> Int32 {
+        let max: Int
         switch luaIntegerArg(L, 2) {
         case .error(let status): return status
-        case .value(let max) where max < 1: return luaArgError(L, 2, "bad max argument")
-        default: break
+        case .value(let n) where n < 1: return luaArgError(L, 2, "bad max argument")
+        case .value(let n): max = n
         }
         if s.reader.waiter != nil { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
-        s.receiveAccumulator.removeAll(keepingCapacity: true)
+        if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         s.receiveDeadline = s.deadline(for: .read)
-        return receiveAnyStep(L, s)
+        return receiveAnyStep(L, s, max: max)
     }
 
-    private static func receiveAnyStep(_ L: LuaState, _ s: Socket) -> Int32 {
-        let max = Int(lua_tointegerx(L, 2, nil))
+    private static func receiveAnyStep(_ L: LuaState, _ s: Socket, max: Int) -> Int32 {
         var probed = false
         while true {
             let bytes = s.buffer.bytes
@@ -569,7 +590,9 @@ enum StreamBindings {
 
     private static let receiveAnyContinue: LuaBody = { L in
         let L = L!
-        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in receiveAnyStep(L, s) })
+        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in
+            receiveAnyStep(L, s, max: Int(lua_tointegerx(L, 2, nil)))
+        })
     }
 
     /// `_receiveuntil(pattern [, size])` → data, found: the bytes before the next `pattern`
@@ -660,16 +683,17 @@ enum StreamBindings {
 
     private static let send: LuaBody = { L in
         let L = L!
-        let s: Socket
-        switch streamArg(L, clients) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+        return withStreamArg(L, clients) { s in send(L, s) }
+    }
+
+    private static func send(_ L: LuaState, _ s: Socket) -> Int32 {
         guard lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER else {
             return luaTypeError(L, 2, "string")
         }
-        for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
-            if case .error(let status) = luaIntegerArg(L, i) { return status }
+        if lua_gettop(L) > 2 {  // send(data, i [, j])
+            for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
+                if case .error(let status) = luaIntegerArg(L, i) { return status }
+            }
         }
         if s.sender != nil { return fail(L, "busy") }
         s.sendProgress = 0
@@ -679,6 +703,7 @@ enum StreamBindings {
 
     /// The 1-based range [i, j] of the data to send, as string.sub clamps it.
     private static func sendRange(_ L: LuaState, length: Int) -> (Int, Int) {
+        if lua_gettop(L) < 3 { return (1, length) }  // send(data): the usual call
         var i = luaIsNoneOrNil(L, 3) ? 1 : Int(lua_tointegerx(L, 3, nil))
         var j = luaIsNoneOrNil(L, 4) ? -1 : Int(lua_tointegerx(L, 4, nil))
         if i < 0 { i = max(length + i + 1, 1) } else if i == 0 { i = 1 }
@@ -697,7 +722,7 @@ enum StreamBindings {
             case .ok(let n):
                 s.sendProgress += n
                 s.sent += n
-                s.runtime.bytesOut += n
+                s.withRuntime { $0.bytesOut += n }
             case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
                 return park(L, s, .write, deadline: s.sendDeadline, what: "send", then: sendContinue) {
                     sendFailed(L, "timeout", i, s)
@@ -719,16 +744,17 @@ enum StreamBindings {
 
     private static let sendContinue: LuaBody = { L in
         let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            var length = 0
-            _ = lua_tolstring(L, 2, &length)
-            let (i, _) = sendRange(L, length: length)
-            if s.isClosed { return sendFailed(L, "closed", i, s) }
-            if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
-            return sendStep(L, s)
+        return SocketBindings.withSocket(L) { s in
+            switch s.withRuntime({ $0.takeWake(L) }) {
+            case .raise(let status): return status
+            case .woken(let wake):
+                var length = 0
+                _ = lua_tolstring(L, 2, &length)
+                let (i, _) = sendRange(L, length: length)
+                if s.isClosed { return sendFailed(L, "closed", i, s) }
+                if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
+                return sendStep(L, s)
+            }
         }
     }
 

@@ -89,6 +89,31 @@ enum SocketBindings {
         return .value(s)
     }
 
+    /// Runs `body` with the socket at index 1 if its class is one of `classes`; else
+    /// returns socketArg's argument error. The socket is lent, not retained: its userdata
+    /// at index 1 keeps it alive until the method returns.
+    @inline(__always)
+    static func withSocketArg(_ L: LuaState, _ classes: Socket.Classes, expected: @autoclosure () -> String,
+                              _ body: (Socket) -> Int32) -> Int32 {
+        guard let socket = LuaObjects.unretained(L, 1, kind: .socket, as: Socket.self) else {
+            return luaTypeError(L, 1, expected())
+        }
+        return socket._withUnsafeGuaranteedRef { s in
+            guard classes.contains(s.socketClass.bit) else {
+                return luaArgError(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)")
+            }
+            return body(s)
+        }
+    }
+
+    /// Runs `body` with the socket at index 1, lent as withSocketArg lends it; 0 results
+    /// when there is none (a continuation's socket was checked when its method began).
+    @inline(__always)
+    static func withSocket(_ L: LuaState, _ body: (Socket) -> Int32) -> Int32 {
+        guard let socket = LuaObjects.unretained(L, 1, kind: .socket, as: Socket.self) else { return 0 }
+        return socket._withUnsafeGuaranteedRef(body)
+    }
+
     static func setClass(_ L: LuaState, _ index: Int32, _ socket: Socket, _ c: Socket.Class) {
         socket.socketClass = c
         let i = lua_absindex(L, index)

@@ -48,10 +48,17 @@ final class IOWatcher {
 }
 
 private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
-    let watcher = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-    guard let fiber = watcher.waiter else {
+    // The watcher and the runtime are borrowed, not retained (a retain and a release each
+    // per wake). The watcher is not touched once the fiber runs, since the fiber may free
+    // the socket that owns it; the fiber itself is held while it runs.
+    let (runtime, waiter) = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data)._withUnsafeGuaranteedRef {
+        (Unmanaged.passUnretained($0.runtime), $0.waiter)
+    }
+    guard let fiber = waiter else {
         ev_io_stop(loop, w)
         return
     }
-    withExtendedLifetime(fiber) { watcher.runtime.wake(fiber, .ready(revents), direct: true) }
+    withExtendedLifetime(fiber) {
+        runtime._withUnsafeGuaranteedRef { $0.wake(fiber, .ready(revents), direct: true) }
+    }
 }

@@ -37,8 +37,9 @@ public final class Runtime {
 
     /// The fiber whose Lua code is running, nil at loop level.
     // The scheduler's hot fields: one thread, and no access to them is ever held across
-    // a call, so Swift's dynamic exclusivity checks are turned off for them.
-    @exclusivity(unchecked) var current: Fiber?
+    // a call, so Swift's dynamic exclusivity checks are turned off for them. `current`
+    // is set only by `resume`, whose caller holds the fiber: it needs no retain.
+    @exclusivity(unchecked) unowned(unsafe) var current: Fiber?
     @exclusivity(unchecked) var readyQueue: [Fiber] = []
     @exclusivity(unchecked) var readyBatch: [Fiber] = []
     let idle: UnsafeMutablePointer<ev_idle>
@@ -66,6 +67,8 @@ public final class Runtime {
     var failuresLogged = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// Receive-buffer chunks that sockets gave back, for the next to take.
+    @exclusivity(unchecked) var spareChunks = SpareChunks()
     /// Idle client connections by "host:port" (setkeepalive).
     var connectionPool: [String: [PooledConnection]] = [:]
     var poolSweep: UnsafeMutablePointer<ev_timer>?
@@ -130,6 +133,7 @@ public final class Runtime {
         ev_check_stop(loop, check)
         stopWatchingSignals()
         lua_close(L)
+        spareChunks.removeAll()
         stopPoolSweep()
         connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
         resolver.close()

@@ -159,7 +159,7 @@ final class Socket {
 
     deinit {
         close()
-        buffer.release()
+        buffer.release(to: &runtime.spareChunks)
         runtime.openSockets -= 1
     }
 
@@ -193,7 +193,7 @@ final class Socket {
         let old = fd
         stopWatchers()
         fd = -1
-        buffer.clear()
+        buffer.release(to: &runtime.spareChunks)
         return old
     }
 
@@ -201,7 +201,7 @@ final class Socket {
         stopWatchers()
         Posix.close(fd)
         fd = -1
-        buffer.clear()
+        buffer.release(to: &runtime.spareChunks)
     }
 
     private func stopWatchers() {
@@ -220,6 +220,13 @@ final class Socket {
     var sender: Fiber? { writerIfMade?.waiter }
 
     func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
+
+    /// Runs `body` with the runtime, lent without the retain and release that reading
+    /// `runtime` costs: the runtime outlives its sockets.
+    @inline(__always)
+    func withRuntime<R>(_ body: (Runtime) -> R) -> R {
+        Unmanaged.passUnretained(runtime)._withUnsafeGuaranteedRef(body)
+    }
 
     /// The deadline of an operation starting now.
     func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
@@ -243,67 +250,5 @@ final class Socket {
             limit = min(limit ?? left, left)
         }
         return limit
-    }
-}
-
-/// LuaSocket's receive buffer: bytes read from the descriptor and not yet consumed.
-struct ReceiveBuffer {
-    static let chunk = 8192
-    private(set) var storage: UnsafeMutablePointer<UInt8>?
-    private(set) var capacity = 0
-    private(set) var start = 0
-    private(set) var end = 0
-
-    var count: Int { end - start }
-    var isEmpty: Bool { start == end }
-    var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.map { $0 + start }, count: count) }
-
-    mutating func consume(_ n: Int) {
-        start += n
-        if start == end { start = 0; end = 0 }
-    }
-
-    mutating func clear() { release() }
-
-    /// Reads once from `fd` into free space, making room first; also returns how many
-    /// bytes it asked for (a shorter read means the descriptor is drained).
-    mutating func fill(from fd: Int32) -> (Posix.Result, Int) {
-        if storage == nil {
-            capacity = Self.chunk
-            storage = .allocate(capacity: capacity)
-        }
-        if end == capacity {
-            if start > 0 {
-                (storage! + 0).update(from: storage! + start, count: count)
-                end -= start
-                start = 0
-            } else {
-                grow(to: capacity * 2)
-            }
-        }
-        let space = capacity - end
-        let r = Posix.recv(fd, storage! + end, space)
-        if case .ok(let n) = r { end += n }
-        return (r, space)
-    }
-
-    private mutating func grow(to newCapacity: Int) {
-        let newStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        if let storage {
-            newStorage.update(from: storage + start, count: count)
-            storage.deallocate()
-        }
-        end -= start
-        start = 0
-        storage = newStorage
-        capacity = newCapacity
-    }
-
-    mutating func release() {
-        storage?.deallocate()
-        storage = nil
-        capacity = 0
-        start = 0
-        end = 0
     }
 }

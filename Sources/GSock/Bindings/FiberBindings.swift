@@ -349,7 +349,11 @@ extension Runtime {
     /// gsock.timeout, cancel_wait) is pushed for raising; so is the wait's own
     /// timeout value when the caller passes `raiseTimeout`.
     func takeWake(_ L: LuaState, raiseTimeout: Bool = false) -> WakeOutcome {
-        guard let fiber = current else { return .raise(luaRaise(L, "wait resumed outside its fiber")) }
+        withCurrent { takeWake(L, of: $0, raiseTimeout: raiseTimeout) }
+            ?? .raise(luaRaise(L, "wait resumed outside its fiber"))
+    }
+
+    private func takeWake(_ L: LuaState, of fiber: Fiber, raiseTimeout: Bool) -> WakeOutcome {
         let wake = fiber.wake
         fiber.wake = .none
         let timeoutValue = fiber.timeoutValueRef

@@ -126,7 +126,7 @@ enum DatagramBindings {
         case .value(let v): s = v
         }
         if case .error(let status) = sizeArg(L) { return status }
-        if s.reader.waiter != nil { return SocketBindings.fail(L, "busy") }
+        if s.reader.isWaitedOn { return SocketBindings.fail(L, "busy") }
         if s.isClosed { return SocketBindings.fail(L, "refused") }
         s.receiveDeadline = s.deadline(for: .read)
         return receiveStep(L, s, from: from)

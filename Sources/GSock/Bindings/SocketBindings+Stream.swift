@@ -199,7 +199,7 @@ enum StreamBindings {
         case .error(let status): return status
         case .value(let v): s = v
         }
-        if s.reader.waiter != nil { return fail(L, "busy") }
+        if s.reader.isWaitedOn { return fail(L, "busy") }
         s.receiveDeadline = s.deadline(for: .read)
         return acceptStep(L, s)
     }
@@ -244,8 +244,9 @@ enum StreamBindings {
         return s.withRuntime { runtime in
             // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
             if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &runtime.spareChunks) }
-            guard let fiber = runtime.current else { return luaRaise(L, "\(what): not called from a fiber") }
-            return runtime.park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+            return runtime.withCurrent { fiber in
+                runtime.park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+            } ?? luaRaise(L, "\(what): not called from a fiber")
         }
     }
 
@@ -386,7 +387,7 @@ enum StreamBindings {
             }
         }
         s.receivePrefixLength = s.receiveAccumulator.count
-        if s.reader.waiter != nil { return fail(L, "busy") }
+        if s.reader.isWaitedOn { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed", s) }
         s.receiveDeadline = s.deadline(for: .read)
         return receiveStep(L, s, pattern)
@@ -558,7 +559,7 @@ enum StreamBindings {
         case .value(let n) where n < 1: return luaArgError(L, 2, "bad max argument")
         case .value(let n): max = n
         }
-        if s.reader.waiter != nil { return fail(L, "busy") }
+        if s.reader.isWaitedOn { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         s.receiveDeadline = s.deadline(for: .read)
@@ -606,7 +607,7 @@ enum StreamBindings {
         }
         guard let pattern = luaString(L, 2), !pattern.isEmpty else { return luaArgError(L, 2, "pattern is empty") }
         if !luaIsNoneOrNil(L, 3), case .error(let status) = luaIntegerArg(L, 3) { return status }
-        if s.reader.waiter != nil { return fail(L, "busy") }
+        if s.reader.isWaitedOn { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
         s.receiveAccumulator.removeAll(keepingCapacity: true)
         s.receiveDeadline = s.deadline(for: .read)
@@ -695,7 +696,7 @@ enum StreamBindings {
                 if case .error(let status) = luaIntegerArg(L, i) { return status }
             }
         }
-        if s.sender != nil { return fail(L, "busy") }
+        if s.isSending { return fail(L, "busy") }
         s.sendProgress = 0
         s.sendDeadline = s.deadline(for: .write)
         return sendStep(L, s)
@@ -802,7 +803,7 @@ enum StreamBindings {
         }
         if s.isClosed { return fail(L, "closed") }
         if !s.buffer.isEmpty { return fail(L, "unread data in buffer") }
-        if s.reader.waiter != nil || s.sender != nil { return fail(L, "busy") }
+        if s.reader.isWaitedOn || s.isSending { return fail(L, "busy") }
         let key: String
         if let k = s.poolKey {
             key = k

@@ -135,7 +135,7 @@ enum WaitBindings {
             ErrorValues.push(L, .closed, "the watcher is closed", errno: EBADF)
             return LuaStatus.raise
         }
-        if watcher.waiter != nil {
+        if watcher.isWaitedOn {
             ErrorValues.push(L, .busy, "another fiber is already waiting on this watcher")
             return LuaStatus.raise
         }
@@ -174,7 +174,7 @@ enum WaitBindings {
         case .error(let status): return status
         case .value(let watcher):
             var error: Int32?
-            if watcher.waiter != nil {
+            if watcher.isWaitedOn {
                 ErrorValues.pushCancelled(L)
                 error = luaRef(L)
             }

@@ -9,8 +9,14 @@ final class IOWatcher {
     let io: UnsafeMutablePointer<ev_io>
     private(set) var fd: Int32
     let events: Int32
-    /// The fiber parked in `wait` on this watcher; at most one.
-    unowned(unsafe) var waiter: Fiber?
+    /// The fiber parked in `wait` on this watcher; at most one. Held as a bare pointer
+    /// (a parked fiber is anchored by the runtime), so that `isWaitedOn` costs no retain.
+    private var waiterRef: Unmanaged<Fiber>?
+    var waiter: Fiber? {
+        get { waiterRef?.takeUnretainedValue() }
+        set { waiterRef = newValue.map { Unmanaged.passUnretained($0) } }
+    }
+    var isWaitedOn: Bool { waiterRef != nil }
     private(set) var closed = false
 
     init(runtime: Runtime, fd: Int32, events: Int32) {

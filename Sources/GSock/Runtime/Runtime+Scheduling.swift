@@ -167,7 +167,7 @@ extension Runtime {
         }
         detach(fiber)
         fiber.wake = reason
-        if direct && current == nil {
+        if direct && !isInFiber {
             resume(fiber)
         } else {
             enqueue(fiber)

@@ -38,8 +38,13 @@ public final class Runtime {
     /// The fiber whose Lua code is running, nil at loop level.
     // The scheduler's hot fields: one thread, and no access to them is ever held across
     // a call, so Swift's dynamic exclusivity checks are turned off for them. `current`
-    // is set only by `resume`, whose caller holds the fiber: it needs no retain.
-    @exclusivity(unchecked) unowned(unsafe) var current: Fiber?
+    // is set only by `resume`, whose caller holds the fiber: it needs no retain, and the
+    // hot paths borrow it (`withCurrent`) rather than read it, which would retain it.
+    var current: Fiber? {
+        get { currentRef?.takeUnretainedValue() }
+        set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
+    }
+    @exclusivity(unchecked) private var currentRef: Unmanaged<Fiber>?
     @exclusivity(unchecked) var readyQueue: [Fiber] = []
     @exclusivity(unchecked) var readyBatch: [Fiber] = []
     let idle: UnsafeMutablePointer<ev_idle>
@@ -141,6 +146,15 @@ public final class Runtime {
         check.deallocate()
         if ownsLoop { ev_loop_destroy(loop) }
         state.deallocate()
+    }
+
+    /// Whether a fiber is running (reading `current` would retain it).
+    var isInFiber: Bool { currentRef != nil }
+
+    /// Runs `body` with the running fiber, lent without a retain; nil at loop level.
+    @inline(__always)
+    func withCurrent<R>(_ body: (Fiber) -> R) -> R? {
+        currentRef?._withUnsafeGuaranteedRef(body)
     }
 
     static func from(_ L: LuaState) -> Runtime {

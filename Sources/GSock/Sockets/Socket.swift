@@ -216,8 +216,8 @@ final class Socket {
         return made
     }
 
-    /// The fiber waiting to send, if any.
-    var sender: Fiber? { writerIfMade?.waiter }
+    /// Whether a fiber is waiting to send.
+    var isSending: Bool { writerIfMade?.isWaitedOn ?? false }
 
     func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
 

@@ -369,9 +369,22 @@ enum StreamBindings {
         return withStreamArg(L, clients) { s in receive(L, s) }
     }
 
+    /// patternArg, quicker for "*l" and "*a": Lua interns short strings, so those are
+    /// the runtime's anchored copies.
+    @inline(__always)
+    private static func receivePatternArg(_ L: LuaState, _ s: Socket) -> ArgResult<Pattern> {
+        if lua_type(L, 2) == LUA_TSTRING {
+            let p = lua_tolstring(L, 2, nil)
+            let known = s.withRuntime { ($0.linePatternName, $0.allPatternName) }
+            if p == known.0 { return .value(.line) }
+            if p == known.1 { return .value(.all) }
+        }
+        return patternArg(L, 2)
+    }
+
     private static func receive(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern: Pattern
-        switch patternArg(L, 2) {
+        switch receivePatternArg(L, s) {
         case .error(let status): return status
         case .value(let p): pattern = p
         }

@@ -80,6 +80,10 @@ public final class Runtime {
     let resolver: Resolver
     /// Registry reference of the `gsock` module table.
     var moduleRef: Int32 = LUA_NOREF
+    /// The characters of the interned strings "*l" and "*a", anchored in the registry so
+    /// that they stay at these addresses: `receive` recognises its usual patterns by address.
+    @exclusivity(unchecked) private(set) var linePatternName: UnsafePointer<CChar>?
+    @exclusivity(unchecked) private(set) var allPatternName: UnsafePointer<CChar>?
     private var closed = false
 
     /// Creates a runtime with the standard Lua libraries and the `gsock` module loaded.
@@ -116,6 +120,8 @@ public final class Runtime {
         gs_pushcfunction(L, gs_openlibs)
         guard gs_pcall(L, 0, 0, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         try openModule()
+        linePatternName = anchoredString("*l")
+        allPatternName = anchoredString("*a")
         state.pointee.limit = options.memoryLimit
         if let limit = options.maxRunTime, options.useDefaultLoop {
             watchesRunaways = gs_watchdog_start(state, limit, options.runawayAction == .error ? Int32(GS_RUNAWAY_ERROR)
@@ -146,6 +152,14 @@ public final class Runtime {
         check.deallocate()
         if ownsLoop { ev_loop_destroy(loop) }
         state.deallocate()
+    }
+
+    /// Pushes `text` and anchors it in the registry for the runtime's life; returns its characters.
+    private func anchoredString(_ text: String) -> UnsafePointer<CChar>? {
+        lua_pushstring(L, text)
+        let p = lua_tolstring(L, -1, nil)
+        _ = luaRef(L)
+        return p
     }
 
     /// Whether a fiber is running (reading `current` would retain it).

@@ -229,7 +229,13 @@ final class Socket {
     }
 
     /// The deadline of an operation starting now.
+    @inline(__always)
     func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
+        if totalTimeout == nil && seldomIfMade == nil { return nil }  // no timeouts set: the usual case
+        return timeoutDeadline(for: direction, connecting: connecting)
+    }
+
+    private func timeoutDeadline(for direction: Direction, connecting: Bool) -> Double? {
         let limit: Double?
         if let op = operationTimeouts {
             limit = connecting ? op.connect : (direction == .read ? op.read : op.send)

@@ -576,15 +576,16 @@ enum StreamBindings {
         if s.isClosed { return fail(L, "closed") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         s.receiveDeadline = s.deadline(for: .read)
-        return receiveAnyStep(L, s, max: max)
+        s.receiveAnyMax = max
+        return receiveAnyStep(L, s)
     }
 
-    private static func receiveAnyStep(_ L: LuaState, _ s: Socket, max: Int) -> Int32 {
+    private static func receiveAnyStep(_ L: LuaState, _ s: Socket) -> Int32 {
         var probed = false
         while true {
             let bytes = s.buffer.bytes
             if bytes.count > 0 {
-                let n = min(max, bytes.count)
+                let n = min(s.receiveAnyMax, bytes.count)
                 pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<n]))
                 s.buffer.consume(n)
                 return 1
@@ -604,9 +605,7 @@ enum StreamBindings {
 
     private static let receiveAnyContinue: LuaBody = { L in
         let L = L!
-        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in
-            receiveAnyStep(L, s, max: Int(lua_tointegerx(L, 2, nil)))
-        })
+        return continueReading(L, failed: { _, message in fail(L, message) }, step: { s in receiveAnyStep(L, s) })
     }
 
     /// `_receiveuntil(pattern [, size])` → data, found: the bytes before the next `pattern`

@@ -84,6 +84,8 @@ final class Socket {
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
     /// Bytes of the accumulator that came from `receive`'s prefix argument.
     var receivePrefixLength = 0
+    /// The `max` of the receiveany in progress.
+    @exclusivity(unchecked) var receiveAnyMax = 0
     @exclusivity(unchecked) var receiveDeadline: Double?
     @exclusivity(unchecked) var sendDeadline: Double?
     /// Bytes of the current send already written.

@@ -138,7 +138,9 @@ extension Runtime {
 
     /// Detaches a parked fiber from what it waits on.
     private func detach(_ fiber: Fiber) {
-        switch fiber.site {
+        var site = Fiber.Site.none
+        swap(&site, &fiber.site)  // moved out, not copied: no retain and release of its payload
+        switch site {
         case .io(let watcher):
             watcher.waiter = nil
             ev_io_stop(loop, watcher.io)
@@ -154,7 +156,6 @@ extension Runtime {
         case .timer, .yield, .none:
             break
         }
-        fiber.site = .none
         if let t = fiber.timer { ev_timer_stop(loop, t) }
     }
 

@@ -566,12 +566,13 @@ enum StreamBindings {
     }
 
     private static func receiveany(_ L: LuaState, _ s: Socket) -> Int32 {
-        let max: Int
-        switch luaIntegerArg(L, 2) {
-        case .error(let status): return status
-        case .value(let n) where n < 1: return luaArgError(L, 2, "bad max argument")
-        case .value(let n): max = n
+        var max = 0
+        var isInteger: Int32 = 0
+        if lua_type(L, 2) == LUA_TNUMBER { max = Int(lua_tointegerx(L, 2, &isInteger)) }
+        if isInteger == 0 {  // luaIntegerArg's errors
+            if case .error(let status) = luaIntegerArg(L, 2) { return status }
         }
+        if max < 1 { return luaArgError(L, 2, "bad max argument") }
         if s.reader.isWaitedOn { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
@@ -700,9 +701,9 @@ enum StreamBindings {
     }
 
     private static func send(_ L: LuaState, _ s: Socket) -> Int32 {
-        guard lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER else {
-            return luaTypeError(L, 2, "string")
-        }
+        // A number becomes a string in place, as luaL_checklstring converts it.
+        var length = 0
+        guard let data = lua_tolstring(L, 2, &length) else { return luaTypeError(L, 2, "string") }
         if lua_gettop(L) > 2 {  // send(data, i [, j])
             for i in Int32(3)...4 where !luaIsNoneOrNil(L, i) {
                 if case .error(let status) = luaIntegerArg(L, i) { return status }
@@ -711,7 +712,7 @@ enum StreamBindings {
         if s.isSending { return fail(L, "busy") }
         s.sendProgress = 0
         s.sendDeadline = s.deadline(for: .write)
-        return sendStep(L, s)
+        return sendStep(L, s, UnsafeRawPointer(data), length)
     }
 
     /// The 1-based range [i, j] of the data to send, as string.sub clamps it.
@@ -724,9 +725,8 @@ enum StreamBindings {
         return (i, j)
     }
 
-    private static func sendStep(_ L: LuaState, _ s: Socket) -> Int32 {
-        var length = 0
-        let data = UnsafeRawPointer(lua_tolstring(L, 2, &length)!)
+    /// Sends `data` (argument 2, `length` bytes) from where the send is.
+    private static func sendStep(_ L: LuaState, _ s: Socket, _ data: UnsafeRawPointer, _ length: Int) -> Int32 {
         let (i, j) = sendRange(L, length: length)
         let count = max(0, j - i + 1)
         while s.sendProgress < count {
@@ -762,11 +762,11 @@ enum StreamBindings {
             case .raise(let status): return status
             case .woken(let wake):
                 var length = 0
-                _ = lua_tolstring(L, 2, &length)
+                let data = UnsafeRawPointer(lua_tolstring(L, 2, &length)!)
                 let (i, _) = sendRange(L, length: length)
                 if s.isClosed { return sendFailed(L, "closed", i, s) }
                 if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
-                return sendStep(L, s)
+                return sendStep(L, s, data, length)
             }
         }
     }

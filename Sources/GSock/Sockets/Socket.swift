@@ -250,7 +250,13 @@ final class Socket {
     }
 
     /// How long the next wait of an operation may last: nil for ever, 0 not at all.
+    @inline(__always)
     func waitLimit(deadline: Double?) -> Double? {
+        if deadline == nil && seldomIfMade == nil { return blockTimeout }  // the usual case
+        return waitLimitLeft(deadline: deadline)
+    }
+
+    private func waitLimitLeft(deadline: Double?) -> Double? {
         var limit = operationTimeouts == nil ? blockTimeout : nil
         if let deadline {
             ev_now_update(runtime.loop)

@@ -482,7 +482,11 @@ enum StreamBindings {
                     // straight from the buffer.
                     let end = nl > 0 && bytes[nl - 1] == 13 ? nl - 1 : nl
                     if s.receiveAccumulator.isEmpty && find(13, in: UnsafeBufferPointer(rebasing: bytes[0..<end])) == nil {
-                        pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<end]))
+                        if end == 0 {  // a blank line, as ends HTTP's headers
+                            s.withRuntime { luaPushRef(L, $0.emptyStringRef) }
+                        } else {
+                            pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<end]))
+                        }
                         s.buffer.consume(nl + 1)
                         return 1
                     }

@@ -84,6 +84,9 @@ public final class Runtime {
     /// that they stay at these addresses: `receive` recognises its usual patterns by address.
     @exclusivity(unchecked) private(set) var linePatternName: UnsafePointer<CChar>?
     @exclusivity(unchecked) private(set) var allPatternName: UnsafePointer<CChar>?
+    /// Registry reference of "": pushing it from there skips the lookup in Lua's string
+    /// cache (a strcmp) that creating it costs.
+    @exclusivity(unchecked) private(set) var emptyStringRef: Int32 = LUA_NOREF
     private var closed = false
 
     /// Creates a runtime with the standard Lua libraries and the `gsock` module loaded.
@@ -122,6 +125,8 @@ public final class Runtime {
         try openModule()
         linePatternName = anchoredString("*l")
         allPatternName = anchoredString("*a")
+        lua_pushstring(L, "")
+        emptyStringRef = luaRef(L)
         state.pointee.limit = options.memoryLimit
         if let limit = options.maxRunTime, options.useDefaultLoop {
             watchesRunaways = gs_watchdog_start(state, limit, options.runawayAction == .error ? Int32(GS_RUNAWAY_ERROR)

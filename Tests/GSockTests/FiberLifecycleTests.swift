@@ -49,6 +49,28 @@ final class FiberLifecycleTests: XCTestCase {
         runtime = nil
     }
 
+    // lua_close finalises sockets and fiber handles in no set order: a socket closed after
+    // the handle of the fiber parked on it must not reach that fiber.
+    func testClosingTheRuntimeWithFibersParkedOnSockets() throws {
+        for _ in 0..<20 {
+            var runtime: Runtime? = try Runtime()
+            try runtime!.runMain(source: """
+                local socket = require "socket"
+                local server = assert(socket.bind("127.0.0.1", 0))
+                local _, port = server:getsockname()
+                for i = 1, 50 do
+                  local c = assert(socket.connect("127.0.0.1", port))
+                  gsock.spawn(function() c:receive("*l") end)
+                  gsock.spawn(function() server:accept():receive(4) end)
+                end
+                gsock.sleep(0.01)
+                """)
+            XCTAssertEqual(runtime!.fiberCount, 100)
+            runtime!.close()
+            runtime = nil
+        }
+    }
+
     func testMemoryLimitFailsTheAllocatingFiberOnly() throws {
         var options = Runtime.Options()
         options.memoryLimit = 8 << 20

@@ -137,7 +137,7 @@ extension Runtime {
     }
 
     /// Detaches a parked fiber from what it waits on.
-    private func detach(_ fiber: Fiber) {
+    func detach(_ fiber: Fiber) {
         var site = Fiber.Site.none
         swap(&site, &fiber.site)  // moved out, not copied: no retain and release of its payload
         switch site {

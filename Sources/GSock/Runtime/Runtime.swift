@@ -142,6 +142,9 @@ public final class Runtime {
         closed = true
         while let fiber = liveHead {
             unlinkLive(fiber)
+            // lua_close below finalises sockets and fiber handles in no set order: a socket
+            // closed after the handle of a fiber parked on it must not find that fiber.
+            if fiber.state == .parked { detach(fiber) }
             fiber.releaseWatchers()
             fiber.state = .dead
         }

@@ -289,10 +289,10 @@ end }
     assert.is_true(p:alive())
   end)
 
-  it("is logged with the peer even when the handler does not take the peer", function()
+  it("is logged with the peer even when the handler does not take it and closed the socket", function()
     local p, address = run_handler([[
 return { name = "nopeer-svc", handle = function(sock)
-  if sock:receive("*l") then error("nopeer-marker-e52") end
+  if sock:receive("*l") then sock:close() error("nopeer-marker-e52") end
 end }
 ]])
     local c = assert(proc.connect(address, 3))

@@ -104,6 +104,22 @@ describe("busy", function()
     assert.equals("again", s:receive())
   end)
 
+  it("a refused second receive leaves the first one's partial line and prefix alone", function()
+    local c, s = net.pair()
+    s:settimeout(3)
+    local first
+    local reader = net.spawn(function() first = table.pack(s:receive("*l", "pre-")) end)
+    c:send("hel")
+    gsock.sleep(0.05)                       -- the reader has "hel" and waits for the rest
+    assert.is_false(reader:dead())
+    local r = table.pack(s:receive("*l", "XYZ"))
+    assert.is_nil(r[1])
+    assert.equals("busy", r[2])
+    c:send("lo\n")
+    assert.is_true(reader:join(2))
+    assert.equals("pre-hello", first[1])
+  end)
+
   it("a second fiber sending while a send is blocked gets nil, 'busy' at once", function()
     local c, s = net.pair()
     c:settimeout(3)

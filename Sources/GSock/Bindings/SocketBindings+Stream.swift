@@ -388,6 +388,8 @@ enum StreamBindings {
         case .error(let status): return status
         case .value(let p): pattern = p
         }
+        // Before the accumulator is touched: it holds the parked receive's partial data.
+        if s.reader.isWaitedOn { return fail(L, "busy") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         if lua_gettop(L) >= 3 && !luaIsNoneOrNil(L, 3) {
             guard lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER else {
@@ -400,7 +402,6 @@ enum StreamBindings {
             }
         }
         s.receivePrefixLength = s.receiveAccumulator.count
-        if s.reader.isWaitedOn { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed", s) }
         s.receiveDeadline = s.deadline(for: .read)
         return receiveStep(L, s, pattern)

@@ -11,6 +11,7 @@ local gsock, socket, host = ...
 local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall =
       error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
 local log, resources = host.log, host.resources
+local getinfo = debug.getinfo
 
 -- What gsock.stats() adds up over every server of the runtime.
 local totals = { connections = 0, accepted = 0, errors = 0 }
@@ -119,7 +120,7 @@ local OPTIONS = { handle = true, listen = true, init = true, max_connections = t
 --- peer: that saves a table and a getpeername per connection.
 local function takes_peer(handler)
   if type(handler) ~= "function" then return true end
-  local info = debug.getinfo(handler, "u")
+  local info = getinfo(handler, "u")
   return info.nparams >= 2 or info.isvararg
 end
 
@@ -173,31 +174,24 @@ end
 
 function Server:connections() return self.count end
 
-local function peer_of(client, a)
-  if a.path then return { path = a.path } end
-  local ip, port = client:getpeername()
-  return { host = ip, port = tonumber(port) }
-end
-
-local function peer_text(client, peer, a)
-  if a.path then return "unix:" .. a.path end
-  local host, port
-  if peer then
-    host, port = peer.host, peer.port
-  else
-    host, port = client:getpeername()   -- nil once the connection is reset or closed
-  end
-  return host and ("%s:%s"):format(host, port) or "a closed connection"
-end
-
 local function handle_connection(self, client, a)
-  local peer = self.takes_peer and peer_of(client, a) or nil
+  -- The peer's address is read before the handler runs, while the connection is surely
+  -- open: a failure is logged with it. (Locals cost no memory; the table only if asked.)
+  local peer_host, peer_port
+  if not a.path then
+    peer_host, peer_port = client:getpeername()
+    peer_port = tonumber(peer_port)     -- a number: the port string is garbage at once
+  end
+  local peer
+  if self.takes_peer then
+    peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
+  end
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)
   if failure and not is_killed(failure.error) then
-    local who = peer_text(client, peer, a)
+    local who = a.path and ("unix:" .. a.path) or (peer_host and ("%s:%s"):format(peer_host, peer_port))
     totals.errors = totals.errors + 1
-    log("error", ("%s: handler failed for %s: %s"):format(self.name, who, failure.traceback),
+    log("error", ("%s: handler failed for %s: %s"):format(self.name, who or "an unknown peer", failure.traceback),
         { service = self.name, peer = who })
   end
   client:close()

@@ -321,17 +321,26 @@ extension Runtime {
         luaUnref(L, fiber.linksRef)
         fiber.linksRef = LUA_NOREF
         let links = lua_gettop(L)
-        let several = lua_type(L, links) != LUA_TFUNCTION
-        var i: lua_Integer = 1
-        while several ? lua_rawgeti(L, links, i) != LUA_TNIL : i == 1 {
-            if !several { lua_pushvalue(L, links) }
-            lua_pushvalue(L, handle)
-            if gs_pcall(L, 1, 0, 0) != LUA_OK {
-                logger.error("a function linked to fiber \(fiber.id) raised: \(popMessage())")
+        if lua_type(L, links) == LUA_TFUNCTION {   // one linked function, kept as it is
+            callLink(of: fiber, handle: handle, at: links)
+        } else {
+            var i: lua_Integer = 1
+            while lua_rawgeti(L, links, i) != LUA_TNIL {
+                callLink(of: fiber, handle: handle, at: lua_gettop(L))
+                gs_pop(L, 1)
+                i += 1
             }
-            i += 1
         }
         lua_settop(L, links - 1)
+    }
+
+    /// Calls the function at `index` with the fiber's handle; an error in it is logged.
+    private func callLink(of fiber: Fiber, handle: Int32, at index: Int32) {
+        lua_pushvalue(L, index)
+        lua_pushvalue(L, handle)
+        if gs_pcall(L, 1, 0, 0) != LUA_OK {
+            logger.error("a function linked to fiber \(fiber.id) raised: \(popMessage())")
+        }
     }
 
     /// The message of a dead fiber's error and the Lua traceback of where it was raised.

@@ -72,6 +72,9 @@ final class Socket {
     // LuaSocket's timeouts: nil waits for ever.
     @exclusivity(unchecked) var blockTimeout: Double?
     @exclusivity(unchecked) var totalTimeout: Double?
+    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
+    /// Kept inline: servers with an idle timeout set one on every connection.
+    var timeoutSettings: (block: Double, total: Double) = (-1, -1)
 
     // Statistics, as getstats/setstats.
     @exclusivity(unchecked) var received = 0
@@ -97,10 +100,9 @@ final class Socket {
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
 
-    /// What only some sockets use (connecting, pooling, timeout settings), kept out of
-    /// line so that an accepted connection's socket stays small.
+    /// What only some sockets use (connecting, pooling, OpenResty's timeouts), kept out
+    /// of line so that an accepted connection's socket stays small.
     final class Seldom {
-        var timeoutSettings: (block: Double, total: Double) = (-1, -1)
         var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
         var connectCandidates: [SocketAddress] = []
         var connectError: Int32 = 0
@@ -116,11 +118,6 @@ final class Socket {
         return made
     }
 
-    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
-    var timeoutSettings: (block: Double, total: Double) {
-        get { seldomIfMade?.timeoutSettings ?? (-1, -1) }
-        set { seldom.timeoutSettings = newValue }
-    }
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
     var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {
         get { seldomIfMade?.operationTimeouts }

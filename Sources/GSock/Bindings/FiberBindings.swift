@@ -293,21 +293,14 @@ enum FiberBindings {
     private static let stats: LuaBody = { L in
         let L = L!
         let rt = Runtime.from(L)
-        lua_createtable(L, 0, 10)
-        lua_pushinteger(L, lua_Integer(rt.liveFibers))
-        luaRawSetField(L, -2, "fibers")
-        lua_pushinteger(L, lua_Integer(rt.fiberObjects))
-        luaRawSetField(L, -2, "fiber_objects")
-        lua_pushinteger(L, lua_Integer(rt.memoryInUse))
-        luaRawSetField(L, -2, "memory")
-        lua_pushinteger(L, lua_Integer(rt.bytesIn))
-        luaRawSetField(L, -2, "bytes_in")
-        lua_pushinteger(L, lua_Integer(rt.bytesOut))
-        luaRawSetField(L, -2, "bytes_out")
-        lua_pushinteger(L, lua_Integer(rt.failuresLogged))
-        luaRawSetField(L, -2, "errors")
-        lua_pushinteger(L, lua_Integer(rt.openSockets))
-        luaRawSetField(L, -2, "sockets")
+        let counts = [("fibers", rt.liveFibers), ("fiber_objects", rt.fiberObjects), ("memory", rt.memoryInUse),
+                      ("bytes_in", rt.bytesIn), ("bytes_out", rt.bytesOut), ("errors", rt.failuresLogged),
+                      ("sockets", rt.openSockets)]
+        lua_createtable(L, 0, Int32(counts.count) + 2)  // server.lua adds connections and accepted
+        for (name, value) in counts {
+            lua_pushinteger(L, lua_Integer(value))
+            luaRawSetField(L, -2, name)
+        }
         return 1
     }
 

@@ -185,10 +185,7 @@ enum DatagramBindings {
     }
 
     private static let setsocknameResolved: LuaBody = { L in
-        let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        if let status = StreamBindings.resolvedAddresses(L, s) { return status }
-        return StreamBindings.bindCandidates(L, s, datagram: true)
+        StreamBindings.continueResolved(L!) { StreamBindings.bindCandidates(L!, $0, datagram: true) }
     }
 
     private static let setpeername: LuaBody = { L in
@@ -209,10 +206,7 @@ enum DatagramBindings {
     }
 
     private static let setpeernameResolved: LuaBody = { L in
-        let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        if let status = StreamBindings.resolvedAddresses(L, s) { return status }
-        return connectCandidates(L, s)
+        StreamBindings.continueResolved(L!) { connectCandidates(L!, $0) }
     }
 
     private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) -> Int32 {
@@ -230,8 +224,8 @@ enum DatagramBindings {
 
     private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
         var error: Int32 = EADDRNOTAVAIL
-        defer { s.connectCandidates = [] }
-        for address in s.connectCandidates {
+        defer { s.seldom.connectCandidates = [] }
+        for address in s.seldom.connectCandidates {
             if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
             switch Posix.connect(s.fd, address) {
             case .ok:

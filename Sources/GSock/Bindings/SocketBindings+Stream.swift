@@ -82,18 +82,18 @@ enum StreamBindings {
     }
 
     /// Resolves `host` for a stream socket of `s`'s family: parks the fiber when the host
-    /// is a name, and continues in `then` (which finds the addresses in s.connectCandidates).
+    /// is a name, and continues in `then` (which finds the addresses in s.seldom.connectCandidates).
     static func resolve(_ L: LuaState, _ s: Socket, host: String, port: UInt16, passive: Bool,
                                 what: String, then kont: LuaBody) -> Int32? {
         if s.socketClass.isUnix {
             guard let a = SocketAddress(unixPath: host) else { return fail(L, "path too long") }
-            s.connectCandidates = [a]
+            s.seldom.connectCandidates = [a]
             return nil
         }
         var name = host
         if host == "*" { name = s.family == AF_INET6 ? "::" : "0.0.0.0" }
         if let a = SocketAddress(numericHost: name, port: port) {
-            s.connectCandidates = [a]
+            s.seldom.connectCandidates = [a]
             return nil
         }
         let fiber: Fiber
@@ -104,21 +104,23 @@ enum StreamBindings {
         let socktype = s.socketClass.isStream ? SOCK_STREAM : SOCK_DGRAM
         let job = ResolveJob(.addresses(host: name, service: String(port), family: s.family,
                                         socktype: Int32(socktype.rawValue), flags: passive ? AI_PASSIVE : 0))
-        s.resolveJob = job
+        s.seldom.resolveJob = job
         return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: what, then: kont)
     }
 
-    /// Takes the resolved addresses of a finished job, or returns the failure status.
-    static func resolvedAddresses(_ L: LuaState, _ s: Socket) -> Int32? {
+    /// The continuation of a wait for name resolution: the socket's candidates become the
+    /// resolved addresses and `step` goes on with them, or the lookup's failure is returned.
+    static func continueResolved(_ L: LuaState, then step: (Socket) -> Int32) -> Int32 {
+        guard let s = SocketBindings.get(L, 1) else { return 0 }
         switch Runtime.from(L).takeWake(L) {
         case .raise(let status): return status
         case .woken: break
         }
-        guard let job = s.resolveJob else { return fail(L, "closed") }
-        s.resolveJob = nil
+        guard let job = s.seldom.resolveJob else { return fail(L, "closed") }
+        s.seldom.resolveJob = nil
         if job.status != 0 { return fail(L, NameBindings.message(forLookupError: job.status, errno: job.systemErrno)) }
-        s.connectCandidates = job.addresses.map(\.address)
-        return nil
+        s.seldom.connectCandidates = job.addresses.map(\.address)
+        return step(s)
     }
 
     // MARK: - bind, listen
@@ -141,18 +143,13 @@ enum StreamBindings {
         return bindCandidates(L, s)
     }
 
-    private static let bindResolved: LuaBody = { L in
-        let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        if let status = resolvedAddresses(L, s) { return status }
-        return bindCandidates(L, s)
-    }
+    private static let bindResolved: LuaBody = { L in continueResolved(L!) { bindCandidates(L!, $0) } }
 
-    /// Binds to the first of s.connectCandidates that works: 1, or nil and the last error.
+    /// Binds to the first of s.seldom.connectCandidates that works: 1, or nil and the last error.
     static func bindCandidates(_ L: LuaState, _ s: Socket, datagram: Bool = false) -> Int32 {
         var error: Int32 = EADDRNOTAVAIL
-        defer { s.connectCandidates = [] }
-        for address in s.connectCandidates {
+        defer { s.seldom.connectCandidates = [] }
+        for address in s.seldom.connectCandidates {
             if let e = SocketBindings.ensureDescriptor(s, family: address.family) {
                 error = e
                 continue
@@ -265,52 +262,47 @@ enum StreamBindings {
         case .value(let a): (host, port) = a
         }
         let key = s.socketClass.isUnix ? "unix:\(host)" : "\(host):\(port)"
-        s.poolKey = key
+        s.seldom.poolKey = key
         if s.fd < 0, let pooled = Runtime.from(L).takePooledConnection(key) {
             s.adopt(fd: pooled.fd, family: pooled.family)
-            s.reusedTimes = pooled.reusedTimes + 1
+            s.seldom.reusedTimes = pooled.reusedTimes + 1
             SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixClient : .tcpClient)
             return SocketBindings.ok(L)
         }
-        s.reusedTimes = 0
+        s.seldom.reusedTimes = 0
         s.sendDeadline = s.deadline(for: .write, connecting: true)
-        s.connectError = 0
+        s.seldom.connectError = 0
         if let status = resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
             return status
         }
         return connectCandidates(L, s)
     }
 
-    private static let connectResolved: LuaBody = { L in
-        let L = L!
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        if let status = resolvedAddresses(L, s) { return status }
-        return connectCandidates(L, s)
-    }
+    private static let connectResolved: LuaBody = { L in continueResolved(L!) { connectCandidates(L!, $0) } }
 
     private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
-        while !s.connectCandidates.isEmpty {
-            let address = s.connectCandidates.removeFirst()
+        while !s.seldom.connectCandidates.isEmpty {
+            let address = s.seldom.connectCandidates.removeFirst()
             if let e = SocketBindings.ensureDescriptor(s, family: address.family) {
-                s.connectError = e
+                s.seldom.connectError = e
                 continue
             }
             // LuaSocket makes the object a client whatever the outcome (non-blocking connects).
             SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixClient : .tcpClient)
             switch Posix.connect(s.fd, address) {
             case .ok:
-                s.connectCandidates = []
+                s.seldom.connectCandidates = []
                 return SocketBindings.ok(L)
             case .failed(let e) where e == EINPROGRESS || e == EAGAIN:
                 return park(L, s, .write, deadline: s.sendDeadline, what: "connect", then: connectFinished) {
-                    s.connectCandidates = []
+                    s.seldom.connectCandidates = []
                     return fail(L, "timeout")
                 }
             case .failed(let e):
-                s.connectError = e
+                s.seldom.connectError = e
             }
         }
-        return fail(L, SocketBindings.message(for: s.connectError == 0 ? EADDRNOTAVAIL : s.connectError))
+        return fail(L, SocketBindings.message(for: s.seldom.connectError == 0 ? EADDRNOTAVAIL : s.seldom.connectError))
     }
 
     private static let connectFinished: LuaBody = { L in
@@ -319,16 +311,16 @@ enum StreamBindings {
         switch Runtime.from(L).takeWake(L) {
         case .raise(let status): return status
         case .woken(.timedOut):
-            s.connectCandidates = []
+            s.seldom.connectCandidates = []
             return fail(L, "timeout")
         case .woken:
             if s.isClosed { return fail(L, "closed") }
             let (r, error) = Posix.getsockopt(s.fd, SOL_SOCKET, SO_ERROR, Int32(0))
             if case .ok = r, error == 0 {
-                s.connectCandidates = []
+                s.seldom.connectCandidates = []
                 return SocketBindings.ok(L)
             }
-            s.connectError = error
+            s.seldom.connectError = error
             return connectCandidates(L, s)
         }
     }
@@ -822,7 +814,7 @@ enum StreamBindings {
         if !s.buffer.isEmpty { return fail(L, "unread data in buffer") }
         if s.reader.isWaitedOn || s.isSending { return fail(L, "busy") }
         let key: String
-        if let k = s.poolKey {
+        if let k = s.seldom.poolKey {
             key = k
         } else if let peer = Posix.name(of: s.fd, peer: true) {
             let (host, port, _) = peer.hostPortFamily
@@ -833,7 +825,7 @@ enum StreamBindings {
         let family = s.family
         let fd = s.detachDescriptor()
         Runtime.from(L).poolConnection(PooledConnection(fd: fd, family: family, since: ev_time(), maxIdle: maxIdle,
-                                                        reusedTimes: s.reusedTimes),
+                                                        reusedTimes: s.seldom.reusedTimes),
                                        key: key, poolSize: poolSize)
         return SocketBindings.ok(L)
     }
@@ -843,7 +835,7 @@ enum StreamBindings {
         switch SocketBindings.socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            lua_pushinteger(L, lua_Integer(s.reusedTimes))
+            lua_pushinteger(L, lua_Integer(s.seldom.reusedTimes))
             return 1
         }
     }

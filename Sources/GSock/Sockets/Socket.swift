@@ -101,17 +101,19 @@ final class Socket {
     @exclusivity(unchecked) var drained = false
 
     /// What only some sockets use (connecting, pooling, OpenResty's timeouts), kept out
-    /// of line so that an accepted connection's socket stays small.
+    /// of line so that an accepted connection's socket stays small; made on first use.
     final class Seldom {
         var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
+        /// The addresses a connect still has to try (after name resolution).
         var connectCandidates: [SocketAddress] = []
         var connectError: Int32 = 0
         var resolveJob: ResolveJob?
+        /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0
         var poolKey: String?
     }
     @exclusivity(unchecked) private var seldomIfMade: Seldom?
-    private var seldom: Seldom {
+    var seldom: Seldom {
         if let seldomIfMade { return seldomIfMade }
         let made = Seldom()
         seldomIfMade = made
@@ -119,31 +121,10 @@ final class Socket {
     }
 
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
+    /// Read on every operation, so reading it makes no Seldom.
     var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {
         get { seldomIfMade?.operationTimeouts }
         set { seldom.operationTimeouts = newValue }
-    }
-    /// The addresses a connect still has to try (after name resolution).
-    var connectCandidates: [SocketAddress] {
-        get { seldomIfMade?.connectCandidates ?? [] }
-        set { seldom.connectCandidates = newValue }
-    }
-    var connectError: Int32 {
-        get { seldomIfMade?.connectError ?? 0 }
-        set { seldom.connectError = newValue }
-    }
-    var resolveJob: ResolveJob? {
-        get { seldomIfMade?.resolveJob }
-        set { seldom.resolveJob = newValue }
-    }
-    /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
-    var reusedTimes: Int {
-        get { seldomIfMade?.reusedTimes ?? 0 }
-        set { seldom.reusedTimes = newValue }
-    }
-    var poolKey: String? {
-        get { seldomIfMade?.poolKey }
-        set { seldom.poolKey = newValue }
     }
 
     init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
@@ -197,10 +178,7 @@ final class Socket {
     }
 
     private func closeDescriptor() {
-        stopWatchers()
-        Posix.close(fd)
-        fd = -1
-        buffer.release(to: &runtime.spareChunks)
+        Posix.close(detachDescriptor())
     }
 
     private func stopWatchers() {

@@ -129,6 +129,7 @@ describe("SIGTERM and SIGINT", function()
     local status = p:wait_exit(4)
     local took = proc.now() - t0
     assert.is_not_nil(status, "gsockd did not exit after shutdown_timeout\n" .. p:describe())
+    assert.matches("drained: 0 connection%(s%) finished, 1 killed", p:stderr())
     assert.is_true(took >= 0.8, ("exited %.2f s after SIGTERM, without waiting shutdown_timeout"):format(took))
     assert.is_true(took <= 3.5, ("took %.2f s to exit with shutdown_timeout = 1"):format(took))
   end
@@ -139,6 +140,66 @@ describe("SIGTERM and SIGINT", function()
 
   it("SIGTERM with a connection that outlives shutdown_timeout: exits soon after it, the client sees the close (run)", function()
     check_drain_timeout(run_slow(1))
+  end)
+end)
+
+-- Finding A of the reliability issue: a server whose open-connection count had come back
+-- to 0 once (after a first request) took itself for drained at the next SIGTERM and
+-- dropped every request then in flight.
+local NAPPING = [[
+return function(sock)
+  local line = sock:receive("*l")
+  if line == "nap" then gsock.sleep(1.5) end
+  if line then sock:send("done:" .. line .. "\n") end
+end
+]]
+
+--- Makes one request that completes, then opens `n` that nap, sends SIGTERM while they
+--- nap, and checks that all `n` are answered and the process exits 0.
+local function check_drain_after_traffic(p, address, n)
+  assert.equals("done:first", proc.request(address, "first"))
+  local clients = {}
+  for i = 1, n do
+    local c = assert(proc.connect(address, 6))
+    assert(c:send("nap\n"))
+    clients[i] = c
+  end
+  gsock.sleep(0.3)
+  p:signal("TERM")
+  local replies = {}
+  for i, c in ipairs(clients) do
+    local reply, err = c:receive("*l")
+    replies[i] = reply or ("nil, " .. tostring(err))
+  end
+  for i = 1, n do assert.equals("done:nap", replies[i], p:describe()) end
+  assert.equals(0, p:wait_exit(5), p:describe())
+  return p:stderr()
+end
+
+describe("draining after earlier connections came and went (SIGTERM)", function()
+  it("every request in flight finishes (run)", function()
+    local dir = proc.tmpdir()
+    local file = proc.write(dir, "nap.lua", NAPPING)
+    local p = proc.start({ "run", file, "--listen", "127.0.0.1:0", "--shutdown-timeout", "5" }, { cwd = dir })
+    local log = check_drain_after_traffic(p, p:listening()[1].address, 5)
+    assert.matches("drained: 5 connection%(s%) finished, 0 killed", log)
+  end)
+
+  it("every request in flight finishes (serve)", function()
+    local dir, config = one_service(NAPPING, "shutdown_timeout = 5\n")
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    check_drain_after_traffic(p, p:listening()[1].address, 5)
+  end)
+
+  it("every request in flight finishes (serve, two workers)", function()
+    local dir, config = one_service(NAPPING, "shutdown_timeout = 5\nworkers = 2\n")
+    local text = proc.slurp(config):gsub("127%.0%.0%.1:0", "127.0.0.1:" .. proc.free_port())
+    proc.write(dir, "gsockd.toml", text)
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local address = p:listening()[1].address
+    -- Each worker must have seen a connection come and go before the drain.
+    for _ = 1, 20 do assert.equals("done:warm", proc.request(address, "warm")) end
+    check_drain_after_traffic(p, address, 6)
   end)
 end)
 

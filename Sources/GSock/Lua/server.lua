@@ -209,6 +209,7 @@ local function accept_loop(self, listener, a)
     if client then
       backoff = 0
       self.count = self.count + 1
+      if self.count == 1 then self.drained:clear() end
       self.accepted = self.accepted + 1
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1
@@ -289,11 +290,17 @@ function Server:stop(timeout)
   end
   self.slot:set()
   if self.acceptors and gsock.current() then gsock.joinall(self.acceptors, 1) end
+  local open = self.count
   if self.count > 0 and timeout ~= 0 then self.drained:wait(timeout) end
-  if self.count > 0 then
+  local killed = self.count
+  if killed > 0 then
     local list = {}
     for f in pairs(self.handlers) do list[#list + 1] = f end
     gsock.killall(list, nil, 1)
+  end
+  if open > 0 then
+    log("notice", ("%s: drained: %d connection(s) finished, %d killed"):format(self.name, open - killed, killed),
+        { service = self.name })
   end
   resources[self] = nil
   self.stopped:set()

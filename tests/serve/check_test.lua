@@ -186,3 +186,31 @@ handler = "broken.lua"
     assert.is_true(#gsockd_lines(p:stderr(), "does_not_exist.toml") >= 1, "no 'gsockd: ...' line names the file\n" .. p:describe())
   end)
 end)
+
+describe("gsockd check: the handlers' tables", function()
+  it("reports every handler whose table is wrong, or that returns nothing, and exits 2", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "typo.lua", 'return {\n  handle = function() end,\n  idle_timout = 30,\n}\n')
+    proc.write(dir, "script.lua", 'local x = 1\n')
+    proc.write(dir, "good.lua", proc.ECHO)
+    local config = proc.write(dir, "gsockd.toml", [[
+[services.typo]
+listen = "127.0.0.1:1"
+handler = "typo.lua"
+[services.script]
+listen = "127.0.0.1:2"
+handler = "script.lua"
+[services.good]
+listen = "127.0.0.1:3"
+handler = "good.lua"
+]])
+    local p, status = check(dir, config)
+    assert.equals(2, status, p:describe())
+    local err = p:stderr()
+    assert.equals(1, #gsockd_lines(err, "services.typo.handler: " .. dir .. "/typo.lua:3: handler table: "
+      .. "unknown key 'idle_timout'; did you mean 'idle_timeout'?"), err)
+    assert.equals(1, #gsockd_lines(err, "services.script.handler: " .. dir .. "/script.lua: a handler file "
+      .. "returns a function(sock, peer) or a table with a 'handle' function, got nothing"), err)
+    assert.equals(0, #gsockd_lines(err, "good"), err)
+  end)
+end)

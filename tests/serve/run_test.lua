@@ -182,6 +182,34 @@ describe("gsockd run: a file returning a table", function()
     assert.equals(0, #p:listen_lines())
   end)
 
+  -- A handler table is checked like a config (SPEC §5): unknown keys and wrong types
+  -- exit 2 naming the file, the line and the key, with "did you mean".
+  for _, case in ipairs({
+    { "a misspelt key", 'return {\n  listn = "127.0.0.1:0",\n  handle = function() end,\n}\n',
+      "handler.lua:2: handler table: unknown key 'listn'; did you mean 'listen'?" },
+    { "'handler' for 'handle'", 'return {\n  handler = function() end,\n}\n',
+      "handler.lua:2: handler table: unknown key 'handler'; did you mean 'handle'?" },
+    { "a wrong type", 'return { handle = function() end,\n  max_connections = "many" }\n',
+      "handler.lua:2: handler table: 'max_connections' must be a positive integer, got string" },
+    { "a wrong type of listen", 'return { handle = function() end, listen = 7000 }\n',
+      "handler.lua:1: handler table: 'listen' must be an address string or a list of them, got number" },
+    { "a key with no likeness", 'return { handle = function() end, colour = "red" }\n',
+      "handler.lua:1: handler table: unknown key 'colour'\n" },
+  }) do
+    it("a handler table with " .. case[1] .. " exits 2 naming it", function()
+      local p = run_handler(case[2])
+      assert.equals(2, p:wait_exit(5), p:describe())
+      assert.equals(0, #p:listen_lines())
+      assert.is_truthy(p:stderr():find(case[3], 1, true), p:describe())
+    end)
+  end
+
+  it("a file returning nothing served with --listen exits 2 saying so", function()
+    local p = run_handler("local x = 1\n")
+    assert.equals(2, p:wait_exit(5), p:describe())
+    assert.matches("returned nothing, so it is a script and cannot be served on %-%-listen", p:stderr())
+  end)
+
   it("accepts a list of addresses in listen", function()
     local dir = proc.tmpdir()
     local path = proc.unix_path(dir, "list")

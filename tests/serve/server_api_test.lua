@@ -27,3 +27,20 @@ describe("gsock.server:stop(0)", function()
     c:close()
   end)
 end)
+
+describe("gsock.server: the handler table and options are checked", function()
+  it("an unknown handler-table key is an argument error with did you mean", function()
+    local ok, err = pcall(gsock.server, "127.0.0.1:0", { handle = function() end, max_conections = 5 })
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'server' %(handler table: unknown key 'max_conections'; "
+      .. "did you mean 'max_connections'%?%)", tostring(err))
+  end)
+
+  it("an option of the wrong type is an argument error naming it", function()
+    local ok, err = pcall(gsock.server, "127.0.0.1:0", function() end, { idle_timeout = "soon" })
+    assert.is_false(ok)
+    assert.matches("bad argument #3 to 'server' %('idle_timeout' must be a positive number of seconds, "
+      .. "got string%)", tostring(err))
+  end)
+end)
+

@@ -13,12 +13,33 @@ local log = host.log
 
 local M = {}
 
---- The handler table of what a handler file returned.
+--- "FILE:LINE" of the first line of `file` that assigns `key` (a handler table is
+--- written by hand, so that is almost always the line), else "FILE".
+local function where(file, key)
+  local f = type(key) == "string" and io.open(file, "r")
+  if not f then return file end
+  local n, pattern = 0, "%f[%w_]" .. key:gsub("%p", "%%%0") .. "%s*="
+  for line in f:lines() do
+    n = n + 1
+    if line:find(pattern) then
+      f:close()
+      return ("%s:%d"):format(file, n)
+    end
+  end
+  f:close()
+  return file
+end
+
+--- The handler table of what a handler file returned, or nil and what is wrong with it.
 local function handler_of(value, file)
   if type(value) == "function" then return { handle = value } end
-  if type(value) == "table" and type(value.handle) == "function" then return value end
+  if type(value) == "table" then
+    local problem, key = gsock.check_handler(value)
+    if not problem then return value end
+    return nil, ("%s: handler table: %s"):format(where(file, key or problem:match("^unknown key '(.-)'")), problem)
+  end
   return nil, ("%s: a handler file returns a function(sock, peer) or a table with a 'handle' function, got %s")
-    :format(file, type(value) == "table" and "a table without 'handle'" or type(value))
+    :format(file, value == nil and "nothing" or type(value))
 end
 
 local function load_handler(file)
@@ -137,7 +158,11 @@ end
 --- `gsockd run FILE`: runs the file; if it returns a handler, serves it.
 function M.run(chunk, options, ...)
   local value = chunk(...)
-  if value == nil then return end
+  if value == nil then
+    if not options.listen then return end
+    return "usage", ("%s: returned nothing, so it is a script and cannot be served on --listen: a handler file "
+      .. "returns a function(sock, peer) or a table with a 'handle' function"):format(options.file)
+  end
   local handler, err = handler_of(value, options.file)
   if not handler then return "usage", err end
   local name = handler.name or options.file:match("([^/]+)%.lua$") or "handler"
@@ -161,6 +186,18 @@ local function load_services(spec)
                     reuseport = spec.reuseport }
   end
   return services
+end
+
+--- `gsockd check CONFIG`: loads every service's handler (runs its top level, not its
+--- init) and checks what it returns; "usage" and every problem, one per line, if any.
+function M.check(spec)
+  for _, pattern in ipairs(spec.lua_path or {}) do package.path = pattern .. ";" .. package.path end
+  local problems = {}
+  for _, s in ipairs(spec.services) do
+    local h, err = load_handler(s.handler)
+    if not h then problems[#problems + 1] = ("services.%s.handler: %s"):format(s.name, err) end
+  end
+  if #problems > 0 then return "usage", table.concat(problems, "\ngsockd: ") end
 end
 
 --- `gsockd serve CONFIG`: `spec` is the config as Swift read it; spec.reload() reads it again.

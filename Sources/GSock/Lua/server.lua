@@ -113,8 +113,94 @@ Server.__tostring = function(s)
   return ("gsock.server %s (%s)"):format(s.name, s.address or "not started")
 end
 
-local OPTIONS = { handle = true, listen = true, init = true, max_connections = true, backlog = true,
-                  idle_timeout = true, name = true, nodelay = true, reuseport = true }
+-- Handler-table keys (SPEC §5) and what each holds; gsock.server's opts take the same
+-- ones (less handle and init) plus reuseport.
+local function is_callable(v)
+  return type(v) == "function" or type((getmetatable(v) or {}).__call) == "function"
+end
+local function is_address_list(v)
+  if type(v) == "string" then return true end
+  if type(v) ~= "table" then return false end
+  for _, a in ipairs(v) do if type(a) ~= "string" then return false end end
+  return true
+end
+local function is_positive_integer(v) return math.type(v) == "integer" and v >= 1 end
+local function is_positive_number(v) return type(v) == "number" and v > 0 and v == v end
+local KEYS = {
+  handle = { is_callable, "a function(sock, peer)" },
+  listen = { is_address_list, "an address string or a list of them" },
+  init = { is_callable, "a function(config)" },
+  max_connections = { is_positive_integer, "a positive integer" },
+  backlog = { is_positive_integer, "a positive integer" },
+  idle_timeout = { is_positive_number, "a positive number of seconds" },
+  name = { function(v) return type(v) == "string" end, "a string" },
+  nodelay = { function(v) return type(v) == "boolean" end, "a boolean" },
+  reuseport = { function(v) return type(v) == "boolean" end, "a boolean" },
+}
+local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay" }
+local OPTIONS = {}
+for k in pairs(KEYS) do OPTIONS[k] = k ~= "handle" and k ~= "init" end
+
+--- Edit distance of two short strings (for "did you mean").
+local function distance(a, b)
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local diagonal, ca = row[0], a:byte(i)
+    row[0] = i
+    for j = 1, #b do
+      local above = row[j]
+      row[j] = math.min(above + 1, row[j - 1] + 1, diagonal + (ca == b:byte(j) and 0 or 1))
+      diagonal = above
+    end
+  end
+  return row[#b]
+end
+
+--- The known key closest to `key`, when it is close enough to be a typo.
+local function guess(key, known)
+  local best, best_d
+  for _, k in ipairs(known) do
+    local d = distance(key, k)
+    if d < (best_d or math.huge) then best, best_d = k, d end
+  end
+  if key == "handler" or key == "handlers" then return "handle" end
+  if best_d and best_d <= math.max(1, #key // 3) then return best end
+end
+
+--- nil, or what is wrong with the key `key` = `value` of a handler table (or of
+--- gsock.server's opts when `opts`).
+local function key_problem(key, value, opts)
+  local spec = KEYS[key]
+  if not spec or (opts and not OPTIONS[key]) then
+    local g = type(key) == "string" and guess(key, TABLE_KEYS)
+    return ("unknown key '%s'%s"):format(tostring(key), g and ("; did you mean '%s'?"):format(g) or "")
+  end
+  if not spec[1](value) then
+    return ("'%s' must be %s, got %s"):format(key, spec[2], value == value and type(value) or "nan")
+  end
+end
+
+--- Checks a handler table (SPEC §5): nil, or the first problem ("unknown key 'listn';
+--- did you mean 'listen'?", "'backlog' must be a positive integer, got string").
+function gsock.check_handler(t)
+  if not is_callable(t.handle) then
+    if t.handle == nil then
+      local g
+      for k in pairs(t) do if type(k) == "string" and guess(k, { "handle" }) == "handle" then g = k end end
+      if g then return ("unknown key '%s'; did you mean 'handle'?"):format(g) end
+      return "no 'handle' function"
+    end
+    return key_problem("handle", t.handle)
+  end
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local problem = key_problem(k, t[k])
+    if problem then return problem, k end
+  end
+end
 
 --- Whether `handler` can see a second argument. A handler that cannot is not given the
 --- peer: that saves a table and a getpeername per connection.
@@ -128,15 +214,22 @@ end
 --- with `handle` and options; `opts` overrides the table's options.
 function gsock.server(listen, handler, opts)
   local options = {}
-  if type(handler) == "table" then
+  if type(handler) == "table" and not is_callable(handler) then
+    local problem = gsock.check_handler(handler)
+    if problem then error(("bad argument #2 to 'server' (handler table: %s)"):format(problem), 2) end
     for k, v in pairs(handler) do options[k] = v end
     handler = handler.handle
   end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #3 to 'server' (table expected, got %s)"):format(type(opts)), 2)
+  end
   for k, v in pairs(opts or {}) do
     if not OPTIONS[k] then error(("bad argument #3 to 'server' (unknown option '%s')"):format(tostring(k)), 2) end
+    local problem = v ~= nil and key_problem(k, v, true)
+    if problem then error(("bad argument #3 to 'server' (%s)"):format(problem), 2) end
     options[k] = v
   end
-  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+  if not is_callable(handler) then
     error("bad argument #2 to 'server' (a handler function expected)", 2)
   end
   listen = listen or options.listen

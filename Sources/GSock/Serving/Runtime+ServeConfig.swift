@@ -21,6 +21,15 @@ extension Runtime {
     }
 }
 
+extension Runtime {
+    /// Loads every service's handler file of `config` (its top level runs; `init` does not)
+    /// and checks what it returns, as `gsockd check` does.
+    /// - Returns: `.finished` when every handler is good, `.badUsage` with the problems.
+    public func checkHandlers(config: ServerConfig) throws -> ServeOutcome {
+        try run(serveFunction: "check") { L in ServeSpec.value(config, ServeOptions()).push(L) }
+    }
+}
+
 /// A config as the table serve.lua reads.
 enum ServeSpec {
     static func value(_ config: ServerConfig, _ options: ServeOptions) -> LuaValue {

@@ -61,7 +61,12 @@ extension Runtime {
     /// Serves the services of a config spec (a Lua table built by `pushSpec`) until
     /// SIGTERM or SIGINT; `reload` reads the spec again on SIGHUP.
     func serve(pushSpec: (LuaState) -> Void) throws -> ServeOutcome {
-        try pushServeFunction("serve")
+        try run(serveFunction: "serve", pushSpec: pushSpec)
+    }
+
+    /// Runs serve.lua's function `name` with the spec as its argument, as the main fiber.
+    func run(serveFunction name: String, pushSpec: (LuaState) -> Void) throws -> ServeOutcome {
+        try pushServeFunction(name)
         pushSpec(L)
         return outcome(try runMainFiber(argumentCount: 1))
     }

@@ -244,6 +244,39 @@ describe("gsockd run: a file returning a table", function()
   end)
 end)
 
+describe("gsockd run: a handler's errors are shown from the user's code", function()
+  local source = [[
+local function helper(t) return t.field end
+return function(sock)
+  local line = sock:receive("*l")
+  if line == "raise" then error("boom-1f3") end
+  if line == "index" then helper(nil) end
+  if line == "spin" then while true do end end
+end
+]]
+  for _, case in ipairs({
+    { "error()", "raise", "handler.lua:4: boom%-1f3\nstack traceback:\n\t%[C%]: in function 'error'\n\t[^\n]*handler.lua:4:" },
+    { "a runtime error", "index", "handler.lua:1: attempt to index a nil value %(local 't'%)\nstack traceback:\n\t[^\n]*handler.lua:1: in " },
+    { "the max_run_time error", "spin", "fiber ran for [%d.]+ s without yielding %(max_run_time is 0.2 s%)\nstack traceback:\n\t[^\n]*handler.lua:6: in " },
+  }) do
+    it(case[1] .. ": the traceback's first frame is the handler's, and no gsockd frame is shown", function()
+      local p = run_handler(source, { "--listen", "127.0.0.1:0", "--max-run-time", "0.2", "--max-run-time-action", "error" })
+      local address = p:listening()[1].address
+      local c = assert(proc.connect(address, 3))
+      c:send(case[2] .. "\n")
+      assert.is_nil((c:receive("*l")))
+      local err = p:wait_stderr("handler failed", 3)
+      p:signal("TERM")
+      p:wait_exit(3)
+      err = p:stderr()
+      assert.matches(case[3], err)
+      for _, own in ipairs({ "server.lua", "serve.lua", "xpcall" }) do
+        assert.is_nil(err:find(own, 1, true), own .. " in:\n" .. err)
+      end
+    end)
+  end
+end)
+
 describe("gsockd run: gsock.stats() inside a server", function()
   it("counts fibers, connections, accepted, errors and bytes", function()
     local p = run_handler([[
@@ -312,6 +345,17 @@ describe("gsockd run: a script (returning nothing) still runs and exits", functi
     assert.equals(1, status, p:describe())
     assert.matches(proc.lit(proc.base(file)) .. ":2: script%-fail%-51d", p:stderr())
     assert.matches("stack traceback", p:stderr())
+  end)
+
+  it("a gsock error value it raises (a timeout) is shown at the user's line, no gsockd frame below", function()
+    local p, status, file = run_script('local gsock = require "gsock"\n'
+      .. 'gsock.with_timeout(0.05, function()\n  gsock.sleep(5)\nend)\n')
+    assert.equals(1, status, p:describe())
+    local err = p:stderr()
+    assert.matches(proc.lit(proc.base(file)) .. ":3: timed out", err)
+    assert.is_nil(err:find("serve.lua", 1, true), err)
+    assert.matches("stack traceback:\n\t%[C%]: in function 'gsock.sleep'\n\t[^\n]*" .. proc.lit(proc.base(file))
+      .. ":3:", err)
   end)
 
   it("exits 2 with file:line when it does not compile", function()

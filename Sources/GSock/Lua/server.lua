@@ -87,10 +87,17 @@ local function listen_on(a, backlog, reuseport)
   return nil, ("%s: %s"):format(address_text(a), err or "no address")
 end
 
---- xpcall's message handler: the error and its traceback.
+--- xpcall's message handler: the error and its traceback from where it was raised down
+--- to the handler's own first frame. gsockd's frames (this function, above the error;
+--- the xpcall that ran the handler and the accept machinery, below it) are left out:
+--- users read their own code's frames. Level 3 skips pcall and this function.
 local function traceback(e)
-  local ok, tb = pcall(debug.traceback, tostring(e), 2)
-  return { error = e, traceback = ok and tb or tostring(e) }
+  local ok, tb = pcall(debug.traceback, tostring(e), 3)
+  if not ok then return { error = e, traceback = tostring(e) } end
+  local last = 0
+  for at in tb:gmatch("()\n\t%[C%]: in function 'xpcall'") do last = at end
+  if last > 0 then tb = tb:sub(1, last - 1) end
+  return { error = e, traceback = tb }
 end
 
 --- What xpcall(f, traceback, ...) failed with. Lua calls no message handler for a memory

@@ -352,10 +352,46 @@ extension Runtime {
         lua_pushstring(L, "")
         var traceback = ""
         if gs_pcall(L, 2, 1, 0) == LUA_OK {
-            traceback = (luaString(L, -1) ?? "").trimmingPrefix("\n")
+            traceback = Runtime.withoutOwnFrames((luaString(L, -1) ?? "").trimmingPrefix("\n"))
         }
         gs_pop(L, 1)
-        return (message, traceback)
+        return (Runtime.positioned(message, traceback: traceback), traceback)
+    }
+
+    /// `message` with the position of the first frame of user code in `traceback` before it,
+    /// when it has none: a gsock error value (a timeout, a kill) carries no position, and a
+    /// message like "timed out" alone does not say where.
+    static func positioned(_ message: String, traceback: String) -> String {
+        func position(_ text: Substring) -> Substring? {
+            guard let colon = text.firstIndex(of: ":") else { return nil }
+            let rest = text[text.index(after: colon)...]
+            let digits = rest.prefix(while: { $0.isNumber })
+            guard !digits.isEmpty, rest.dropFirst(digits.count).first == ":" else { return nil }
+            return text[..<digits.endIndex]
+        }
+        if position(Substring(message)) != nil { return message }
+        for line in traceback.split(separator: "\n").dropFirst() {
+            let frame = line.drop(while: { $0 == "\t" })
+            if frame.hasPrefix("[C]") || ownChunks.contains(where: { frame.hasPrefix($0 + ":") }) { continue }
+            if let at = position(frame) { return "\(at): \(message)" }
+        }
+        return message
+    }
+
+    /// The chunk names of gsockd's embedded Lua files, as tracebacks print them.
+    static let ownChunks = ["gsock.lua", "socket.lua", "server.lua", "serve.lua", "testing.lua",
+                            "assertions.lua", "junit.lua"]
+
+    /// A Lua traceback without the frames at its bottom that are gsockd's own (the fiber's
+    /// start, the script runner): users read their code's frames, not the wrapper's.
+    static func withoutOwnFrames(_ traceback: String) -> String {
+        var lines = traceback.split(separator: "\n", omittingEmptySubsequences: false)
+        func isOwn(_ line: Substring) -> Bool {
+            let frame = line.drop(while: { $0 == "\t" })
+            return frame.hasPrefix("[C]: in ?") || ownChunks.contains { frame.hasPrefix($0 + ":") }
+        }
+        while lines.count > 1, let last = lines.last, isOwn(last) { lines.removeLast() }
+        return lines.joined(separator: "\n")
     }
 
     // MARK: - Live fibers

@@ -41,12 +41,16 @@ extension Runtime {
         try loadEmbedded(PackageResources.socket_lua, name: "@socket.lua")
         lua_createtable(L, 0, 24)
         luaSetFunctions(L, SocketBindings.functions)
-        for (field, className) in [("stream_methods", Socket.Class.tcpClient), ("datagram_methods", .udpConnected)] {
+        // The method tables of the stream classes, for the methods socket.lua adds.
+        let streams: [Socket.Class] = [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]
+        lua_createtable(L, Int32(streams.count), 0)
+        for (i, className) in streams.enumerated() {
             _ = gs_getmetatable(L, className.rawValue)
             luaRawGetField(L, -1, "__index")
-            luaRawSetField(L, -3, field)
+            lua_rawseti(L, -3, lua_Integer(i + 1))
             gs_pop(L, 1)
         }
+        luaRawSetField(L, -2, "stream_classes")
         lua_pushvalue(L, gsock)
         guard gs_pcall(L, 2, 1, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         let socketModule = lua_gettop(L)

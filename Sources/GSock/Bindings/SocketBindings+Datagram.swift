@@ -85,7 +85,7 @@ enum DatagramBindings {
         case .ok(let n):
             s.sent += n
             s.runtime.bytesOut += n
-            lua_pushinteger(L, lua_Integer(n))
+            lua_pushnumber(L, lua_Number(n))
             return 1
         case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
         case .failed(let e): return fail(L, e)

@@ -414,7 +414,15 @@ enum StreamBindings {
     private static func succeed(_ L: LuaState, _ s: Socket) -> Int32 {
         s.receiveAccumulator.withUnsafeBufferPointer { pushBytes(L, $0) }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
-        return 1
+        return received(L)
+    }
+
+    /// A receive's success as LuaSocket returns it: the data (on the stack), nil, nil.
+    @inline(__always)
+    private static func received(_ L: LuaState) -> Int32 {
+        lua_pushnil(L)
+        lua_pushnil(L)
+        return 3
     }
 
     /// Reads once into the buffer; nil when bytes came, else the status to return (or
@@ -461,7 +469,7 @@ enum StreamBindings {
                 if s.receiveAccumulator.isEmpty && bytes.count >= n {
                     pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<n]))
                     s.buffer.consume(n)
-                    return 1
+                    return received(L)
                 }
                 let take = min(n - s.receiveAccumulator.count, bytes.count)
                 if take > 0 {
@@ -481,7 +489,7 @@ enum StreamBindings {
                             pushBytes(L, UnsafeBufferPointer(rebasing: bytes[0..<end]))
                         }
                         s.buffer.consume(nl + 1)
-                        return 1
+                        return received(L)
                     }
                     let line = UnsafeBufferPointer(rebasing: bytes[0..<nl])
                     s.receiveAccumulator.append(contentsOf: line.lazy.filter { $0 != 13 })
@@ -741,14 +749,17 @@ enum StreamBindings {
                 return sendFailed(L, SocketBindings.message(for: e), i, s)
             }
         }
-        lua_pushinteger(L, lua_Integer(i - 1 + count))
-        return 1
+        // LuaSocket's shapes: the index as a float and two nils; nil, message, the index.
+        lua_pushnumber(L, lua_Number(i - 1 + count))
+        lua_pushnil(L)
+        lua_pushnil(L)
+        return 3
     }
 
     private static func sendFailed(_ L: LuaState, _ message: String, _ i: Int, _ s: Socket) -> Int32 {
         lua_pushnil(L)
         lua_pushstring(L, message)
-        lua_pushinteger(L, lua_Integer(i - 1 + s.sendProgress))
+        lua_pushnumber(L, lua_Number(i - 1 + s.sendProgress))
         return 3
     }
 

@@ -30,8 +30,9 @@ enum SocketBindings {
         ("setoption", setoption), ("getoption", getoption),
     ]
 
-    /// The class metatables; streams and datagrams have separate method tables (their
-    /// `send`, `receive`, `setpeername` differ).
+    /// The class metatables; streams and datagrams have separate methods (their `send`,
+    /// `receive`, `setpeername` differ). Each class has its own `__index` table, holding
+    /// the methods and `class` (the class name: LuaSocket's `sock.class`).
     static func register(_ L: LuaState) {
         let groups: [([(String, LuaBody)], [Socket.Class])] = [
             (commonMethods + StreamBindings.methods,
@@ -40,17 +41,16 @@ enum SocketBindings {
              [.udpUnconnected, .udpConnected, .unixDgramUnconnected, .unixDgramConnected]),
         ]
         for (methods, classes) in groups {
-            lua_createtable(L, 0, Int32(methods.count))
-            luaSetFunctions(L, methods)
-            let index = lua_gettop(L)
             for c in classes {
                 _ = luaL_newmetatable(L, c.rawValue)
                 luaSetFunctions(L, [("__gc", collect), ("__tostring", tostring), ("__close", close)])
-                lua_pushvalue(L, index)
+                lua_createtable(L, 0, Int32(methods.count) + 1)
+                luaSetFunctions(L, methods)
+                lua_pushstring(L, c.rawValue)
+                luaRawSetField(L, -2, "class")
                 luaRawSetField(L, -2, "__index")
                 gs_pop(L, 1)
             }
-            gs_pop(L, 1)
         }
     }
 
@@ -132,8 +132,9 @@ enum SocketBindings {
         return 2
     }
 
+    /// LuaSocket's success: 1, a float (its C code pushes lua_Number).
     static func ok(_ L: LuaState) -> Int32 {
-        lua_pushinteger(L, 1)
+        lua_pushnumber(L, 1)
         return 1
     }
 
@@ -317,8 +318,8 @@ enum SocketBindings {
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            lua_pushinteger(L, lua_Integer(s.received))
-            lua_pushinteger(L, lua_Integer(s.sent))
+            lua_pushnumber(L, lua_Number(s.received))
+            lua_pushnumber(L, lua_Number(s.sent))
             lua_pushnumber(L, ev_time() - s.birthday)
             return 3
         }
@@ -364,7 +365,8 @@ enum SocketBindings {
         let (host, port, family) = address.hostPortFamily
         lua_pushstring(L, host)
         if family == "unix" { return 1 }
-        lua_pushstring(L, String(port))  // a string, as LuaSocket 3.0 gives it
+        // As Debian's LuaSocket gives them: the peer's port an integer, our own a string.
+        if peer { lua_pushinteger(L, lua_Integer(port)) } else { lua_pushstring(L, String(port)) }
         lua_pushstring(L, family)
         return 3
     }

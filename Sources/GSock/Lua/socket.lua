@@ -300,7 +300,7 @@ socket.source = socket.choose(sourcet)
 --- Returns a reader: reader() gives the data up to the next `pattern` (consumed);
 --- reader(size) gives it in chunks of at most `size` bytes, then nil once the pattern
 --- is reached. Errors: nil, message, partial.
-function c.stream_methods.receiveuntil(sock, pattern)
+local function receiveuntil(sock, pattern)
   if type(pattern) ~= "string" or pattern == "" then
     error("bad argument #1 to 'receiveuntil' (non-empty string expected)", 2)
   end
@@ -316,6 +316,7 @@ function c.stream_methods.receiveuntil(sock, pattern)
     return data
   end
 end
+for _, methods in ipairs(c.stream_classes) do methods.receiveuntil = receiveuntil end
 
 -- socket.unix ---------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-// setoption/getoption with LuaSocket's option names and value shapes.
+// setoption/getoption with LuaSocket's option names, value shapes and answers: each
+// class has the options LuaSocket's tcp.c or udp.c lists for it (an option of the other
+// kind is "unsupported"), numbers come back as floats (LuaSocket pushes lua_Number), and a
+// failing or impossible get/set says "getsockopt failed"/"setsockopt failed" as opt.c does.
 import CLua
 import CShims
 import Glibc
@@ -6,49 +9,58 @@ import Glibc
 enum SocketOptions {
     private enum Shape { case boolean, integer, linger, membership4, membership6, address4, error }
 
+    /// Which classes have an option, as LuaSocket's per-class lists say.
+    private enum Kinds { case stream, datagram, both }
+
     private struct Option {
         let level: Int32
         let name: Int32
         let shape: Shape
         let settable: Bool
         let gettable: Bool
+        var kinds: Kinds = .both
+        /// Gettable on datagram sockets only (LuaSocket's tcp.c cannot get ipv6-v6only).
+        var gettableOnStreams = true
     }
 
     private static let tcp = Int32(IPPROTO_TCP), ip = Int32(IPPROTO_IP), ip6 = Int32(IPPROTO_IPV6)
     private static let options: [String: Option] = [
-        "keepalive": Option(level: SOL_SOCKET, name: SO_KEEPALIVE, shape: .boolean, settable: true, gettable: true),
-        "linger": Option(level: SOL_SOCKET, name: SO_LINGER, shape: .linger, settable: true, gettable: true),
+        "keepalive": Option(level: SOL_SOCKET, name: SO_KEEPALIVE, shape: .boolean, settable: true, gettable: true, kinds: .stream),
+        "linger": Option(level: SOL_SOCKET, name: SO_LINGER, shape: .linger, settable: true, gettable: true, kinds: .stream),
         "reuseaddr": Option(level: SOL_SOCKET, name: SO_REUSEADDR, shape: .boolean, settable: true, gettable: true),
         "reuseport": Option(level: SOL_SOCKET, name: SO_REUSEPORT, shape: .boolean, settable: true, gettable: true),
-        "dontroute": Option(level: SOL_SOCKET, name: SO_DONTROUTE, shape: .boolean, settable: true, gettable: true),
-        "broadcast": Option(level: SOL_SOCKET, name: SO_BROADCAST, shape: .boolean, settable: true, gettable: true),
+        "dontroute": Option(level: SOL_SOCKET, name: SO_DONTROUTE, shape: .boolean, settable: true, gettable: true, kinds: .datagram),
+        "broadcast": Option(level: SOL_SOCKET, name: SO_BROADCAST, shape: .boolean, settable: true, gettable: true, kinds: .datagram),
         "recv-buffer-size": Option(level: SOL_SOCKET, name: SO_RCVBUF, shape: .integer, settable: true, gettable: true),
         "send-buffer-size": Option(level: SOL_SOCKET, name: SO_SNDBUF, shape: .integer, settable: true, gettable: true),
         "error": Option(level: SOL_SOCKET, name: SO_ERROR, shape: .error, settable: false, gettable: true),
-        "tcp-nodelay": Option(level: tcp, name: TCP_NODELAY, shape: .boolean, settable: true, gettable: true),
-        "tcp-keepidle": Option(level: tcp, name: TCP_KEEPIDLE, shape: .integer, settable: true, gettable: true),
-        "tcp-keepcnt": Option(level: tcp, name: TCP_KEEPCNT, shape: .integer, settable: true, gettable: true),
-        "tcp-keepintvl": Option(level: tcp, name: TCP_KEEPINTVL, shape: .integer, settable: true, gettable: true),
-        "tcp-defer-accept": Option(level: tcp, name: TCP_DEFER_ACCEPT, shape: .integer, settable: true, gettable: false),
-        "tcp-fastopen": Option(level: tcp, name: TCP_FASTOPEN, shape: .integer, settable: true, gettable: false),
-        "tcp-fastopen-connect": Option(level: tcp, name: 30 /* TCP_FASTOPEN_CONNECT */, shape: .integer, settable: true, gettable: false),
-        "ipv6-v6only": Option(level: ip6, name: IPV6_V6ONLY, shape: .boolean, settable: true, gettable: true),
-        "ip-multicast-ttl": Option(level: ip, name: IP_MULTICAST_TTL, shape: .integer, settable: true, gettable: true),
-        "ip-multicast-loop": Option(level: ip, name: IP_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true),
-        "ip-multicast-if": Option(level: ip, name: IP_MULTICAST_IF, shape: .address4, settable: true, gettable: true),
-        "ip-add-membership": Option(level: ip, name: IP_ADD_MEMBERSHIP, shape: .membership4, settable: true, gettable: false),
-        "ip-drop-membership": Option(level: ip, name: IP_DROP_MEMBERSHIP, shape: .membership4, settable: true, gettable: false),
-        "ipv6-unicast-hops": Option(level: ip6, name: IPV6_UNICAST_HOPS, shape: .integer, settable: true, gettable: true),
-        "ipv6-multicast-hops": Option(level: ip6, name: IPV6_MULTICAST_HOPS, shape: .integer, settable: true, gettable: true),
-        "ipv6-multicast-loop": Option(level: ip6, name: IPV6_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true),
-        "ipv6-add-membership": Option(level: ip6, name: IPV6_ADD_MEMBERSHIP, shape: .membership6, settable: true, gettable: false),
-        "ipv6-drop-membership": Option(level: ip6, name: IPV6_DROP_MEMBERSHIP, shape: .membership6, settable: true, gettable: false),
+        "tcp-nodelay": Option(level: tcp, name: TCP_NODELAY, shape: .boolean, settable: true, gettable: true, kinds: .stream),
+        "tcp-keepidle": Option(level: tcp, name: TCP_KEEPIDLE, shape: .integer, settable: true, gettable: true, kinds: .stream),
+        "tcp-keepcnt": Option(level: tcp, name: TCP_KEEPCNT, shape: .integer, settable: true, gettable: true, kinds: .stream),
+        "tcp-keepintvl": Option(level: tcp, name: TCP_KEEPINTVL, shape: .integer, settable: true, gettable: true, kinds: .stream),
+        "tcp-defer-accept": Option(level: tcp, name: TCP_DEFER_ACCEPT, shape: .integer, settable: true, gettable: false, kinds: .stream),
+        "tcp-fastopen": Option(level: tcp, name: TCP_FASTOPEN, shape: .integer, settable: true, gettable: false, kinds: .stream),
+        "tcp-fastopen-connect": Option(level: tcp, name: 30 /* TCP_FASTOPEN_CONNECT */, shape: .integer, settable: true, gettable: false, kinds: .stream),
+        "ipv6-v6only": Option(level: ip6, name: IPV6_V6ONLY, shape: .boolean, settable: true, gettable: true, gettableOnStreams: false),
+        "ip-multicast-ttl": Option(level: ip, name: IP_MULTICAST_TTL, shape: .integer, settable: true, gettable: false, kinds: .datagram),
+        "ip-multicast-loop": Option(level: ip, name: IP_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true, kinds: .datagram),
+        "ip-multicast-if": Option(level: ip, name: IP_MULTICAST_IF, shape: .address4, settable: true, gettable: true, kinds: .datagram),
+        "ip-add-membership": Option(level: ip, name: IP_ADD_MEMBERSHIP, shape: .membership4, settable: true, gettable: false, kinds: .datagram),
+        "ip-drop-membership": Option(level: ip, name: IP_DROP_MEMBERSHIP, shape: .membership4, settable: true, gettable: false, kinds: .datagram),
+        "ipv6-unicast-hops": Option(level: ip6, name: IPV6_UNICAST_HOPS, shape: .integer, settable: true, gettable: true, kinds: .datagram),
+        "ipv6-multicast-hops": Option(level: ip6, name: IPV6_MULTICAST_HOPS, shape: .integer, settable: true, gettable: true, kinds: .datagram),
+        "ipv6-multicast-loop": Option(level: ip6, name: IPV6_MULTICAST_LOOP, shape: .boolean, settable: true, gettable: true, kinds: .datagram),
+        "ipv6-add-membership": Option(level: ip6, name: IPV6_ADD_MEMBERSHIP, shape: .membership6, settable: true, gettable: false, kinds: .datagram),
+        "ipv6-drop-membership": Option(level: ip6, name: IPV6_DROP_MEMBERSHIP, shape: .membership6, settable: true, gettable: false, kinds: .datagram),
     ]
 
-    private static func lookup(_ L: LuaState, settable: Bool) -> ArgResult<Option> {
+    private static func lookup(_ L: LuaState, _ s: Socket, settable: Bool) -> ArgResult<Option> {
         guard let name = luaString(L, 2) else { return .error(luaTypeError(L, 2, "string")) }
-        guard let option = options[name], settable ? option.settable : option.gettable else {
-            return .error(luaArgError(L, 2, "unsupported option '\(name)'"))
+        let stream = s.socketClass.isStream
+        guard let option = options[name], settable ? option.settable : option.gettable,
+              option.kinds == .both || (option.kinds == .stream) == stream,
+              settable || !stream || option.gettableOnStreams else {
+            return .error(luaArgError(L, 2, "unsupported option `\(name)'"))
         }
         return .value(option)
     }
@@ -56,17 +68,19 @@ enum SocketOptions {
     private static func result(_ L: LuaState, _ r: Posix.Result) -> Int32 {
         switch r {
         case .ok: return SocketBindings.ok(L)
-        case .failed(let e): return SocketBindings.fail(L, SocketBindings.message(for: e))
+        case .failed: return SocketBindings.fail(L, "setsockopt failed")
         }
     }
 
+    private static func getFailed(_ L: LuaState) -> Int32 { SocketBindings.fail(L, "getsockopt failed") }
+
     static func set(_ L: LuaState, _ s: Socket) -> Int32 {
         let option: Option
-        switch lookup(L, settable: true) {
+        switch lookup(L, s, settable: true) {
         case .error(let status): return status
         case .value(let o): option = o
         }
-        if s.fd < 0 { return SocketBindings.fail(L, s.family == AF_UNSPEC ? "socket has no address family yet" : "closed") }
+        if s.fd < 0 { return SocketBindings.fail(L, "setsockopt failed") }
         if option.level == SOL_SOCKET && option.name == Int32(SO_REUSEADDR) || option.name == IPV6_V6ONLY && option.level == ip6 {
             if option.name == IPV6_V6ONLY { s.v6only = lua_toboolean(L, 3) != 0 }
         }
@@ -118,47 +132,47 @@ enum SocketOptions {
             mreq.ipv6mr_interface = interface
             return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
         case .error:
-            return luaArgError(L, 2, "unsupported option 'error'")
+            return luaArgError(L, 2, "unsupported option `error'")
         }
     }
 
     static func get(_ L: LuaState, _ s: Socket) -> Int32 {
         let option: Option
-        switch lookup(L, settable: false) {
+        switch lookup(L, s, settable: false) {
         case .error(let status): return status
         case .value(let o): option = o
         }
-        if s.fd < 0 { return SocketBindings.fail(L, "closed") }
+        if s.fd < 0 { return getFailed(L) }
         switch option.shape {
         case .boolean, .integer, .error:
             let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, Int32(0))
-            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            if case .failed = r { return getFailed(L) }
             switch option.shape {
             case .boolean: lua_pushboolean(L, value != 0 ? 1 : 0)
             case .error:
                 if value == 0 { lua_pushnil(L) } else { lua_pushstring(L, SocketBindings.message(for: value)) }
-            default: lua_pushinteger(L, lua_Integer(value))
+            default: lua_pushnumber(L, lua_Number(value))
             }
             return 1
         case .linger:
             let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, linger())
-            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            if case .failed = r { return getFailed(L) }
             lua_createtable(L, 0, 2)
             lua_pushboolean(L, value.l_onoff != 0 ? 1 : 0)
             luaRawSetField(L, -2, "on")
-            lua_pushinteger(L, lua_Integer(value.l_linger))
+            lua_pushnumber(L, lua_Number(value.l_linger))
             luaRawSetField(L, -2, "timeout")
             return 1
         case .address4:
             let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, in_addr())
-            if case .failed(let e) = r { return SocketBindings.fail(L, SocketBindings.message(for: e)) }
+            if case .failed = r { return getFailed(L) }
             var a = value
             var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
             inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
             lua_pushstring(L, cString(buf))
             return 1
         case .membership4, .membership6:
-            return luaArgError(L, 2, "unsupported option")
+            return luaArgError(L, 2, "unsupported option `\(luaString(L, 2) ?? "")'")
         }
     }
 }

@@ -8,10 +8,15 @@ struct GSockd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gsockd",
         abstract: "A cooperative network runtime for Lua 5.4 on libev.",
+        version: Runtime.versionDescription,
         subcommands: [Run.self, Serve.self, Check.self, Test.self])
 
-    /// As `ParsableCommand.main()`, but bad usage exits with 2 (SPEC §5) rather than 64.
+    /// As `ParsableCommand.main()`, but bad usage exits with 2 (SPEC §5) rather than 64,
+    /// and so does a bare `gsockd` (no command is bad usage; the help goes to stderr).
     static func main() {
+        if CommandLine.arguments.count == 1 {
+            fail(helpMessage(), status: 2, prefix: false)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

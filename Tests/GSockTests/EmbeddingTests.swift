@@ -28,6 +28,24 @@ final class EmbeddingTests: XCTestCase {
         XCTAssertEqual(runtime.fiberCount, 0)
     }
 
+    func testValuesInterpolateAsLuaPrintsThem() throws {
+        let runtime = try Runtime()
+        var greeting = ""
+        runtime.register(module: "host", functions: [
+            "greet": { args in
+                greeting = "hello, \(args.first ?? .nil)"
+                return [.string(greeting)]
+            },
+        ])
+        try runtime.runMain(source: #"assert(require("host").greet("ada") == "hello, ada")"#)
+        XCTAssertEqual(greeting, "hello, ada")
+        XCTAssertEqual("\(LuaValue.integer(42)) \(LuaValue.number(0.5)) \(LuaValue.number(3)) \(LuaValue.nil)",
+                       "42 0.5 3.0 nil")
+        XCTAssertEqual(LuaValue.number(1e100).description, "1e+100")
+        XCTAssertEqual(LuaValue.array([.integer(1), .string("a\"b")]).description, #"{1, "a\"b"}"#)
+        XCTAssertEqual(LuaValue.table(["b": .boolean(true), "a": .integer(1)]).description, "{a = 1, b = true}")
+    }
+
     func testSwiftErrorBecomesLuaError() throws {
         let runtime = try Runtime()
         runtime.register(module: "host", functions: ["fail": { _ in throw HostError.badArgument }])

@@ -381,3 +381,18 @@ describe("gsockd run: a script (returning nothing) still runs and exits", functi
     assert.matches("inner!", p:stdout())
   end)
 end)
+
+describe("the gsockd command line", function()
+  it("--version prints the version and the libraries, exit 0", function()
+    local p = proc.start({ "--version" }, { cwd = proc.tmpdir() })
+    assert.equals(0, p:wait_exit(5), p:describe())
+    assert.matches("^gsockd %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, libev %d+%.%d+%)\n$", p:stdout())
+  end)
+
+  it("a bare gsockd is bad usage: the help on stderr, exit 2", function()
+    local p = proc.start({}, { cwd = proc.tmpdir() })
+    assert.equals(2, p:wait_exit(5), p:describe())
+    assert.matches("USAGE: gsockd", p:stderr())
+    assert.equals("", p:stdout())
+  end)
+end)

@@ -125,5 +125,7 @@ static inline int gs_upvalueindex(int i) { return lua_upvalueindex(i); }
 static inline int gs_registryindex(void) { return LUA_REGISTRYINDEX; }
 static inline int gs_isnoneornil(lua_State *L, int i) { return lua_type(L, i) <= 0; }
 static inline const char *gs_typename_at(lua_State *L, int i) { return lua_typename(L, lua_type(L, i)); }
+/// The release of the Lua library linked in ("5.4.4"), for `gsockd --version`.
+static inline const char *gs_lua_release(void) { return LUA_VERSION_MAJOR "." LUA_VERSION_MINOR "." LUA_VERSION_RELEASE; }
 
 #endif

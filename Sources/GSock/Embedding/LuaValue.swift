@@ -2,6 +2,7 @@
 // and Lua.
 import CLua
 import CShims
+import Glibc
 
 /// A Lua value as Swift sees it.
 public enum LuaValue: Equatable, Sendable {
@@ -76,3 +77,33 @@ public enum LuaValue: Equatable, Sendable {
         }
     }
 }
+
+extension LuaValue: CustomStringConvertible {
+    /// The value as Lua's `tostring` writes it (`ada`, `42`, `0.5`, `true`, `nil`), and
+    /// tables as constructors (`{1, 2}`, `{name = "ada"}`) with their strings quoted.
+    public var description: String { text(quoted: false) }
+
+    private func text(quoted: Bool) -> String {
+        switch self {
+        case .nil: return "nil"
+        case .boolean(let b): return b ? "true" : "false"
+        case .integer(let i): return String(i)
+        case .number(let d): return LuaValue.luaNumberText(d)
+        case .string(let s): return quoted ? "\"" + s.replacingAll("\"", "\\\"") + "\"" : s
+        case .array(let items): return "{" + items.map { $0.text(quoted: true) }.joined(separator: ", ") + "}"
+        case .table(let fields):
+            return "{" + fields.keys.sorted().map { "\($0) = \(fields[$0]!.text(quoted: true))" }.joined(separator: ", ") + "}"
+        }
+    }
+
+    /// A float as Lua 5.4 prints it: "%.14g", with ".0" when that looks like an integer.
+    static func luaNumberText(_ d: Double) -> String {
+        if d.isNaN { return d.sign == .minus ? "-nan" : "nan" }
+        if d.isInfinite { return d < 0 ? "-inf" : "inf" }
+        var buffer = [CChar](repeating: 0, count: 64)
+        _ = withVaList([d]) { vsnprintf(&buffer, buffer.count, "%.14g", $0) }
+        let text = String(cString: buffer)
+        return text.contains(where: { $0 == "." || $0 == "e" || $0 == "n" || $0 == "i" }) ? text : text + ".0"
+    }
+}
+

@@ -250,3 +250,13 @@ private func readyQueueCheck(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<e
     let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
     runtime.runReady()
 }
+
+extension Runtime {
+    /// gsockd's version.
+    public static let version = "0.9.0"
+
+    /// `gsockd 0.9.0 (Lua 5.4.4, libev 4.33)`: the version and the libraries it runs on.
+    public static var versionDescription: String {
+        "gsockd \(version) (Lua \(String(cString: gs_lua_release())), libev \(ev_version_major()).\(ev_version_minor()))"
+    }
+}

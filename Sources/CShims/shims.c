@@ -123,6 +123,35 @@ int gs_pcall(lua_State *L, int nargs, int nresults, int msgh) {
     return status;
 }
 
+int gs_rawset(lua_State *L, int t) {
+    t = lua_absindex(L, t);
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TNIL || (kt == LUA_TNUMBER && !lua_isinteger(L, -2) && lua_tonumber(L, -2) != lua_tonumber(L, -2))) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_rawset(L, t);
+    return 1;
+}
+
+static int next_protected(lua_State *L) {
+    // (table, key) -> key, value or nothing
+    return lua_next(L, 1) ? 2 : 0;
+}
+
+int gs_next(lua_State *L, int t) {
+    t = lua_absindex(L, t);
+    int top = lua_gettop(L) - 1;  // below the key
+    lua_pushcfunction(L, next_protected);
+    lua_pushvalue(L, t);
+    lua_rotate(L, -3, 2);  // function, table, key
+    if (gs_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK || lua_gettop(L) == top) {
+        lua_settop(L, top);
+        return 0;
+    }
+    return 1;
+}
+
 int gs_resetthread(lua_State *co) {
     gs_state *st = gs_getstate(co);
     st->swift_depth--;

@@ -69,6 +69,14 @@ int gs_traceback(lua_State *L);     ///< (thread, msg) -> msg .. traceback of th
 int gs_openlibs(lua_State *L);      ///< luaL_openlibs
 int gs_msghandler(lua_State *L);    ///< (err) -> err, or "tostring(err)\ntraceback" for strings
 
+/// Raw table access that cannot raise (lua_rawset raises on a nil or NaN key, lua_next on
+/// a key that is not in the table): the only forms of them Swift may call.
+/// t[k] = v with k and v on top (popped); a nil or NaN key pops both and returns 0.
+int gs_rawset(lua_State *L, int t);
+/// lua_next run in protected mode: 1 with key and value pushed, 0 at the end (or when the
+/// key is no longer in the table; the key is popped either way).
+int gs_next(lua_State *L, int t);
+
 /// Monotonic seconds from a coarse clock (a few ms of resolution; no syscall).
 double gs_coarse_now(void);
 

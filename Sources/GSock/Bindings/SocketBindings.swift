@@ -68,7 +68,7 @@ enum SocketBindings {
         Runtime.from(L).pushOpenResources(L)
         lua_pushvalue(L, i)
         if open { lua_pushvalue(L, i) } else { lua_pushnil(L) }
-        lua_rawset(L, -3)
+        _ = gs_rawset(L, -3)  // a userdata key: always set
         gs_pop(L, 1)
     }
 

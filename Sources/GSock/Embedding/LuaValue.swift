@@ -42,7 +42,7 @@ public enum LuaValue: Equatable, Sendable {
             gs_pop(L, 1)
             var fields: [String: LuaValue] = [:]
             lua_pushnil(L)
-            while lua_next(L, t) != 0 {
+            while gs_next(L, t) != 0 {
                 if lua_type(L, -2) == LUA_TSTRING, let key = luaString(L, -2) {
                     fields[key] = read(L, -1, depth: depth + 1)
                 }

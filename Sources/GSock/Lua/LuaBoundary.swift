@@ -123,7 +123,7 @@ func luaRawSetField(_ L: LuaState, _ index: Int32, _ name: String) {
     let t = lua_absindex(L, index)
     lua_pushstring(L, name)
     lua_rotate(L, -2, 1)
-    lua_rawset(L, t)
+    _ = gs_rawset(L, t)  // a string key: always set
 }
 
 /// Pushes `table[name]` without metamethods.

@@ -46,15 +46,38 @@ lua_State *gs_newstate(gs_state *st) {
     return L;
 }
 
+#ifdef DEBUG
+// Debug builds check every body's stack when it returns: the N results it returns must
+// be there, and so must the error value of a raise (a body returning 2 after pushing
+// one hands Lua one of its own arguments instead). Lua's API checks cannot see this.
+static void check_stack(lua_State *L, int base, int r) {
+    int top = lua_gettop(L);
+    if (r >= 0 ? top >= r : (r == GS_YIELD || top >= 1)) return;
+    lua_Debug ar;
+    const char *name = "?";
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) name = ar.name;
+    fprintf(stderr, "gsockd: stack check: '%s' returned %d with %d values on the stack (%d on entry)\n",
+            name, r, top, base);
+    abort();
+}
+#define CHECK_STACK(L, base, r) check_stack(L, base, r)
+#else
+#define CHECK_STACK(L, base, r) ((void)0)
+#endif
+
 static int finish(lua_State *L, int status);
 
 static int continuation(lua_State *L, int status, lua_KContext ctx) {
     (void)status;
     gs_body kont = (gs_body)ctx;
     gs_state *st = gs_getstate(L);
+#ifdef DEBUG
+    int base = lua_gettop(L);
+#endif
     st->swift_depth++;
     int r = kont(L);
     st->swift_depth--;
+    CHECK_STACK(L, base, r);
     return finish(L, r);
 }
 
@@ -77,12 +100,17 @@ static int finish(lua_State *L, int r) {
     }
 }
 
+
 static int trampoline(lua_State *L) {
     gs_body body = (gs_body)lua_touserdata(L, lua_upvalueindex(1));
     gs_state *st = gs_getstate(L);
+#ifdef DEBUG
+    int base = lua_gettop(L);
+#endif
     st->swift_depth++;
     int r = body(L);
     st->swift_depth--;
+    CHECK_STACK(L, base, r);
     return finish(L, r);
 }
 

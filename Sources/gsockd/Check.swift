@@ -22,7 +22,10 @@ struct Check: ParsableCommand {
         valueName: "config-or-lua-file"))
     var file: String = ConfigLoader.defaultPath
 
+    @OptionGroup var logging: LogOptions
+
     func run() throws {
+        logging.bootstrap()
         if file.hasSuffix(".lua") {
             do {
                 try LuaSyntax.check(file: file)

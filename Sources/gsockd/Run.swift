@@ -38,6 +38,8 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("What to do with a fiber past --max-run-time: log (its traceback) or error (raise in it).", valueName: "log|error"))
     var maxRunTimeAction: String = "log"
 
+    @OptionGroup var logging: LogOptions
+
     @Argument(parsing: .postTerminator, help: "Arguments for the script, after `--`.")
     var arguments: [String] = []
 
@@ -57,7 +59,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        GSockd.bootstrapLogging()
+        logging.bootstrap()
         if workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: workers, arguments: CommandLine.arguments,
                                         shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"))
@@ -68,6 +70,7 @@ struct Run: ParsableCommand {
         options.maxRunTime = maxRunTime
         options.runawayAction = RunawayAction(rawValue: maxRunTimeAction) ?? .log
         options.memoryLimit = memoryLimit.flatMap(byteCount) ?? 0
+        options.logger.logLevel = logging.level()
         let runtime: Runtime
         do {
             runtime = try Runtime(options: options)

@@ -19,15 +19,17 @@ struct Serve: ParsableCommand {
     @Argument(help: "The config file.")
     var config: String = "config/gsockd.toml"
 
+    @OptionGroup var logging: LogOptions
+
     func run() throws {
         let settings: ServerConfig
         do {
             settings = try ConfigLoader.load(path: config)
         } catch let error as ConfigError {
-            GSockd.bootstrapLogging()
+            logging.bootstrap()
             fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
         }
-        GSockd.bootstrapLogging(level: settings.logLevel)
+        logging.bootstrap(level: settings.logLevel, format: settings.logFormat)
         if settings.workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
                                         shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"))
@@ -38,7 +40,7 @@ struct Serve: ParsableCommand {
         options.memoryLimit = settings.memoryLimit
         options.maxRunTime = settings.maxRunTime
         options.runawayAction = settings.maxRunTimeAction
-        options.logger.logLevel = settings.logLevel
+        options.logger.logLevel = logging.level(settings.logLevel)
         let runtime: Runtime
         do {
             runtime = try Runtime(options: options)

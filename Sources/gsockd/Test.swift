@@ -40,11 +40,13 @@ struct Test: ParsableCommand {
     @Flag(help: "List the tests as file:line: name, and run nothing.")
     var list = false
 
+    @OptionGroup var logging: LogOptions
+
     func run() throws {
         guard timeout > 0, timeout.isFinite else {
             fail("--timeout must be a positive number of seconds, got \(timeout)", status: 2)
         }
-        GSockd.bootstrapLogging()
+        logging.bootstrap()
         setenv("GSOCKD_BIN", executablePath(), 1)
         var options = TestOptions()
         if !paths.isEmpty { options.paths = paths }

@@ -300,7 +300,7 @@ end }
     assert(c:send("go\n"))
     assert.is_nil(c:receive("*l"))
     assert.is_not_nil(p:wait_stderr("nopeer%-marker%-e52", 2), p:describe())
-    assert.matches("nopeer%-svc: handler failed for 127%.0%.0%.1:" .. cport, p:stderr())
+    assert.matches("service=nopeer%-svc fiber=%d+ peer=127%.0%.0%.1:" .. cport .. " handler failed", p:stderr())
   end)
 
   it("is logged on one line with the level, the service, the fiber id and the peer", function()

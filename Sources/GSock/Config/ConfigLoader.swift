@@ -12,7 +12,7 @@ public enum ConfigLoader {
     public static let defaultPath = "config/gsockd.toml"
 
     static let topLevelKeys = [
-        "workers", "log_level", "lua_path", "shutdown_timeout", "memory_limit", "max_run_time",
+        "workers", "log_level", "log_format", "lua_path", "shutdown_timeout", "memory_limit", "max_run_time",
         "max_run_time_action", "services",
     ]
     static let serviceKeys = [
@@ -82,6 +82,9 @@ public enum ConfigLoader {
         }
         if let level = reader.choice(root["log_level"], at: top.appending("log_level"), logLevels) {
             config.logLevel = Logger.Level(rawValue: level) ?? .info
+        }
+        if let format = reader.choice(root["log_format"], at: top.appending("log_format"), LogFormat.allCases.map(\.rawValue)) {
+            config.logFormat = LogFormat(rawValue: format) ?? .text
         }
         if let value = root["lua_path"] {
             config.luaPath = readLuaPath(value, directory: directory, reader: &reader)

@@ -11,6 +11,8 @@ public struct ServerConfig: Sendable {
     public var workers: Int = 1
     /// `log_level`.
     public var logLevel: Logger.Level = .info
+    /// How log lines are written (`log_format`).
+    public var logFormat: LogFormat = .text
     /// `lua_path`: `package.path` templates, resolved against the config file's directory.
     public var luaPath: [String] = []
     /// `shutdown_timeout`: seconds to drain open connections on SIGTERM.

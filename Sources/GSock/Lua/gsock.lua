@@ -52,6 +52,7 @@ gsock.sleep = core.sleep
 gsock.now = core.now
 gsock.stats = core.stats
 gsock.dump = core.dump
+gsock.log = core.log
 --- Calls fn(f) when fiber f ends (at once if it has ended).
 function gsock._link(f, fn)
   if not fiber_link(f, fn) then fn(f) end

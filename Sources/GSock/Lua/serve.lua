@@ -85,7 +85,7 @@ local function start_all(services, announce)
     servers[i] = server
     for _, address in ipairs(server.bound) do
       if announce then io.stdout:write(("listening on %s (%s)\n"):format(address, service.name)) end
-      log("info", ("%s: listening on %s"):format(service.name, address), { service = service.name })
+      log("info", "listening on " .. address, { service = service.name })
     end
   end
   io.stdout:flush()

@@ -27,6 +27,33 @@ function gsock.stats()
 end
 local unix = require "socket.unix"
 
+-- The servers running, so that a log line written from a connection's fiber can name
+-- its service and peer without a table per connection.
+local running = setmetatable({}, { __mode = "k" })
+
+local core_log = gsock.log
+
+--- gsock.log(level, message [, fields]): a log line (SPEC §9). From a connection's
+--- fiber it carries the service and the peer unless `fields` names them.
+function gsock.log(level, message, fields)
+  if fields ~= nil and type(fields) ~= "table" then
+    error(("bad argument #3 to 'log' (table expected, got %s)"):format(type(fields)), 2)
+  end
+  local me = gsock.current()
+  for server in pairs(running) do
+    local client = me and server.handlers[me]
+    if client then
+      local copy = { service = server.name }
+      local ip, port = client:getpeername()
+      if ip then copy.peer = port and ("%s:%s"):format(ip, port) or ip end
+      for k, v in pairs(fields or {}) do copy[k] = v end
+      fields = copy
+      break
+    end
+  end
+  return core_log(level, message, fields)
+end
+
 -- Addresses -------------------------------------------------------------------------
 
 --- Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" (all interfaces) or "unix:/path" into
@@ -91,20 +118,22 @@ end
 --- to the handler's own first frame. gsockd's frames (this function, above the error;
 --- the xpcall that ran the handler and the accept machinery, below it) are left out:
 --- users read their own code's frames. Level 3 skips pcall and this function.
+--- `message` is the error as text, `traceback` the "stack traceback:" lines.
 local function traceback(e)
-  local ok, tb = pcall(debug.traceback, tostring(e), 3)
-  if not ok then return { error = e, traceback = tostring(e) } end
+  local message = tostring(e)
+  local ok, tb = pcall(debug.traceback, "", 3)
+  if not ok then return { error = e, message = message, traceback = "" } end
   local last = 0
   for at in tb:gmatch("()\n\t%[C%]: in function 'xpcall'") do last = at end
   if last > 0 then tb = tb:sub(1, last - 1) end
-  return { error = e, traceback = tb }
+  return { error = e, message = message, traceback = (tb:gsub("^\n", "")) }
 end
 
 --- What xpcall(f, traceback, ...) failed with. Lua calls no message handler for a memory
 --- error, so that one comes as the bare message.
 local function failure_of(result)
-  if type(result) == "table" and result.traceback then return result end
-  return { error = result, traceback = tostring(result) }
+  if type(result) == "table" and result.traceback and result.message then return result end
+  return { error = result, message = tostring(result), traceback = "" }
 end
 
 local function is_killed(e)
@@ -291,8 +320,8 @@ local function handle_connection(self, client, a)
   if failure and not is_killed(failure.error) then
     local who = a.path and ("unix:" .. a.path) or (peer_host and ("%s:%s"):format(peer_host, peer_port))
     totals.errors = totals.errors + 1
-    log("error", ("%s: handler failed for %s: %s"):format(self.name, who or "an unknown peer", failure.traceback),
-        { service = self.name, peer = who })
+    log("error", "handler failed: " .. failure.message,
+        { service = self.name, peer = who or "unknown", traceback = failure.traceback })
   end
   client:close()
 end
@@ -324,7 +353,7 @@ local function accept_loop(self, listener, a)
       backoff = backoff == 0 and 0.01 or math.min(backoff * 2, 1)
       if gsock.now() - logged_at >= 1 then
         logged_at = gsock.now()
-        log("error", ("%s: accept on %s failed: %s; retrying in %g s"):format(self.name, address_text(a), err, backoff),
+        log("error", ("accept on %s failed: %s; retrying in %g s"):format(address_text(a), err, backoff),
             { service = self.name })
       end
       gsock.sleep(backoff)
@@ -362,6 +391,7 @@ function Server:start()
     self.address = address_text({ host = ip, port = port })
   end
   self.started = true
+  running[self] = true
   self.acceptors = {}
   for i, listener in ipairs(self.listeners) do
     self.acceptors[i] = gsock.spawn(accept_loop, self, listener, self.addresses[i])
@@ -399,10 +429,11 @@ function Server:stop(timeout)
     gsock.killall(list, nil, 1)
   end
   if open > 0 then
-    log("notice", ("%s: drained: %d connection(s) finished, %d killed"):format(self.name, open - killed, killed),
+    log("notice", ("drained: %d connection(s) finished, %d killed"):format(open - killed, killed),
         { service = self.name })
   end
   resources[self] = nil
+  running[self] = nil
   self.stopped:set()
 end
 
@@ -443,8 +474,8 @@ function UdpServer:start()
           local ok2, result = xpcall(self.fn, traceback, data, { host = ip, port = tonumber(port) }, self)
           local failure = not ok2 and failure_of(result)
           if failure and not is_killed(failure.error) then
-            log("error", ("%s: handler failed for %s:%s: %s"):format(self.name, ip, port, failure.traceback),
-                { service = self.name })
+            log("error", "handler failed: " .. failure.message,
+                { service = self.name, peer = ("%s:%s"):format(ip, port), traceback = failure.traceback })
           end
         end)
       end

@@ -282,8 +282,8 @@ extension Runtime {
                     mainOutcome = .failure(message: message, traceback: traceback)
                 } else {
                     failuresLogged += 1
-                    logger.error("fiber \(fiber.id) failed: \(message)\n\(traceback)",
-                                 metadata: ["fiber": "\(fiber.id)"])
+                    logger.error("fiber failed: \(message)",
+                                 metadata: ["fiber": "\(fiber.id)", "traceback": "\(traceback)"])
                 }
             }
             lua_pushvalue(L, -1)

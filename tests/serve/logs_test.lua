@@ -57,18 +57,26 @@ local function find(objects, field, pattern)
   end
 end
 
+--- Serves HANDLER with `gsockd run` and `args`, makes a request that logs and one that
+--- raises, drains; returns what it wrote on stderr.
+local function serve_two_requests(args)
+  local dir = proc.tmpdir()
+  local file = proc.write(dir, "h.lua", HANDLER)
+  local argv = { "run", file, "--listen", "127.0.0.1:0" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local p = proc.start(argv, { cwd = dir })
+  local address = p:listening()[1].address
+  assert.equals("ok", proc.request(address, "x"))
+  proc.request(address, "raise")
+  assert.is_truthy(p:wait_stderr("boom%-7d1", 3), p:describe())
+  p:signal("TERM")
+  assert.equals(0, p:wait_exit(5), p:describe())
+  return p:stderr()
+end
+
 describe("log lines", function()
   it("text: millisecond timestamps, level, the fields, then the message; a traceback on its own lines", function()
-    local dir = proc.tmpdir()
-    local file = proc.write(dir, "h.lua", HANDLER)
-    local p = proc.start({ "run", file, "--listen", "127.0.0.1:0" }, { cwd = dir })
-    local address = p:listening()[1].address
-    assert.equals("ok", proc.request(address, "x"))
-    proc.request(address, "raise")
-    assert.is_truthy(p:wait_stderr("boom%-7d1", 3), p:describe())
-    p:signal("TERM")
-    assert.equals(0, p:wait_exit(5), p:describe())
-    local err = p:stderr()
+    local err = serve_two_requests({})
     assert.matches("\n?%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ info service=h fiber=%d+ listening on 127%.0%.0%.1:%d+\n", err)
     assert.matches("%.%d%d%dZ info service=h fiber=%d+ peer=127%.0%.0%.1:%d+ count=3 user=ada handled x\n", err)
     assert.matches("%.%d%d%dZ error service=h fiber=%d+ peer=127%.0%.0%.1:%d+ handler failed: [^\n]*h%.lua:4: boom%-7d1\n"
@@ -79,18 +87,9 @@ describe("log lines", function()
   end)
 
   it("json (--log-format json): one object per line with ts, level, msg, service, fiber, peer, traceback and the fields given", function()
-    local dir = proc.tmpdir()
-    local file = proc.write(dir, "h.lua", HANDLER)
-    local p = proc.start({ "run", file, "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug" },
-                         { cwd = dir })
-    local address = p:listening()[1].address
-    assert.equals("ok", proc.request(address, "x"))
-    proc.request(address, "raise")
-    assert.is_truthy(p:wait_stderr("boom%-7d1", 3), p:describe())
-    p:signal("TERM")
-    assert.equals(0, p:wait_exit(5), p:describe())
-    local objects = json_lines(p:stderr())
-    local handled = assert(find(objects, "msg", "^handled x$"), p:stderr())
+    local err = serve_two_requests({ "--log-format", "json", "--log-level", "debug" })
+    local objects = json_lines(err)
+    local handled = assert(find(objects, "msg", "^handled x$"), err)
     assert.equals("info", handled.level)
     assert.equals("ada", handled.user)
     assert.equals("h", handled.service)
@@ -99,7 +98,7 @@ describe("log lines", function()
     assert.matches("^%d+$", handled.fiber)
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", handled.ts)
     assert.is_truthy(find(objects, "msg", "^debug%-detail%-2b4$"), "--log-level debug shows debug lines")
-    local failed = assert(find(objects, "msg", "^handler failed: .*h%.lua:4: boom%-7d1$"), p:stderr())
+    local failed = assert(find(objects, "msg", "^handler failed: .*h%.lua:4: boom%-7d1$"), err)
     assert.equals("error", failed.level)
     assert.equals("h", failed.service)
     assert.matches("^127%.0%.0%.1:%d+$", failed.peer)

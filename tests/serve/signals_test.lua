@@ -191,6 +191,16 @@ describe("draining after earlier connections came and went (SIGTERM)", function(
     check_drain_after_traffic(p, p:listening()[1].address, 5)
   end)
 
+  it("every request in flight finishes (run, two workers)", function()
+    local dir = proc.tmpdir()
+    local file = proc.write(dir, "nap.lua", NAPPING)
+    local p = proc.start({ "run", file, "--listen", "127.0.0.1:" .. proc.free_port(), "--workers", "2",
+                           "--shutdown-timeout", "5" }, { cwd = dir })
+    local address = p:listening()[1].address
+    for _ = 1, 20 do assert.equals("done:warm", proc.request(address, "warm")) end
+    check_drain_after_traffic(p, address, 6)
+  end)
+
   it("every request in flight finishes (serve, two workers)", function()
     local dir, config = one_service(NAPPING, "shutdown_timeout = 5\nworkers = 2\n")
     local text = proc.slurp(config):gsub("127%.0%.0%.1:0", "127.0.0.1:" .. proc.free_port())

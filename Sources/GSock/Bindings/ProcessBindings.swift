@@ -7,7 +7,10 @@ import CShims
 import Glibc
 
 enum ProcessBindings {
-    static let functions: [(String, LuaBody)] = [("on_signal", onSignal), ("dump", dump), ("getpid", getpid)]
+    static let functions: [(String, LuaBody)] = [
+        ("on_signal", onSignal), ("dump", dump), ("getpid", getpid), ("notify", notify),
+        ("watchdog_interval", watchdogInterval),
+    ]
 
     static let handledSignals: [(Int32, String)] = [(SIGTERM, "TERM"), (SIGINT, "INT"), (SIGHUP, "HUP"), (SIGUSR1, "USR1")]
 
@@ -29,6 +32,22 @@ enum ProcessBindings {
         let L = L!
         Runtime.from(L).writeDump()
         return 0
+    }
+
+    /// `notify(state)`: sends "READY=1" and the like to systemd (NOTIFY_SOCKET); true if sent.
+    private static let notify: LuaBody = { L in
+        let L = L!
+        guard let state = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        lua_pushboolean(L, SystemdNotifier.fromEnvironment.notify(state) ? 1 : 0)
+        return 1
+    }
+
+    /// `watchdog_interval()`: the seconds systemd wants WATCHDOG=1 within, or nil.
+    private static let watchdogInterval: LuaBody = { L in
+        let L = L!
+        guard let s = SystemdNotifier.fromEnvironment.watchdogInterval else { return 0 }
+        lua_pushnumber(L, s)
+        return 1
     }
 
     private static let getpid: LuaBody = { L in

@@ -139,13 +139,28 @@ local function serve_services(services, options, load_services)
   end
   local servers, err = start_all(services, options.announce ~= false)
   if not servers then return "fail", err end
+  -- systemd (NOTIFY_SOCKET): one process speaks for the group, as one announces.
+  local notify = options.announce ~= false and host.notify or function() end
+  local function status() return ("STATUS=serving %d service(s)"):format(#servers) end
+  notify("READY=1\n" .. status())
+  local interval = host.watchdog_interval()
+  local watchdog = interval and gsock.spawn(function()
+    -- From a fiber, so that a loop that stops turning stops the pings too.
+    while true do
+      notify("WATCHDOG=1")
+      gsock.sleep(interval / 2)
+    end
+  end)
   local stop = gsock.event()
   host.on_signal(function(name)
     if name == "HUP" then
+      notify("RELOADING=1\nSTATUS=reloading")
       reload(servers, services, load_services)
+      notify("READY=1\n" .. status())
     else
       log("notice", ("SIG%s: no longer accepting; draining open connections for up to %g s")
         :format(name, options.shutdown_timeout))
+      notify(("STOPPING=1\nSTATUS=draining for up to %g s"):format(options.shutdown_timeout))
       stop:set()
     end
   end)
@@ -153,6 +168,7 @@ local function serve_services(services, options, load_services)
   local stopping = {}
   for i, s in ipairs(servers) do stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout) end
   gsock.joinall(stopping)
+  if watchdog then watchdog:kill() end
 end
 
 --- `gsockd run FILE`: runs the file; if it returns a handler, serves it.

@@ -101,6 +101,32 @@ end
     check_runaway_stopped(run_handler(RUNAWAY, { args = { "--max-run-time", "0.2", "--max-run-time-action", "error" } }))
   end)
 
+  it("a runaway that catches the max_run_time error with pcall and spins on is stopped: 20 other clients are served", function()
+    local p, address = run_handler([[
+return function(sock)
+  local line = sock:receive("*l")
+  if line == "spin" then
+    while true do pcall(function() while true do end end) end
+  end
+  sock:send(tostring(line) .. "\n")
+end
+]], { args = { "--max-run-time", "0.2", "--max-run-time-action", "error" } })
+    local runaway = assert(proc.connect(address, 5))
+    assert(runaway:send("spin\n"))
+    gsock.sleep(0.05)
+    local t0, served = proc.now(), 0
+    for i = 1, 20 do
+      if proc.request(address, "c" .. i, 3) == "c" .. i then served = served + 1 end
+      if proc.now() - t0 > 6 then break end
+    end
+    assert.equals(20, served, ("%d of 20 clients served in %.1f s\n%s"):format(served, proc.now() - t0, p:describe()))
+    assert.is_true(proc.now() - t0 < 4, "the clients waited " .. (proc.now() - t0) .. " s")
+    local data, err = runaway:receive("*l")
+    assert.is_nil(data)
+    assert.are_not.equal("timeout", err, "the runaway's connection was not closed")
+    assert.is_true(p:alive(), p:describe())
+  end)
+
   local BUSY = [[
 local function busy_loop_5e2(seconds)
   local stop = os.clock() + seconds

@@ -178,7 +178,9 @@ final class Socket {
     }
 
     private func closeDescriptor() {
-        Posix.close(detachDescriptor())
+        let old = detachDescriptor()
+        runtime.descriptorClosing(old)
+        Posix.close(old)
     }
 
     private func stopWatchers() {

@@ -198,6 +198,45 @@ end
   end)
 end)
 
+describe("memory_limit and receive buffers", function()
+  local function rss_kib(pid)
+    local f = io.open("/proc/" .. pid .. "/status")
+    if not f then return nil end
+    local kib = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+    f:close()
+    return kib
+  end
+
+  it("a 50 MiB line under memory_limit 32M: receive fails with 'not enough memory', the connection closes, the server serves on", function()
+    local p, address = run_handler([[
+return function(sock)
+  local line, err = sock:receive("*l")
+  if line then sock:send("len " .. #line .. "\n") else io.stderr:write("receive failed: " .. tostring(err) .. "\n") end
+end
+]], { args = { "--memory-limit", "32M" } })
+    assert.equals("len 4", proc.request(address, "warm", 2))
+    local rss0 = rss_kib(p.pid)
+    local c = assert(proc.connect(address, 10))
+    gsock.spawn(function()
+      local chunk = ("x"):rep(1 << 20)
+      for _ = 1, 50 do if not c:send(chunk) then return end end
+      c:send("\n")
+    end)
+    local data, err = c:receive("*l")
+    assert.is_nil(data, "the server received the whole 50 MiB line: " .. tostring(data))
+    assert.are_not.equal("timeout", err, "the connection was not closed")
+    c:close()
+    assert.is_not_nil(p:wait_stderr("receive failed: not enough memory", 3), p:describe())
+    local grown = rss_kib(p.pid) - rss0
+    assert.is_true(grown < 48 * 1024, ("the server's RSS grew by %d MiB"):format(grown // 1024))
+    assert.is_true(p:alive(), p:describe())
+    local c2 = assert(proc.connect(address, 5))
+    assert(c2:send("next\n"))
+    assert.equals("len 4", c2:receive("*l"))
+    c2:close()
+  end)
+end)
+
 describe("max_connections", function()
   local function check_third_waits(address)
     local a = assert(proc.connect(address, 5))

@@ -231,17 +231,30 @@ static pthread_t loop_thread;
 static volatile unsigned long flagged_resume;  // the run the watchdog signalled about
 #define GS_WATCHDOG_SIGNAL (SIGRTMIN + 3)
 
+static unsigned long raised_resume = (unsigned long)-1;  // the run last raised in (loop thread only)
+
 static void runaway_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
     lua_sethook(L, NULL, 0, 0);
     gs_state *st = watched;
     if (!st || st->running != L || st->resumes != flagged_resume) return;  // it yielded since
     double elapsed = gs_coarse_now() - st->running_since;
     if (elapsed < watch_limit) return;
+    if (watch_action == GS_RUNAWAY_ERROR && raised_resume == st->resumes && lua_isyieldable(L)) {
+        // It caught the first error and ran on: stop it for good. Only a count hook may
+        // yield; the scheduler ends a fiber that yields this way (see runaway_stopped).
+        if (ar->event != LUA_HOOKCOUNT) {
+            lua_sethook(L, runaway_hook, LUA_MASKCOUNT, 1);
+            return;
+        }
+        st->runaway_stopped = 1;
+        lua_yield(L, 0);
+        return;
+    }
     char message[128];
     snprintf(message, sizeof message, "ran for %.2f s without yielding (max_run_time is %g s)%s",
              elapsed, watch_limit, watch_action == GS_RUNAWAY_ERROR ? "" : "; it goes on");
     if (watch_action == GS_RUNAWAY_ERROR) {
+        raised_resume = st->resumes;
         luaL_error(L, "fiber %s", message);
         return;
     }
@@ -269,12 +282,18 @@ static void *watchdog(void *arg) {
     pause.tv_sec = (time_t)step;
     pause.tv_nsec = (long)((step - (double)pause.tv_sec) * 1e9);
     unsigned long reported = (unsigned long)-1;
+    double signalled_at = 0;
     for (;;) {
         nanosleep(&pause, NULL);
         gs_state *st = watched;
         unsigned long resumes = st->resumes;
-        if (st->running && resumes != reported && gs_coarse_now() - st->running_since > watch_limit) {
+        double now = gs_coarse_now();
+        if (!st->running || now - st->running_since <= watch_limit) continue;
+        // A report is made once per run. An error is raised again at every max_run_time:
+        // a fiber that catches it with pcall and spins on must not freeze the loop for good.
+        if (resumes != reported || (watch_action == GS_RUNAWAY_ERROR && now - signalled_at >= watch_limit)) {
             reported = resumes;
+            signalled_at = now;
             flagged_resume = resumes;
             pthread_kill(loop_thread, GS_WATCHDOG_SIGNAL);
         }

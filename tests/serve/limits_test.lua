@@ -101,6 +101,32 @@ end
     check_runaway_stopped(run_handler(RUNAWAY, { args = { "--max-run-time", "0.2", "--max-run-time-action", "error" } }))
   end)
 
+  it("a runaway that catches the max_run_time error with pcall and spins on is stopped: 20 other clients are served", function()
+    local p, address = run_handler([[
+return function(sock)
+  local line = sock:receive("*l")
+  if line == "spin" then
+    while true do pcall(function() while true do end end) end
+  end
+  sock:send(tostring(line) .. "\n")
+end
+]], { args = { "--max-run-time", "0.2", "--max-run-time-action", "error" } })
+    local runaway = assert(proc.connect(address, 5))
+    assert(runaway:send("spin\n"))
+    gsock.sleep(0.05)
+    local t0, served = proc.now(), 0
+    for i = 1, 20 do
+      if proc.request(address, "c" .. i, 3) == "c" .. i then served = served + 1 end
+      if proc.now() - t0 > 6 then break end
+    end
+    assert.equals(20, served, ("%d of 20 clients served in %.1f s\n%s"):format(served, proc.now() - t0, p:describe()))
+    assert.is_true(proc.now() - t0 < 4, "the clients waited " .. (proc.now() - t0) .. " s")
+    local data, err = runaway:receive("*l")
+    assert.is_nil(data)
+    assert.are_not.equal("timeout", err, "the runaway's connection was not closed")
+    assert.is_true(p:alive(), p:describe())
+  end)
+
   local BUSY = [[
 local function busy_loop_5e2(seconds)
   local stop = os.clock() + seconds
@@ -169,6 +195,45 @@ end
 
   it("a handler that builds a huge table fails alone; the others are served (gsockd run --memory-limit)", function()
     check_hog(run_handler(HOG, { args = { "--memory-limit", "64M" } }))
+  end)
+end)
+
+describe("memory_limit and receive buffers", function()
+  local function rss_kib(pid)
+    local f = io.open("/proc/" .. pid .. "/status")
+    if not f then return nil end
+    local kib = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+    f:close()
+    return kib
+  end
+
+  it("a 50 MiB line under memory_limit 32M: receive fails with 'not enough memory', the connection closes, the server serves on", function()
+    local p, address = run_handler([[
+return function(sock)
+  local line, err = sock:receive("*l")
+  if line then sock:send("len " .. #line .. "\n") else io.stderr:write("receive failed: " .. tostring(err) .. "\n") end
+end
+]], { args = { "--memory-limit", "32M" } })
+    assert.equals("len 4", proc.request(address, "warm", 2))
+    local rss0 = rss_kib(p.pid)
+    local c = assert(proc.connect(address, 10))
+    gsock.spawn(function()
+      local chunk = ("x"):rep(1 << 20)
+      for _ = 1, 50 do if not c:send(chunk) then return end end
+      c:send("\n")
+    end)
+    local data, err = c:receive("*l")
+    assert.is_nil(data, "the server received the whole 50 MiB line: " .. tostring(data))
+    assert.are_not.equal("timeout", err, "the connection was not closed")
+    c:close()
+    assert.is_not_nil(p:wait_stderr("receive failed: not enough memory", 3), p:describe())
+    local grown = rss_kib(p.pid) - rss0
+    assert.is_true(grown < 48 * 1024, ("the server's RSS grew by %d MiB"):format(grown // 1024))
+    assert.is_true(p:alive(), p:describe())
+    local c2 = assert(proc.connect(address, 5))
+    assert(c2:send("next\n"))
+    assert.equals("len 4", c2:receive("*l"))
+    c2:close()
   end)
 end)
 

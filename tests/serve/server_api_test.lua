@@ -44,3 +44,31 @@ describe("gsock.server: the handler table and options are checked", function()
   end)
 end)
 
+describe("gsock.udp_server:stop()", function()
+  local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/serve/"
+  local script = dofile(here .. "../core/support/script.lua")
+
+  -- In a child process: a receive loop that spun on the closed socket froze its whole loop.
+  it("ends the receive loop: no spin on the closed socket, the process goes on idle", function()
+    local r = script.run([[
+local gsock = require "gsock"
+local socket = require "socket"
+local server = gsock.udp_server("127.0.0.1:0", function(data, peer, srv) srv:sendto(data, peer.host, peer.port) end):start()
+local c = socket.udp()
+c:settimeout(2)
+c:sendto("ping", "127.0.0.1", server.port)
+print("echo " .. tostring(c:receive()))
+server:stop()
+local cpu = os.clock()
+gsock.sleep(0.5)
+print(("cpu %.2f"):format(os.clock() - cpu))
+print("receiver dead " .. tostring(server.receiver:dead()))
+]], { limit = 6 })
+    assert.equals(0, r.status, r.output)
+    assert.matches("echo ping", r.stdout)
+    assert.matches("receiver dead true", r.stdout)
+    local cpu = tonumber(r.stdout:match("cpu ([%d.]+)"))
+    assert.is_true(cpu < 0.2, "used " .. tostring(cpu) .. " s of CPU in 0.5 s after stop")
+    assert.falsy(r.stderr:find("without yielding", 1, true), r.stderr)
+  end)
+end)

@@ -38,6 +38,9 @@ typedef struct gs_state {
     lua_State *volatile running;        ///< the fiber thread being resumed, or NULL
     volatile unsigned long resumes;     ///< count of resumes, to tell one run from the next
     volatile double running_since;      ///< monotonic seconds when `running` was resumed
+    /// Set by the watchdog's hook when it yielded out of a fiber that ran on after its
+    /// error (GS_RUNAWAY_ERROR): the scheduler then ends that fiber. Loop thread only.
+    int runaway_stopped;
 } gs_state;
 
 /// A new Lua state whose allocator enforces st->limit (outside Swift frames) and counts bytes.
@@ -88,6 +91,8 @@ typedef void (*gs_runaway_report)(lua_State *L, const char *traceback);
 /// `limit` seconds without yielding, the loop thread gets a signal whose handler sets a
 /// one-shot hook on that fiber; the hook raises an error in it (GS_RUNAWAY_ERROR) or
 /// passes its traceback to `report` (GS_RUNAWAY_LOG). Until then it costs nothing.
+/// An error is raised again at every further `limit` of the same run; a fiber that
+/// caught it and still runs is then stopped (the hook yields, the scheduler ends it).
 int gs_watchdog_start(gs_state *st, double limit, int action, gs_runaway_report report);
 
 /// accept4 with non-blocking, close-on-exec descriptors (Swift does not see accept4).
@@ -129,6 +134,8 @@ static inline void gs_setextraspace(lua_State *L, void *p) { *(void **)lua_getex
 static inline int gs_getmetatable(lua_State *L, const char *name) { return lua_getfield(L, LUA_REGISTRYINDEX, name); }
 static inline void gs_pushcfunction(lua_State *L, lua_CFunction f) { lua_pushcfunction(L, f); }
 enum { GS_EV_READ = EV_READ, GS_EV_WRITE = EV_WRITE, GS_EV_ERROR = EV_ERROR, GS_EV_MINPRI = EV_MINPRI };
+/// Not from libev: the revents of a descriptor wait woken because the runtime closed the descriptor.
+enum { GS_EV_CLOSED = EV_CUSTOM };
 static inline int gs_upvalueindex(int i) { return lua_upvalueindex(i); }
 static inline int gs_registryindex(void) { return LUA_REGISTRYINDEX; }
 static inline int gs_isnoneornil(lua_State *L, int i) { return lua_type(L, i) <= 0; }

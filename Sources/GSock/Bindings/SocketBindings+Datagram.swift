@@ -166,7 +166,9 @@ enum DatagramBindings {
         switch Runtime.from(L).takeWake(L) {
         case .raise(let status): return status
         case .woken(let wake):
-            if s.isClosed { return SocketBindings.fail(L, "refused") }
+            // Closed by another fiber while this one waited: SPEC §4 says "closed" (a later call
+            // on the closed socket says "refused", as LuaSocket's datagram sockets do).
+            if s.isClosed { return SocketBindings.fail(L, "closed") }
             if case .timedOut = wake { return SocketBindings.fail(L, "timeout") }
             return receiveStep(L, s, from: from)
         }

@@ -413,7 +413,12 @@ enum StreamBindings {
 
     private static func succeed(_ L: LuaState, _ s: Socket) -> Int32 {
         s.receiveAccumulator.withUnsafeBufferPointer { pushBytes(L, $0) }
-        if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
+        if s.receiveAccumulator.capacity > 1 << 20 {
+            s.receiveAccumulator = []   // a big result's memory is not kept for the next one
+            _ = s.countReceiveMemory()
+        } else if !s.receiveAccumulator.isEmpty {
+            s.receiveAccumulator.removeAll(keepingCapacity: true)
+        }
         return received(L)
     }
 
@@ -423,6 +428,13 @@ enum StreamBindings {
         lua_pushnil(L)
         lua_pushnil(L)
         return 3
+    }
+
+    /// memory_limit reached by what a receive holds: `nil, "not enough memory"`, and the
+    /// connection is closed.
+    private static func failOutOfMemory(_ L: LuaState, _ s: Socket) -> Int32 {
+        s.dropReceiveMemory()
+        return fail(L, "not enough memory")
     }
 
     /// Reads once into the buffer; nil when bytes came, else the status to return (or
@@ -508,6 +520,7 @@ enum StreamBindings {
             }
             switch fill(s) {
             case .data:
+                if !s.countReceiveMemory() { return failOutOfMemory(L, s) }
                 continue
             case .closed:
                 // `*a` succeeds at the close if it read anything (LuaSocket's recvall).
@@ -653,6 +666,7 @@ enum StreamBindings {
             }
             switch fill(s) {
             case .data:
+                if !s.countReceiveMemory() { return failOutOfMemory(L, s) }
                 continue
             case .closed:
                 return failTakingBuffer(L, "closed", s)

@@ -73,6 +73,10 @@ enum WaitBindings {
         switch Runtime.from(L).takeWake(L, raiseTimeout: true) {
         case .raise(let status):
             return status
+        case .woken(.ready(let revents)) where revents & Int32(GS_EV_CLOSED) != 0:
+            // A socket of this runtime closed the descriptor.
+            ErrorValues.pushCancelled(L)
+            return LuaStatus.raise
         case .woken(.ready(let revents)) where revents & Int32(GS_EV_ERROR) != 0:
             // libev could not watch the descriptor: it is not open.
             ErrorValues.pushErrno(L, EBADF)
@@ -102,7 +106,7 @@ enum WaitBindings {
             ErrorValues.pushErrno(L, EBADF)
             return LuaStatus.raise
         }
-        let watcher = IOWatcher(runtime: Runtime.from(L), fd: Int32(fd), events: events)
+        let watcher = IOWatcher(runtime: Runtime.from(L), fd: Int32(fd), events: events, standalone: true)
         LuaObjects.push(L, watcher, kind: .watcher)
         return 1
     }

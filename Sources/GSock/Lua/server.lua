@@ -465,11 +465,23 @@ function UdpServer:start()
   self.host, self.port = ip, tonumber(port)
   self.address = address_text({ host = self.host, port = self.port })
   self.receiver = gsock.spawn(function()
-    while true do
+    local backoff, logged_at = 0, -math.huge
+    while not self.closing do
       local data, ip, port = s:receivefrom()
       if not data then
-        if ip == "closed" then break end
+        -- A closed socket answers at once ("closed" when it closed under the wait, LuaSocket's
+        -- "refused" after): end. Anything else is a datagram error on an open socket (an
+        -- ICMP's "connection refused"): retry, backing off while it persists, as accept does.
+        if ip == "closed" or self.closing or s:getfd() < 0 then break end
+        backoff = backoff == 0 and 0.01 or math.min(backoff * 2, 1)
+        if gsock.now() - logged_at >= 1 then
+          logged_at = gsock.now()
+          log("error", ("%s: receive on %s failed: %s; retrying in %g s"):format(self.name, self.address, ip, backoff),
+              { service = self.name })
+        end
+        gsock.sleep(backoff)
       else
+        backoff = 0
         gsock.spawn(function()
           local ok2, result = xpcall(self.fn, traceback, data, { host = ip, port = tonumber(port) }, self)
           local failure = not ok2 and failure_of(result)
@@ -493,6 +505,7 @@ function UdpServer:serve_forever()
 end
 
 function UdpServer:stop()
+  self.closing = true
   if self.sock then self.sock:close() end
   if self.receiver and gsock.current() then self.receiver:join(1) end
   resources[self] = nil

@@ -55,6 +55,8 @@ final class Fiber {
     /// The name lookup of socket.dns in progress.
     var resolveJob: ResolveJob?
     @exclusivity(unchecked) var hasStarted = false
+    /// The descriptors of its current wait listed in `runtime.descriptorWaiters`.
+    var waitedDescriptors: [Int32] = []
     /// Set when the fiber was killed: its death is not logged as an error.
     var killed = false
 

@@ -18,9 +18,12 @@ final class IOWatcher {
     }
     var isWaitedOn: Bool { waiterRef != nil }
     private(set) var closed = false
+    /// Made by gsock.io for a descriptor the program names, not by a socket for its own.
+    let standalone: Bool
 
-    init(runtime: Runtime, fd: Int32, events: Int32) {
+    init(runtime: Runtime, fd: Int32, events: Int32, standalone: Bool = false) {
         self.runtime = runtime
+        self.standalone = standalone
         self.fd = fd
         self.events = events
         io = .allocate(capacity: 1)

@@ -84,8 +84,15 @@ extension Runtime {
                 gs_pop(co, nres)  // the park sentinel
                 return
             }
-            // coroutine.yield() called by the fiber's own function, not inside a coroutine.
             gs_pop(co, nres)
+            if state.pointee.runaway_stopped != 0 {
+                // The watchdog's hook yielded out of a fiber that caught its error and ran on.
+                state.pointee.runaway_stopped = 0
+                lua_pushstring(co, "fiber stopped: it caught the max_run_time error and ran on without yielding")
+                finish(fiber, ok: false, nres: 1)
+                return
+            }
+            // coroutine.yield() called by the fiber's own function, not inside a coroutine.
             lua_pushstring(co, "attempt to yield from outside a coroutine (use gsock.sleep(0) to let other fibers run)")
             finish(fiber, ok: false, nres: 1)
         case LUA_OK:
@@ -115,8 +122,10 @@ extension Runtime {
         case .io(let watcher):
             watcher.waiter = fiber
             ev_io_start(loop, watcher.io)
+            if watcher.standalone { noteDescriptorWait(fiber, [watcher.fd]) }
         case .rawIO:
             ev_io_start(loop, fiber.rawIO!)
+            noteDescriptorWait(fiber, [fiber.rawIO!.pointee.fd])
         case .list(let list):
             list.append(fiber)
         case .yield:
@@ -126,6 +135,7 @@ extension Runtime {
             resolver.submit(job)
         case .select(let wait):
             wait.start(fiber)
+            noteDescriptorWait(fiber, wait.descriptors)
         case .timer, .none:
             break
         }
@@ -136,8 +146,36 @@ extension Runtime {
         return LuaStatus.yield
     }
 
+    private func noteDescriptorWait(_ fiber: Fiber, _ fds: [Int32]) {
+        fiber.waitedDescriptors = fds
+        for fd in fds { descriptorWaiters[fd, default: []].append(fiber) }
+    }
+
+    private func forgetDescriptorWait(_ fiber: Fiber) {
+        for fd in fiber.waitedDescriptors {
+            guard var fibers = descriptorWaiters[fd] else { continue }
+            fibers.removeAll { $0 === fiber }
+            descriptorWaiters[fd] = fibers.isEmpty ? nil : fibers
+        }
+        fiber.waitedDescriptors = []
+    }
+
+    /// The runtime is about to close `fd`: fibers waiting on it as a bare descriptor are
+    /// woken as by cancel_wait (their watchers stop before the number can be reused).
+    func descriptorClosing(_ fd: Int32) {
+        guard !descriptorWaiters.isEmpty, let fibers = descriptorWaiters[fd] else { return }
+        for fiber in fibers {
+            var watcher: IOWatcher?
+            if case .io(let w) = fiber.site { watcher = w }
+            wake(fiber, .ready(Int32(GS_EV_CLOSED)), direct: false)
+            // A watcher kept for later waits must register its number again: it may be reused.
+            watcher?.rebind(fd: watcher!.fd)
+        }
+    }
+
     /// Detaches a parked fiber from what it waits on.
     func detach(_ fiber: Fiber) {
+        if !fiber.waitedDescriptors.isEmpty { forgetDescriptorWait(fiber) }
         var site = Fiber.Site.none
         swap(&site, &fiber.site)  // moved out, not copied: no retain and release of its payload
         switch site {

@@ -72,6 +72,10 @@ public final class Runtime {
     var failuresLogged = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// Fibers parked on bare descriptors (wait_read, gsock.wait, select), by descriptor, so
+    /// that a socket's close wakes them (`descriptorClosing`) instead of leaving a watcher
+    /// on a number the next socket may get.
+    var descriptorWaiters: [Int32: [Fiber]] = [:]
     /// Receive-buffer chunks that sockets gave back, for the next to take.
     @exclusivity(unchecked) var spareChunks = SpareChunks()
     /// Idle client connections by "host:port" (setkeepalive).
@@ -95,7 +99,7 @@ public final class Runtime {
         logger = options.logger
         state = .allocate(capacity: 1)
         state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil,
-                                      running: nil, resumes: 0, running_since: 0))
+                                      running: nil, resumes: 0, running_since: 0, runaway_stopped: 0))
         guard let L = gs_newstate(state) else {
             state.deallocate()
             throw RuntimeError.setup("cannot create a Lua state")

@@ -6,9 +6,11 @@ final class SelectWait {
     private let runtime: Runtime
     private var watchers: [UnsafeMutablePointer<ev_io>] = []
     private unowned(unsafe) var fiber: Fiber?
+    let descriptors: [Int32]
 
     init(runtime: Runtime, read: [Int32], write: [Int32]) {
         self.runtime = runtime
+        descriptors = read + write
         let me = Unmanaged.passUnretained(self).toOpaque()
         for (fds, events) in [(read, Int32(GS_EV_READ)), (write, Int32(GS_EV_WRITE))] {
             for fd in fds {

@@ -140,7 +140,42 @@ final class Socket {
     deinit {
         close()
         buffer.release(to: &runtime.spareChunks)
+        uncountReceiveMemory()
         runtime.openSockets -= 1
+    }
+
+    // MARK: - Receive memory and memory_limit
+
+    /// Bytes of the receive buffer and accumulator counted in the Lua state's memory use,
+    /// so that memory_limit bounds what a peer can make a receive hold.
+    private var countedReceiveBytes = 0
+
+    /// Counts the receive memory held now; false when that would go past memory_limit
+    /// (nothing is counted then).
+    func countReceiveMemory() -> Bool {
+        let st = runtime.state
+        guard st.pointee.limit != 0 || countedReceiveBytes != 0 else { return true }
+        let held = buffer.capacity + receiveAccumulator.capacity
+        let delta = held - countedReceiveBytes
+        if delta > 0 && st.pointee.limit != 0 && st.pointee.used + delta > st.pointee.limit { return false }
+        st.pointee.used += delta
+        countedReceiveBytes = held
+        return true
+    }
+
+    private func uncountReceiveMemory() {
+        guard countedReceiveBytes != 0 else { return }
+        runtime.state.pointee.used -= countedReceiveBytes
+        countedReceiveBytes = 0
+    }
+
+    /// A receive went past memory_limit: its memory is freed and the connection closed
+    /// (the peer's data can no longer be read in order).
+    func dropReceiveMemory() {
+        receiveAccumulator = []
+        buffer.release(to: &runtime.spareChunks)
+        uncountReceiveMemory()
+        close()
     }
 
     var isClosed: Bool { fd < 0 }
@@ -174,11 +209,14 @@ final class Socket {
         stopWatchers()
         fd = -1
         buffer.release(to: &runtime.spareChunks)
+        _ = countReceiveMemory()
         return old
     }
 
     private func closeDescriptor() {
-        Posix.close(detachDescriptor())
+        let old = detachDescriptor()
+        runtime.descriptorClosing(old)
+        Posix.close(old)
     }
 
     private func stopWatchers() {

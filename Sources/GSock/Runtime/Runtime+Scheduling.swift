@@ -88,11 +88,14 @@ extension Runtime {
             if state.pointee.runaway_stopped != 0 {
                 // The watchdog's hook yielded out of a fiber that caught its error and ran on.
                 state.pointee.runaway_stopped = 0
+                // A hook's yield leaves the thread's frame with no free slot.
+                lua_checkstack(co, 2)
                 lua_pushstring(co, "fiber stopped: it caught the max_run_time error and ran on without yielding")
                 finish(fiber, ok: false, nres: 1)
                 return
             }
             // coroutine.yield() called by the fiber's own function, not inside a coroutine.
+            lua_checkstack(co, 2)
             lua_pushstring(co, "attempt to yield from outside a coroutine (use gsock.sleep(0) to let other fibers run)")
             finish(fiber, ok: false, nres: 1)
         case LUA_OK:

@@ -9,8 +9,31 @@ import Glibc
 enum ProcessBindings {
     static let functions: [(String, LuaBody)] = [
         ("on_signal", onSignal), ("dump", dump), ("getpid", getpid), ("notify", notify),
-        ("watchdog_interval", watchdogInterval),
+        ("watchdog_interval", watchdogInterval), ("file_identity", fileIdentity),
     ]
+
+    /// `file_identity(path)` → kind ("socket", "file", "directory", "other"), "dev:ino";
+    /// or nil and the reason. lstat: a link is not followed.
+    static let fileIdentity: LuaBody = { L in
+        let L = L!
+        guard let path = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            lua_pushnil(L)
+            lua_pushstring(L, String(cString: strerror(errno)))
+            return 2
+        }
+        let kind: String
+        switch st.st_mode & S_IFMT {
+        case S_IFSOCK: kind = "socket"
+        case S_IFREG: kind = "file"
+        case S_IFDIR: kind = "directory"
+        default: kind = "other"
+        }
+        lua_pushstring(L, kind)
+        lua_pushstring(L, "\(st.st_dev):\(st.st_ino)")
+        return 2
+    }
 
     static let handledSignals: [(Int32, String)] = [(SIGTERM, "TERM"), (SIGINT, "INT"), (SIGHUP, "HUP"), (SIGUSR1, "USR1")]
 

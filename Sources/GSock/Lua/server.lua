@@ -81,23 +81,47 @@ local function address_text(a)
   return ("%s:%d"):format(a.host, a.port)
 end
 
---- A listening socket on `a`, or nil and "ADDRESS: reason".
+--- Why a unix socket cannot be bound at `path` when bind said `err`, in words that
+--- name what is there; nil when it is a socket file nobody listens on (a dead server's).
+local function unix_path_problem(path, err)
+  local kind = host.file_identity(path)
+  if err == "address already in use" then
+    if kind == "file" then return "a regular file is there, not a socket (gsockd does not delete it)" end
+    if kind == "directory" then return "a directory is there, not a socket" end
+    if kind ~= "socket" then return err end
+    local probe = unix.stream()
+    local live = probe:connect(path)
+    probe:close()
+    if live then return "address already in use (another process listens on it)" end
+    return nil
+  end
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" and not host.file_identity(dir) then
+    return ("the directory %s does not exist"):format(dir)
+  end
+  return err
+end
+
+--- A listening socket on `a`, or nil and "ADDRESS: reason". For a unix path, also the
+--- identity of the socket file made, so that stop removes it only if it is still ours.
 local function listen_on(a, backlog, reuseport)
   if a.path then
     local s = unix.stream()
     local ok, err = s:bind(a.path)
-    if not ok and err == "address already in use" then
-      -- A socket file nobody listens on is left over from a dead server: replace it.
-      local probe = unix.stream()
-      if not probe:connect(a.path) then
+    if not ok then
+      local problem = unix_path_problem(a.path, err)
+      if problem == nil then
+        -- A socket file nobody listens on is left over from a dead server: replace it.
         os.remove(a.path)
         ok, err = s:bind(a.path)
+      else
+        err = problem
       end
-      probe:close()
     end
     if ok then ok, err = s:listen(backlog) end
     if not ok then s:close() return nil, ("%s: %s"):format(address_text(a), err) end
-    return s
+    local _, identity = host.file_identity(a.path)
+    return s, nil, identity
   end
   local candidates, err = socket.dns.getaddrinfo(a.host)
   if not candidates then return nil, ("%s: %s"):format(address_text(a), err) end
@@ -285,7 +309,7 @@ function gsock.server(listen, handler, opts)
     addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
     max_connections = max or math.maxinteger, backlog = options.backlog or 511,
     idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
-    reuseport = options.reuseport, listeners = {}, handlers = {}, count = 0, accepted = 0,
+    reuseport = options.reuseport, listeners = {}, socket_files = {}, handlers = {}, count = 0, accepted = 0,
     slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
@@ -361,17 +385,31 @@ local function accept_loop(self, listener, a)
   end
 end
 
+--- Removes the unix socket files this server made, each only if the file at its path is
+--- still that socket (another server may have replaced it since; never a user's file).
+function Server:remove_socket_files()
+  for path, identity in pairs(self.socket_files) do
+    if type(path) == "string" then
+      local kind, now = host.file_identity(path)
+      if kind == "socket" and now == identity then os.remove(path) end
+    end
+  end
+  self.socket_files = {}
+end
+
 --- Binds every address and starts accepting; raises "ADDRESS: reason" on failure.
 function Server:start()
   if self.started then return self end
   for i, a in ipairs(self.addresses) do
-    local listener, err = listen_on(a, self.backlog, self.reuseport)
+    local listener, err, identity = listen_on(a, self.backlog, self.reuseport)
     if not listener then
       for _, l in ipairs(self.listeners) do l:close() end
+      self:remove_socket_files()
       self.listeners = {}
       error(err, 2)
     end
     self.listeners[i] = listener
+    self.socket_files[a.path or i] = identity
   end
   self.bound = {}
   for i, a in ipairs(self.addresses) do
@@ -415,9 +453,7 @@ function Server:stop(timeout)
   end
   self.closing = true
   for _, l in ipairs(self.listeners) do l:close() end
-  for _, a in ipairs(self.addresses) do
-    if a.path and self.started then os.remove(a.path) end
-  end
+  self:remove_socket_files()
   self.slot:set()
   if self.acceptors and gsock.current() then gsock.joinall(self.acceptors, 1) end
   local open = self.count

@@ -626,7 +626,8 @@ enum StreamBindings {
 
     private static func receiveUntilStep(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern = Array((luaString(L, 2) ?? "").utf8)
-        let size: Int? = luaIsNoneOrNil(L, 3) ? nil : max(1, Int(lua_tointegerx(L, 3, nil)))
+        // Clamped so that size + pattern.count cannot overflow: no buffer gets near Int.max / 4.
+        let size: Int? = luaIsNoneOrNil(L, 3) ? nil : min(max(1, Int(lua_tointegerx(L, 3, nil))), Int.max / 4)
         var probed = false
         while true {
             // Everything unread stays in the buffer until a result is taken from it.

@@ -94,6 +94,16 @@ describe("arguments: conversions that trapped", function()
       show(f.get, f)
     ]], "too many results")
   end)
+
+  it("a fiber returning or given thousands of values keeps the heap whole", function()
+    expect([[
+      local f = gsock.spawn(function() return table.unpack({}, 1, 5000) end)
+      local g = gsock.spawn(function(...) return select("#", ...) end, table.unpack({}, 1, 500))
+      show(function() return select("#", f:get()) end)
+      show(g.get, g)
+      collectgarbage()
+    ]], "RESULT true 5000", "RESULT true 500")
+  end)
 end)
 
 describe("arguments: descriptors libev must not see", function()

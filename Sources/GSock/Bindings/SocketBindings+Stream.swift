@@ -719,8 +719,8 @@ enum StreamBindings {
         var i = luaIsNoneOrNil(L, 3) ? 1 : Int(lua_tointegerx(L, 3, nil))
         var j = luaIsNoneOrNil(L, 4) ? -1 : Int(lua_tointegerx(L, 4, nil))
         if i < 0 { i = max(length + i + 1, 1) } else if i == 0 { i = 1 }
-        if j < 0 { j = length + j + 1 } else if j > length { j = length }
-        return (i, j)
+        if j < 0 { j = max(length + j + 1, 0) } else if j > length { j = length }
+        return (min(i, length + 1), j)  // both in 0...length + 1: j - i + 1 cannot overflow
     }
 
     /// Sends `data` (argument 2, `length` bytes) from where the send is.

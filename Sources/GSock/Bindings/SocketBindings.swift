@@ -240,6 +240,9 @@ enum SocketBindings {
         case .value(let s):
             switch luaIntegerArg(L, 2, in: -1...Int(Int32.max)) {
             case .error(let status): return status
+            // The socket would close it: closing the loop's epoll fd aborts the process.
+            case .value(let fd) where fd >= 0 && WaitableDescriptor.isRuntimeOwned(Int32(fd)):
+                return luaArgError(L, 2, "descriptor owned by the runtime")
             case .value(let fd):
                 s.adopt(fd: Int32(fd), family: s.family)
                 return 0

@@ -18,7 +18,7 @@ enum WaitableDescriptor {
         return isRuntimeOwned(Int32(fd)) ? EBADF : nil
     }
 
-    private static func isRuntimeOwned(_ fd: Int32) -> Bool {
+    static func isRuntimeOwned(_ fd: Int32) -> Bool {
         var buf = [CChar](repeating: 0, count: 64)
         let n = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
         guard n > 0 else { return false }

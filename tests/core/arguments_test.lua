@@ -131,6 +131,28 @@ describe("arguments: descriptors libev must not see", function()
   end)
 end)
 
+describe("arguments: descriptors epoll refuses", function()
+  it("a regular file (epoll_ctl: EPERM) is reported ready, and nothing aborts", function()
+    expect([[
+      local path = os.tmpname()
+      local f = io.open(path, "w")
+      local pid = io.open("/proc/self/stat"):read("n")
+      local fd
+      for n = 0, 64 do
+        local p = io.popen("readlink /proc/" .. pid .. "/fd/" .. n .. " 2>/dev/null")
+        if p:read("a"):gsub("\n", "") == path then fd = n end
+        p:close()
+      end
+      print("FD", fd)
+      show(gsock.wait_read, fd, 1)
+      show(gsock.wait_write, fd, 1)
+      show(gsock.wait, gsock.io(fd, "rw"), 1)
+      f:close()
+      os.remove(path)
+    ]], "RESULT true\nRESULT true\nRESULT true")
+  end)
+end)
+
 describe("arguments: metamethods called on the wrong values", function()
   it("a socket's __gc, __close and __tostring on foreign values touch nothing", function()
     expect([[

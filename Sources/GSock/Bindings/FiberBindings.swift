@@ -175,8 +175,11 @@ enum FiberBindings {
             guard lua_getiuservalue(L, 1, 1) == LUA_TTABLE else { return 1 }
             let t = lua_gettop(L)
             luaRawGetField(L, t, "n")
-            let n = Int32(lua_tointegerx(L, -1, nil))
+            // Lua code can replace the results table (debug.setuservalue): n is not trusted.
+            let count = lua_tointegerx(L, -1, nil)
             gs_pop(L, 1)
+            guard count >= 0, count < 1_000_000 else { return luaRaise(L, "too many results") }
+            let n = Int32(count)
             guard lua_checkstack(L, n + 2) != 0 else { return luaRaise(L, "too many results") }
             if n > 0 { for i in 1...n { lua_rawgeti(L, t, lua_Integer(i)) } }
             lua_rotate(L, t, -1)

@@ -76,13 +76,21 @@ enum LuaObjects {
 
     /// Whether the userdata at `index` is an object block whose object `__gc` released.
     static func isReleased(_ L: LuaState, _ index: Int32) -> Bool {
-        guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index) else { return false }
+        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
+              let block = lua_touserdata(L, index),
+              LuaObjectKind(rawValue: block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self)) != nil
+        else { return false }
         return block.load(as: UnsafeMutableRawPointer?.self) == nil
     }
 
     /// Takes the object out of a block (for `__gc`), so that it is released exactly once.
-    static func take(_ L: LuaState, _ index: Int32) -> Unmanaged<AnyObject>? {
-        guard lua_rawlen(L, index) == blockSize, let block = lua_touserdata(L, index),
+    /// Lua code can call a `__gc` on any value (`getmetatable(s).__gc(io.stdout)`): only a
+    /// block with one of our tags (and `kind`'s, when given) holds a pointer to release.
+    static func take(_ L: LuaState, _ index: Int32, kind: LuaObjectKind? = nil) -> Unmanaged<AnyObject>? {
+        guard lua_type(L, index) == LUA_TUSERDATA, lua_rawlen(L, index) == blockSize,
+              let block = lua_touserdata(L, index),
+              let tag = LuaObjectKind(rawValue: block.load(fromByteOffset: MemoryLayout<UInt>.size, as: UInt.self)),
+              kind == nil || tag == kind,
               let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         return Unmanaged<AnyObject>.fromOpaque(p)

@@ -152,7 +152,7 @@ extension Fiber {
         }
         var timeout = ""
         if let timer, gs_is_active(timer) != 0 {
-            let ms = Int((ev_timer_remaining(runtime.loop, timer) * 1000).rounded())
+            let ms = Int(clamping: Int64(exactly: min((ev_timer_remaining(runtime.loop, timer) * 1000).rounded(), 1e15)) ?? 0)
             timeout = ", timeout in \(ms) ms"
         }
         switch site {

@@ -112,7 +112,9 @@ enum DatagramBindings {
         if luaIsNoneOrNil(L, 2) { return .value(8192) }
         switch luaOptNumber(L, 2) {
         case .error(let status): return .error(status)
-        case .value(let v): return .value(min(max(Int(v ?? 8192), 0), maxDatagram))
+        case .value(let v?) where v.isNaN: return .error(luaArgError(L, 2, "number has no integer representation"))
+        // Clamped as a double: Int(_:) of inf or of 1e308 traps.
+        case .value(let v): return .value(Int(min(max(v ?? 8192, 0), Double(maxDatagram))))
         }
     }
 

@@ -146,9 +146,13 @@ enum NameBindings {
         guard lua_type(L, 1) == LUA_TTABLE else { return luaTypeError(L, 1, "table") }
         guard lua_type(L, 2) == LUA_TTABLE else { return luaTypeError(L, 2, "table") }
         let timeout: Double?
-        switch luaOptNumber(L, 3) {
+        switch luaTimeoutArg(L, 3, negative: .meansForever) {
         case .error(let status): return status
-        case .value(let t): timeout = t.flatMap { $0 < 0 ? nil : $0 }
+        case .value(let t): timeout = t
+        }
+        for fd in descriptors(L, 1) + descriptors(L, 2) where WaitableDescriptor.refusal(Int(fd)) != nil {
+            lua_pushnil(L); lua_pushnil(L); lua_pushstring(L, "invalid descriptor \(fd)")
+            return 3
         }
         if let status = pollOnce(L) { return status }
         if timeout == 0 { return timedOut(L) }
@@ -181,7 +185,8 @@ enum NameBindings {
         var fds: [Int32] = []
         var i: lua_Integer = 1
         while lua_rawgeti(L, index, i) == LUA_TNUMBER {
-            fds.append(Int32(truncatingIfNeeded: lua_tointegerx(L, -1, nil)))
+            // Out of range stays out of range (-1), where truncating would pick some other descriptor.
+            fds.append(Int32(exactly: lua_tointegerx(L, -1, nil)) ?? -1)
             gs_pop(L, 1)
             i += 1
         }

@@ -647,7 +647,8 @@ enum StreamBindings {
 
     private static func receiveUntilStep(_ L: LuaState, _ s: Socket) -> Int32 {
         let pattern = Array((luaString(L, 2) ?? "").utf8)
-        let size: Int? = luaIsNoneOrNil(L, 3) ? nil : max(1, Int(lua_tointegerx(L, 3, nil)))
+        // Clamped so that size + pattern.count cannot overflow: no buffer gets near Int.max / 4.
+        let size: Int? = luaIsNoneOrNil(L, 3) ? nil : min(max(1, Int(lua_tointegerx(L, 3, nil))), Int.max / 4)
         var probed = false
         while true {
             // Everything unread stays in the buffer until a result is taken from it.
@@ -740,8 +741,8 @@ enum StreamBindings {
         var i = luaIsNoneOrNil(L, 3) ? 1 : Int(lua_tointegerx(L, 3, nil))
         var j = luaIsNoneOrNil(L, 4) ? -1 : Int(lua_tointegerx(L, 4, nil))
         if i < 0 { i = max(length + i + 1, 1) } else if i == 0 { i = 1 }
-        if j < 0 { j = length + j + 1 } else if j > length { j = length }
-        return (i, j)
+        if j < 0 { j = max(length + j + 1, 0) } else if j > length { j = length }
+        return (min(i, length + 1), j)  // both in 0...length + 1: j - i + 1 cannot overflow
     }
 
     /// Sends `data` (argument 2, `length` bytes) from where the send is.

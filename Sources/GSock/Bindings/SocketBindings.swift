@@ -192,7 +192,7 @@ enum SocketBindings {
 
     private static let collect: LuaBody = { L in
         let L = L!
-        guard let object = LuaObjects.take(L, 1) else { return 0 }
+        guard let object = LuaObjects.take(L, 1, kind: .socket) else { return 0 }
         if let socket = object.takeRetainedValue() as? Socket {
             socket.close()
             if socket.runtime.tracksResources { track(L, 1, open: false) }
@@ -239,8 +239,11 @@ enum SocketBindings {
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            switch luaIntegerArg(L, 2) {
+            switch luaIntegerArg(L, 2, in: -1...Int(Int32.max)) {
             case .error(let status): return status
+            // The socket would close it: closing the loop's epoll fd aborts the process.
+            case .value(let fd) where fd >= 0 && WaitableDescriptor.isRuntimeOwned(Int32(fd)):
+                return luaArgError(L, 2, "descriptor owned by the runtime")
             case .value(let fd):
                 s.adopt(fd: Int32(fd), family: s.family)
                 return 0
@@ -264,12 +267,11 @@ enum SocketBindings {
         case .error(let status): return status
         case .value(let s):
             var value: Double?
-            switch luaOptNumber(L, 2) {
+            switch luaTimeoutArg(L, 2, negative: .meansForever) {
             case .error(let status): return status
             case .value(let v): value = v
             }
-            let given = value ?? -1
-            if let v = value, v < 0 { value = nil }
+            let given = luaIsNoneOrNil(L, 2) ? -1 : lua_tonumberx(L, 2, nil)
             switch luaString(L, 3) ?? "b" {
             case "b":
                 s.blockTimeout = value
@@ -303,9 +305,9 @@ enum SocketBindings {
         case .value(let s):
             var values: [Double?] = []
             for i in Int32(2)...4 {
-                switch luaOptNumber(L, i) {
+                switch luaTimeoutArg(L, i, negative: .meansForever) {
                 case .error(let status): return status
-                case .value(let v): values.append(v.flatMap { $0 < 0 ? nil : $0 })
+                case .value(let v): values.append(v)
                 }
             }
             s.operationTimeouts = (values[0], values[1], values[2])
@@ -330,16 +332,22 @@ enum SocketBindings {
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            var n: [Double] = []
-            for i in Int32(2)...4 {
-                switch luaOptNumber(L, i) {
+            var counts: [Int] = []
+            for i in Int32(2)...3 {
+                switch luaClampedIntegerArg(L, i, 0...Int.max) {
                 case .error(let status): return status
-                case .value(let v): n.append(v ?? 0)
+                case .value(let v): counts.append(v ?? 0)
                 }
             }
-            s.received = Int(n[0])
-            s.sent = Int(n[1])
-            if !luaIsNoneOrNil(L, 4) { s.birthday = ev_time() - n[2] }
+            let age: Double?
+            switch luaOptNumber(L, 4) {
+            case .error(let status): return status
+            case .value(let v): age = v
+            }
+            if let age, !age.isFinite { return luaArgError(L, 4, "age must be a finite number") }
+            s.received = counts[0]
+            s.sent = counts[1]
+            if let age { s.birthday = ev_time() - age }
             return ok(L)
         }
     }

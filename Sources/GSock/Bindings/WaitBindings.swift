@@ -50,9 +50,8 @@ enum WaitBindings {
         case .error(let status): return status
         case .value(let f): fiber = f
         }
-        // libev aborts the process when epoll_ctl reports a closed descriptor.
-        guard fd >= 0, fd <= Int(Int32.max), fcntl(Int32(fd), F_GETFD) != -1 else {
-            ErrorValues.pushErrno(L, EBADF)
+        if let error = WaitableDescriptor.refusal(fd) {
+            ErrorValues.pushErrno(L, error)
             return LuaStatus.raise
         }
         _ = fiber.rawIOWatcher(fd: Int32(fd), events: events)
@@ -102,8 +101,8 @@ enum WaitBindings {
         case "rw", "wr": events = Int32(GS_EV_READ) | Int32(GS_EV_WRITE)
         default: return luaArgError(L, 2, "mode must be \"r\", \"w\" or \"rw\"")
         }
-        guard fd >= 0, fd <= Int(Int32.max), fcntl(Int32(fd), F_GETFD) != -1 else {
-            ErrorValues.pushErrno(L, EBADF)
+        if let error = WaitableDescriptor.refusal(fd) {
+            ErrorValues.pushErrno(L, error)
             return LuaStatus.raise
         }
         let watcher = IOWatcher(runtime: Runtime.from(L), fd: Int32(fd), events: events, standalone: true)

@@ -79,13 +79,29 @@ func luaOptNumber(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
     return .value(v)
 }
 
-/// A timeout argument as SPEC §3 defines it: nil forever, a number >= 0, anything else an argument error.
-func luaTimeoutArg(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
+/// How a timeout reader treats a negative number (and -inf).
+enum NegativeTimeout {
+    /// SPEC §3 (wait_*, sleep, join, ...): an argument error.
+    case isError
+    /// LuaSocket (settimeout, settimeouts, select): block for ever.
+    case meansForever
+}
+
+/// The one reader of timeout arguments, so that every timeout follows the same rule: nil or
+/// +inf wait for ever, NaN is an argument error (a NaN timer never fires and a NaN deadline
+/// never passes), a negative number is as `negative` says. Huge finite values are kept: libev
+/// takes doubles, and ev_now() + 1e308 is still finite.
+func luaTimeoutArg(_ L: LuaState, _ i: Int32, negative: NegativeTimeout = .isError) -> ArgResult<Double?> {
     switch luaOptNumber(L, i) {
     case .error(let status): return .error(status)
-    case .value(let t):
-        if let t, !(t >= 0) { return .error(luaArgError(L, i, "timeout must be a non-negative number or nil")) }
-        return .value(t)
+    case .value(nil): return .value(nil)
+    case .value(let t?):
+        if t.isNaN { return .error(luaArgError(L, i, "timeout is NaN")) }
+        if t < 0 {
+            if negative == .meansForever { return .value(nil) }
+            return .error(luaArgError(L, i, "timeout must be a non-negative number or nil"))
+        }
+        return .value(t.isInfinite ? nil : t)
     }
 }
 
@@ -97,6 +113,28 @@ func luaIntegerArg(_ L: LuaState, _ i: Int32) -> ArgResult<Int> {
         return .error(luaTypeError(L, i, "number"))
     }
     return .value(Int(v))
+}
+
+/// An integer argument that must lie in `range` (a descriptor, a size): lauxlib's words when it
+/// is not an integer, "value out of range" when it is one that does not fit. Every Lua number
+/// that becomes an Int32 or feeds arithmetic goes through here or clamps, never a trapping Int32(_:).
+func luaIntegerArg(_ L: LuaState, _ i: Int32, in range: ClosedRange<Int>) -> ArgResult<Int> {
+    switch luaIntegerArg(L, i) {
+    case .error(let status): return .error(status)
+    case .value(let v):
+        guard range.contains(v) else { return .error(luaArgError(L, i, "value out of range")) }
+        return .value(v)
+    }
+}
+
+/// An optional integer argument clamped into `range` (nil when absent): for sizes where any
+/// larger value means "no limit" (a float that is not an integer is still an argument error).
+func luaClampedIntegerArg(_ L: LuaState, _ i: Int32, _ range: ClosedRange<Int>) -> ArgResult<Int?> {
+    if luaIsNoneOrNil(L, i) { return .value(nil) }
+    switch luaIntegerArg(L, i) {
+    case .error(let status): return .error(status)
+    case .value(let v): return .value(min(max(v, range.lowerBound), range.upperBound))
+    }
 }
 
 // MARK: - Registry references

@@ -201,7 +201,7 @@ function socket.select(recvt, sendt, timeout)
   collect(sendt, wfds, wmap, nil)
   if #dirty > 0 then timeout = 0 end
   local readable, writable = {}, {}
-  local rready, wready = c.select_fds(rfds, wfds, timeout)
+  local rready, wready, failure = c.select_fds(rfds, wfds, timeout)
   local marked = {}
   for _, s in ipairs(dirty) do readable[#readable + 1] = s marked[s] = true end
   if rready then
@@ -211,7 +211,7 @@ function socket.select(recvt, sendt, timeout)
     end
     for _, fd in ipairs(wready) do writable[#writable + 1] = wmap[fd] end
   elseif #dirty == 0 then
-    return associate(readable), associate(writable), "timeout"
+    return associate(readable), associate(writable), failure or "timeout"
   end
   return associate(readable), associate(writable)
 end

@@ -102,7 +102,7 @@ extension Runtime {
         guard lua_getiuservalue(L, -1, 1) == LUA_TTABLE else { return MainResults(count: 0, values: []) }
         let results = lua_gettop(L)
         luaRawGetField(L, results, "n")
-        let n = Int(lua_tointegerx(L, -1, nil))
+        let n = min(max(Int(lua_tointegerx(L, -1, nil)), 0), 1_000_000)
         var values: [LuaValue] = []
         var firstIsNil = true
         for i in 0..<n {

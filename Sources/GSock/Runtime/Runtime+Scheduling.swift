@@ -50,6 +50,9 @@ extension Runtime {
         nextFiberId += 1
         gs_setextraspace(co, fiber.opaque)
         lua_rotate(from, -count - 1, 1)     // thread below the function and arguments
+        // A new thread has room for LUA_MINSTACK values; spawn(fn, ...) may pass more. It
+        // cannot fail: `from` holds as many.
+        _ = lua_checkstack(co, count)
         lua_xmove(from, co, count)
         fiber.startArgs = count - 1
         pushNewHandle(from, fiber)          // [thread, handle]
@@ -307,8 +310,12 @@ extension Runtime {
         if ok {
             if nres > 0 {
                 lua_createtable(L, nres, 1)
-                lua_xmove(co, L, nres)
-                for i in stride(from: nres, through: 1, by: -1) { lua_rawseti(L, handle + 1, lua_Integer(i)) }
+                // One at a time: moving all nres results at once overran L's stack (a
+                // fiber returning 100 values corrupted the heap).
+                for i in stride(from: nres, through: 1, by: -1) {
+                    lua_xmove(co, L, 1)
+                    lua_rawseti(L, handle + 1, lua_Integer(i))
+                }
                 lua_pushinteger(L, lua_Integer(nres))
                 luaRawSetField(L, handle + 1, "n")
             } else {

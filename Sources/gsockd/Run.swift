@@ -45,9 +45,6 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        if workers > 1, listen.contains(where: { $0.hasSuffix(":0") }) {
-            throw ValidationError("port 0 needs --workers 1: each worker would get a port of its own")
-        }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
         guard maxRunTime > 0 else { throw ValidationError("--max-run-time must be positive") }
         if let memoryLimit, byteCount(memoryLimit) == nil {
@@ -59,6 +56,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        if Supervisor.isWorker { Supervisor.becomeWorker() }
         logging.bootstrap()
         if workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: workers, arguments: CommandLine.arguments,
@@ -81,7 +79,6 @@ struct Run: ParsableCommand {
         serveOptions.listen = listen.isEmpty ? nil : listen
         serveOptions.shutdownTimeout = shutdownTimeout
         if let index = getenv(Supervisor.workerVariable).map({ String(cString: $0) }) {
-            serveOptions.reusePort = true
             serveOptions.announce = index == "1"
         }
         do {

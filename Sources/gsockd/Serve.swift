@@ -22,6 +22,7 @@ struct Serve: ParsableCommand {
     @OptionGroup var logging: LogOptions
 
     func run() throws {
+        if Supervisor.isWorker { Supervisor.becomeWorker() }
         let settings: ServerConfig
         do {
             settings = try ConfigLoader.load(path: config)
@@ -49,7 +50,6 @@ struct Serve: ParsableCommand {
         }
         var serveOptions = ServeOptions()
         if let index = getenv(Supervisor.workerVariable).map({ String(cString: $0) }) {
-            serveOptions.reusePort = true
             serveOptions.announce = index == "1"
         }
         let path = config

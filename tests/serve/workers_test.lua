@@ -2,6 +2,7 @@
 -- are children of the gsockd process; a worker that dies is restarted, and the others
 -- keep serving meanwhile.
 local gsock = require "gsock"
+local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/serve/"
 local proc = dofile(here .. "support/proc.lua")
 
@@ -224,3 +225,173 @@ describe("workers (" .. mode .. ")", function()
   end)
 end)
 end
+
+-- One socket per listener, shared by every worker (SPEC §6: bind once, share). A worker
+-- blocked in a handler (os.execute: the whole process waits) leaves the next connection
+-- to another worker; with a socket per worker (SO_REUSEPORT) it would wait in the
+-- blocked worker's own queue and die with it.
+local BLOCKING_HANDLER = [[
+local function mypid()
+  local f = assert(io.open("/proc/self/stat", "r"))
+  local s = f:read("a")
+  f:close()
+  return s:match("^(%d+)")
+end
+return function(sock)
+  local line = sock:receive("*l")
+  if line == "block" then os.execute("sleep 0.6") end
+  if line == "stall" then
+    io.stderr:write("STALLED " .. mypid() .. "\n")
+    io.stderr:flush()
+    os.execute("sleep 4")
+  end
+  if line then sock:send(mypid() .. "\n") end
+end
+]]
+
+--- Starts BLOCKING_HANDLER on `listen` with `gsockd run --workers 2`; waits until both serve.
+local function start_blocking(listen, extra)
+  local dir = proc.tmpdir()
+  local handler = proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+  local argv = { "run", handler, "--listen", listen, "--workers", "2", "--shutdown-timeout", "2" }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  local p = proc.start(argv, { cwd = dir })
+  local address = p:listening()[1].address
+  p:wait_stderr("all 2 workers serve", 5)   -- (not asserted: the same tests show builds without the line failing)
+  return p, address, dir
+end
+
+--- Two requests that block their worker, the second made while the first blocks: they
+--- are answered by two different workers. Returns the two pids.
+local function both_workers_answer(p, address)
+  local replies = {}
+  local first = proc.spawn(function() replies[1] = { proc.request(address, "block", 3) } end)
+  gsock.sleep(0.25)
+  replies[2] = { proc.request(address, "block", 3) }
+  gsock.joinall({ first }, 4)
+  for i = 1, 2 do
+    assert.is_not_nil(tonumber(replies[i][1]), ("request %d: %s\n%s"):format(i, tostring(replies[i][2]), p:describe()))
+  end
+  assert.are_not.equal(replies[1][1], replies[2][1], "one worker answered both: the other did not accept\n" .. p:describe())
+  return tonumber(replies[1][1]), tonumber(replies[2][1])
+end
+
+describe("workers share one socket per listener", function()
+  it("a unix: listener with two workers: both accept on it (it failed with 'address already in use')", function()
+    local dir = proc.tmpdir()
+    local path = proc.unix_path(dir, "w")
+    local p, address = start_blocking("unix:" .. path)
+    assert.equals("unix:" .. path, address)
+    both_workers_answer(p, address)
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+    assert.is_nil(io.open(path, "r"), "the socket file outlived gsockd")
+  end)
+
+  it("a unix: listener in a config with workers = 2 (the README's sample shape)", function()
+    local dir = proc.tmpdir()
+    local path = proc.unix_path(dir, "c")
+    proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    local config = proc.write(dir, "gsockd.toml", ([[
+workers = 2
+shutdown_timeout = 2
+[services.echo]
+listen = "unix:%s"
+handler = "handler.lua"
+]]):format(path))
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    p:listening()
+    p:wait_stderr("all 2 workers serve", 5)
+    both_workers_answer(p, "unix:" .. path)
+  end)
+
+  it("port 0 with two workers: one port, both workers accept on it", function()
+    local p, address = start_blocking("127.0.0.1:0")
+    assert.is_not_nil(address:match(":(%d+)$"))
+    assert.are_not.equal("0", address:match(":(%d+)$"))
+    both_workers_answer(p, address)
+  end)
+
+  it("IPv6 with two workers", function()
+    local probe = socket.tcp6()
+    local v6 = probe:bind("::1", 0)
+    probe:close()
+    if not v6 then pending("no IPv6 loopback here") return end
+    local p, address = start_blocking("[::1]:" .. proc.free_port())
+    both_workers_answer(p, address)
+  end)
+
+  it("kill -9 of a stalled worker loses none of the connections that were waiting: another worker took them",
+     function()
+    local p, address = start_blocking("127.0.0.1:" .. proc.free_port())
+    local stall = proc.spawn(function() return proc.request(address, "stall", 6) end)
+    local at = p:wait_stderr("STALLED (%d+)", 3)
+    assert.is_not_nil(at, p:describe())
+    local stalled = math.tointeger(tonumber(p:stderr():match("STALLED (%d+)")))
+    local results, clients = {}, {}
+    for i = 1, 12 do
+      clients[i] = proc.spawn(function() results[i] = { proc.request(address, "pid", 3) } end)
+    end
+    gsock.sleep(0.5)
+    os.execute("kill -9 " .. stalled)
+    gsock.joinall(clients, 5)
+    gsock.joinall({ stall }, 5)
+    local failed = {}
+    for i = 1, 12 do
+      local r = results[i] or {}
+      if not tonumber(r[1]) then failed[#failed + 1] = ("%d: %s"):format(i, tostring(r[2])) end
+      if tonumber(r[1]) == stalled then failed[#failed + 1] = i .. ": answered by the stalled worker" end
+    end
+    assert.equals(0, #failed, table.concat(failed, "; ") .. "\n" .. p:describe())
+    assert.is_not_nil(p:wait_stderr("worker %d %(pid " .. stalled .. "%) was killed by signal 9; restarting it", 3),
+      p:describe())
+    assert.is_true(p:alive(), p:describe())
+  end)
+
+  it("SIGKILL of the supervisor: the workers stop too instead of serving orphaned", function()
+    local p, address = start_blocking("127.0.0.1:" .. proc.free_port())
+    local kids = wait_children(p, 2)
+    assert.is_not_nil(tonumber(proc.request(address, "pid")))
+    os.execute("kill -9 " .. p.pid)
+    local deadline = proc.now() + 5
+    local alive
+    repeat
+      alive = {}
+      for _, k in ipairs(kids) do if proc.running(k) then alive[#alive + 1] = k end end
+      if #alive > 0 then gsock.sleep(0.05) end
+    until #alive == 0 or proc.now() > deadline
+    assert.equals(0, #alive, "workers outlived their killed supervisor: " .. table.concat(alive, " "))
+    assert.is_nil(proc.request(address, "pid", 1), "the port is still served")
+  end)
+
+  it("a worker whose restart fails (a broken handler left by a failed reload) is retried; the other serves", function()
+    local dir = proc.tmpdir()
+    local handler = proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    local config = proc.write(dir, "gsockd.toml", ([[
+workers = 2
+shutdown_timeout = 2
+[services.pids]
+listen = "127.0.0.1:%d"
+handler = "handler.lua"
+]]):format(proc.free_port()))
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local address = p:listening()[1].address
+    p:wait_stderr("all 2 workers serve", 5)
+    proc.write(dir, "handler.lua", "return function(sock) sock:send('x')\n")   -- does not compile
+    p:signal("HUP")
+    assert.is_not_nil(p:wait_stderr("reload failed", 3), p:describe())
+    local kids = wait_children(p, 2)
+    os.execute("kill -9 " .. kids[1])
+    assert.is_not_nil(p:wait_stderr("exited with status 2; restarting it in", 4), p:describe())
+    for i = 1, 10 do
+      assert.is_not_nil(tonumber(proc.request(address, "pid", 2)), "request " .. i .. "\n" .. p:describe())
+    end
+    assert.is_true(p:alive(), "one failed restart stopped every worker\n" .. p:describe())
+    proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    local from = #p:stderr()
+    assert.is_not_nil(p:wait_stderr("worker %d started", 8, from), p:describe())
+    wait_children(p, 2, 8)
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+  end)
+end)

@@ -13,6 +13,7 @@
 #include <lua5.4/lualib.h>
 #include <ev.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 
 /// What a Swift body returns: a count of results (>= 0), or one of these.
@@ -97,6 +98,14 @@ int gs_watchdog_start(gs_state *st, double limit, int action, gs_runaway_report 
 
 /// accept4 with non-blocking, close-on-exec descriptors (Swift does not see accept4).
 int gs_accept(int fd);
+
+// Between a supervisor and its workers (SOCK_SEQPACKET): one message, with a descriptor
+// passed along (SCM_RIGHTS) when fd >= 0. gs_recv_message returns the message's length
+// (-1 and errno on failure, 0 at EOF); *fd is the descriptor received (close on exec), or -1.
+ssize_t gs_send_message(int sock, const void *buf, size_t len, int fd);
+ssize_t gs_recv_message(int sock, void *buf, size_t cap, int *fd);
+/// prctl(PR_SET_PDEATHSIG, signum): the signal this process gets when its parent dies.
+int gs_set_parent_death_signal(int signum);
 
 // libev macros.
 typedef void (*gs_io_cb)(struct ev_loop *, ev_io *, int);

@@ -58,8 +58,9 @@ extension Runtime {
         try loadEmbedded(PackageResources.server_lua, name: "@server.lua")
         lua_pushvalue(L, gsock)
         lua_pushvalue(L, socketModule)
-        lua_createtable(L, 0, 3)
-        luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)])
+        lua_createtable(L, 0, 6)
+        luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)]
+                            + ProcessBindings.listenerSharing)
         pushOpenResources(L)
         luaRawSetField(L, -2, "resources")
         guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }

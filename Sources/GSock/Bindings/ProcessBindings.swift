@@ -10,6 +10,7 @@ enum ProcessBindings {
     static let functions: [(String, LuaBody)] = [
         ("on_signal", onSignal), ("dump", dump), ("getpid", getpid), ("notify", notify),
         ("watchdog_interval", watchdogInterval), ("file_identity", fileIdentity),
+        ("worker_ready", workerReady),
     ]
 
     /// `file_identity(path)` → kind ("socket", "file", "directory", "other"), "dev:ino";
@@ -17,22 +18,54 @@ enum ProcessBindings {
     static let fileIdentity: LuaBody = { L in
         let L = L!
         guard let path = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
-        var st = stat()
-        guard lstat(path, &st) == 0 else {
+        switch FileIdentity.of(path) {
+        case .failure(let e):
             lua_pushnil(L)
-            lua_pushstring(L, String(cString: strerror(errno)))
-            return 2
+            lua_pushstring(L, e.message)
+        case .success(let identity):
+            lua_pushstring(L, identity.kind.rawValue)
+            lua_pushstring(L, identity.id)
         }
-        let kind: String
-        switch st.st_mode & S_IFMT {
-        case S_IFSOCK: kind = "socket"
-        case S_IFREG: kind = "file"
-        case S_IFDIR: kind = "directory"
-        default: kind = "other"
-        }
-        lua_pushstring(L, kind)
-        lua_pushstring(L, "\(st.st_dev):\(st.st_ino)")
         return 2
+    }
+
+    /// What a server needs from the supervisor of a worker (WorkerChannel): each does
+    /// nothing and returns nil in a process that is no worker.
+    static let listenerSharing: [(String, LuaBody)] = [
+        ("shared_listener", sharedListener), ("share_listener", shareListener),
+        ("adopt_listener", SocketBindings.adoptListener),
+    ]
+
+    /// `shared_listener(address)` → the descriptor of the supervisor's listener on
+    /// `address` (a new one, this process's to close), or nil when it has none.
+    private static let sharedListener: LuaBody = { L in
+        let L = L!
+        guard let address = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        guard let answer = WorkerChannel.request("get \(address)"), answer.fd >= 0 else { return 0 }
+        lua_pushinteger(L, lua_Integer(answer.fd))
+        return 1
+    }
+
+    /// `share_listener(address, fd [, identity])`: hands the supervisor a listener this
+    /// worker bound (and, for a unix socket, its file's identity: the supervisor removes
+    /// the file at the end); true when the supervisor keeps it.
+    private static let shareListener: LuaBody = { L in
+        let L = L!
+        guard let address = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+        switch luaIntegerArg(L, 2, in: 0...Int(Int32.max)) {
+        case .error(let status): return status
+        case .value(let fd):
+            let identity = luaString(L, 3) ?? ""
+            let answer = WorkerChannel.request("put \(address)\t\(identity)", passing: Int32(fd))
+            lua_pushboolean(L, answer?.reply == "ok" ? 1 : 0)
+            return 1
+        }
+    }
+
+    /// `worker_ready()`: tells the supervisor this worker serves (after a start or a reload).
+    private static let workerReady: LuaBody = { L in
+        _ = WorkerChannel.request("ready")
+        return 0
     }
 
     static let handledSignals: [(Int32, String)] = [(SIGTERM, "TERM"), (SIGINT, "INT"), (SIGHUP, "HUP"), (SIGUSR1, "USR1")]

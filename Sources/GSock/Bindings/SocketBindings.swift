@@ -188,6 +188,39 @@ enum SocketBindings {
         return 1
     }
 
+    /// `adopt_listener(fd)`: a listening stream socket made by another process (a
+    /// supervisor, systemd) as a tcp{server} or unixstream{server}; nil and the reason
+    /// when `fd` is no listening stream socket. The descriptor becomes the object's.
+    static let adoptListener: LuaBody = { L in
+        let L = L!
+        switch luaIntegerArg(L, 1, in: 0...Int(Int32.max)) {
+        case .error(let status): return status
+        case .value(let n):
+            let fd = Int32(n)
+            if WaitableDescriptor.isRuntimeOwned(fd) { return luaArgError(L, 1, "descriptor owned by the runtime") }
+            let (typeResult, type) = Posix.getsockopt(fd, SOL_SOCKET, SO_TYPE, Int32(0))
+            let (listenResult, listening) = Posix.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, Int32(0))
+            let (domainResult, family) = Posix.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, Int32(0))
+            guard case .ok = typeResult, case .ok = listenResult, case .ok = domainResult else {
+                return fail(L, "descriptor \(fd) is not a socket")
+            }
+            guard type == Int32(SOCK_STREAM.rawValue), listening != 0, [AF_INET, AF_INET6, AF_UNIX].contains(family) else {
+                return fail(L, "descriptor \(fd) is not a listening stream socket")
+            }
+            let flags = fcntl(fd, F_GETFL)
+            guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
+                return fail(L, message(for: errno))
+            }
+            let socket = Socket(runtime: Runtime.from(L), fd: fd, family: family,
+                                socketClass: family == AF_UNIX ? .unixServer : .tcpServer)
+            if family == AF_INET6 {
+                socket.v6only = Posix.getsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(0)).1 != 0
+            }
+            push(L, socket)
+            return 1
+        }
+    }
+
     // MARK: - Common methods
 
     private static let collect: LuaBody = { L in

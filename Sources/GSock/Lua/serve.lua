@@ -139,10 +139,11 @@ local function serve_services(services, options, load_services)
   end
   local servers, err = start_all(services, options.announce ~= false)
   if not servers then return "fail", err end
-  -- systemd (NOTIFY_SOCKET): one process speaks for the group, as one announces.
+  -- systemd (NOTIFY_SOCKET): with workers, the supervisor speaks for the group.
   local notify = options.announce ~= false and host.notify or function() end
   local function status() return ("STATUS=serving %d service(s)"):format(#servers) end
   notify("READY=1\n" .. status())
+  host.worker_ready()
   local interval = host.watchdog_interval()
   local watchdog = interval and gsock.spawn(function()
     -- From a fiber, so that a loop that stops turning stops the pings too.
@@ -157,6 +158,7 @@ local function serve_services(services, options, load_services)
       notify("RELOADING=1\nSTATUS=reloading")
       reload(servers, services, load_services)
       notify("READY=1\n" .. status())
+      host.worker_ready()
     else
       log("notice", ("SIG%s: no longer accepting; draining open connections for up to %g s")
         :format(name, options.shutdown_timeout))

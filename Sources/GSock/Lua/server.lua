@@ -138,6 +138,23 @@ local function listen_on(a, backlog, reuseport)
   return nil, ("%s: %s"):format(address_text(a), err or "no address")
 end
 
+--- listen_on, for a worker of several: the listener the supervisor holds for `a`, else
+--- one bound here and handed to the supervisor, which keeps it for every worker (and
+--- removes its socket file at the end: then no identity is returned, this process does
+--- not remove it). In a process that is no worker, listen_on's.
+local function shared_listen_on(a, backlog, reuseport)
+  local key = address_text(a)
+  local fd = host.shared_listener(key)
+  if fd then
+    local s, err = host.adopt_listener(fd)
+    if not s then return nil, ("%s: %s"):format(key, err) end
+    return s
+  end
+  local s, err, identity = listen_on(a, backlog, reuseport)
+  if s and host.share_listener(key, s:getfd(), identity) then identity = nil end
+  return s, err, identity
+end
+
 --- xpcall's message handler: the error and its traceback from where it was raised down
 --- to the handler's own first frame. gsockd's frames (this function, above the error;
 --- the xpcall that ran the handler and the accept machinery, below it) are left out:
@@ -401,7 +418,7 @@ end
 function Server:start()
   if self.started then return self end
   for i, a in ipairs(self.addresses) do
-    local listener, err, identity = listen_on(a, self.backlog, self.reuseport)
+    local listener, err, identity = shared_listen_on(a, self.backlog, self.reuseport)
     if not listener then
       for _, l in ipairs(self.listeners) do l:close() end
       self:remove_socket_files()

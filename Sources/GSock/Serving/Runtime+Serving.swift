@@ -19,7 +19,8 @@ public struct ServeOptions {
     public var listen: [String]?
     /// Seconds to drain open connections after SIGTERM/SIGINT.
     public var shutdownTimeout: Double = 10
-    /// Set SO_REUSEPORT on the listeners (worker processes sharing a port).
+    /// Set SO_REUSEPORT on the listeners (for processes other than gsockd's own workers,
+    /// which share one socket per address).
     public var reusePort = false
     /// Print `listening on ADDRESS (NAME)` for each listener (one worker of several does).
     public var announce = true

@@ -128,3 +128,37 @@ end
     assert.equals(0, p:wait_exit(5), p:describe())
   end)
 end)
+
+describe("NOTIFY_SOCKET with workers", function()
+  it("the supervisor speaks for the group: one READY=1 once both workers serve, RELOADING=1/READY=1, STOPPING=1", function()
+    local s, path = notify_socket()
+    local dir = proc.tmpdir()
+    local file = proc.write(dir, "echo.lua", proc.ECHO)
+    local p = proc.start({ "run", file, "--listen", "127.0.0.1:0", "--workers", "2" },
+                         { cwd = dir, env = { NOTIFY_SOCKET = path, WATCHDOG_USEC = "400000" } })
+    local seen, ok = until_message(s, "READY=1", 5)
+    assert.is_true(ok, "no READY=1: " .. table.concat(seen, " | ") .. "\n" .. p:describe())
+    assert.matches("STATUS=serving with 2 workers", seen[#seen])
+    -- the supervisor sent it, after both workers said they serve
+    assert.is_not_nil(p:stderr():find("all 2 workers serve", 1, true), p:describe())
+    local address = p:listening()[1].address
+    assert.equals("hi", proc.request(address, "hi"))
+    seen = until_message(s, "no such message", 1, {})
+    local readies, pings = 0, 0
+    for _, d in ipairs(seen) do
+      if d:find("READY=1", 1, true) then readies = readies + 1 end
+      if d:find("WATCHDOG=1", 1, true) then pings = pings + 1 end
+    end
+    assert.equals(0, readies, "READY=1 again without a reload: " .. table.concat(seen, " | "))
+    assert.is_true(pings >= 3, ("%d WATCHDOG=1 pings in 1 s: %s"):format(pings, table.concat(seen, " | ")))
+    p:signal("HUP")
+    seen, ok = until_message(s, "RELOADING=1", 3, {})
+    assert.is_true(ok, table.concat(seen, " | "))
+    seen, ok = until_message(s, "READY=1", 3, {})
+    assert.is_true(ok, "no READY=1 after the workers reloaded: " .. table.concat(seen, " | "))
+    p:signal("TERM")
+    seen, ok = until_message(s, "STOPPING=1", 3, {})
+    assert.is_true(ok, table.concat(seen, " | "))
+    assert.equals(0, p:wait_exit(5), p:describe())
+  end)
+end)

@@ -1,4 +1,4 @@
--- Workers (SPEC §6): `workers = N` processes share the listeners (SO_REUSEPORT); they
+-- Workers (SPEC §6): `workers = N` processes share one socket per listener; they
 -- are children of the gsockd process; a worker that dies is restarted, and the others
 -- keep serving meanwhile.
 local gsock = require "gsock"
@@ -8,7 +8,8 @@ local proc = dofile(here .. "support/proc.lua")
 
 after_each(proc.cleanup)
 
--- Answers each connection with the pid of the process that served it.
+-- Answers each connection with the pid of the process that served it. "block" and
+-- "stall" first block the whole process (os.execute), for 0.6 s and for 4 s.
 local PID_HANDLER = [[
 local function mypid()
   local f = assert(io.open("/proc/self/stat", "r"))
@@ -18,6 +19,12 @@ local function mypid()
 end
 return function(sock)
   local line = sock:receive("*l")
+  if line == "block" then os.execute("sleep 0.6") end
+  if line == "stall" then
+    io.stderr:write("STALLED " .. mypid() .. "\n")
+    io.stderr:flush()
+    os.execute("sleep 4")
+  end
   if line then sock:send(mypid() .. "\n") end
 end
 ]]
@@ -72,8 +79,6 @@ local function pids_seen(address, want, limit)
   return seen
 end
 
--- Workers bind their own sockets with SO_REUSEPORT, so port 0 (a port per worker) is
--- refused with workers > 1: these tests use a port that was free a moment ago.
 local function config_with_workers(n, extra, source)
   local dir = proc.tmpdir()
   local handler = proc.write(dir, "handler.lua", source or PID_HANDLER)
@@ -230,29 +235,11 @@ end
 -- blocked in a handler (os.execute: the whole process waits) leaves the next connection
 -- to another worker; with a socket per worker (SO_REUSEPORT) it would wait in the
 -- blocked worker's own queue and die with it.
-local BLOCKING_HANDLER = [[
-local function mypid()
-  local f = assert(io.open("/proc/self/stat", "r"))
-  local s = f:read("a")
-  f:close()
-  return s:match("^(%d+)")
-end
-return function(sock)
-  local line = sock:receive("*l")
-  if line == "block" then os.execute("sleep 0.6") end
-  if line == "stall" then
-    io.stderr:write("STALLED " .. mypid() .. "\n")
-    io.stderr:flush()
-    os.execute("sleep 4")
-  end
-  if line then sock:send(mypid() .. "\n") end
-end
-]]
 
---- Starts BLOCKING_HANDLER on `listen` with `gsockd run --workers 2`; waits until both serve.
+--- Starts PID_HANDLER on `listen` with `gsockd run --workers 2`; waits until both serve.
 local function start_blocking(listen, extra)
   local dir = proc.tmpdir()
-  local handler = proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+  local handler = proc.write(dir, "handler.lua", PID_HANDLER)
   local argv = { "run", handler, "--listen", listen, "--workers", "2", "--shutdown-timeout", "2" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   local p = proc.start(argv, { cwd = dir })
@@ -291,7 +278,7 @@ describe("workers share one socket per listener", function()
   it("a unix: listener in a config with workers = 2 (the README's sample shape)", function()
     local dir = proc.tmpdir()
     local path = proc.unix_path(dir, "c")
-    proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    proc.write(dir, "handler.lua", PID_HANDLER)
     local config = proc.write(dir, "gsockd.toml", ([[
 workers = 2
 shutdown_timeout = 2
@@ -366,7 +353,7 @@ handler = "handler.lua"
 
   it("a worker whose restart fails (a broken handler left by a failed reload) is retried; the other serves", function()
     local dir = proc.tmpdir()
-    local handler = proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    local handler = proc.write(dir, "handler.lua", PID_HANDLER)
     local config = proc.write(dir, "gsockd.toml", ([[
 workers = 2
 shutdown_timeout = 2
@@ -387,7 +374,7 @@ handler = "handler.lua"
       assert.is_not_nil(tonumber(proc.request(address, "pid", 2)), "request " .. i .. "\n" .. p:describe())
     end
     assert.is_true(p:alive(), "one failed restart stopped every worker\n" .. p:describe())
-    proc.write(dir, "handler.lua", BLOCKING_HANDLER)
+    proc.write(dir, "handler.lua", PID_HANDLER)
     local from = #p:stderr()
     assert.is_not_nil(p:wait_stderr("worker %d started", 8, from), p:describe())
     wait_children(p, 2, 8)

@@ -269,6 +269,21 @@ final class ConfigTests: XCTestCase {
         ])
     }
 
+    func testUnixPathLongerThanSunPathIsABadAddress() {
+        let fits = "/tmp/" + String(repeating: "p", count: 102)
+        let all = problems("""
+            [services.echo]
+            listen = ["unix:\(fits)", "unix:\(fits)q", "unix:/tmp//\(String(repeating: "r", count: 102))"]
+            handler = "handlers/echo.lua"
+            """)
+        XCTAssertEqual(all.map(\.description), [
+            "\(configPath):2: services.echo.listen[2]: bad address 'unix:\(fits)q' "
+                + "(a unix socket path is at most 107 bytes, this one is 108)",
+            "\(configPath):2: services.echo.listen[3]: bad address 'unix:/tmp//\(String(repeating: "r", count: 102))' "
+                + "(a unix socket path is at most 107 bytes, this one is 108)",
+        ], "107 bytes fit sun_path with its NUL; the path is bound as written, '//' included")
+    }
+
     func testMissingHandlerAndMissingListen() {
         let all = problems("""
             [services.a]
@@ -372,6 +387,47 @@ final class ConfigTests: XCTestCase {
         XCTAssertNotNil(all.first?.column)
         XCTAssertTrue(all.first?.description.hasPrefix("\(configPath):4:") ?? false, all.first?.description ?? "")
         XCTAssertTrue(all.first?.message.hasPrefix("TOML syntax error: ") ?? false)
+    }
+
+    func testKeysAndValuesNestedDeeperThan32LevelsAreRefusedWithTheirLine() {
+        let key33 = Array(repeating: "a", count: 33).joined(separator: ".")
+        let key13 = Array(repeating: "b", count: 13).joined(separator: ".")
+        let header20 = Array(repeating: "h", count: 20).joined(separator: ".")
+        let cases: [(toml: String, line: Int, key: String, message: String)] = [
+            ("workers = 1\n\(key33) = 1\n", 2, "a.a.a.a.a.a.a.a...", "key nested deeper than 32 levels"),
+            ("[\(key33)]\n", 1, "a.a.a.a.a.a.a.a...", "key nested deeper than 32 levels"),
+            ("[[\(key33)]]\n", 1, "a.a.a.a.a.a.a.a...", "key nested deeper than 32 levels"),
+            ("[\(header20)]\nok = 1\n\(key13) = 1\n", 3, "h.h.h.h.h.h.h.h...", "key nested deeper than 32 levels"),
+            ("x = 1\na = \(String(repeating: "[", count: 32))\(String(repeating: "]", count: 32))\n", 2, "a",
+             "value nested deeper than 32 levels"),
+            ("a = [\n  [1],\n  \(String(repeating: "[", count: 31))\(String(repeating: "]", count: 31)),\n]\n", 3, "a",
+             "value nested deeper than 32 levels"),
+            ("a = \(String(repeating: "{b = ", count: 32))1\(String(repeating: "}", count: 32))\n", 1, "a",
+             "value nested deeper than 32 levels"),
+            ("a = [{b = 1}, {\(key33) = 1}]\n", 1, "a", "value nested deeper than 32 levels"),
+        ]
+        for c in cases {
+            XCTAssertEqual(problems(c.toml).map(\.description), ["\(configPath):\(c.line): \(c.key): \(c.message)"], c.toml)
+        }
+        let config = try? load("""
+            [services.echo]
+            listen = ":7000"
+            handler = "handlers/echo.lua"
+            [services.echo.env]
+            \(Array(repeating: "e", count: 26).joined(separator: ".")) = [[{x = 1}]]
+            """)
+        XCTAssertNotNil(config, "32 levels (services.echo.env, 26 keys, 2 arrays, x) are allowed")
+    }
+
+    func testKeysLongerThan1024BytesAreRefused() {
+        let long = String(repeating: "k", count: 1025)
+        let fits = String(repeating: "k", count: 1024)
+        for (toml, line) in [("\(long) = 1\n", 1), ("x = 1\n\"\(long)\" = 1\n", 2), ("[a.'\(long)']\n", 1),
+                             ("a = {b = 1, \(long) = 2}\n", 1)] {
+            XCTAssertEqual(problems(toml).map(\.description),
+                           ["\(configPath):\(line): \(long.prefix(40))...: key longer than 1024 bytes"], toml)
+        }
+        XCTAssertEqual(problems("\(fits) = 1\n").map(\.message).first?.hasPrefix("unknown key"), true)
     }
 
     func testNoServicesAtAll() {

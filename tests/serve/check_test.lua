@@ -187,6 +187,75 @@ handler = "broken.lua"
   end)
 end)
 
+describe("gsockd check and serve: a unix: path longer than sun_path", function()
+  -- 107 bytes and the NUL fill sun_path; the path is bound as written.
+  local function config_with_path(length)
+    local dir = proc.tmpdir()
+    proc.write(dir, "echo.lua", proc.ECHO)
+    local path = dir .. "/" .. ("p"):rep(length - #dir - 1)
+    assert.equals(length, #path)
+    return dir, proc.write(dir, "gsockd.toml", ('[services.echo]\nlisten = ["127.0.0.1:0", "unix:%s"]\nhandler = "echo.lua"\n')
+      :format(path)), path
+  end
+
+  it("is a bad address in check and serve: exit 2 naming it and the limit, nothing bound; 107 bytes serve", function()
+    local dir, config, path = config_with_path(108)
+    local p, status = check(dir, config)
+    assert.equals(2, status, p:describe())
+    local reason = "bad address 'unix:" .. path .. "' (a unix socket path is at most 107 bytes, this one is 108)"
+    assert.equals(1, #gsockd_lines(p:stderr(), "gsockd.toml:2: services.echo.listen[2]: " .. reason), p:describe())
+    local s = proc.start({ "serve", config }, { cwd = dir })
+    assert.equals(2, s:wait_exit(5), s:describe())
+    assert.equals(1, #gsockd_lines(s:stderr(), reason), s:describe())
+    assert.equals(0, #s:listen_lines(), s:describe())
+
+    dir, config, path = config_with_path(107)
+    p, status = check(dir, config)
+    assert.equals(0, status, p:describe())
+    s = proc.start({ "serve", config }, { cwd = dir })
+    s:listening(2)
+    assert.equals("long", proc.request("unix:" .. path, "long"), s:describe())
+  end)
+end)
+
+describe("gsockd check: keys and values nested too deeply, keys too long", function()
+  -- Each must end at once with the error; 8 s stays inside the test's own timeout.
+  local deep = ("a."):rep(19999) .. "a"
+  local service = '[services.x]\nlisten = "127.0.0.1:0"\nhandler = "echo.lua"\n'
+  local cases = {
+    { "a key of 20,000 dotted parts", deep .. " = 1\n" .. service, 1, "key nested deeper than 32 levels" },
+    { "a [table] header of 20,000 parts", "[" .. deep .. "]\n" .. service, 1, "key nested deeper than 32 levels" },
+    { "an [[array of tables]] header of 20,000 parts", service .. "[[" .. deep .. "]]\n", 4,
+      "key nested deeper than 32 levels" },
+    { "an env key of 20,000 parts", service .. "[services.x.env]\n" .. deep .. " = 1\n", 5,
+      "key nested deeper than 32 levels" },
+    { "an env inline table with a key of 20,000 parts", service .. "[services.x.env]\nt = {" .. deep .. " = 1}\n", 5,
+      "value nested deeper than 32 levels" },
+    { "arrays nested 20,000 deep", "a = " .. ("["):rep(20000) .. ("]"):rep(20000) .. "\n" .. service, 1,
+      "value nested deeper than 32 levels" },
+    { "inline tables nested 20,000 deep", "a = " .. ("{b="):rep(20000) .. "1" .. ("}"):rep(20000) .. "\n" .. service,
+      1, "value nested deeper than 32 levels" },
+    { "a key of 20,000 parts before a syntax error", "x = 1\n" .. deep .. " = 1\n= = =\n", 2,
+      "key nested deeper than 32 levels" },
+    { "a key of 1,000,000 bytes", ("k"):rep(1000000) .. " = 1\n" .. service, 1, "key longer than 1024 bytes" },
+  }
+  for _, case in ipairs(cases) do
+    it(case[1] .. ": exit 2 with the file, the line and the limit, at once", function()
+      local dir = proc.tmpdir()
+      proc.write(dir, "echo.lua", proc.ECHO)
+      local config = proc.write(dir, "gsockd.toml", case[2])
+      local p = proc.start({ "check", config }, { cwd = dir })
+      local status = p:wait_exit(8)
+      local err = p:stderr():sub(1, 2000)
+      assert.equals(2, status, ("status %s (nil: still running after 8 s)\n%s"):format(tostring(status), err))
+      local want = ("gsockd: %s:%d: "):format(config, case[3])
+      local line = err:match("[^\n]*")
+      assert.equals(want, line:sub(1, #want), err)
+      assert.equals(case[4], line:sub(-#case[4]), err)
+    end)
+  end
+end)
+
 describe("gsockd check: the handlers' tables", function()
   it("reports every handler whose table is wrong, or that returns nothing, and exits 2", function()
     local dir = proc.tmpdir()

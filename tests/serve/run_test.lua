@@ -124,6 +124,16 @@ describe("gsockd run: a file returning a function", function()
     assert.equals(0, #p:listen_lines())
   end)
 
+  it("a --listen unix: path longer than 107 bytes is bad usage: exit 2 naming it and the limit", function()
+    local dir = proc.tmpdir()
+    local path = dir .. "/" .. ("p"):rep(108 - #dir - 1)
+    local p = run_handler(proc.ECHO, { "--listen", "127.0.0.1:0", "--listen", "unix:" .. path })
+    assert.equals(2, p:wait_exit(5), p:describe())
+    assert.matches("bad address 'unix:" .. proc.lit(path) .. "' %(a unix socket path is at most 107 bytes, "
+      .. "this one is 108%)", p:stderr())
+    assert.equals(0, #p:listen_lines(), p:describe())
+  end)
+
   it("the default address is 127.0.0.1:7000", function()
     local probe = socket.bind("127.0.0.1", 7000)
     if not probe then pending("127.0.0.1:7000 is in use on this machine") end

@@ -36,6 +36,15 @@ describe("gsock.server: the handler table and options are checked", function()
       .. "did you mean 'max_connections'%?%)", tostring(err))
   end)
 
+  it("a unix: path longer than 107 bytes is an argument error naming it and the limit", function()
+    local path = "/tmp/" .. ("p"):rep(103)
+    local ok, err = pcall(gsock.server, { "127.0.0.1:0", "unix:" .. path }, function() end)
+    assert.is_false(ok)
+    assert.equals("bad argument #1 to 'server' (bad address 'unix:" .. path .. "' (a unix socket path is at most "
+      .. "107 bytes, this one is 108))", tostring(err):match("bad argument.*"))
+    assert.is_true((pcall(gsock.server, "unix:/tmp/" .. ("p"):rep(102), function() end)), "107 bytes fit")
+  end)
+
   it("an option of the wrong type is an argument error naming it", function()
     local ok, err = pcall(gsock.server, "127.0.0.1:0", function() end, { idle_timeout = "soon" })
     assert.is_false(ok)

@@ -58,11 +58,13 @@ extension Runtime {
         try loadEmbedded(PackageResources.server_lua, name: "@server.lua")
         lua_pushvalue(L, gsock)
         lua_pushvalue(L, socketModule)
-        lua_createtable(L, 0, 6)
+        lua_createtable(L, 0, 7)
         luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)]
                             + ProcessBindings.listenerSharing)
         pushOpenResources(L)
         luaRawSetField(L, -2, "resources")
+        lua_pushinteger(L, lua_Integer(SocketAddress.maxUnixPathBytes))
+        luaRawSetField(L, -2, "unix_path_max")
         guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
     }

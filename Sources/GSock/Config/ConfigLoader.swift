@@ -1,8 +1,8 @@
 // Loading a config file (SPEC §6): parse the TOML, check every key against what gsockd
 // understands, resolve paths against the config file's directory, compile every
 // handler, and look for two services on one address. Every problem found is reported,
-// all at once; the only thing that stops the checks early is a file that cannot be
-// read or is not TOML.
+// all at once; the only things that stop the checks early are a file that cannot be
+// read, is not TOML, or nests keys or values deeper than any config needs.
 import Logging
 import TOMLKit
 
@@ -32,6 +32,12 @@ public enum ConfigLoader {
         case .failure(let reason):
             throw ConfigError(problems: [ConfigProblem(file: path, message: "cannot read the config file: \(reason)")])
         }
+        let sourceMap: ConfigSourceMap
+        do {
+            sourceMap = try ConfigSourceMap(text: text)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(file: path, key: error.key, line: error.line, message: error.message)])
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -41,7 +47,7 @@ public enum ConfigLoader {
                 message: "TOML syntax error: \(error.description)")])
         }
 
-        var reader = ConfigReader(file: path, sourceMap: ConfigSourceMap(text: text))
+        var reader = ConfigReader(file: path, sourceMap: sourceMap)
         let absolutePath = FilePaths.absolute(path)
         let directory = Directory(shown: FilePaths.directory(of: path), absolute: FilePaths.directory(of: absolutePath))
         var config = ServerConfig(path: absolutePath, services: [])

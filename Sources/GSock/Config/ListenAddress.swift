@@ -49,6 +49,11 @@ struct ListenAddress: Equatable {
         if text.hasPrefix("unix:") {
             let path = text.dropFirst(5)
             guard !path.isEmpty else { return bad("a unix socket needs a path: unix:/path") }
+            // Bound as written, so the limit is on these bytes, not on the normalised path.
+            let limit = SocketAddress.maxUnixPathBytes
+            guard path.utf8.count <= limit else {
+                return bad("a unix socket path is at most \(limit) bytes, this one is \(path.utf8.count)")
+            }
             return .success(ListenAddress(endpoint: .unix(path: FilePaths.normalise(String(path)))))
         }
         guard let colon = text.lastIndex(of: ":") else { return bad() }

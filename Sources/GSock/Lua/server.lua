@@ -63,6 +63,10 @@ local function parse_address(text)
     return nil, ("an address string expected, got %s"):format(type(text))
   end
   local path = text:match("^unix:(.+)$")
+  if path and #path > host.unix_path_max then
+    return nil, ("bad address '%s' (a unix socket path is at most %d bytes, this one is %d)")
+      :format(text, host.unix_path_max, #path)
+  end
   if path then return { path = path } end
   local h, p = text:match("^%[([^%]]+)%]:(%d+)$")
   if not h then h, p = text:match("^([^:%[%]]*):(%d+)$") end

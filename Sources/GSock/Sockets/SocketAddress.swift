@@ -34,12 +34,15 @@ struct SocketAddress {
         return nil
     }
 
-    /// A unix-domain address; nil when the path is too long.
+    /// The longest unix socket path: sun_path's size less its terminating NUL (107 bytes on Linux).
+    static let maxUnixPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// A unix-domain address; nil when the path is longer than `maxUnixPathBytes`.
     init?(unixPath path: String) {
         var sun = sockaddr_un()
         sun.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: sun.sun_path) else { return nil }
+        guard bytes.count <= SocketAddress.maxUnixPathBytes else { return nil }
         withUnsafeMutableBytes(of: &sun.sun_path) { dst in dst.copyBytes(from: bytes) }
         var storage = sockaddr_storage()
         withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sun) { dst.copyMemory(from: $0) } }

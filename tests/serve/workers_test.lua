@@ -57,6 +57,18 @@ local function wait_children(p, n, limit)
     n, p.pid, #kids, table.concat(kids, " "), p:describe()), 2)
 end
 
+--- Waits up to `limit` seconds for the processes `pids` to end; returns those still running.
+local function still_running(pids, limit)
+  local deadline = proc.now() + limit
+  local alive
+  repeat
+    alive = {}
+    for _, k in ipairs(pids) do if proc.running(k) then alive[#alive + 1] = k end end
+    if #alive > 0 then gsock.sleep(0.05) end
+  until #alive == 0 or proc.now() > deadline
+  return alive
+end
+
 --- Makes requests from a few fibers until `want` distinct pids answered (or `limit`
 --- requests); returns the set of pids seen (as numbers).
 local function pids_seen(address, want, limit)
@@ -197,13 +209,7 @@ describe("workers (" .. mode .. ")", function()
     assert.is_not_nil(proc.request(address, "pid"))
     p:signal("TERM")
     assert.equals(0, p:wait_exit(5), p:describe())
-    local deadline = proc.now() + 2
-    local alive
-    repeat
-      alive = {}
-      for _, k in ipairs(kids) do if proc.running(k) then alive[#alive + 1] = k end end
-      if #alive > 0 then gsock.sleep(0.05) end
-    until #alive == 0 or proc.now() > deadline
+    local alive = still_running(kids, 2)
     assert.equals(0, #alive, "workers outlived gsockd: " .. table.concat(alive, " "))
   end)
 
@@ -340,13 +346,7 @@ handler = "handler.lua"
     local kids = wait_children(p, 2)
     assert.is_not_nil(tonumber(proc.request(address, "pid")))
     os.execute("kill -9 " .. p.pid)
-    local deadline = proc.now() + 5
-    local alive
-    repeat
-      alive = {}
-      for _, k in ipairs(kids) do if proc.running(k) then alive[#alive + 1] = k end end
-      if #alive > 0 then gsock.sleep(0.05) end
-    until #alive == 0 or proc.now() > deadline
+    local alive = still_running(kids, 5)
     assert.equals(0, #alive, "workers outlived their killed supervisor: " .. table.concat(alive, " "))
     assert.is_nil(proc.request(address, "pid", 1), "the port is still served")
   end)

@@ -25,10 +25,12 @@ let package = Package(
             name: "CShims", dependencies: ["CLua", "CLibev"], path: "Sources/CShims",
             cSettings: [.unsafeFlags(["-I/usr/include/lua5.4"])],
             linkerSettings: [.linkedLibrary("ev"), .linkedLibrary("lua5.4")]),
+        // The HTTP/1.1 request parser (SPEC §11): plain C, no Lua, no libev.
+        .target(name: "CHTTP", path: "Sources/CHTTP"),
         .target(
             name: "GSock",
             dependencies: [
-                "CLua", "CLibev", "CShims",
+                "CLua", "CLibev", "CShims", "CHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
@@ -50,5 +52,6 @@ let package = Package(
         .executableTarget(
             name: "EmbedExample", dependencies: ["GSock"], path: "examples/embed"),
         .testTarget(name: "GSockTests", dependencies: ["GSock", "CLua"], path: "Tests/GSockTests"),
+        .testTarget(name: "HTTPParserTests", dependencies: ["CHTTP"], path: "Tests/HTTPParserTests"),
     ]
 )

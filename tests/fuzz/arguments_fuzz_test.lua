@@ -24,9 +24,13 @@ describe("argument fuzzing", function()
     local calls = tonumber(os.getenv("GSOCKD_FUZZ_CALLS") or "") or 5000
     print(("argument fuzz: seed %d, %d calls (GSOCKD_FUZZ_SEED=%d to replay)"):format(seed, calls, seed))
     local log = os.tmpname()
-    local r = script.run(nil, { argv = { "run", here .. "support/arguments_child.lua", "--",
-                                         tostring(seed), tostring(calls), log },
-                                limit = 25 })
+    -- The child binds unix sockets to names such as "rw" and "*a": it runs in a directory
+    -- of its own so that they land there, not in the checkout.
+    local dir = script.read_all("mktemp -d"):gsub("\n$", "")
+    local child = script.read_all("realpath " .. here .. "support/arguments_child.lua"):gsub("\n$", "")
+    local r = script.run(nil, { argv = { "run", child, "--", tostring(seed), tostring(calls), log },
+                                limit = 25, cwd = dir })
+    os.execute("rm -rf '" .. dir .. "'")
     local lines = read(log)
     os.remove(log)
     local last = lines:match("([^\n]*)\n?$") or ""

@@ -162,20 +162,11 @@ enum StreamBindings {
         return SocketBindings.fail(L, SocketBindings.message(for: error, datagram: datagram))
     }
 
-    private static let listen: LuaBody = { L in
-        let L = L!
-        let s: Socket
-        switch streamArg(L, masters) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
-        var backlog = 32
-        if !luaIsNoneOrNil(L, 2) {
-            switch luaIntegerArg(L, 2) {
-            case .error(let status): return status
-            case .value(let b): backlog = b
-            }
-        }
+    private static let listen: LuaBody = { L in luaCall(L, listen) }
+
+    private static func listen(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try Arg.get(streamArg(L, masters))
+        let backlog = try Arg.optionalInteger(L, 2) ?? 32
         if s.fd < 0, let e = SocketBindings.ensureDescriptor(s, family: s.family == AF_UNSPEC ? AF_INET : s.family) {
             return fail(L, SocketBindings.message(for: e))
         }

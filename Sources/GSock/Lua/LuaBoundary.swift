@@ -137,6 +137,84 @@ func luaClampedIntegerArg(_ L: LuaState, _ i: Int32, _ range: ClosedRange<Int>) 
     }
 }
 
+// MARK: - Reading arguments with `try`
+
+/// A Lua error a binding raises: its message is pushed and `status` tells the trampoline
+/// how to raise it. Thrown Swift errors are ordinary returns, so a binding that throws one
+/// still never raises from a Swift frame; `luaCall` turns it back into the status.
+struct LuaError: Error {
+    let status: Int32
+    init(status: Int32) { self.status = status }
+
+    /// `bad argument #arg to 'fn' (message)`.
+    static func argument(_ L: LuaState, _ arg: Int32, _ message: String) -> LuaError {
+        LuaError(status: luaArgError(L, arg, message))
+    }
+    /// `bad argument #arg to 'fn' (expected expected, got type)`.
+    static func type(_ L: LuaState, _ arg: Int32, _ expected: String) -> LuaError {
+        LuaError(status: luaTypeError(L, arg, expected))
+    }
+    /// `message` prefixed with the caller's position, as `error(message)` raises it.
+    static func raise(_ L: LuaState, _ message: String) -> LuaError {
+        LuaError(status: luaRaise(L, message))
+    }
+}
+
+/// Runs a binding written with `try`: the one place a thrown `LuaError` becomes the status
+/// the trampoline raises.
+@inline(__always)
+func luaCall(_ L: LuaState?, _ body: (LuaState) throws(LuaError) -> Int32) -> Int32 {
+    do { return try body(L!) } catch { return error.status }
+}
+
+/// The typed readers of Lua arguments; each throws the error lauxlib's `luaL_check*` would
+/// raise, with the same words.
+enum Arg {
+    @inline(__always)
+    static func get<T>(_ result: ArgResult<T>) throws(LuaError) -> T {
+        switch result {
+        case .value(let v): return v
+        case .error(let status): throw LuaError(status: status)
+        }
+    }
+
+    static func integer(_ L: LuaState, _ i: Int32) throws(LuaError) -> Int { try get(luaIntegerArg(L, i)) }
+
+    /// An integer that must lie in `range`: "value out of range" when it does not.
+    static func integer(_ L: LuaState, _ i: Int32, in range: ClosedRange<Int>) throws(LuaError) -> Int {
+        try get(luaIntegerArg(L, i, in: range))
+    }
+
+    /// An optional integer: nil when absent.
+    static func optionalInteger(_ L: LuaState, _ i: Int32) throws(LuaError) -> Int? {
+        luaIsNoneOrNil(L, i) ? nil : try integer(L, i)
+    }
+
+    /// An optional integer clamped into `range` (luaClampedIntegerArg).
+    static func clampedInteger(_ L: LuaState, _ i: Int32, _ range: ClosedRange<Int>) throws(LuaError) -> Int? {
+        try get(luaClampedIntegerArg(L, i, range))
+    }
+
+    /// An optional number: nil when absent.
+    static func optionalNumber(_ L: LuaState, _ i: Int32) throws(LuaError) -> Double? { try get(luaOptNumber(L, i)) }
+
+    /// A timeout (luaTimeoutArg): nil waits for ever.
+    static func timeout(_ L: LuaState, _ i: Int32, negative: NegativeTimeout = .isError) throws(LuaError) -> Double? {
+        try get(luaTimeoutArg(L, i, negative: negative))
+    }
+
+    /// A string argument (a number is not converted): "string expected, got T" otherwise.
+    static func string(_ L: LuaState, _ i: Int32) throws(LuaError) -> String {
+        guard let s = luaString(L, i) else { throw .type(L, i, "string") }
+        return s
+    }
+
+    /// An optional string: nil when absent.
+    static func optionalString(_ L: LuaState, _ i: Int32) throws(LuaError) -> String? {
+        luaIsNoneOrNil(L, i) ? nil : try string(L, i)
+    }
+}
+
 // MARK: - Registry references
 
 /// Anchors the value on top of the stack (popping it) and returns its reference.

@@ -14,6 +14,7 @@ local function read_all(cmd)
   p:close()
   return out
 end
+M.read_all = read_all
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -83,8 +84,9 @@ function M.run(source, opts)
       argv = argv .. " -- " .. table.concat(q, " ")
     end
   end
-  local cmd = ("timeout -k 2 %d %s %s </dev/null >%s 2>%s; echo EXIT=$?"):format(
-    opts.limit or 10, shell_quote(M.binary()), argv, out, err)
+  local cd = opts.cwd and ("cd %s && "):format(shell_quote(opts.cwd)) or ""
+  local cmd = ("%stimeout -k 2 %d %s %s </dev/null >%s 2>%s; echo EXIT=$?"):format(
+    cd, opts.limit or 10, shell_quote(M.binary()), argv, out, err)
   local t0 = os.time()
   local result = read_all(cmd)
   local r = {

@@ -65,6 +65,8 @@ final class Socket {
     /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC until `tcp()`'s first bind or connect.
     @exclusivity(unchecked) var family: Int32
     @exclusivity(unchecked) var socketClass: Class
+    /// How the bytes of a stream socket cross the descriptor: nil for the descriptor itself.
+    @exclusivity(unchecked) var transport: (any Transport)?
     let reader: IOWatcher
     /// Made on the first wait to send: most connections never have to wait for that.
     private var writerIfMade: IOWatcher?
@@ -83,12 +85,11 @@ final class Socket {
 
     /// Bytes received but not yet handed to Lua.
     @exclusivity(unchecked) var buffer = ReceiveBuffer()
-    /// The receive in progress: what it gathered so far and when it must end.
+    /// The receive in progress: what it is, what it gathered so far and when it must end.
+    @exclusivity(unchecked) var reading: Reading = .pattern(.line)
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
     /// Bytes of the accumulator that came from `receive`'s prefix argument.
     var receivePrefixLength = 0
-    /// The `max` of the receiveany in progress.
-    @exclusivity(unchecked) var receiveAnyMax = 0
     @exclusivity(unchecked) var receiveDeadline: Double?
     @exclusivity(unchecked) var sendDeadline: Double?
     /// Bytes of the current send already written.
@@ -106,7 +107,7 @@ final class Socket {
         var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
         /// The addresses a connect still has to try (after name resolution).
         var connectCandidates: [SocketAddress] = []
-        var connectError: Int32 = 0
+        var connectError: SystemError?
         var resolveJob: ResolveJob?
         /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0
@@ -216,7 +217,7 @@ final class Socket {
     private func closeDescriptor() {
         let old = detachDescriptor()
         runtime.descriptorClosing(old)
-        Posix.close(old)
+        Syscall.close(old)
     }
 
     private func stopWatchers() {
@@ -242,6 +243,23 @@ final class Socket {
     func withRuntime<R>(_ body: (Runtime) -> R) -> R {
         Unmanaged.passUnretained(runtime)._withUnsafeGuaranteedRef(body)
     }
+
+    // MARK: - The transport
+
+    @inline(__always)
+    func transportRead(into buffer: UnsafeMutableRawPointer, count: Int) -> TransportResult {
+        if let transport { return transport.read(fd, into: buffer, count: count) }
+        return PlainTransport.read(fd, into: buffer, count: count)
+    }
+
+    @inline(__always)
+    func transportWrite(from bytes: UnsafeRawPointer, count: Int) -> TransportResult {
+        if let transport { return transport.write(fd, from: bytes, count: count) }
+        return PlainTransport.write(fd, from: bytes, count: count)
+    }
+
+    /// Bytes the transport holds for the next read beyond the receive buffer.
+    var transportBufferedInput: Int { transport?.bufferedInput ?? 0 }
 
     /// The deadline of an operation starting now.
     @inline(__always)

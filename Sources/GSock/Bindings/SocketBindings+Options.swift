@@ -65,10 +65,10 @@ enum SocketOptions {
         return .value(option)
     }
 
-    private static func result(_ L: LuaState, _ r: Posix.Result) -> Int32 {
+    private static func result(_ L: LuaState, _ r: Syscall.Result) -> Int32 {
         switch r {
         case .ok: return SocketBindings.ok(L)
-        case .failed: return SocketBindings.fail(L, "setsockopt failed")
+        case .failed, .wouldBlock: return SocketBindings.fail(L, "setsockopt failed")
         }
     }
 
@@ -87,10 +87,10 @@ enum SocketOptions {
         switch option.shape {
         case .boolean:
             guard lua_type(L, 3) == LUA_TBOOLEAN else { return luaTypeError(L, 3, "boolean") }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
         case .integer:
             guard case .value(let v) = luaIntegerArg(L, 3) else { return luaTypeError(L, 3, "number") }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(clamping: v)))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, Int32(clamping: v)))
         case .linger:
             guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
             luaRawGetField(L, 3, "on")
@@ -98,14 +98,14 @@ enum SocketOptions {
             luaRawGetField(L, 3, "timeout")
             let timeout = Int32(clamping: lua_tointegerx(L, -1, nil))
             gs_pop(L, 2)
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, linger(l_onoff: on, l_linger: timeout)))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, linger(l_onoff: on, l_linger: timeout)))
         case .address4:
             guard let text = luaString(L, 3) else { return luaTypeError(L, 3, "string") }
             var address = in_addr()
             guard inet_pton(AF_INET, text == "*" ? "0.0.0.0" : text, &address) == 1 else {
                 return luaArgError(L, 3, "invalid IP address")
             }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, address))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, address))
         case .membership4:
             guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
             luaRawGetField(L, 3, "multiaddr")
@@ -117,7 +117,7 @@ enum SocketOptions {
                   inet_pton(AF_INET, interface == "*" ? "0.0.0.0" : interface, &mreq.imr_interface) == 1 else {
                 return luaArgError(L, 3, "invalid 'multiaddr' or 'interface' address")
             }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, mreq))
         case .membership6:
             guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
             luaRawGetField(L, 3, "multiaddr")
@@ -130,7 +130,7 @@ enum SocketOptions {
                 return luaArgError(L, 3, "invalid 'multiaddr' address")
             }
             mreq.ipv6mr_interface = interface
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, mreq))
         case .error:
             return luaArgError(L, 2, "unsupported option `error'")
         }
@@ -145,7 +145,7 @@ enum SocketOptions {
         if s.fd < 0 { return getFailed(L) }
         switch option.shape {
         case .boolean, .integer, .error:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, Int32(0))
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, Int32(0))
             if case .failed = r { return getFailed(L) }
             switch option.shape {
             case .boolean: lua_pushboolean(L, value != 0 ? 1 : 0)
@@ -155,7 +155,7 @@ enum SocketOptions {
             }
             return 1
         case .linger:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, linger())
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, linger())
             if case .failed = r { return getFailed(L) }
             lua_createtable(L, 0, 2)
             lua_pushboolean(L, value.l_onoff != 0 ? 1 : 0)
@@ -164,7 +164,7 @@ enum SocketOptions {
             luaRawSetField(L, -2, "timeout")
             return 1
         case .address4:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, in_addr())
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, in_addr())
             if case .failed = r { return getFailed(L) }
             var a = value
             var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))

@@ -14,6 +14,7 @@ enum LuaObjectKind: UInt {
     case timeout = 0x6773_6669_6265_7204
     case swiftFunction = 0x6773_6669_6265_7205
     case socket = 0x6773_6669_6265_7206
+    case tlsContext = 0x6773_6669_6265_7207
 
     /// The metatable of every object of this kind (sockets have one per class).
     var metatable: String {
@@ -24,6 +25,7 @@ enum LuaObjectKind: UInt {
         case .timeout: return "gsock.timeout"
         case .swiftFunction: return "gsock.swiftfunction"
         case .socket: return "socket"
+        case .tlsContext: return TLSBindings.contextMetatable
         }
     }
 }

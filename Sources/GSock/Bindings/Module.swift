@@ -67,6 +67,12 @@ extension Runtime {
         luaRawSetField(L, -2, "unix_path_max")
         guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
+
+        TLSBindings.register(L)
+        try loadEmbedded(PackageResources.ssl_lua, name: "@ssl.lua")
+        lua_createtable(L, 0, Int32(TLSBindings.functions.count))
+        luaSetFunctions(L, TLSBindings.functions)
+        guard gs_pcall(L, 1, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
 
 }

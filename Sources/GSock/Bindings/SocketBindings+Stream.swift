@@ -18,11 +18,12 @@ enum StreamBindings {
     ]
 
     static let masters: Socket.Classes = [.tcpMaster, .unixMaster]
-    static let clients: Socket.Classes = [.tcpClient, .unixClient]
+    static let clients: Socket.Classes = [.tcpClient, .unixClient, .tlsConnection]
     static let servers: Socket.Classes = [.tcpServer, .unixServer]
     static let streams = masters.union(clients).union(servers)
 
     private static func expected(_ classes: Socket.Classes, _ L: LuaState) -> String {
+        if SocketBindings.get(L, 1)?.socketClass == .tlsConnection { return "SSL:Connection" }
         let unix = SocketBindings.get(L, 1)?.socketClass.isUnix ?? false
         if classes == clients { return unix ? "unixstream{client}" : "tcp{client}" }
         if classes == servers { return unix ? "unixstream{server}" : "tcp{server}" }
@@ -57,10 +58,18 @@ enum StreamBindings {
         case .timeout: return "timeout"
         case .outOfMemory: return "not enough memory"
         case .system(let e): return SocketBindings.message(for: e.errno)
+        case .tls(let message): return message
         }
     }
 
     private static func fail(_ L: LuaState, _ failure: SocketFailure) -> Int32 { fail(L, message(for: failure)) }
+
+    /// The words of a wait that timed out: LuaSec's connection objects say which way they
+    /// waited ("wantread", "wantwrite").
+    static func timeoutMessage(_ s: Socket) -> String {
+        guard s.socketClass == .tlsConnection else { return "timeout" }
+        return s.parkedDirection == .read ? "wantread" : "wantwrite"
+    }
 
     // MARK: - Addresses
 
@@ -217,6 +226,7 @@ enum StreamBindings {
     /// socket's timeouts; `timedOut` gives the result when no wait is allowed at all.
     static func park(_ L: LuaState, _ s: Socket, _ direction: Socket.Direction, deadline: Double?,
                      what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
+        s.parkedDirection = direction
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
         return s.withRuntime { runtime in
@@ -241,6 +251,7 @@ enum StreamBindings {
         }
         s.sendDeadline = s.deadline(for: .write, connecting: true)
         s.seldom.connectError = nil
+        s.seldom.connectHost = host
         if let status = resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
             return status
         }
@@ -380,7 +391,7 @@ enum StreamBindings {
         case .wait(let direction):
             return park(L, s, direction, deadline: s.receiveDeadline, what: what, then: receiveContinue) {
                 let partial = s.receiveTimedOut()
-                return partial ? fail(L, "timeout", s) : fail(L, "timeout")
+                return partial ? fail(L, timeoutMessage(s), s) : fail(L, timeoutMessage(s))
             }
         }
     }
@@ -397,7 +408,7 @@ enum StreamBindings {
             case .woken(let wake):
                 if s.isClosed { return s.receiveClosedKeepsPartial ? fail(L, "closed", s) : fail(L, "closed") }
                 if case .timedOut = wake {
-                    return s.receiveTimedOut() ? fail(L, "timeout", s) : fail(L, "timeout")
+                    return s.receiveTimedOut() ? fail(L, timeoutMessage(s), s) : fail(L, timeoutMessage(s))
                 }
                 s.drained = false
                 switch s.reading {
@@ -504,7 +515,7 @@ enum StreamBindings {
             return 3
         case .wait(let direction):
             return park(L, s, direction, deadline: s.sendDeadline, what: "send", then: sendContinue) {
-                sendFailed(L, "timeout", i, s)
+                sendFailed(L, timeoutMessage(s), i, s)
             }
         case .failed(let failure):
             return sendFailed(L, message(for: failure), i, s)
@@ -528,7 +539,7 @@ enum StreamBindings {
                 let data = UnsafeRawPointer(lua_tolstring(L, 2, &length)!)
                 let (i, _) = sendRange(L, length: length)
                 if s.isClosed { return sendFailed(L, "closed", i, s) }
-                if case .timedOut = wake { return sendFailed(L, "timeout", i, s) }
+                if case .timedOut = wake { return sendFailed(L, timeoutMessage(s), i, s) }
                 return sendStep(L, s, data, length)
             }
         }

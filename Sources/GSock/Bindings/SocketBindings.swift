@@ -35,8 +35,9 @@ enum SocketBindings {
     /// the methods and `class` (the class name: LuaSocket's `sock.class`).
     static func register(_ L: LuaState) {
         let groups: [([(String, LuaBody)], [Socket.Class])] = [
-            (commonMethods + StreamBindings.methods,
+            (commonMethods + StreamBindings.methods + TLSBindings.tcpMethods,
              [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]),
+            (commonMethods + StreamBindings.methods + TLSBindings.connectionMethods, [.tlsConnection]),
             (commonMethods + DatagramBindings.methods,
              [.udpUnconnected, .udpConnected, .unixDgramUnconnected, .unixDgramConnected]),
         ]
@@ -241,7 +242,8 @@ enum SocketBindings {
             lua_pushstring(L, "socket (collected): 0x\(address)")
             return 1
         }
-        lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(address)")
+        let name = s.socketClass == .tlsConnection ? "SSL connection" : s.socketClass.rawValue  // LuaSec's words
+        lua_pushstring(L, "\(name): 0x\(address)")
         return 1
     }
 
@@ -289,7 +291,7 @@ enum SocketBindings {
         switch socketArg(L, expected: "socket") {
         case .error(let status): return status
         case .value(let s):
-            lua_pushboolean(L, s.buffer.isEmpty ? 0 : 1)
+            lua_pushboolean(L, s.buffer.isEmpty && s.transportBufferedInput == 0 ? 0 : 1)
             return 1
         }
     }

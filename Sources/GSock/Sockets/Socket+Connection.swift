@@ -9,6 +9,8 @@ import Glibc
 enum SocketFailure: Error {
     case closed, timeout, outOfMemory
     case system(SystemError)
+    /// A TLS failure, worded by the TLS layer ("certificate verify failed: ...").
+    case tls(String)
 }
 
 extension Socket {
@@ -141,7 +143,7 @@ extension Socket {
                 withRuntime { $0.bytesOut += n }
             case .wait(let direction): return .wait(direction)
             case .closed: return .failed(.closed)
-            case .failed(let e): return .failed(.system(e))
+            case .failed(let failure): return .failed(failure)
             }
         }
         return .done(())

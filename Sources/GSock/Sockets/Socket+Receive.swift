@@ -28,7 +28,7 @@ extension Socket {
     private enum Fill {
         case data, closed
         case wait(Direction)
-        case failed(SystemError)
+        case failed(SocketFailure)
     }
 
     /// Reads once into the buffer.
@@ -127,7 +127,7 @@ extension Socket {
                 if case .all = pattern, receiveAccumulator.count > receivePrefixLength { return deliverAccumulator(deliver) }
                 return .failed(.closed, partial: true)
             case .failed(let e):
-                return .failed(.system(e), partial: true)
+                return .failed(e, partial: true)
             case .wait(let direction):
                 if mustProbe(&probed) { continue }
                 return .wait(direction)
@@ -162,7 +162,7 @@ extension Socket {
             switch fill() {
             case .data: continue
             case .closed: return .failed(.closed, partial: false)
-            case .failed(let e): return .failed(.system(e), partial: false)
+            case .failed(let e): return .failed(e, partial: false)
             case .wait(let direction):
                 if mustProbe(&probed) { continue }
                 return .wait(direction)
@@ -199,7 +199,7 @@ extension Socket {
                 return .failed(.closed, partial: true)
             case .failed(let e):
                 takeBufferAsPartial()
-                return .failed(.system(e), partial: true)
+                return .failed(e, partial: true)
             case .wait(let direction):
                 if mustProbe(&probed) { continue }
                 return .wait(direction)

@@ -17,10 +17,12 @@ final class Socket {
         case udpUnconnected = "udp{unconnected}", udpConnected = "udp{connected}"
         case unixMaster = "unixstream{master}", unixClient = "unixstream{client}", unixServer = "unixstream{server}"
         case unixDgramUnconnected = "unixdgram{unconnected}", unixDgramConnected = "unixdgram{connected}"
+        /// LuaSec's connection object (`ssl.wrap`): a stream socket with TLS as its transport.
+        case tlsConnection = "SSL:Connection"
 
         var isStream: Bool {
             switch self {
-            case .tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer: return true
+            case .tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer, .tlsConnection: return true
             default: return false
             }
         }
@@ -44,6 +46,7 @@ final class Socket {
             case .unixServer: return .unixServer
             case .unixDgramUnconnected: return .unixDgramUnconnected
             case .unixDgramConnected: return .unixDgramConnected
+            case .tlsConnection: return .tlsConnection
             }
         }
     }
@@ -56,6 +59,7 @@ final class Socket {
         static let udpConnected = Classes(rawValue: 1 << 4), unixMaster = Classes(rawValue: 1 << 5)
         static let unixClient = Classes(rawValue: 1 << 6), unixServer = Classes(rawValue: 1 << 7)
         static let unixDgramUnconnected = Classes(rawValue: 1 << 8), unixDgramConnected = Classes(rawValue: 1 << 9)
+        static let tlsConnection = Classes(rawValue: 1 << 10)
     }
 
     enum Direction { case read, write }
@@ -92,6 +96,8 @@ final class Socket {
     var receivePrefixLength = 0
     @exclusivity(unchecked) var receiveDeadline: Double?
     @exclusivity(unchecked) var sendDeadline: Double?
+    /// The direction of the socket's last wait (a TLS read may wait to write).
+    @exclusivity(unchecked) var parkedDirection: Direction = .read
     /// Bytes of the current send already written.
     @exclusivity(unchecked) var sendProgress = 0
 
@@ -108,6 +114,8 @@ final class Socket {
         /// The addresses a connect still has to try (after name resolution).
         var connectCandidates: [SocketAddress] = []
         var connectError: SystemError?
+        /// The host name or address `connect` was given (what a TLS client verifies).
+        var connectHost: String?
         var resolveJob: ResolveJob?
         /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0
@@ -215,6 +223,7 @@ final class Socket {
     }
 
     private func closeDescriptor() {
+        transport?.willClose()
         let old = detachDescriptor()
         runtime.descriptorClosing(old)
         Syscall.close(old)

@@ -165,6 +165,13 @@ enum Syscall {
         }
     }
 
+    /// The words of errno as the last failed call (one not made through this layer, such as
+    /// access(2) or a read inside OpenSSL) left it.
+    static func lastErrorText() -> String { String(cString: strerror(errno)) }
+
+    /// errno as a call made inside a library (OpenSSL's socket reads) left it.
+    static func lastError(_ call: StaticString) -> SystemError { SystemError(errno, call) }
+
     /// poll(2) with a timeout in milliseconds: how many descriptors have events.
     static func poll(_ fds: inout [pollfd], timeout: Int32) -> Result {
         let count = nfds_t(fds.count)

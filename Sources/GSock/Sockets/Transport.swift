@@ -12,7 +12,7 @@ enum TransportResult {
     /// Nothing can move until the descriptor is ready in `direction` (a TLS read may have
     /// to wait until it can write, and a write until it can read).
     case wait(Socket.Direction)
-    case failed(SystemError)
+    case failed(SocketFailure)
 }
 
 /// A transport object (TLS): a socket with none uses `PlainTransport`.
@@ -24,6 +24,8 @@ protocol Transport: AnyObject {
     /// Bytes the transport already holds for the next read, which no readiness of the
     /// descriptor will announce (TLS: decrypted records); `dirty()` counts them.
     var bufferedInput: Int { get }
+    /// The descriptor is about to close (TLS sends its close_notify).
+    func willClose()
 }
 
 /// The plain descriptor: recv and send. A socket without a transport object reads and
@@ -36,7 +38,7 @@ enum PlainTransport {
         case .ok(0): return .closed
         case .ok(let n): return .ok(n)
         case .wouldBlock: return .wait(.read)
-        case .failed(let e): return .failed(e)
+        case .failed(let e): return .failed(.system(e))
         }
     }
 
@@ -45,7 +47,7 @@ enum PlainTransport {
         switch Syscall.send(fd, bytes, count) {
         case .ok(let n): return .ok(n)
         case .wouldBlock: return .wait(.write)
-        case .failed(let e): return .failed(e)
+        case .failed(let e): return .failed(.system(e))
         }
     }
 }

@@ -22,6 +22,8 @@ extension Runtime {
                         fdArg: WaitBindings.fdFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
+        try pushGsockModules()
+        luaRawSetField(L, -2, "modules")
         for (field, name) in [("error_metatable", ErrorValues.metatable),
                               ("fiber_metatable", FiberBindings.metatable),
                               ("io_metatable", WaitBindings.watcherMetatable),

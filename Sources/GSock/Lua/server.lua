@@ -12,33 +12,25 @@ local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring
       error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
 local log, resources = host.log, host.resources
 local getinfo = debug.getinfo
+local internal = gsock._internal
+local bad_argument, bad_type = internal.bad_argument, internal.bad_type
 
 -- What gsock.stats() adds up over every server of the runtime.
 local totals = { connections = 0, accepted = 0, errors = 0 }
-local core_stats = gsock.stats
 
---- Counts of fibers, sockets, connections, accepted connections, errors (handler and
---- fiber failures), bytes in and out, and the bytes the Lua state holds.
-function gsock.stats()
-  local s = core_stats()
+internal.add_stats(function(s)
   s.connections, s.accepted = totals.connections, totals.accepted
   s.errors = s.errors + totals.errors
-  return s
-end
+end)
 local unix = require "socket.unix"
 
 -- The servers running, so that a log line written from a connection's fiber can name
 -- its service and peer without a table per connection.
 local running = setmetatable({}, { __mode = "k" })
 
-local core_log = gsock.log
-
---- gsock.log(level, message [, fields]): a log line (SPEC §9). From a connection's
---- fiber it carries the service and the peer unless `fields` names them.
-function gsock.log(level, message, fields)
-  if fields ~= nil and type(fields) ~= "table" then
-    error(("bad argument #3 to 'log' (table expected, got %s)"):format(type(fields)), 2)
-  end
+-- A gsock.log line from a connection's fiber carries the service and the peer unless
+-- `fields` names them.
+internal.add_log_context(function(fields)
   local me = gsock.current()
   for server in pairs(running) do
     local client = me and server.handlers[me]
@@ -51,8 +43,8 @@ function gsock.log(level, message, fields)
       break
     end
   end
-  return core_log(level, message, fields)
-end
+  return fields
+end)
 
 -- Addresses -------------------------------------------------------------------------
 
@@ -77,7 +69,6 @@ local function parse_address(text)
   if h == "" or h == "*" then h = "0.0.0.0" end
   return { host = h, port = port }
 end
-gsock.parse_address = parse_address
 
 local function address_text(a)
   if a.path then return "unix:" .. a.path end
@@ -264,7 +255,7 @@ end
 
 --- Checks a handler table (SPEC §5): nil, or the first problem ("unknown key 'listn';
 --- did you mean 'listen'?", "'backlog' must be a positive integer, got string").
-function gsock.check_handler(t)
+local function check_handler(t)
   if not is_callable(t.handle) then
     if t.handle == nil then
       local g
@@ -293,38 +284,38 @@ end
 
 --- gsock.server(listen, handler [, opts]): `handler` is function(sock, peer) or a table
 --- with `handle` and options; `opts` overrides the table's options.
-function gsock.server(listen, handler, opts)
+local function server(listen, handler, opts)
   local options = {}
   if type(handler) == "table" and not is_callable(handler) then
-    local problem = gsock.check_handler(handler)
-    if problem then error(("bad argument #2 to 'server' (handler table: %s)"):format(problem), 2) end
+    local problem = check_handler(handler)
+    if problem then error(bad_argument(2, "server", "handler table: " .. problem), 2) end
     for k, v in pairs(handler) do options[k] = v end
     handler = handler.handle
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to 'server' (table expected, got %s)"):format(type(opts)), 2)
+    error(bad_type(3, "server", "table", opts), 2)
   end
   for k, v in pairs(opts or {}) do
-    if not OPTIONS[k] then error(("bad argument #3 to 'server' (unknown option '%s')"):format(tostring(k)), 2) end
+    if not OPTIONS[k] then error(bad_argument(3, "server", ("unknown option '%s'"):format(tostring(k))), 2) end
     local problem = v ~= nil and key_problem(k, v, true)
-    if problem then error(("bad argument #3 to 'server' (%s)"):format(problem), 2) end
+    if problem then error(bad_argument(3, "server", problem), 2) end
     options[k] = v
   end
   if not is_callable(handler) then
-    error("bad argument #2 to 'server' (a handler function expected)", 2)
+    error(bad_argument(2, "server", "a handler function expected"), 2)
   end
   listen = listen or options.listen
   local list = type(listen) == "table" and listen or { listen }
   local addresses = {}
   for i, text in ipairs(list) do
     local a, err = parse_address(text)
-    if not a then error(("bad argument #1 to 'server' (%s)"):format(err), 2) end
+    if not a then error(bad_argument(1, "server", err), 2) end
     addresses[i] = a
   end
-  if #addresses == 0 then error("bad argument #1 to 'server' (no address to listen on)", 2) end
+  if #addresses == 0 then error(bad_argument(1, "server", "no address to listen on"), 2) end
   local max = options.max_connections
   if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
-    error("bad argument #3 to 'server' (max_connections must be a positive integer)", 2)
+    error(bad_argument(3, "server", "max_connections must be a positive integer"), 2)
   end
   local self = setmetatable({
     addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
@@ -503,10 +494,10 @@ UdpServer.__index = UdpServer
 UdpServer.__name = "gsock.udp_server"
 
 --- gsock.udp_server(listen, fn(data, peer, server)): one fiber per datagram.
-function gsock.udp_server(listen, fn, opts)
+local function udp_server(listen, fn, opts)
   local a, err = parse_address(listen)
-  if not a or a.path then error(("bad argument #1 to 'udp_server' (%s)"):format(err or "a HOST:PORT address expected"), 2) end
-  if type(fn) ~= "function" then error("bad argument #2 to 'udp_server' (a handler function expected)", 2) end
+  if not a or a.path then error(bad_argument(1, "udp_server", err or "a HOST:PORT address expected"), 2) end
+  if type(fn) ~= "function" then error(bad_argument(2, "udp_server", "a handler function expected"), 2) end
   return setmetatable({ addresses = { a }, fn = fn, name = (opts or {}).name or "udp", stopped = gsock.event() }, UdpServer)
 end
 
@@ -570,3 +561,6 @@ function UdpServer:stop()
 end
 
 UdpServer.close = UdpServer.stop
+
+internal.provide({ server = server, udp_server = udp_server, parse_address = parse_address,
+                   check_handler = check_handler })

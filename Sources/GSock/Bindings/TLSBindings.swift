@@ -24,8 +24,12 @@ enum TLSBindings {
         ("want", { L in luaCall(L, want) }),
     ]
 
-    /// OpenResty's verbs on plain tcp{client} sockets.
-    static let tcpMethods: [(String, LuaBody)] = [("sslhandshake", { L in luaCall(L, sslhandshake) })]
+    /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
+    /// (server.lua: `_tlshandshake(ctx)` then `_tlsinfo()` for the handler's peer.tls).
+    static let tcpMethods: [(String, LuaBody)] = [
+        ("sslhandshake", { L in luaCall(L, sslhandshake) }),
+        ("_tlshandshake", { L in luaCall(L, tlshandshake) }), ("_tlsinfo", { L in luaCall(L, tlsinfo) }),
+    ]
 
     static func register(_ L: LuaState) {
         LuaObjects.register(L, contextMetatable, methods: [])
@@ -202,36 +206,86 @@ enum TLSBindings {
     }
 
     /// OpenResty's `sock:sslhandshake([reused_session [, server_name [, ssl_verify]]])` on a
-    /// connected tcp{client}: the same object speaks TLS afterwards. Returns a session
-    /// (or true when reused_session is false), or nil and the reason.
+    /// connected tcp{client}: the same object speaks TLS afterwards. Returns true, or nil and
+    /// the reason.
     private static func sslhandshake(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try plainClient(L)
+        let serverName = luaIsNoneOrNil(L, 3) ? nil : try Arg.string(L, 3)
+        let verify = luaIsNoneOrNil(L, 4) || lua_toboolean(L, 4) != 0
+        return try startHandshake(L, s) { () throws(TLSError) in
+            let tls = try TLSStream(context: try s.runtime.defaultClientContext(verifying: verify), fd: s.fd)
+            if let serverName { tls.setServerName(serverName) }
+            return tls
+        }
+    }
+
+    /// `sock:_tlshandshake(ctx)`: the handshake of `ctx`'s mode on this socket, in place (a
+    /// server's accepted connection).
+    private static func tlshandshake(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try plainClient(L)
+        guard let context = LuaObjects.get(L, 2, kind: .tlsContext, as: TLSContext.self) else {
+            throw .type(L, 2, contextMetatable)
+        }
+        return try startHandshake(L, s) { () throws(TLSError) in try TLSStream(context: context, fd: s.fd) }
+    }
+
+    private static func plainClient(_ L: LuaState) throws(LuaError) -> Socket {
         guard let s = SocketBindings.get(L, 1), s.socketClass == .tcpClient || s.socketClass == .unixClient else {
             throw .type(L, 1, "tcp{client}")
         }
-        let serverName = luaIsNoneOrNil(L, 3) ? nil : try Arg.string(L, 3)
-        let verify = luaIsNoneOrNil(L, 4) || lua_toboolean(L, 4) != 0
+        return s
+    }
+
+    /// Gives `s` the TLS transport `make` makes (unless it has one) and runs its handshake.
+    private static func startHandshake(_ L: LuaState, _ s: Socket,
+                                       make: () throws(TLSError) -> TLSStream) throws(LuaError) -> Int32 {
         if s.isClosed { return SocketBindings.fail(L, "closed") }
         if let tls = s.tls {
             if tls.isEstablished { return sslhandshakeDone(L, s) }
             return SocketBindings.fail(L, "busy")
         }
         if s.reader.isWaitedOn || s.isSending { return SocketBindings.fail(L, "busy") }
-        let context: TLSContext
         do {
-            context = try s.runtime.defaultClientContext(verifying: verify)
-        } catch {
-            return SocketBindings.fail(L, error.message)
-        }
-        do {
-            let tls = try TLSStream(context: context, fd: s.fd)
-            if let serverName { tls.setServerName(serverName) }
+            let tls = try make()
             if let host = s.seldom.connectHost { tls.expectName(ifUnset: host) }
             s.transport = tls
+            logIfUnverified(s, tls)
         } catch {
             return SocketBindings.fail(L, error.message)
         }
         s.receiveDeadline = s.handshakeDeadline()
         return handshakeStep(L, s, luaSec: false)
+    }
+
+    /// `sock:_tlsinfo()`: the handler's `peer.tls` (SPEC §10): version, cipher, sni, alpn,
+    /// verified, subject.
+    private static func tlsinfo(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let tls = SocketBindings.get(L, 1)?.tls, tls.isEstablished else {
+            lua_pushnil(L)
+            return 1
+        }
+        lua_createtable(L, 0, 6)
+        lua_pushstring(L, tls.version)
+        luaRawSetField(L, -2, "version")
+        if let cipher = tls.cipher {
+            lua_pushstring(L, cipher)
+            luaRawSetField(L, -2, "cipher")
+        }
+        if let sni = tls.requestedServerName {
+            lua_pushstring(L, sni)
+            luaRawSetField(L, -2, "sni")
+        }
+        if let alpn = tls.negotiatedProtocol {
+            lua_pushstring(L, alpn)
+            luaRawSetField(L, -2, "alpn")
+        }
+        lua_pushboolean(L, tls.verificationFailure == nil ? 1 : 0)
+        luaRawSetField(L, -2, "verified")
+        if let subject = tls.peerSubject {
+            lua_pushstring(L, subject)
+            luaRawSetField(L, -2, "subject")
+        }
+        return 1
     }
 
     private static func sslhandshakeDone(_ L: LuaState, _ s: Socket) -> Int32 {

@@ -208,8 +208,59 @@ local KEYS = {
   name = { function(v) return type(v) == "string" end, "a string" },
   nodelay = { function(v) return type(v) == "boolean" end, "a boolean" },
   reuseport = { function(v) return type(v) == "boolean" end, "a boolean" },
+  tls = { function(v) return type(v) == "table" end, "a table { cert = FILE, key = FILE, ... }" },
 }
-local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay" }
+local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay",
+                     "tls" }
+
+-- TLS services (SPEC §10) ------------------------------------------------------------
+
+local function is_string_list(v, allowed)
+  if type(v) ~= "table" then return false end
+  for _, s in ipairs(v) do
+    if type(s) ~= "string" or (allowed and not allowed[s]) then return false end
+  end
+  return true
+end
+local TLS_KEYS = {
+  cert = { function(v) return type(v) == "string" end, "a certificate file" },
+  key = { function(v) return type(v) == "string" end, "a private key file" },
+  password = { function(v) return type(v) == "string" end, "a string" },
+  client_ca = { function(v) return type(v) == "string" end, "a CA certificates file" },
+  verify_client = { function(v) return v == "require" or v == "optional" end, "\"require\" or \"optional\"" },
+  alpn = { is_string_list, "a list of protocol names" },
+  protocols = { function(v) return is_string_list(v, { tlsv1_2 = true, tlsv1_3 = true }) and #v > 0 end,
+                "a list of \"tlsv1_2\" and \"tlsv1_3\"" },
+  ciphers = { function(v) return type(v) == "string" end, "an OpenSSL cipher list" },
+  ciphersuites = { function(v) return type(v) == "string" end, "a TLS 1.3 cipher suite list" },
+  handshake_timeout = { is_positive_number, "a positive number of seconds" },
+}
+
+--- The TLS context of a server's `tls` table, or nil and what is wrong ("tls.cert: ...").
+local function tls_context(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local spec = TLS_KEYS[k]
+    if k == "certs" then return nil, "'tls.certs' (certificates chosen by SNI) is not supported yet: use cert and key" end
+    if not spec then return nil, ("unknown key 'tls.%s'"):format(tostring(k)) end
+    if not spec[1](t[k]) then return nil, ("'tls.%s' must be %s, got %s"):format(k, spec[2], type(t[k])) end
+  end
+  if not t.cert or not t.key then return nil, "'tls' needs cert and key" end
+  if t.verify_client and not t.client_ca then return nil, "'tls.verify_client' needs 'tls.client_ca'" end
+  local protocol = "any"
+  if t.protocols and #t.protocols == 1 then protocol = t.protocols[1] end
+  local verify
+  if t.verify_client == "require" then verify = { "peer", "fail_if_no_peer_cert" }
+  elseif t.verify_client == "optional" then verify = { "peer" } end
+  local ssl = require "ssl"
+  local ctx, err = ssl.newcontext({ mode = "server", certificate = t.cert, key = t.key, password = t.password,
+                                    cafile = t.client_ca, verify = verify, alpn = t.alpn, protocol = protocol,
+                                    ciphers = t.ciphers, ciphersuites = t.ciphersuites })
+  if not ctx then return nil, "tls: " .. err end
+  return ctx
+end
 local OPTIONS = {}
 for k in pairs(KEYS) do OPTIONS[k] = k ~= "handle" and k ~= "init" end
 
@@ -317,11 +368,17 @@ local function server(listen, handler, opts)
   if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
     error(bad_argument(3, "server", "max_connections must be a positive integer"), 2)
   end
+  local tls, tls_problem
+  if options.tls then
+    tls, tls_problem = tls_context(options.tls)
+    if not tls then error(bad_argument(opts and opts.tls and 3 or 2, "server", tls_problem), 2) end
+  end
   local self = setmetatable({
     addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
     max_connections = max or math.maxinteger, backlog = options.backlog or 511,
     idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
     reuseport = options.reuseport, listeners = {}, socket_files = {}, handlers = {}, count = 0, accepted = 0,
+    tls = tls, handshake_timeout = options.tls and options.tls.handshake_timeout or 10,
     slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
@@ -350,6 +407,19 @@ local function handle_connection(self, client, a)
   local peer
   if self.takes_peer then
     peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
+  end
+  if self.tls then
+    -- The handshake finishes before the handler runs, bounded by handshake_timeout.
+    client:settimeout(self.handshake_timeout)
+    local done, err = client:_tlshandshake(self.tls)
+    if not done then
+      local who = a.path and ("unix:" .. a.path) or ("%s:%s"):format(peer_host, peer_port)
+      log("info", "TLS handshake failed: " .. err, { service = self.name, peer = who })
+      client:close()
+      return
+    end
+    client:settimeout(self.idle_timeout or -1)
+    if peer then peer.tls = client:_tlsinfo() end
   end
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)

@@ -79,7 +79,11 @@ final class TLSContext {
         if let key = p.key {
             try Self.readable(key, "key")
             guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
-                throw .openSSL("error loading private key '\(key)'")
+                let error = TLSError.openSSL("error loading private key '\(key)'")
+                if let certificate = p.certificate, error.message.hasSuffix("key values mismatch") {
+                    throw TLSError("private key '\(key)' does not match the certificate '\(certificate)'")
+                }
+                throw error
             }
             if p.certificate != nil && SSL_CTX_check_private_key(ctx) != 1 {
                 throw .openSSL("private key '\(key)' does not match the certificate '\(p.certificate!)'")
@@ -91,6 +95,10 @@ final class TLSContext {
             if let cafile = p.cafile { try Self.readable(cafile, "cafile") }
             guard SSL_CTX_load_verify_locations(ctx, p.cafile, p.capath) == 1 else {
                 throw .openSSL("error loading CA locations (\([p.cafile, p.capath].compactMap { $0 }.joined(separator: ", ")))")
+            }
+            // A server asks for client certificates issued by these CAs (mTLS).
+            if p.mode == .server, let cafile = p.cafile, let names = SSL_load_client_CA_file(cafile) {
+                SSL_CTX_set_client_CA_list(ctx, names)
             }
         } else if built.verify & SSL_VERIFY_PEER != 0 {
             try Self.useSystemStore(ctx)

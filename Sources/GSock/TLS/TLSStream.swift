@@ -161,6 +161,14 @@ final class TLSStream: Transport {
         return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
     }
 
+    /// The subject of the peer's certificate ("/CN=client"), if it sent one.
+    var peerSubject: String? {
+        guard let cert = SSL_get0_peer_certificate(ssl) else { return nil }
+        var buf = [CChar](repeating: 0, count: 512)
+        X509_NAME_oneline(X509_get_subject_name(cert), &buf, Int32(buf.count))
+        return cString(buf)
+    }
+
     var version: String { String(cString: SSL_get_version(ssl)) }
     var cipher: String? { SSL_get_current_cipher(ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) } }
     var cipherBits: Int {

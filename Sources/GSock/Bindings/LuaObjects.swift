@@ -99,6 +99,16 @@ enum LuaObjects {
     }
 }
 
+extension Arg {
+    /// The object of `kind` at `index`: "expected expected, got T" otherwise.
+    @inline(__always)
+    static func object<T: AnyObject>(_ L: LuaState, _ index: Int32, kind: LuaObjectKind, as: T.Type,
+                                     expected: String) throws(LuaError) -> T {
+        guard let object = LuaObjects.get(L, index, kind: kind, as: T.self) else { throw .type(L, index, expected) }
+        return object
+    }
+}
+
 /// `__gc` of every object userdata: releases the Swift object once.
 private let releaseBody: LuaBody = { L in
     LuaObjects.take(L!, 1)?.release()

@@ -158,6 +158,8 @@ struct LuaError: Error {
     static func raise(_ L: LuaState, _ message: String) -> LuaError {
         LuaError(status: luaRaise(L, message))
     }
+    /// The value on top of the stack, raised as it is (an error value, a kill's error).
+    static let value = LuaError(status: LuaStatus.raise)
 }
 
 /// Runs a binding written with `try`: the one place a thrown `LuaError` becomes the status
@@ -212,6 +214,11 @@ enum Arg {
     /// An optional string: nil when absent.
     static func optionalString(_ L: LuaState, _ i: Int32) throws(LuaError) -> String? {
         luaIsNoneOrNil(L, i) ? nil : try string(L, i)
+    }
+
+    /// A table argument: "table expected, got T" otherwise.
+    static func table(_ L: LuaState, _ i: Int32) throws(LuaError) {
+        guard lua_type(L, i) == LUA_TTABLE else { throw .type(L, i, "table") }
     }
 }
 

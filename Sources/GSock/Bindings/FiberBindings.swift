@@ -24,15 +24,6 @@ enum FiberBindings {
         try Arg.object(L, index, kind: .fiber, as: Fiber.self, expected: "fiber")
     }
 
-    /// The running fiber, or the status of the error raised when Lua code runs outside one.
-    static func currentFiber(_ L: LuaState, _ what: String) -> ArgResult<Fiber> {
-        let rt = Runtime.from(L)
-        guard let fiber = rt.current else {
-            return .error(luaRaise(L, "\(what): not called from a fiber"))
-        }
-        return .value(fiber)
-    }
-
     /// The running fiber; outside one, `what: not called from a fiber` is thrown.
     @inline(__always)
     static func runningFiber(_ L: LuaState, _ what: String) throws(LuaError) -> Fiber {

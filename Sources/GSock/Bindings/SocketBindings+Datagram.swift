@@ -52,27 +52,29 @@ enum DatagramBindings {
             guard let a = SocketAddress(unixPath: host) else { return SocketBindings.fail(L, "path too long") }
             address = a
         } else {
-            let port = try Arg.get(StreamBindings.portArg(L, 4))
+            let port = try StreamBindings.port(L, 4)
             guard let a = SocketAddress(numericHost: host, port: port) else {
                 return SocketBindings.fail(L, NameBindings.message(forLookupError: EAI_NONAME, errno: 0))
             }
             address = a
         }
-        if let e = SocketBindings.ensureDescriptor(s, family: address.family) { return fail(L, e) }
-        return sent(L, s, Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address))
+        do {
+            try s.openDescriptor(family: address.family)
+        } catch {
+            return fail(L, error.errno)
+        }
+        return sent(L, s.sendDatagram(data, to: address))
     }
 
-    /// What sendto and send return: the bytes sent, or nil and the error. Datagram sends
-    /// do not wait: a full socket buffer is a "timeout" at once.
-    private static func sent(_ L: LuaState, _ s: Socket, _ result: Posix.Result) -> Int32 {
-        switch result {
-        case .ok(let n):
-            s.sent += n
-            s.runtime.bytesOut += n
+    /// What sendto and send return: the bytes sent, or nil and the error.
+    private static func sent(_ L: LuaState, _ step: Socket.Step<Int>) -> Int32 {
+        switch step {
+        case .done(let n):
             lua_pushnumber(L, lua_Number(n))
             return 1
-        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
-        case .failed(let e): return fail(L, e)
+        case .failed(.system(let e)): return fail(L, e.errno)
+        case .failed(let failure): return SocketBindings.fail(L, StreamBindings.message(for: failure))
+        case .wait: return SocketBindings.fail(L, "timeout")
         }
     }
 
@@ -81,7 +83,7 @@ enum DatagramBindings {
         let s = try datagramArg(L, connected)
         let data = try dataArg(L, 2)
         if s.isClosed { return SocketBindings.fail(L, "refused") }
-        return sent(L, s, Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count))
+        return sent(L, s.sendDatagram(data, to: nil))
     }
 
     private static func sizeArg(_ L: LuaState) throws(LuaError) -> Int {
@@ -107,27 +109,29 @@ enum DatagramBindings {
 
     private static func receiveStep(_ L: LuaState, _ s: Socket, from: Bool) -> Int32 {
         guard let size = try? sizeArg(L) else { return 0 }
-        var buffer = [UInt8](repeating: 0, count: max(size, 1))
-        let (r, peer) = buffer.withUnsafeMutableBytes { Posix.recvfrom(s.fd, $0.baseAddress!, size) }
-        switch r {
-        case .ok(let n):
-            let taken = min(n, size)
-            s.received += taken
-            s.runtime.bytesIn += taken
-            buffer.withUnsafeBufferPointer { StreamBindings.pushBytes(L, UnsafeBufferPointer(rebasing: $0[0..<taken])) }
-            guard from, let peer else { return 1 }
+        var results: Int32 = 1
+        let step = s.receiveDatagram(size: size) { bytes, peer in
+            StreamBindings.pushBytes(L, bytes)
+            guard from, let peer else { return }
             let (host, port, family) = peer.hostPortFamily
             lua_pushstring(L, host)
-            if family == "unix" { return 2 }
+            results = 2
+            if family == "unix" { return }
             lua_pushinteger(L, lua_Integer(port))
-            return 3
-        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
-            return StreamBindings.park(L, s, .read, deadline: s.receiveDeadline, what: from ? "receivefrom" : "receive",
+            results = 3
+        }
+        switch step {
+        case .done:
+            return results
+        case .wait(let direction):
+            return StreamBindings.park(L, s, direction, deadline: s.receiveDeadline, what: from ? "receivefrom" : "receive",
                                        then: from ? receiveFromContinue : receiveContinue) {
                 SocketBindings.fail(L, "timeout")
             }
-        case .failed(let e):
-            return fail(L, e)
+        case .failed(.system(let e)):
+            return fail(L, e.errno)
+        case .failed(let failure):
+            return SocketBindings.fail(L, StreamBindings.message(for: failure))
         }
     }
 
@@ -155,7 +159,7 @@ enum DatagramBindings {
 
     private static let setsocknameResolved: LuaBody = { L in luaCall(L, setsocknameResolved) }
     private static func setsocknameResolved(_ L: LuaState) throws(LuaError) -> Int32 {
-        StreamBindings.continueResolved(L) { StreamBindings.bindCandidates(L, $0, datagram: true) }
+        try StreamBindings.continueResolved(L) { StreamBindings.bindCandidates(L, $0, datagram: true) }
     }
 
     private static let setpeername: LuaBody = { L in luaCall(L, setpeername) }
@@ -173,12 +177,12 @@ enum DatagramBindings {
 
     private static let setpeernameResolved: LuaBody = { L in luaCall(L, setpeernameResolved) }
     private static func setpeernameResolved(_ L: LuaState) throws(LuaError) -> Int32 {
-        StreamBindings.continueResolved(L) { connectCandidates(L, $0) }
+        try StreamBindings.continueResolved(L) { connectCandidates(L, $0) }
     }
 
     private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) throws(LuaError) -> Int32 {
-        let (host, port) = try Arg.get(StreamBindings.addressArgs(L, s))
-        if let status = StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
+        let (host, port) = try StreamBindings.address(L, s)
+        if let status = try StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
                                                what: passive ? "setsockname" : "setpeername", then: kont) {
             return status
         }
@@ -186,17 +190,12 @@ enum DatagramBindings {
     }
 
     private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
-        var error: Int32 = EADDRNOTAVAIL
-        defer { s.seldom.connectCandidates = [] }
-        for address in s.seldom.connectCandidates {
-            if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
-            switch Posix.connect(s.fd, address) {
-            case .ok:
-                SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramConnected : .udpConnected)
-                return SocketBindings.ok(L)
-            case .failed(let e): error = e
-            }
+        do {
+            try s.connectDatagram()
+        } catch {
+            return fail(L, error.errno)
         }
-        return fail(L, error)
+        SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramConnected : .udpConnected)
+        return SocketBindings.ok(L)
     }
 }

@@ -117,7 +117,7 @@ enum NameBindings {
     static let gethostname: LuaBody = { L in luaCall(L, gethostname) }
     private static func gethostname(_ L: LuaState) throws(LuaError) -> Int32 {
         var buf = [CChar](repeating: 0, count: 257)
-        guard Glibc.gethostname(&buf, buf.count - 1) == 0 else { return SocketBindings.fail(L, String(cString: strerror(errno))) }
+        guard Glibc.gethostname(&buf, buf.count - 1) == 0 else { return SocketBindings.fail(L, Syscall.lastErrorText()) }
         lua_pushstring(L, buf)
         return 1
     }
@@ -174,10 +174,14 @@ enum NameBindings {
         var fds = read.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             + write.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) }
         if fds.isEmpty { return nil }
-        let n = poll(&fds, nfds_t(fds.count), 0)
-        guard n > 0 else {
-            if n < 0 && errno != EINTR { lua_pushnil(L); lua_pushnil(L); lua_pushstring(L, "select failed"); return 3 }
-            return nil
+        switch Syscall.poll(&fds, timeout: 0) {
+        case .ok(0): return nil
+        case .ok: break
+        case .failed, .wouldBlock:
+            lua_pushnil(L)
+            lua_pushnil(L)
+            lua_pushstring(L, "select failed")
+            return 3
         }
         for (offset, count) in [(0, read.count), (read.count, write.count)] {
             lua_createtable(L, 0, 0)

@@ -31,12 +31,13 @@ enum StreamBindings {
         return unix ? "unixstream{any}" : "tcp{any}"
     }
 
+    /// The stream socket at index 1 if its class is one of `classes`.
     @inline(__always)
-    static func streamArg(_ L: LuaState, _ classes: Socket.Classes) -> ArgResult<Socket> {
-        SocketBindings.socketArg(L, classes, expected: expected(classes, L))
+    static func stream(_ L: LuaState, _ classes: Socket.Classes) throws(LuaError) -> Socket {
+        try SocketBindings.socket(L, classes, expected: expected(classes, L))
     }
 
-    /// streamArg for the hot methods: the socket is lent to `body` (SocketBindings.withSocketArg).
+    /// stream() for the hot methods: the socket is lent to `body` (SocketBindings.withSocketArg).
     @inline(__always)
     static func withStreamArg(_ L: LuaState, _ classes: Socket.Classes, _ body: (Socket) -> Int32) -> Int32 {
         SocketBindings.withSocketArg(L, classes, expected: expected(classes, L), body)
@@ -74,41 +75,29 @@ enum StreamBindings {
     // MARK: - Addresses
 
     /// The port argument: a number or a numeric string, 0...65535.
-    static func portArg(_ L: LuaState, _ index: Int32) -> ArgResult<UInt16> {
+    static func port(_ L: LuaState, _ index: Int32) throws(LuaError) -> UInt16 {
         var isNum: Int32 = 0
         let v = lua_tointegerx(L, index, &isNum)
         guard isNum != 0, (0...65535).contains(v) else {
             if lua_type(L, index) == LUA_TNUMBER || lua_type(L, index) == LUA_TSTRING {
-                return .error(luaArgError(L, index, "invalid port"))
+                throw .argument(L, index, "invalid port")
             }
-            return .error(luaTypeError(L, index, "number"))
+            throw .type(L, index, "number")
         }
-        return .value(UInt16(v))
-    }
-
-    static func hostArg(_ L: LuaState, _ index: Int32) -> ArgResult<String> {
-        guard let s = luaString(L, index) else { return .error(luaTypeError(L, index, "string")) }
-        return .value(s)
+        return UInt16(v)
     }
 
     /// Arguments 2 and 3: a host and a port, or a path alone for unix sockets.
-    static func addressArgs(_ L: LuaState, _ s: Socket) -> ArgResult<(host: String, port: UInt16)> {
-        let host: String
-        switch hostArg(L, 2) {
-        case .error(let status): return .error(status)
-        case .value(let h): host = h
-        }
-        if s.socketClass.isUnix { return .value((host, 0)) }
-        switch portArg(L, 3) {
-        case .error(let status): return .error(status)
-        case .value(let port): return .value((host, port))
-        }
+    static func address(_ L: LuaState, _ s: Socket) throws(LuaError) -> (host: String, port: UInt16) {
+        let host = try Arg.string(L, 2)
+        if s.socketClass.isUnix { return (host, 0) }
+        return (host, try port(L, 3))
     }
 
     /// Resolves `host` for a stream socket of `s`'s family: parks the fiber when the host
     /// is a name, and continues in `then` (which finds the addresses in s.seldom.connectCandidates).
     static func resolve(_ L: LuaState, _ s: Socket, host: String, port: UInt16, passive: Bool,
-                                what: String, then kont: LuaBody) -> Int32? {
+                        what: String, then kont: LuaBody) throws(LuaError) -> Int32? {
         if s.socketClass.isUnix {
             guard let a = SocketAddress(unixPath: host) else { return fail(L, "path too long") }
             s.seldom.connectCandidates = [a]
@@ -120,11 +109,7 @@ enum StreamBindings {
             s.seldom.connectCandidates = [a]
             return nil
         }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, what) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+        let fiber = try FiberBindings.runningFiber(L, what)
         let socktype = s.socketClass.isStream ? SOCK_STREAM : SOCK_DGRAM
         let job = ResolveJob(.addresses(host: name, service: String(port), family: s.family,
                                         socktype: Int32(socktype.rawValue), flags: passive ? AI_PASSIVE : 0))
@@ -134,12 +119,9 @@ enum StreamBindings {
 
     /// The continuation of a wait for name resolution: the socket's candidates become the
     /// resolved addresses and `step` goes on with them, or the lookup's failure is returned.
-    static func continueResolved(_ L: LuaState, then step: (Socket) -> Int32) -> Int32 {
+    static func continueResolved(_ L: LuaState, then step: (Socket) -> Int32) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken: break
-        }
+        _ = try Runtime.from(L).woken(L)
         guard let job = s.seldom.resolveJob else { return fail(L, "closed") }
         s.seldom.resolveJob = nil
         if job.status != 0 { return fail(L, NameBindings.message(forLookupError: job.status, errno: job.systemErrno)) }
@@ -152,15 +134,18 @@ enum StreamBindings {
     private static let bind: LuaBody = { L in luaCall(L, bind) }
 
     private static func bind(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, masters))
-        let (host, port) = try Arg.get(addressArgs(L, s))
-        if let status = resolve(L, s, host: host, port: port, passive: true, what: "bind", then: bindResolved) {
+        let s = try stream(L, masters)
+        let (host, port) = try address(L, s)
+        if let status = try resolve(L, s, host: host, port: port, passive: true, what: "bind", then: bindResolved) {
             return status
         }
         return bindCandidates(L, s)
     }
 
-    private static let bindResolved: LuaBody = { L in continueResolved(L!) { bindCandidates(L!, $0) } }
+    private static let bindResolved: LuaBody = { L in luaCall(L, bindResolved) }
+    private static func bindResolved(_ L: LuaState) throws(LuaError) -> Int32 {
+        try continueResolved(L) { bindCandidates(L, $0) }
+    }
 
     /// Binds to the first of s.seldom.connectCandidates that works: 1, or nil and the last error.
     static func bindCandidates(_ L: LuaState, _ s: Socket, datagram: Bool = false) -> Int32 {
@@ -175,7 +160,7 @@ enum StreamBindings {
     private static let listen: LuaBody = { L in luaCall(L, listen) }
 
     private static func listen(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, masters))
+        let s = try stream(L, masters)
         let backlog = try Arg.optionalInteger(L, 2) ?? 32
         do throws(SystemError) {
             if s.fd < 0 { try s.openDescriptor(family: s.family == AF_UNSPEC ? AF_INET : s.family) }
@@ -192,7 +177,7 @@ enum StreamBindings {
     private static let accept: LuaBody = { L in luaCall(L, accept) }
 
     private static func accept(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, servers))
+        let s = try stream(L, servers)
         if s.reader.isWaitedOn { return fail(L, "busy") }
         s.receiveDeadline = s.deadline(for: .read)
         return acceptStep(L, s)
@@ -212,14 +197,11 @@ enum StreamBindings {
         }
     }
 
-    private static let acceptContinue: LuaBody = { L in
-        let L = L!
+    private static let acceptContinue: LuaBody = { L in luaCall(L, acceptContinue) }
+    private static func acceptContinue(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(.timedOut): return fail(L, "timeout")
-        case .woken: return acceptStep(L, s)
-        }
+        if case .timedOut = try Runtime.from(L).woken(L) { return fail(L, "timeout") }
+        return acceptStep(L, s)
     }
 
     /// Parks the running fiber on the socket's watcher for `direction`, bounded by the
@@ -243,8 +225,8 @@ enum StreamBindings {
     private static let connect: LuaBody = { L in luaCall(L, connect) }
 
     private static func connect(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, streams.subtracting(servers)))
-        let (host, port) = try Arg.get(addressArgs(L, s))
+        let s = try stream(L, streams.subtracting(servers))
+        let (host, port) = try address(L, s)
         if s.reusePooledConnection(s.socketClass.isUnix ? "unix:\(host)" : "\(host):\(port)") {
             becomeClient(L, s)
             return SocketBindings.ok(L)
@@ -252,7 +234,7 @@ enum StreamBindings {
         s.sendDeadline = s.deadline(for: .write, connecting: true)
         s.seldom.connectError = nil
         s.seldom.connectHost = host
-        if let status = resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
+        if let status = try resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
             return status
         }
         return connectStep(L, s, s.connectCandidates { becomeClient(L, s) })
@@ -262,8 +244,9 @@ enum StreamBindings {
         SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixClient : .tcpClient)
     }
 
-    private static let connectResolved: LuaBody = { L in
-        continueResolved(L!) { s in connectStep(L!, s, s.connectCandidates { becomeClient(L!, s) }) }
+    private static let connectResolved: LuaBody = { L in luaCall(L, connectResolved) }
+    private static func connectResolved(_ L: LuaState) throws(LuaError) -> Int32 {
+        try continueResolved(L) { s in connectStep(L, s, s.connectCandidates { becomeClient(L, s) }) }
     }
 
     private static func connectStep(_ L: LuaState, _ s: Socket, _ step: Socket.Step<Void>) -> Int32 {
@@ -278,51 +261,47 @@ enum StreamBindings {
         }
     }
 
-    private static let connectContinue: LuaBody = { L in
-        let L = L!
+    private static let connectContinue: LuaBody = { L in luaCall(L, connectContinue) }
+    private static func connectContinue(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(.timedOut):
+        if case .timedOut = try Runtime.from(L).woken(L) {
             s.abandonConnect()
             return fail(L, "timeout")
-        case .woken:
-            return connectStep(L, s, s.connectFinished { becomeClient(L, s) })
         }
+        return connectStep(L, s, s.connectFinished { becomeClient(L, s) })
     }
 
     // MARK: - receive
 
-    static func patternArg(_ L: LuaState, _ index: Int32) -> ArgResult<Socket.Pattern> {
+    static func pattern(_ L: LuaState, _ index: Int32) throws(LuaError) -> Socket.Pattern {
         switch lua_type(L, index) {
         case LUA_TNONE, LUA_TNIL:
-            return .value(.line)
+            return .line
         case LUA_TNUMBER:
             let n = lua_tonumberx(L, index, nil)
-            guard n >= 0, n < Double(Int.max) else { return .error(luaArgError(L, index, "invalid receive pattern")) }
-            return .value(.count(Int(n)))
+            guard n >= 0, n < Double(Int.max) else { throw .argument(L, index, "invalid receive pattern") }
+            return .count(Int(n))
         case LUA_TSTRING:
             var len = 0
             let p = lua_tolstring(L, index, &len)!
             let first = len > 0 && p[0] == 42 /* * */ ? (len > 1 ? p[1] : 0) : (len > 0 ? p[0] : 0)
-            if first == 108 /* l */ { return .value(.line) }
-            if first == 97 /* a */ { return .value(.all) }
+            if first == 108 /* l */ { return .line }
+            if first == 97 /* a */ { return .all }
             if lua_isnumber(L, index) != 0 {  // "3" counts as 3, as in LuaSocket
                 let n = lua_tonumberx(L, index, nil)
-                if n >= 0, n < Double(Int.max) { return .value(.count(Int(n))) }
+                if n >= 0, n < Double(Int.max) { return .count(Int(n)) }
             }
-            return .error(luaArgError(L, index, "invalid receive pattern"))
+            throw .argument(L, index, "invalid receive pattern")
         default:
-            return .error(luaArgError(L, index, "invalid receive pattern"))
+            throw .argument(L, index, "invalid receive pattern")
         }
     }
 
     private static let receive: LuaBody = { L in
-        let L = L!
-        return withStreamArg(L, clients) { s in luaCall(L) { L throws(LuaError) in try receive(L, s) } }
+        withStreamArg(L!, clients) { s in luaCall(L) { L throws(LuaError) in try receive(L, s) } }
     }
 
-    /// patternArg, quicker for "*l" and "*a": Lua interns short strings, so those are
+    /// pattern(), quicker for "*l" and "*a": Lua interns short strings, so those are
     /// the runtime's anchored copies.
     @inline(__always)
     private static func receivePatternArg(_ L: LuaState, _ s: Socket) throws(LuaError) -> Socket.Pattern {
@@ -332,7 +311,7 @@ enum StreamBindings {
             if p == known.0 { return .line }
             if p == known.1 { return .all }
         }
-        return try Arg.get(patternArg(L, 2))
+        return try pattern(L, 2)
     }
 
     private static func receive(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
@@ -398,9 +377,9 @@ enum StreamBindings {
 
     /// The continuation of every receive: an error delivered while it waited is raised; a
     /// closed socket or a timeout ends the read; otherwise the read goes on.
-    private static let receiveContinue: LuaBody = { L in
-        let L = L!
-        return SocketBindings.withSocket(L) { s in
+    private static let receiveContinue: LuaBody = { L in receiveContinued(L!) }
+    private static func receiveContinued(_ L: LuaState) -> Int32 {
+        SocketBindings.withSocket(L) { s in
             switch s.withRuntime({ $0.takeWake(L) }) {
             case .raise(let status):
                 s.receiveAccumulator.removeAll(keepingCapacity: true)
@@ -422,8 +401,7 @@ enum StreamBindings {
 
     /// OpenResty's receiveany(max): whatever is available, 1 to max bytes, once there is any.
     private static let receiveany: LuaBody = { L in
-        let L = L!
-        return withStreamArg(L, clients) { s in luaCall(L) { L throws(LuaError) in try receiveany(L, s) } }
+        withStreamArg(L!, clients) { s in luaCall(L) { L throws(LuaError) in try receiveany(L, s) } }
     }
 
     private static func receiveany(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
@@ -450,7 +428,7 @@ enum StreamBindings {
     private static let receiveUntil: LuaBody = { L in luaCall(L, receiveUntil) }
 
     private static func receiveUntil(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, clients))
+        let s = try stream(L, clients)
         guard let pattern = luaString(L, 2), !pattern.isEmpty else { throw .argument(L, 2, "pattern is empty") }
         // Clamped so that size + pattern.count cannot overflow: no buffer gets near Int.max / 4.
         let size = try Arg.optionalInteger(L, 3).map { min(Swift.max(1, $0), Int.max / 4) }
@@ -474,8 +452,7 @@ enum StreamBindings {
     // MARK: - send
 
     private static let send: LuaBody = { L in
-        let L = L!
-        return withStreamArg(L, clients) { s in luaCall(L) { L throws(LuaError) in try send(L, s) } }
+        withStreamArg(L!, clients) { s in luaCall(L) { L throws(LuaError) in try send(L, s) } }
     }
 
     private static func send(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
@@ -529,9 +506,9 @@ enum StreamBindings {
         return 3
     }
 
-    private static let sendContinue: LuaBody = { L in
-        let L = L!
-        return SocketBindings.withSocket(L) { s in
+    private static let sendContinue: LuaBody = { L in sendContinued(L!) }
+    private static func sendContinued(_ L: LuaState) -> Int32 {
+        SocketBindings.withSocket(L) { s in
             switch s.withRuntime({ $0.takeWake(L) }) {
             case .raise(let status): return status
             case .woken(let wake):
@@ -550,7 +527,7 @@ enum StreamBindings {
     private static let shutdown: LuaBody = { L in luaCall(L, shutdown) }
 
     private static func shutdown(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, clients))
+        let s = try stream(L, clients)
         let how: Int32
         switch luaString(L, 2) ?? (luaIsNoneOrNil(L, 2) ? "both" : "?") {
         case "both": how = Int32(SHUT_RDWR)
@@ -567,7 +544,7 @@ enum StreamBindings {
     private static let setkeepalive: LuaBody = { L in luaCall(L, setkeepalive) }
 
     private static func setkeepalive(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(streamArg(L, clients))
+        let s = try stream(L, clients)
         let maxIdle = try Arg.optionalNumber(L, 2).flatMap { $0 > 0 ? $0 : nil }
         let poolSize = try Arg.optionalInteger(L, 3) ?? 30
         if poolSize < 1 { throw .argument(L, 3, "pool size must be positive") }
@@ -582,7 +559,7 @@ enum StreamBindings {
     private static let getreusedtimes: LuaBody = { L in luaCall(L, getreusedtimes) }
 
     private static func getreusedtimes(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try Arg.get(SocketBindings.socketArg(L, expected: "socket"))
+        let s = try SocketBindings.socket(L, expected: "socket")
         lua_pushinteger(L, lua_Integer(s.seldom.reusedTimes))
         return 1
     }

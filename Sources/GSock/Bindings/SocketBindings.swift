@@ -81,24 +81,17 @@ enum SocketBindings {
     /// The socket at index 1 if its class is one of `classes`; else the argument error
     /// LuaSocket raises (`tcp{client} expected, got tcp{master}`).
     @inline(__always)
-    static func socketArg(_ L: LuaState, _ classes: Socket.Classes? = nil,
-                          expected: @autoclosure () -> String) -> ArgResult<Socket> {
-        guard let s = get(L, 1) else { return .error(luaTypeError(L, 1, expected())) }
-        if let classes, !classes.contains(s.socketClass.bit) {
-            return .error(luaArgError(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)"))
-        }
-        return .value(s)
-    }
-
-    /// socketArg, with the argument error thrown.
-    @inline(__always)
     static func socket(_ L: LuaState, _ classes: Socket.Classes? = nil,
                        expected: @autoclosure () -> String) throws(LuaError) -> Socket {
-        try Arg.get(socketArg(L, classes, expected: expected()))
+        guard let s = get(L, 1) else { throw .type(L, 1, expected()) }
+        if let classes, !classes.contains(s.socketClass.bit) {
+            throw .argument(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)")
+        }
+        return s
     }
 
     /// Runs `body` with the socket at index 1 if its class is one of `classes`; else
-    /// returns socketArg's argument error. The socket is lent, not retained: its userdata
+    /// returns socket(L, classes, expected:)'s argument error. The socket is lent, not retained: its userdata
     /// at index 1 keeps it alive until the method returns.
     @inline(__always)
     static func withSocketArg(_ L: LuaState, _ classes: Socket.Classes, expected: @autoclosure () -> String,
@@ -160,37 +153,21 @@ enum SocketBindings {
         }
     }
 
-    /// Opens the descriptor of a socket made with an unspecified family, or of another family.
-    static func ensureDescriptor(_ socket: Socket, family: Int32) -> Int32? {
-        if socket.wasClosed { return ECONNABORTED }  // reported as "closed" (streams) or "refused"
-        if socket.fd >= 0 && socket.family == family { return nil }
-        let type = socket.socketClass.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
-        switch Posix.socket(family, type) {
-        case .failed(let e): return e
-        case .ok(let fd):
-            let wasV6Only = socket.v6only
-            socket.adopt(fd: Int32(fd), family: family)
-            if family == AF_INET6 && wasV6Only {
-                _ = Posix.setsockopt(socket.fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
-            }
-            return nil
-        }
-    }
-
     private static func create(_ L: LuaState, _ family: Int32, _ c: Socket.Class) -> Int32 {
         let rt = Runtime.from(L)
         var fd: Int32 = -1
         if family != AF_UNSPEC {
             let type = c.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
-            switch Posix.socket(family, type) {
-            case .failed(let e): return fail(L, message(for: e))
+            switch Syscall.socket(family, type) {
+            case .failed(let e): return fail(L, message(for: e.errno))
+            case .wouldBlock: return fail(L, message(for: EAGAIN))
             case .ok(let n): fd = Int32(n)
             }
         }
         let socket = Socket(runtime: rt, fd: fd, family: family, socketClass: c)
         if family == AF_INET6 {
             socket.v6only = true
-            _ = Posix.setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
+            _ = Syscall.setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
         }
         push(L, socket)
         return 1
@@ -203,23 +180,20 @@ enum SocketBindings {
     private static func adoptListener(_ L: LuaState) throws(LuaError) -> Int32 {
         let fd = Int32(try Arg.integer(L, 1, in: 0...Int(Int32.max)))
         if WaitableDescriptor.isRuntimeOwned(fd) { throw .argument(L, 1, "descriptor owned by the runtime") }
-        let (typeResult, type) = Posix.getsockopt(fd, SOL_SOCKET, SO_TYPE, Int32(0))
-        let (listenResult, listening) = Posix.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, Int32(0))
-        let (domainResult, family) = Posix.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, Int32(0))
+        let (typeResult, type) = Syscall.getsockopt(fd, SOL_SOCKET, SO_TYPE, Int32(0))
+        let (listenResult, listening) = Syscall.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, Int32(0))
+        let (domainResult, family) = Syscall.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, Int32(0))
         guard case .ok = typeResult, case .ok = listenResult, case .ok = domainResult else {
             return fail(L, "descriptor \(fd) is not a socket")
         }
         guard type == Int32(SOCK_STREAM.rawValue), listening != 0, [AF_INET, AF_INET6, AF_UNIX].contains(family) else {
             return fail(L, "descriptor \(fd) is not a listening stream socket")
         }
-        let flags = fcntl(fd, F_GETFL)
-        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
-            return fail(L, message(for: errno))
-        }
+        if case .failed(let e) = Syscall.makeNonBlocking(fd) { return fail(L, message(for: e.errno)) }
         let socket = Socket(runtime: Runtime.from(L), fd: fd, family: family,
                             socketClass: family == AF_UNIX ? .unixServer : .tcpServer)
         if family == AF_INET6 {
-            socket.v6only = Posix.getsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(0)).1 != 0
+            socket.v6only = Syscall.getsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(0)).1 != 0
         }
         push(L, socket)
         return 1
@@ -352,8 +326,11 @@ enum SocketBindings {
     }
 
     private static func pushName(_ L: LuaState, _ s: Socket, peer: Bool) -> Int32 {
-        guard s.fd >= 0, let address = Posix.name(of: s.fd, peer: peer) else {
-            return fail(L, message(for: s.fd < 0 ? EBADF : errno))
+        guard s.fd >= 0 else { return fail(L, message(for: EBADF)) }
+        let (result, name) = Syscall.name(of: s.fd, peer: peer)
+        guard let address = name else {
+            if case .failed(let e) = result { return fail(L, message(for: e.errno)) }
+            return fail(L, message(for: ENOTCONN))
         }
         let (host, port, family) = address.hostPortFamily
         lua_pushstring(L, host)
@@ -380,11 +357,11 @@ enum SocketBindings {
 
     private static let setoption: LuaBody = { L in luaCall(L, setoption) }
     private static func setoption(_ L: LuaState) throws(LuaError) -> Int32 {
-        SocketOptions.set(L, try socket(L, expected: "socket"))
+        try SocketOptions.set(L, try socket(L, expected: "socket"))
     }
 
     private static let getoption: LuaBody = { L in luaCall(L, getoption) }
     private static func getoption(_ L: LuaState) throws(LuaError) -> Int32 {
-        SocketOptions.get(L, try socket(L, expected: "socket"))
+        try SocketOptions.get(L, try socket(L, expected: "socket"))
     }
 }

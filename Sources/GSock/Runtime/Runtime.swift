@@ -158,7 +158,7 @@ public final class Runtime {
         lua_close(L)
         spareChunks.removeAll()
         stopPoolSweep()
-        connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
+        connectionPool.values.forEach { $0.forEach { Syscall.close($0.fd) } }
         resolver.close()
         idle.deallocate()
         check.deallocate()

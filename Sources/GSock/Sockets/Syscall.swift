@@ -178,3 +178,8 @@ enum Syscall {
         return fds.withUnsafeMutableBufferPointer { p in call("poll", blocks: false) { Int(Glibc.poll(p.baseAddress, count, timeout)) } }
     }
 }
+
+/// The text of a NUL-terminated C string held in an array (a buffer a C call filled).
+func cString(_ chars: [CChar]) -> String {
+    chars.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}

@@ -95,25 +95,25 @@ enum StreamBindings {
     }
 
     /// Resolves `host` for a stream socket of `s`'s family: parks the fiber when the host
-    /// is a name, and continues in `then` (which finds the addresses in s.seldom.connectCandidates).
+    /// is a name, and continues in `then` (which finds the addresses in s.clientState.connectCandidates).
     static func resolve(_ L: LuaState, _ s: Socket, host: String, port: UInt16, passive: Bool,
                         what: String, then kont: LuaBody) throws(LuaError) -> Int32? {
         if s.socketClass.isUnix {
             guard let a = SocketAddress(unixPath: host) else { return fail(L, "path too long") }
-            s.seldom.connectCandidates = [a]
+            s.clientState.connectCandidates = [a]
             return nil
         }
         var name = host
         if host == "*" { name = s.family == AF_INET6 ? "::" : "0.0.0.0" }
         if let a = SocketAddress(numericHost: name, port: port) {
-            s.seldom.connectCandidates = [a]
+            s.clientState.connectCandidates = [a]
             return nil
         }
         let fiber = try FiberBindings.runningFiber(L, what)
         let socktype = s.socketClass.isStream ? SOCK_STREAM : SOCK_DGRAM
         let job = ResolveJob(.addresses(host: name, service: String(port), family: s.family,
                                         socktype: Int32(socktype.rawValue), flags: passive ? AI_PASSIVE : 0))
-        s.seldom.resolveJob = job
+        s.clientState.resolveJob = job
         return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: what, then: kont)
     }
 
@@ -122,10 +122,10 @@ enum StreamBindings {
     static func continueResolved(_ L: LuaState, then step: (Socket) -> Int32) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
         _ = try Runtime.from(L).woken(L)
-        guard let job = s.seldom.resolveJob else { return fail(L, "closed") }
-        s.seldom.resolveJob = nil
+        guard let job = s.clientState.resolveJob else { return fail(L, "closed") }
+        s.clientState.resolveJob = nil
         if job.status != 0 { return fail(L, NameBindings.message(forLookupError: job.status, errno: job.systemErrno)) }
-        s.seldom.connectCandidates = job.addresses.map(\.address)
+        s.clientState.connectCandidates = job.addresses.map(\.address)
         return step(s)
     }
 
@@ -147,7 +147,7 @@ enum StreamBindings {
         try continueResolved(L) { bindCandidates(L, $0) }
     }
 
-    /// Binds to the first of s.seldom.connectCandidates that works: 1, or nil and the last error.
+    /// Binds to the first of s.clientState.connectCandidates that works: 1, or nil and the last error.
     static func bindCandidates(_ L: LuaState, _ s: Socket, datagram: Bool = false) -> Int32 {
         do {
             try s.bindCandidates()
@@ -232,8 +232,8 @@ enum StreamBindings {
             return SocketBindings.ok(L)
         }
         s.sendDeadline = s.deadline(for: .write, connecting: true)
-        s.seldom.connectError = nil
-        s.seldom.connectHost = host
+        s.clientState.connectError = nil
+        s.clientState.connectHost = host
         if let status = try resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
             return status
         }
@@ -560,7 +560,7 @@ enum StreamBindings {
 
     private static func getreusedtimes(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try SocketBindings.socket(L, expected: "socket")
-        lua_pushinteger(L, lua_Integer(s.seldom.reusedTimes))
+        lua_pushinteger(L, lua_Integer(s.clientState.reusedTimes))
         return 1
     }
 }

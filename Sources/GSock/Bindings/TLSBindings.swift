@@ -103,7 +103,7 @@ enum TLSBindings {
         }
         if old.isClosed { return SocketBindings.fail(L, "closed") }
         if old.reader.isWaitedOn || old.isSending { return SocketBindings.fail(L, "busy") }
-        let host = old.seldom.connectHost
+        let host = old.clientState.connectHost
         let family = old.family
         let fd = old.detachDescriptor()
         old.close()
@@ -247,7 +247,7 @@ enum TLSBindings {
         if s.reader.isWaitedOn || s.isSending { return SocketBindings.fail(L, "busy") }
         do {
             let tls = try make()
-            if let host = s.seldom.connectHost { tls.expectName(ifUnset: host) }
+            if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }
             s.transport = tls
             logIfUnverified(s, tls)
         } catch {

@@ -38,11 +38,11 @@ extension Socket {
         }
     }
 
-    /// Binds to the first of `seldom.connectCandidates` that works.
+    /// Binds to the first of `clientState.connectCandidates` that works.
     func bindCandidates() throws(SystemError) {
         var lastError = SystemError(EADDRNOTAVAIL, "bind")
-        defer { seldom.connectCandidates = [] }
-        for address in seldom.connectCandidates {
+        defer { clientState.connectCandidates = [] }
+        for address in clientState.connectCandidates {
             do {
                 try openDescriptor(family: address.family)
             } catch {
@@ -78,13 +78,13 @@ extension Socket {
 
     /// Takes a pooled connection to `key` if there is one (the socket has no descriptor yet).
     func reusePooledConnection(_ key: String) -> Bool {
-        seldom.poolKey = key
+        clientState.poolKey = key
         guard fd < 0, let pooled = runtime.takePooledConnection(key) else {
-            seldom.reusedTimes = 0
+            clientState.reusedTimes = 0
             return false
         }
         adopt(fd: pooled.fd, family: pooled.family)
-        seldom.reusedTimes = pooled.reusedTimes + 1
+        clientState.reusedTimes = pooled.reusedTimes + 1
         return true
     }
 
@@ -92,26 +92,26 @@ extension Socket {
     /// `attempting` runs before each try that has a descriptor (LuaSocket makes the object a
     /// client whatever the outcome).
     func connectCandidates(attempting: () -> Void) -> Step<Void> {
-        while !seldom.connectCandidates.isEmpty {
-            let address = seldom.connectCandidates.removeFirst()
+        while !clientState.connectCandidates.isEmpty {
+            let address = clientState.connectCandidates.removeFirst()
             do {
                 try openDescriptor(family: address.family)
             } catch {
-                seldom.connectError = error
+                clientState.connectError = error
                 continue
             }
             attempting()
             switch Syscall.connect(fd, address) {
             case .ok:
-                seldom.connectCandidates = []
+                clientState.connectCandidates = []
                 return .done(())
             case .wouldBlock:
                 return .wait(.write)
             case .failed(let e):
-                seldom.connectError = e
+                clientState.connectError = e
             }
         }
-        return .failed(.system(seldom.connectError ?? SystemError(EADDRNOTAVAIL, "connect")))
+        return .failed(.system(clientState.connectError ?? SystemError(EADDRNOTAVAIL, "connect")))
     }
 
     /// The descriptor of a connect in progress became writable: connected, or the next
@@ -119,15 +119,15 @@ extension Socket {
     func connectFinished(attempting: () -> Void) -> Step<Void> {
         if isClosed { return .failed(.closed) }
         guard let error = Syscall.pendingError(fd) else {
-            seldom.connectCandidates = []
+            clientState.connectCandidates = []
             return .done(())
         }
-        seldom.connectError = error
+        clientState.connectError = error
         return connectCandidates(attempting: attempting)
     }
 
     /// A connect gave up (its timeout): the candidates left are forgotten.
-    func abandonConnect() { seldom.connectCandidates = [] }
+    func abandonConnect() { clientState.connectCandidates = [] }
 
     // MARK: - send
 
@@ -166,7 +166,7 @@ extension Socket {
         if !buffer.isEmpty { throw .unreadData }
         if reader.isWaitedOn || isSending { throw .busy }
         let key: String
-        if let k = seldom.poolKey {
+        if let k = clientState.poolKey {
             key = k
         } else if case (.ok, let peer?) = Syscall.name(of: fd, peer: true) {
             let (host, port, _) = peer.hostPortFamily
@@ -175,7 +175,7 @@ extension Socket {
             throw .notConnected
         }
         let family = self.family
-        let reusedTimes = seldom.reusedTimes
+        let reusedTimes = clientState.reusedTimes
         let fd = detachDescriptor()
         runtime.poolConnection(PooledConnection(fd: fd, family: family, since: ev_time(), maxIdle: maxIdle,
                                                 reusedTimes: reusedTimes),

@@ -35,11 +35,11 @@ extension Socket {
         }
     }
 
-    /// Connects to the first of `seldom.connectCandidates` that works.
+    /// Connects to the first of `clientState.connectCandidates` that works.
     func connectDatagram() throws(SystemError) {
         var lastError = SystemError(EADDRNOTAVAIL, "connect")
-        defer { seldom.connectCandidates = [] }
-        for address in seldom.connectCandidates {
+        defer { clientState.connectCandidates = [] }
+        for address in clientState.connectCandidates {
             do {
                 try openDescriptor(family: address.family)
             } catch {

@@ -107,9 +107,10 @@ final class Socket {
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
 
-    /// What only some sockets use (connecting, pooling, OpenResty's timeouts), kept out
-    /// of line so that an accepted connection's socket stays small; made on first use.
-    final class Seldom {
+    /// The state of a socket's client side (connecting, name resolution, pooling,
+    /// OpenResty's timeouts), kept out of line so that an accepted connection's socket
+    /// stays small; made on first use.
+    final class ClientState {
         var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
         /// The addresses a connect still has to try (after name resolution).
         var connectCandidates: [SocketAddress] = []
@@ -121,19 +122,19 @@ final class Socket {
         var reusedTimes = 0
         var poolKey: String?
     }
-    @exclusivity(unchecked) private var seldomIfMade: Seldom?
-    var seldom: Seldom {
-        if let seldomIfMade { return seldomIfMade }
-        let made = Seldom()
-        seldomIfMade = made
+    @exclusivity(unchecked) private var clientStateIfMade: ClientState?
+    var clientState: ClientState {
+        if let clientStateIfMade { return clientStateIfMade }
+        let made = ClientState()
+        clientStateIfMade = made
         return made
     }
 
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
-    /// Read on every operation, so reading it makes no Seldom.
+    /// Read on every operation, so reading it makes no ClientState.
     var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {
-        get { seldomIfMade?.operationTimeouts }
-        set { seldom.operationTimeouts = newValue }
+        get { clientStateIfMade?.operationTimeouts }
+        set { clientState.operationTimeouts = newValue }
     }
 
     init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
@@ -273,7 +274,7 @@ final class Socket {
     /// The deadline of an operation starting now.
     @inline(__always)
     func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
-        if totalTimeout == nil && seldomIfMade == nil { return nil }  // no timeouts set: the usual case
+        if totalTimeout == nil && clientStateIfMade == nil { return nil }  // no timeouts set: the usual case
         return timeoutDeadline(for: direction, connecting: connecting)
     }
 
@@ -292,7 +293,7 @@ final class Socket {
     /// How long the next wait of an operation may last: nil for ever, 0 not at all.
     @inline(__always)
     func waitLimit(deadline: Double?) -> Double? {
-        if deadline == nil && seldomIfMade == nil { return blockTimeout }  // the usual case
+        if deadline == nil && clientStateIfMade == nil { return blockTimeout }  // the usual case
         return waitLimitLeft(deadline: deadline)
     }
 

@@ -4,7 +4,7 @@
 -- normalizes LuaSec's parameters, and registers `require "ssl"` in package.preload, which
 -- Lua searches before package.path: gsockd's module wins over an installed LuaSec, whose C
 -- module would block every fiber while it waits.
-local c = ...
+local c, https = ...
 
 local ipairs, tostring, type = ipairs, tostring, type
 
@@ -91,4 +91,5 @@ function ssl.wrap(sock, cfg)
 end
 
 package.preload["ssl"] = function() return ssl end
+package.preload["ssl.https"] = https
 return ssl

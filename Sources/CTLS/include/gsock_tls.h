@@ -45,6 +45,20 @@ void gs_tls_set_password(SSL_CTX *ctx, const char *password);
 /// SSLKEYLOGFILE: key material lines appended to `path` (NSS key log format).
 int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path);
 
+/// The newest session of a client connection, kept for resumption; owned by the caller.
+typedef struct { SSL_SESSION *session; } gs_tls_session_slot;
+
+/// Client session caching on `ctx`: every new session of a connection given a slot (below)
+/// is kept in that slot (TLS 1.3 sends its tickets after the handshake).
+void gs_tls_enable_client_sessions(SSL_CTX *ctx);
+/// Keeps `ssl`'s new sessions in `slot` (alive as long as the SSL object).
+void gs_tls_set_session_slot(SSL *ssl, gs_tls_session_slot *slot);
+/// Frees the session a slot holds.
+void gs_tls_clear_session_slot(gs_tls_session_slot *slot);
+
+/// Loads a certificate chain and key given as PEM text into `ctx` (1 on success).
+int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const char *key, size_t key_length);
+
 /// The names a certificate is for: its DNS and IP subject alternative names, else its
 /// common name, joined with ", " into `out`; the count of names.
 int gs_tls_certificate_names(X509 *cert, char *out, size_t size);

@@ -117,6 +117,8 @@ final class Socket {
         var connectError: SystemError?
         /// The host name or address `connect` was given (what a TLS client verifies).
         var connectHost: String?
+        /// setclientcert's certificate chain and key (PEM text or files).
+        var clientCertificate: (certificate: String, key: String)?
         var resolveJob: ResolveJob?
         /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0

@@ -37,6 +37,8 @@ struct TLSParameters {
     var depth: Int?
     var curves: String?
     var alpn: [String] = []
+    /// A certificate chain and key as PEM text instead of files (setclientcert).
+    var pem: (certificate: String, key: String)?
 }
 
 private func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
@@ -89,6 +91,14 @@ final class TLSContext {
                 throw .openSSL("private key '\(key)' does not match the certificate '\(p.certificate!)'")
             }
         }
+
+        if let pem = p.pem {
+            let ok = pem.certificate.withCString { c in
+                pem.key.withCString { k in gs_tls_use_pem(ctx, c, strlen(c), k, strlen(k)) }
+            }
+            guard ok == 1 else { throw .openSSL("invalid client certificate or key (PEM)") }
+        }
+        if p.mode == .client { gs_tls_enable_client_sessions(ctx) }
 
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
         if p.cafile != nil || p.capath != nil {

@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "gsock_x509.h"
+
 // Macros of ssl.h.
 int gs_tls_set_min_version(SSL_CTX *ctx, int version);
 int gs_tls_set_max_version(SSL_CTX *ctx, int version);

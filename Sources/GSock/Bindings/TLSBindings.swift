@@ -14,7 +14,8 @@ enum TLSBindings {
 
     /// ssl.lua's `c` table.
     static let functions: [(String, LuaBody)] = [("newcontext", { L in luaCall(L, newcontext) }),
-                                                 ("wrap", { L in luaCall(L, wrap) })]
+                                                 ("wrap", { L in luaCall(L, wrap) }),
+                                                 ("loadcertificate", X509Bindings.load)]
 
     /// SSL:Connection's own methods, beside the stream socket's.
     static let connectionMethods: [(String, LuaBody)] = [
@@ -23,7 +24,7 @@ enum TLSBindings {
         ("getpeerverification", { L in luaCall(L, getpeerverification) }),
         ("getalpn", { L in luaCall(L, getalpn) }), ("info", { L in luaCall(L, info) }),
         ("want", { L in luaCall(L, want) }),
-    ]
+    ] + X509Bindings.connectionMethods
 
     /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
     /// (server.lua: `_tlshandshake(ctx)` then `_tlsinfo()` for the handler's peer.tls).
@@ -35,6 +36,7 @@ enum TLSBindings {
     static func register(_ L: LuaState) {
         LuaObjects.register(L, contextMetatable, methods: [])
         LuaObjects.register(L, sessionMetatable, methods: [])
+        X509Bindings.register(L)
     }
 
     // MARK: - Contexts

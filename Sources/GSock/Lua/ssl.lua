@@ -90,6 +90,11 @@ function ssl.wrap(sock, cfg)
   return c.wrap(sock, ctx)
 end
 
+--- `ssl.loadcertificate(pem)` → an x509 object, or nil and why.
+ssl.loadcertificate = c.loadcertificate
+ssl.x509 = { load = c.loadcertificate }
+
 package.preload["ssl"] = function() return ssl end
+package.preload["ssl.x509"] = function() return ssl.x509 end
 package.preload["ssl.https"] = https
 return ssl

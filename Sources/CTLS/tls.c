@@ -130,6 +130,10 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     return 1;
 }
 
+int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length) {
+    return (int)SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, (long)length);
+}
+
 // Passwords ----------------------------------------------------------------------------
 
 static int password_callback(char *buf, int size, int rwflag, void *userdata) {

@@ -41,6 +41,9 @@ void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info);
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
+/// The session ticket keys of a server context: 80 bytes (name, HMAC and AES keys).
+int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length);
+
 /// A private key's password, copied into the context.
 void gs_tls_set_password(SSL_CTX *ctx, const char *password);
 

@@ -106,7 +106,7 @@ enum TLSBindings {
             throw .type(L, 2, contextMetatable)
         }
         if old.isClosed { return SocketBindings.fail(L, "closed") }
-        if old.reader.isWaitedOn || old.isSending { return SocketBindings.fail(L, "busy") }
+        if old.isReceiving || old.isSending { return SocketBindings.fail(L, "busy") }
         let host = old.clientState.connectHost
         let family = old.family
         let fd = old.detachDescriptor()
@@ -143,7 +143,7 @@ enum TLSBindings {
             lua_pushboolean(L, 1)
             return 1
         }
-        if s.reader.isWaitedOn || s.isSending { return failHandshake(L, "busy") }
+        if s.isReceiving || s.isSending { return failHandshake(L, "busy") }
         logIfUnverified(s, tls)
         s.receiveDeadline = s.handshakeDeadline()
         return handshakeStep(L, s, luaSec: true)
@@ -268,7 +268,7 @@ enum TLSBindings {
             if tls.isEstablished { return sslhandshakeDone(L, s) }
             return SocketBindings.fail(L, "busy")
         }
-        if s.reader.isWaitedOn || s.isSending { return SocketBindings.fail(L, "busy") }
+        if s.isReceiving || s.isSending { return SocketBindings.fail(L, "busy") }
         do {
             let tls = try make()
             if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }

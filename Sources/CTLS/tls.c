@@ -2,6 +2,8 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,122 @@ int gs_tls_option(const char *name, uint64_t *bit) {
     return 0;
 }
 
+// The socket BIO ---------------------------------------------------------------------------
+
+typedef struct {
+    int fd;
+    unsigned char *out;
+    size_t start, end, capacity;
+} socket_bio;
+
+static int bio_write(BIO *b, const char *data, int length) {
+    socket_bio *st = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (length <= 0) return 0;
+    size_t sent = 0;
+    if (st->end == st->start) {
+        ssize_t n;
+        do n = send(st->fd, data, (size_t)length, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        if (n > 0) sent = (size_t)n;
+    }
+    size_t rest = (size_t)length - sent;
+    if (rest > 0) {
+        if (st->start > 0 && st->end + rest > st->capacity) {
+            memmove(st->out, st->out + st->start, st->end - st->start);
+            st->end -= st->start;
+            st->start = 0;
+        }
+        if (st->end + rest > st->capacity) {
+            size_t capacity = st->capacity ? st->capacity : 16384;
+            while (capacity < st->end + rest) capacity *= 2;
+            unsigned char *grown = realloc(st->out, capacity);
+            if (!grown) { errno = ENOMEM; return -1; }
+            st->out = grown;
+            st->capacity = capacity;
+        }
+        memcpy(st->out + st->end, data + sent, rest);
+        st->end += rest;
+    }
+    return length;
+}
+
+static int bio_read(BIO *b, char *buffer, int length) {
+    socket_bio *st = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do n = recv(st->fd, buffer, (size_t)length, 0); while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(b);
+        return -1;
+    }
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    (void)b; (void)num; (void)ptr;
+    return cmd == BIO_CTRL_FLUSH || cmd == BIO_CTRL_DUP ? 1 : 0;
+}
+
+static int bio_create(BIO *b) {
+    socket_bio *st = calloc(1, sizeof *st);
+    if (!st) return 0;
+    st->fd = -1;
+    BIO_set_data(b, st);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int bio_destroy(BIO *b) {
+    socket_bio *st = BIO_get_data(b);
+    if (st) {
+        free(st->out);
+        free(st);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static BIO_METHOD *socket_method(void) {
+    static BIO_METHOD *method;
+    if (!method) {
+        method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gsockd socket");
+        BIO_meth_set_write(method, bio_write);
+        BIO_meth_set_read(method, bio_read);
+        BIO_meth_set_ctrl(method, bio_ctrl);
+        BIO_meth_set_create(method, bio_create);
+        BIO_meth_set_destroy(method, bio_destroy);
+    }
+    return method;
+}
+
+int gs_tls_set_socket(SSL *ssl, int fd) {
+    BIO *bio = BIO_new(socket_method());
+    if (!bio) return 0;
+    ((socket_bio *)BIO_get_data(bio))->fd = fd;
+    SSL_set_bio(ssl, bio, bio);
+    return 1;
+}
+
+size_t gs_tls_pending_output(SSL *ssl) {
+    socket_bio *st = BIO_get_data(SSL_get_wbio(ssl));
+    return st ? st->end - st->start : 0;
+}
+
+int gs_tls_flush(SSL *ssl) {
+    socket_bio *st = BIO_get_data(SSL_get_wbio(ssl));
+    while (st && st->end > st->start) {
+        ssize_t n = send(st->fd, st->out + st->start, st->end - st->start, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        st->start += (size_t)n;
+    }
+    if (st) st->start = st->end = 0;
+    return 1;
+}
+
 // Verification -------------------------------------------------------------------------
 
 static int info_index(void) {
@@ -75,10 +193,11 @@ static int verify_callback(int ok, X509_STORE_CTX *store) {
         info->error = X509_STORE_CTX_get_error(store);
         info->depth = X509_STORE_CTX_get_error_depth(store);
         X509 *cert = X509_STORE_CTX_get_current_cert(store);
-        info->subject[0] = info->issuer[0] = 0;
+        info->subject[0] = info->issuer[0] = info->names[0] = 0;
         if (cert) {
             X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof info->subject);
             X509_NAME_oneline(X509_get_issuer_name(cert), info->issuer, sizeof info->issuer);
+            gs_tls_certificate_names(cert, info->names, sizeof info->names);
         }
     }
     return ok;

@@ -25,12 +25,25 @@ uint64_t gs_tls_base_options(void);
 /// ...) in `bit`; 0 for a name it does not know.
 int gs_tls_option(const char *name, uint64_t *bit);
 
+/// Gives `ssl` a BIO of gsockd's own on the non-blocking socket `fd`: reads are recv(2);
+/// writes go out with send(2) and MSG_NOSIGNAL (a reset peer raises no SIGPIPE), and what
+/// the socket does not take at once is kept in the BIO's buffer instead of being refused.
+/// So OpenSSL never holds a half-written record, and a send that timed out can be followed
+/// by any other: what OpenSSL encrypted is sent first (gs_tls_flush). 1 on success.
+int gs_tls_set_socket(SSL *ssl, int fd);
+/// Bytes encrypted and not yet taken by the socket.
+size_t gs_tls_pending_output(SSL *ssl);
+/// Sends what the BIO keeps: 1 when nothing is left, 0 when the socket would block, -1 on
+/// an error (errno says which).
+int gs_tls_flush(SSL *ssl);
+
 /// The first verification failure of a connection, as its verify callback saw it.
 typedef struct {
     int error;        ///< X509_V_ERR_*, 0 when none was seen
     int depth;
     char subject[256];
     char issuer[256];
+    char names[512];  ///< the names the peer's certificate is for (gs_tls_certificate_names)
 } gs_tls_verify_info;
 
 /// Verifies with `mode` (SSL_VERIFY_*), recording the first failure in `info` (owned by the

@@ -146,6 +146,17 @@ extension Socket {
             case .failed(let failure): return .failed(failure)
             }
         }
+        // What a transport keeps (TLS, when the socket is full) must leave before the send
+        // is done: a close would lose it.
+        while let transport, transport.pendingOutput > 0 {
+            if isClosed { return .failed(.closed) }
+            switch transport.flush(fd) {
+            case .ok: continue
+            case .wait(let direction): return .wait(direction)
+            case .closed: return .failed(.closed)
+            case .failed(let failure): return .failed(failure)
+            }
+        }
         return .done(())
     }
 

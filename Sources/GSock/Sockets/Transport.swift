@@ -24,6 +24,11 @@ protocol Transport: AnyObject {
     /// Bytes the transport already holds for the next read, which no readiness of the
     /// descriptor will announce (TLS: decrypted records); `dirty()` counts them.
     var bufferedInput: Int { get }
+    /// Bytes written to the transport that the descriptor has not taken yet (TLS keeps what
+    /// it encrypted when the socket is full); a send is done once they are gone.
+    var pendingOutput: Int { get }
+    /// Hands what the transport keeps to the descriptor: `.ok(0)` once nothing is left.
+    func flush(_ fd: Int32) -> TransportResult
     /// The descriptor is about to close (TLS sends its close_notify).
     func willClose()
 }

@@ -35,7 +35,10 @@ final class TLSStream: Transport {
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL("cannot make a TLS connection") }
         self.ssl = ssl
         self.context = context
-        SSL_set_fd(ssl, fd)
+        guard gs_tls_set_socket(ssl, fd) == 1 else {
+            SSL_free(ssl)
+            throw .openSSL("cannot make a TLS connection")
+        }
         gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
         if context.mode == .client {
             SSL_set_connect_state(ssl)
@@ -77,6 +80,7 @@ final class TLSStream: Transport {
         guard isEstablished else { return .closed }
         var n = 0
         let r = SSL_read_ex(ssl, buffer, count, &n)
+        if pendingOutput > 0 { _ = gs_tls_flush(ssl) }  // what the read made OpenSSL answer (a key update)
         if r == 1 {
             lastWant = nil
             return .ok(n)
@@ -84,15 +88,42 @@ final class TLSStream: Transport {
         return failure(r, "SSL_read")
     }
 
+    /// Encrypted bytes the socket BIO keeps past which a write waits for the socket.
+    private static let outputLimit = 64 * 1024
+    /// One TLS record's worth: with partial writes OpenSSL writes one record per call.
+    private static let recordSize = 16 * 1024
+
+    /// Encrypts at most one record; the socket BIO takes all of it (what the socket does not
+    /// take at once waits in the BIO), so OpenSSL never holds half a record.
     func write(_ fd: Int32, from bytes: UnsafeRawPointer, count: Int) -> TransportResult {
         guard isEstablished else { return .closed }
-        var n = 0
-        let r = SSL_write_ex(ssl, bytes, count, &n)
-        if r == 1 {
-            lastWant = nil
-            return .ok(n)
+        if pendingOutput > Self.outputLimit {
+            switch flushOutput() {
+            case .ok: break
+            case let other: return other
+            }
         }
-        return failure(r, "SSL_write")
+        var n = 0
+        let r = SSL_write_ex(ssl, bytes, min(count, Self.recordSize), &n)
+        guard r == 1 else { return failure(r, "SSL_write") }
+        lastWant = nil
+        if case .failed(let failure) = flushOutput() { return .failed(failure) }
+        return .ok(n)
+    }
+
+    var pendingOutput: Int { Int(gs_tls_pending_output(ssl)) }
+
+    func flush(_ fd: Int32) -> TransportResult { flushOutput() }
+
+    /// Sends what the socket BIO keeps (it knows the descriptor): `.ok(0)` once it is all sent.
+    private func flushOutput() -> TransportResult {
+        switch gs_tls_flush(ssl) {
+        case 1: return .ok(0)
+        case 0:
+            lastWant = .write
+            return .wait(.write)
+        default: return .failed(.system(Syscall.lastError("send")))
+        }
     }
 
     var bufferedInput: Int { isEstablished ? Int(SSL_pending(ssl)) : 0 }
@@ -101,6 +132,13 @@ final class TLSStream: Transport {
 
     /// Goes on with the handshake: `.ok(0)` once it is done.
     func handshake() -> TransportResult {
+        // A handshake is done once its last flight has left: the peer waits for it.
+        if pendingOutput > 0 {
+            switch flushOutput() {
+            case .ok: break
+            case let other: return other
+            }
+        }
         if isEstablished { return .ok(0) }
         if ERR_peek_error() != 0 { ERR_clear_error() }
         if context.mode == .client, context.verifiesPeer, let name = expectedName, !isNameSet {
@@ -112,6 +150,15 @@ final class TLSStream: Transport {
             }
         }
         let r = SSL_do_handshake(ssl)
+        if pendingOutput > 0 {
+            switch flushOutput() {
+            case .ok: break
+            case .failed(let failure): return .failed(failure)
+            case let wait:
+                if r == 1 { isEstablished = true }
+                return wait
+            }
+        }
         if r == 1 {
             isEstablished = true
             lastWant = nil
@@ -153,9 +200,8 @@ final class TLSStream: Transport {
         guard result != X509_V_OK else { return text }
         let info = verifyInfo.pointee
         if result == X509_V_ERR_HOSTNAME_MISMATCH || result == X509_V_ERR_IP_ADDRESS_MISMATCH {
-            var names = [CChar](repeating: 0, count: 512)
-            if let cert = SSL_get0_peer_certificate(ssl) { _ = gs_tls_certificate_names(cert, &names, names.count) }
-            return "host name mismatch: certificate is for '\(cString(names))', not '\(expectedName ?? "")'"
+            let names = withUnsafeBytes(of: info.names) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return "host name mismatch: certificate is for '\(names)', not '\(expectedName ?? "")'"
         }
         var message = "certificate verify failed: \(String(cString: X509_verify_cert_error_string(Int(result))))"
         switch result {
@@ -209,7 +255,9 @@ final class TLSStream: Transport {
     func willClose() {
         guard isEstablished else { return }
         isEstablished = false
+        _ = gs_tls_flush(ssl)  // what the socket still takes: the descriptor is closing
         _ = SSL_shutdown(ssl)
+        _ = gs_tls_flush(ssl)
         ERR_clear_error()
     }
 }

@@ -321,6 +321,31 @@ print("closed", results.closed, "seconds", socket.gettime() - t0 < 0.5, "cpu", o
     assert.same({ nil, "closed", "line" }, { conn2:receive("*l") })
   end)
 
+  it("with a reset: send and close afterwards return, the process lives on (no SIGPIPE; a bounded subprocess)", function()
+    local r = tls.run([[
+local ssl = require "ssl"
+local socket = require "socket"
+local port, ca = ...
+local tcp = assert(socket.tcp())
+tcp:settimeout(3)
+assert(tcp:connect("127.0.0.1", tonumber(port)))
+local conn = assert(ssl.wrap(tcp, { mode = "client", protocol = "any", cafile = ca }))
+conn:settimeout(3)
+conn:sni("localhost")
+assert(conn:dohandshake())
+conn:send("RESET\n")
+print("receive", conn:receive("*l"))
+socket.sleep(0.1)
+for i = 1, 3 do print("send", conn:send(("x"):rep(100000))) end
+conn:close()
+print("alive")
+]], nil, { tostring(tls.peer("echo").port), tls.certs.ca.cert }, 5)
+    assert.equals(0, r.status, "exit status " .. tostring(r.status) .. " (141: killed by SIGPIPE)\n" .. r.output)
+    assert.matches("receive\tnil\tclosed\t\n", r.stdout, r.output)
+    assert.matches("send\tnil\t%S", r.stdout, r.output)
+    assert.matches("alive\n", r.stdout, r.output)
+  end)
+
   it("with a reset: receive gives nil, 'closed', '' (oracle)", function()
     local conn = tls.client()
     conn:send("RESET\n")
@@ -433,8 +458,11 @@ describe("TLS and other fibers", function()
         conn:close()
       end)
     end
-    assert.is_true(gsock.joinall(fibers, 8))
-    for i = 1, 10 do assert.equals("n" .. i, results[i]) end
+    gsock.joinall(fibers, 8)
+    for i = 1, 10 do
+      assert.is_true(fibers[i]:successful(), "client " .. i .. ": " .. tostring(fibers[i].error))
+      assert.equals("n" .. i, results[i])
+    end
   end)
 end)
 

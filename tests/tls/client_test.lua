@@ -125,6 +125,18 @@ describe("a TLS client", function()
     assert.equals("TLSv1.2", conn:receive("*l"))
   end)
 
+  it("protocol = 'any' is TLS 1.2 or newer: a TLS 1.2 server gets TLS 1.2; 'tlsv1_3' refuses it (oracle)", function()
+    local conn = tls.client("tls12")
+    assert.equals("TLSv1.2", conn:info("protocol"))
+    conn:send("VERSION\n")
+    assert.equals("TLSv1.2", conn:receive("*l"))
+    local strict = tls.wrap_client("tls12", { protocol = "tlsv1_3" })
+    strict:sni("localhost")
+    local ok, err = strict:dohandshake()
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("protocol version", 1, true), tostring(err))   -- OpenSSL's reason
+  end)
+
   it("getalpn() returns the protocol the server chose, nil without alpn (oracle)", function()
     local conn = tls.client("alpn", { alpn = { "http/1.1" } })
     assert.equals("http/1.1", conn:getalpn())
@@ -172,6 +184,41 @@ describe("a TLS client", function()
   end)
 end)
 
+describe("the peer's certificate (x509 objects)", function()
+  before_each(need_tools)
+
+  --- The certificate's SHA-256 fingerprint by the openssl command, lowercase hex.
+  local function fingerprint(path)
+    local p = assert(io.popen("openssl x509 -in " .. tls.certs_lib.quote(path) .. " -noout -fingerprint -sha256"))
+    local out = p:read("a")
+    p:close()
+    return (out:match("=(%S+)") or ""):gsub(":", ""):lower()
+  end
+
+  it("getpeercertificate() gives an x509 object with LuaSec's methods and values (oracle)", function()
+    local conn = tls.client()
+    local cert = assert(conn:getpeercertificate())
+    assert.matches("^X509 certificate: 0x%x+", tostring(cert))
+    assert.matches("^%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-\n", cert:pem())
+    assert.matches("^%x+$", cert:digest())
+    assert.equals(40, #cert:digest())                       -- SHA-1 by default, as LuaSec
+    assert.equals(fingerprint(tls.certs.localhost.cert), cert:digest("sha256"):lower())
+    assert.same({ { name = "commonName", oid = "2.5.4.3", value = "localhost" } }, cert:subject())
+    assert.same({ { name = "commonName", oid = "2.5.4.3", value = "gsockd test CA" } }, cert:issuer())
+    assert.equals("string", type(cert:notbefore()))
+    assert.equals("string", type(cert:notafter()))
+    assert.equals("string", type(cert:serial()))
+    assert.equals("ecdsa-with-SHA256", cert:getsignaturename())
+    assert.is_true(cert:validat(os.time()))
+    assert.is_false(cert:validat(os.time() + 365 * 24 * 3600))   -- valid 30 days
+  end)
+
+  it("getsniname() on a client is the name given to sni() (oracle)", function()
+    local conn = tls.client()
+    assert.equals("localhost", conn:getsniname())
+  end)
+end)
+
 describe("TLS timeouts", function()
   before_each(need_tools)
 
@@ -194,6 +241,33 @@ describe("TLS timeouts", function()
     local n, serr = conn:send("x")
     assert.is_nil(n)
     assert.equals("closed", serr)
+  end)
+
+  it("the handshake timeout is a total: a server trickling a byte every 0.05 s does not extend it (oracle)", function()
+    local conn = tls.wrap_client("trickle")
+    conn:settimeout(0.3)
+    local t0 = tls.now()
+    local ok, err = conn:dohandshake()
+    local took = tls.now() - t0
+    assert.is_false(ok)
+    assert.equals("wantread", err)
+    assert.is_true(took >= 0.25 and took < 0.8, "took " .. took .. " s")
+  end)
+
+  it("settimeouts' connect timeout bounds the handshake (SPEC)", function()
+    local conn = tls.wrap_client("stall")
+    conn:settimeouts(0.2, 5, 5)
+    local t0 = tls.now()
+    local ok, err = conn:dohandshake()
+    local took = tls.now() - t0
+    assert.is_false(ok)
+    assert.equals("wantread", err)
+    assert.is_true(took >= 0.15 and took < 0.6, "took " .. took .. " s")
+  end)
+
+  it("settimeout returns 1 (oracle)", function()
+    local conn = tls.wrap_client("echo")
+    assert.equals(1, conn:settimeout(5))
   end)
 
   it("the stalled server sees the connection closed after the handshake timed out (SPEC)", function()

@@ -49,6 +49,8 @@ local ok, err = pcall(function()
   local expired = peers.start({ port = free_port(), cert = c.expired.cert, key = c.expired.key })
   local stall = peers.start({ port = free_port(), mode = "stall" })
   local mtls = peers.start({ port = free_port(), cert = c.localhost.cert, key = c.localhost.key, client_ca = c.ca.cert })
+  local trickle = peers.start({ port = free_port(), mode = "trickle" })
+  local tls12 = peers.start({ port = free_port(), cert = c.localhost.cert, key = c.localhost.key, max_version = "1.2" })
 
   local function client(peer, params, host)
     local tcp = assert(socket.tcp())
@@ -82,6 +84,19 @@ local ok, err = pcall(function()
   show("conn:info() fields", table.concat(names, ","))
   show("type(info.bits)", math.type(info.bits))
   show("conn:want() after handshake", conn:want())
+  show("conn:settimeout(5)", conn:settimeout(5))
+  show("conn:getsniname() on the client", conn:getsniname())
+  local cert = conn:getpeercertificate()
+  show("getpeercertificate() type", type(cert), (tostring(cert):gsub("0x%x+", "0x...")))
+  show("cert:pem() starts", cert:pem():sub(1, 27))
+  show("cert:digest() length", #cert:digest(), cert:digest():match("^%x+$") ~= nil)
+  show("cert:digest('sha256') length", #cert:digest("sha256"))
+  show("cert:subject()", cert:subject())
+  show("cert:issuer()", cert:issuer())
+  show("cert:notafter() type", type(cert:notafter()))
+  show("cert:validat(os.time())", cert:validat(os.time()))
+  show("cert:serial() type", type(cert:serial()))
+  show("cert:getsignaturename()", cert:getsignaturename())
   show("conn:send('hello\\n')", conn:send("hello\n"))
   show("conn:receive('*l')", conn:receive("*l"))
   show("conn:send('abcdefgh\\n', 3, 5)", conn:send("abcdefgh\n", 3, 5))
@@ -225,6 +240,22 @@ local ok, err = pcall(function()
   show("  send after the timed-out handshake", conn:send("x"))
   conn:close()
 
+  conn = client(trickle)
+  conn:settimeout(0.3)
+  t0 = socket.gettime()
+  local tr = table.pack(conn:dohandshake())
+  show("trickling server (a byte per 0.05 s), settimeout(0.3): dohandshake", table.unpack(tr, 1, tr.n))
+  show("  ... seconds (LuaSec's timeout is per call: it bounds the whole call)", math.floor((socket.gettime() - t0) * 10 + 0.5) / 10)
+  conn:close()
+
+  conn = client(tls12)
+  show("TLS 1.2 server, protocol any: dohandshake", conn:dohandshake())
+  show("  info('protocol')", conn:info("protocol"))
+  conn:close()
+  conn = client(tls12, { protocol = "tlsv1_3" })
+  show("TLS 1.2 server, protocol tlsv1_3: dohandshake", conn:dohandshake())
+  conn:close()
+
   -- newcontext errors
   show("newcontext{} (no mode)", pcall(ssl.newcontext, { protocol = "any" }))
   show("newcontext{mode='sideways'}", pcall(ssl.newcontext, { mode = "sideways", protocol = "any" }))
@@ -242,7 +273,7 @@ local ok, err = pcall(function()
 
   -- server side in one process needs two threads; shown instead with the peer as the client:
   -- not possible with blocking LuaSec alone, see server_test.lua.
-  for _, p in ipairs({ echo, chain, selfp, wrong, expired, stall, mtls }) do
+  for _, p in ipairs({ echo, chain, selfp, wrong, expired, stall, mtls, trickle, tls12 }) do
     local e = p.stderr()
     if e ~= "" then io.stderr:write("peer stderr: ", e) end
   end

@@ -10,7 +10,7 @@
 --   ... p.port ...
 --   peers.stop_all()                               -- in teardown()
 --
--- start() options: port (required), mode ("echo" | "stall"), cert, key, client_ca,
+-- start() options: port (required), mode ("echo" | "stall" | "trickle"), cert, key, client_ca,
 -- alpn ("a,b"), max_version ("1.2"), lifetime (seconds, default 60).
 local M = {}
 

@@ -76,21 +76,23 @@ M.peer_cache = {}
 
 --- A python TLS peer (support/tls_peer.py) on a free port, started once per file and
 --- reused: kind "echo" (the localhost leaf), "chain", "self_signed", "wrong", "expired",
---- "stall", "mtls" (requires a client certificate), "alpn" (offers h2,http/1.1).
+--- "stall", "trickle" (a handshake that never ends, one byte at a time), "mtls" (requires
+--- a client certificate), "alpn" (offers h2,http/1.1), "tls12" (TLS 1.2 at most).
 function M.peer(kind)
   if M.peer_cache[kind] then return M.peer_cache[kind] end
   local c = assert(M.certs, "tls.setup() did not run")
   local opts = { port = proc.free_port(), lifetime = 600 }
-  if kind == "stall" then
-    opts.mode = "stall"
+  if kind == "stall" or kind == "trickle" then
+    opts.mode = kind
   else
     local leaf = ({ echo = c.localhost, chain = c.chained, self_signed = c.self_signed, wrong = c.wrong,
-      expired = c.expired, mtls = c.localhost, alpn = c.localhost })[kind]
+      expired = c.expired, mtls = c.localhost, alpn = c.localhost, tls12 = c.localhost })[kind]
     assert(leaf, "no such peer kind: " .. tostring(kind))
     opts.cert = leaf.chain or leaf.cert
     opts.key = leaf.key
     if kind == "mtls" then opts.client_ca = c.ca.cert end
     if kind == "alpn" then opts.alpn = "h2,http/1.1" end
+    if kind == "tls12" then opts.max_version = "1.2" end
   end
   local p = peers.start(opts)
   M.peer_cache[kind] = p

@@ -10,6 +10,9 @@ connection in a thread until --lifetime seconds (default 60) have passed, then e
 --mode stall: accepts TCP connections and never answers (no handshake, no close)
 until the process ends.
 
+--mode trickle: reads the ClientHello, then sends the start of a TLS handshake record
+one byte every 0.05 s: a handshake that is always making progress but never ends.
+
 --mode echo (default): TLS server. Reads lines and answers each:
   BURST            sends "one\\ntwo\\nthree\\n" in one TLS record (one SSL_write)
   PART <text>      sends <text> (no newline added) and stays open
@@ -36,7 +39,7 @@ import time
 def parse():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--mode", default="echo", choices=["echo", "stall"])
+    p.add_argument("--mode", default="echo", choices=["echo", "stall", "trickle"])
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--client-ca")
@@ -130,6 +133,20 @@ def serve_echo(ctx, raw):
             pass
 
 
+def serve_trickle(raw):
+    raw.settimeout(30)
+    try:
+        raw.recv(65536)
+        raw.sendall(b"\x16\x03\x03\x40\x00")
+        for _ in range(600):
+            time.sleep(0.05)
+            raw.sendall(b"\x00")
+    except OSError:
+        pass
+    finally:
+        raw.close()
+
+
 def main():
     args = parse()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -148,6 +165,8 @@ def main():
             continue
         if args.mode == "stall":
             held.append(raw)
+        elif args.mode == "trickle":
+            threading.Thread(target=serve_trickle, args=(raw,), daemon=True).start()
         else:
             threading.Thread(target=serve_echo, args=(ctx, raw), daemon=True).start()
     os._exit(0)

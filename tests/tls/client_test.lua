@@ -105,6 +105,15 @@ describe("a TLS client", function()
     assert.is_true(back == data, "the echoed MiB differs")
   end)
 
+  it("talks HTTP to `openssl s_server -www` (another TLS server than the python peer)", function()
+    local conn = tls.client("s_server")
+    conn:send("GET / HTTP/1.0\r\n\r\n")
+    local page, err, partial = conn:receive("*a")
+    page = page or partial
+    assert.matches("^HTTP/1%.0 200 ok\r\n", page, tostring(err))
+    assert.truthy(page:find("Ciphers supported in s_server binary", 1, true), page:sub(1, 300))
+  end)
+
   it("info() gives protocol, cipher and bits; info('protocol') one field (oracle: TLSv1.3 here)", function()
     local conn = tls.client()
     local info = conn:info()

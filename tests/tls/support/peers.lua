@@ -45,6 +45,8 @@ function M.available()
 end
 
 --- Starts a peer; returns { port =, pid =, dir =, stderr = function } once it listens.
+--- opts.command: "s_server" runs `openssl s_server -www` (answers an HTTP GET with its
+--- status page; it has no line echo) with opts.cert and opts.key instead of the python peer.
 function M.start(opts)
   local base = os.tmpname()
   os.remove(base)
@@ -60,18 +62,25 @@ function M.start(opts)
   end
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = q(a) end
+  local program = "python3 " .. q(M.SCRIPT)
+  local ready = "READY"
+  if opts.command == "s_server" then
+    program = "openssl s_server"
+    quoted = { "-accept", q("127.0.0.1:" .. opts.port), "-cert", q(opts.cert), "-key", q(opts.key), "-www" }
+    ready = "ACCEPT"
+  end
   local p = { port = opts.port, dir = dir, out = dir .. "/out", err = dir .. "/err" }
   -- setsid: its own process group, so stop kills the group; timeout: bounded even if
   -- the test process dies before its teardown.
-  local cmd = ("setsid timeout -s KILL %d python3 %s %s </dev/null >%s 2>%s & echo $! > %s"):format(
-    math.tointeger((opts.lifetime or 60) + 10), q(M.SCRIPT), table.concat(quoted, " "),
+  local cmd = ("setsid timeout -s KILL %d %s %s </dev/null >%s 2>%s & echo $! > %s"):format(
+    math.tointeger((opts.lifetime or 60) + 10), program, table.concat(quoted, " "),
     q(p.out), q(p.err), q(dir .. "/pid"))
   assert(os.execute(cmd))
   p.pid = math.tointeger(tonumber(slurp(dir .. "/pid") or ""))
   started[#started + 1] = p
   function p.stderr() return slurp(p.err) or "" end
   local deadline = M.clock() + 5
-  while not (slurp(p.out) or ""):match("READY") do
+  while not ((slurp(p.out) or "") .. (slurp(p.err) or "")):match(ready) do
     if M.clock() > deadline then
       M.stop(p)
       error("the TLS peer did not start: " .. cmd .. "\n" .. (slurp(p.err) or ""), 2)

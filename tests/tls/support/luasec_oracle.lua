@@ -150,6 +150,23 @@ local ok, err = pcall(function()
   show("1 MiB in 1024 lines echoed intact", okmib)
   conn:close()
 
+  -- a send that timed out part way, then a send of other data (OpenSSL's write retry trap)
+  conn = client(echo)
+  assert(conn:dohandshake())
+  conn:send("COUNT\n")
+  conn:settimeout(0.2)
+  local n1, e1, last1 = conn:send(("a"):rep(32 * 1024 * 1024))
+  show("send of 32 MiB to a peer not reading, timeout 0.2", n1, e1, math.type(last1))
+  conn:settimeout(10)
+  local sent_b = table.pack(conn:send(("b"):rep(1000)))
+  show("then send of 1000 'b' (OpenSSL's write retry trap)", table.unpack(sent_b, 1, sent_b.n))
+  if sent_b[1] then
+    conn:send("\nEND\n")
+    local counted = conn:receive("*l")
+    show("the peer counted a == last, b == 1000", counted == ("a=%d b=1000 order=ok"):format(last1), counted)
+  end
+  conn:close()
+
   -- close_notify and its absence
   conn = client(echo)
   assert(conn:dohandshake())

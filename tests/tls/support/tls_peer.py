@@ -21,6 +21,9 @@ one byte every 0.05 s: a handshake that is always making progress but never ends
   NOTIFY <text>    sends <text>, then a close_notify (unwrap), then closes
   RESET            closes with SO_LINGER 0 (the client sees a TCP reset)
   SILENT           reads on but never answers again
+  COUNT            stops reading for 1 s, then reads everything up to "\nEND\n" and
+                   answers "a=<n> b=<m> order=ok|bad": how many "a" then "b" bytes came
+                   (order=ok when they came as a...ab...b and nothing else)
   WHO              answers the client certificate's CN, or "none"
   ALPN             answers the negotiated ALPN protocol, or "none"
   VERSION          answers the TLS version ("TLSv1.3", ...)
@@ -110,6 +113,18 @@ def serve_echo(ctx, raw):
             elif word == b"RESET":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 break
+            elif word == b"COUNT":
+                time.sleep(1)
+                data = bytearray()
+                while not data.endswith(b"\nEND\n"):
+                    chunk = reader.read1(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
+                body = bytes(data[:-5]) if data.endswith(b"\nEND\n") else bytes(data)
+                a, b = body.count(b"a"), body.count(b"b")
+                ordered = body == b"a" * a + b"b" * b
+                conn.sendall(("a=%d b=%d order=%s\n" % (a, b, "ok" if ordered else "bad")).encode())
             elif word == b"SILENT":
                 silent = True
             elif word == b"WHO":

@@ -99,6 +99,40 @@ describe("ssl.newcontext", function()
     assert.equals("private key does not match public key", err)
   end)
 
+  it("an encrypted key loads with password = a string or a function, and then authenticates the client (oracle)", function()
+    local c = tls.certs
+    for _, password in ipairs({ "secret", function() return "secret" end }) do
+      local ctx, err = newcontext(tls.client_params({ certificate = c.client.cert, key = c.client.encrypted_key,
+        password = password }))
+      assert.is_not_nil(ctx, tostring(err))
+      local conn = tls.track(assert(ssl.wrap(tls.tcp(tls.peer("mtls").port), ctx)))
+      conn:settimeout(5)
+      conn:sni("localhost")
+      assert.is_true(conn:dohandshake())
+      conn:send("WHO\n")
+      assert.equals("gsockd-test-client", conn:receive("*l"))
+    end
+  end)
+
+  it("an encrypted key with a wrong password or none fails at once (oracle: 'bad decrypt')", function()
+    local c = tls.certs
+    local ctx, err = newcontext(tls.client_params({ certificate = c.client.cert, key = c.client.encrypted_key,
+      password = "wrong" }))
+    assert.is_nil(ctx)
+    assert.truthy(tostring(err):find("bad decrypt", 1, true), tostring(err))
+    -- without a password: in a subprocess without a terminal, because OpenSSL's default
+    -- (LuaSec's and python's too) is to prompt "Enter PEM pass phrase:" on it
+    local r = tls.run([[
+local ssl = require "ssl"
+local cert, key = ...
+local t0 = os.time()
+local ctx, err = ssl.newcontext({ mode = "client", protocol = "any", certificate = cert, key = key })
+print("newcontext", ctx, err, os.time() - t0 <= 1)
+]], nil, { c.client.cert, c.client.encrypted_key }, 5)
+    assert.equals(0, r.status, r.output)
+    assert.matches("^newcontext\tnil\t.+\ttrue\n$", r.stdout, r.output)
+  end)
+
   it("a context is reusable: ssl.wrap(sock, ctx) for several connections", function()
     local ctx = assert(ssl.newcontext(tls.client_params()))
     for i = 1, 3 do

@@ -14,7 +14,8 @@
 --   self_signed      self-signed leaf for DNS:localhost + IP:127.0.0.1
 --   wrong            leaf for DNS:wrong.example (CN wrong.example), signed by ca
 --   expired          leaf for DNS:localhost + IP:127.0.0.1, signed by ca, valid 2020-01-01 .. 2020-12-31
---   client           client certificate (CN gsockd-test-client, clientAuth), signed by ca
+--   client           client certificate (CN gsockd-test-client, clientAuth), signed by ca;
+--                    client.encrypted_key: its key encrypted with the password "secret"
 --   missing          a path that does not exist
 --   garbage          a file that exists but holds no certificate or key
 -- (Tests run as root here, so a mode-000 file would still be readable: `garbage` and
@@ -141,6 +142,8 @@ function M.make()
   c.chained.chain = write(dir .. "/chained-chain.pem", slurp(c.chained.cert) .. slurp(c.inter.cert))
   c.wrong = sign("wrong", "wrong.example", c.ca, "wrong")
   c.client = sign("client", "gsockd-test-client", c.ca, "client")
+  c.client.encrypted_key = dir .. "/client-encrypted.key"
+  run(("openssl pkey -in %s -aes256 -passout pass:secret -out %s"):format(q(c.client.key), q(c.client.encrypted_key)))
 
   local selfkey = key("self")
   c.self_signed = { cert = dir .. "/self.pem", key = selfkey, cn = "localhost" }

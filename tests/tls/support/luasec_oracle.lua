@@ -286,6 +286,17 @@ local ok, err = pcall(function()
   show("newcontext{certificate=ok, key=missing}", pcall(ssl.newcontext, { mode = "server", protocol = "any", certificate = c.localhost.cert, key = c.missing }))
   show("newcontext{certificate=ok, key=another key}", pcall(ssl.newcontext, { mode = "server", protocol = "any", certificate = c.localhost.cert, key = c.wrong.key }))
   show("newcontext{mode='client'} (no protocol)", pcall(function() return tostring(ssl.newcontext({ mode = "client" })):gsub("0x%x+", "0x...") end))
+  local function pw(password)
+    return pcall(function()
+      local ctx, e = ssl.newcontext({ mode = "client", protocol = "any", certificate = c.client.cert,
+        key = c.client.encrypted_key, password = password })
+      return ctx and "context" or nil, e
+    end)
+  end
+  show("newcontext{key=encrypted, password='secret'}", pw("secret"))
+  show("newcontext{key=encrypted, password=function}", pw(function() return "secret" end))
+  show("newcontext{key=encrypted, password='wrong'}", pw("wrong"))
+  show("newcontext{key=encrypted, no password}", pw(nil))
   show("newcontext ok", (tostring(ssl.newcontext({ mode = "client", protocol = "any" })):gsub("0x%x+", "0x...")))
 
   -- server side in one process needs two threads; shown instead with the peer as the client:

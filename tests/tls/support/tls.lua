@@ -216,7 +216,8 @@ end
 
 -- Subprocesses ----------------------------------------------------------------------
 
---- Runs `source` with `gsockd run` in a subprocess, bounded by `timeout` (coreutils),
+--- Runs `source` with `gsockd run` in a subprocess (its own session: no controlling
+--- terminal), bounded by `timeout` (coreutils),
 --- with `env` (a table NAME = value) added to its environment and `args` after "--".
 --- Returns { status =, stdout =, stderr = }. Only for peers in other processes: this
 --- process's loop does not turn while it waits. The script exits 3 if `require "ssl"`
@@ -245,7 +246,7 @@ function M.run(source, env, args, limit)
   local argv = {}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = q(a) end
   local out, err = path .. ".out", path .. ".err"
-  local cmd = ("env %s timeout -k 2 %d %s run %s -- %s </dev/null >%s 2>%s; echo EXIT=$?"):format(
+  local cmd = ("env %s setsid -w timeout -k 2 %d %s run %s -- %s </dev/null >%s 2>%s; echo EXIT=$?"):format(
     table.concat(envs, " "), limit or 10, q(script.binary()), q(path), table.concat(argv, " "), q(out), q(err))
   local r = { status = tonumber(script.read_all(cmd):match("EXIT=(%d+)")) }
   r.stdout = certs_lib.slurp(out)

@@ -9,18 +9,15 @@ local gsock = require "gsock"
 local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
-local ssl = tls.ssl()
+local ssl = tls.load_ssl()
 
-local missing = tls.missing_tool()
 
 setup(tls.setup)
 teardown(tls.teardown)
 after_each(tls.cleanup)
 
-local function need_tools() if missing then pending(missing) end end
-
 describe("a TLS client", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   it("wraps a connected socket: tostring is 'SSL connection: 0x...', the tcp object gives up its fd (oracle)", function()
     local conn, tcp = tls.wrap_client("echo")
@@ -194,7 +191,7 @@ describe("a TLS client", function()
 end)
 
 describe("the peer's certificate (x509 objects)", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   --- The certificate's SHA-256 fingerprint by the openssl command, lowercase hex.
   local function fingerprint(path)
@@ -229,7 +226,7 @@ describe("the peer's certificate (x509 objects)", function()
 end)
 
 describe("TLS timeouts", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   it("a server that never answers the handshake: settimeout(0.2) ends dohandshake in about 0.2 s with "
     .. "false, 'wantread' (oracle); the connection is then closed (SPEC, not LuaSec)", function()
@@ -360,7 +357,7 @@ describe("TLS timeouts", function()
 end)
 
 describe("a peer that closes", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   it("without close_notify: receive('*l') gives nil, 'closed' and the partial line "
     .. "(SPEC, not LuaSec: LuaSec says 'unexpected eof while reading')", function()
@@ -452,7 +449,7 @@ print("alive")
 end)
 
 describe("the SSL_pending trap", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   -- The peer sends "one\ntwo\nthree\n" in one TLS record: after the first receive the
   -- rest is decrypted already (in OpenSSL or in the socket's buffer) and the descriptor
@@ -518,7 +515,7 @@ describe("the SSL_pending trap", function()
 end)
 
 describe("TLS and other fibers", function()
-  before_each(need_tools)
+  before_each(tls.ready)
 
   it("a handshake against a stalled server lets another fiber run (a counter advances)", function()
     local conn = tls.wrap_client("stall")
@@ -588,7 +585,7 @@ describe("require \"ssl\"", function()
   end)
 
   it("gives connections whose tostring is LuaSec's and whose handshake does not freeze the loop", function()
-    need_tools()
+    tls.ready()
     local conn = tls.wrap_client("stall")
     assert.matches("^SSL connection: 0x", tostring(conn))
     conn:settimeout(0.3)

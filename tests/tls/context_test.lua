@@ -10,9 +10,8 @@
 -- defaults to "any" (the SPEC lists it as optional), and file errors name the file.
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
-local ssl = tls.ssl()
+local ssl = tls.load_ssl()
 
-local missing = tls.missing_tool()
 
 setup(tls.setup)
 teardown(tls.teardown)
@@ -37,7 +36,7 @@ local function assert_fails_naming(params, ...)
 end
 
 describe("ssl.newcontext", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   it("makes client and server contexts; protocol defaults to 'any' (SPEC)", function()
     assert.is_not_nil((newcontext({ mode = "client", protocol = "any" })))

@@ -3,16 +3,13 @@
 local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
-tls.ssl()                     -- gsockd's ssl module must be the one loaded
-
-local missing = tls.missing_tool()
 
 setup(tls.setup)
 teardown(tls.teardown)
 after_each(tls.cleanup)
 
 describe("sock:sslhandshake", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   it("(nil, 'localhost', false) returns a session object; send and receive on the same object then speak TLS", function()
     local sock = tls.tcp(tls.peer("echo").port)

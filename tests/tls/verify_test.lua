@@ -8,9 +8,8 @@
 -- code that matches LuaSec's string still works, and adds the reason.
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
-local ssl = tls.ssl()
+local ssl = tls.load_ssl()
 
-local missing = tls.missing_tool()
 
 setup(tls.setup)
 teardown(tls.teardown)
@@ -41,7 +40,7 @@ local function assert_closed(conn)
 end
 
 describe("verification by default", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   it("a self-signed certificate fails: false, 'certificate verify failed: self-signed certificate' "
     .. "(SPEC; LuaSec: only with verify = 'peer', and without the reason)", function()
@@ -127,7 +126,7 @@ describe("verification by default", function()
 end)
 
 describe("verify = 'none'", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   it("connects to a self-signed server; getpeerverification() is false with the reason (oracle)", function()
     local ok, err, conn = handshake("self_signed", { verify = "none" })
@@ -153,7 +152,7 @@ describe("verify = 'none'", function()
 end)
 
 describe("the system CA store (a gsockd subprocess with its environment)", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   local CLIENT = [[
 local ssl = require "ssl"

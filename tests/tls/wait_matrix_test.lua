@@ -12,9 +12,8 @@ local gsock = require "gsock"
 local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
-local ssl = tls.ssl()
+local ssl = tls.load_ssl()
 
-local missing = tls.missing_tool()
 
 local T = 3          -- the timeout of a wait that must end otherwise (seconds)
 local SHORT = 0.2    -- the timeout of the "timeout" cells
@@ -159,7 +158,7 @@ local function check(w, ending, r)
 end
 
 describe("every TLS wait, every ending", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   for _, w in ipairs(waits) do
     for _, ending in ipairs({ "data", "timeout", "close", "kill", "reset" }) do
@@ -202,7 +201,7 @@ describe("every TLS wait, every ending", function()
 end)
 
 describe("TLS retry loops", function()
-  before_each(function() if missing then pending(missing) end end)
+  before_each(tls.ready)
 
   it("on a conn closed by close(): 1000 receives return 'closed' at once (well under a second)", function()
     local ctx = echo_client()

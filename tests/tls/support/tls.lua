@@ -2,10 +2,12 @@
 --
 --   local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 --   local tls = dofile(here .. "support/tls.lua")
---   local ssl = tls.ssl()                 -- gsockd's module, or a clear error
+--   local ssl = tls.load_ssl()            -- whatever `require "ssl"` gives (see load_ssl)
 --   setup(tls.setup)                      -- certificates (tls.certs) and peers (tls.peer(...))
 --   teardown(tls.teardown)
 --   after_each(tls.cleanup)
+--   describe("...", function()
+--     before_each(tls.ready)              -- fails if "ssl" is not gsockd's; pending without tools
 --
 -- Expected values come from support/luasec_oracle.lua (LuaSec 1.2.0 under plain
 -- lua5.4); where SPEC §10 deliberately differs from LuaSec the test says so.
@@ -30,30 +32,51 @@ function M.missing_tool()
   return nil
 end
 
---- `require "ssl"`, checked to be gsockd's own module and not Debian's LuaSec.
+--- `require "ssl"` and whether it is gsockd's own module: returns the module (or nil)
+--- and, when it is not usable, why.
 ---
 --- With lua-sec installed, /usr/share/lua/5.4/ssl.lua is on package.path. If
 --- `require "ssl"` found it, LuaSec's blocking handshakes and reads would freeze the
 --- whole loop. GSOCKD_TLS_ALLOW_LUASEC=1 skips this check, to run the tests with
---- LuaSec inside gsockd (to check the tests' expectations; the cooperative ones fail).
-function M.ssl()
-  if M._ssl then return M._ssl end
+--- LuaSec (under tests/socket/support/oracle_run.lua, to check the tests' expectations).
+--- The files do not raise at load time (that would break `gsockd test --list`): every
+--- test fails with the reason instead, from tls.ready.
+function M.load_ssl()
+  if M._ssl or M._ssl_problem then return M._ssl, M._ssl_problem end
   local ok, ssl = pcall(require, "ssl")
   if not ok then
-    error("require \"ssl\" failed: " .. tostring(ssl), 2)
+    M._ssl_problem = "require \"ssl\" failed: " .. tostring(ssl)
+    return nil, M._ssl_problem
   end
   if os.getenv("GSOCKD_TLS_ALLOW_LUASEC") ~= "1" then
     local luasec_file = package.searchpath("ssl", package.path)
     local wrap_source = type(ssl) == "table" and type(ssl.wrap) == "function"
         and debug.getinfo(ssl.wrap, "S").source or "?"
     if luasec_file and wrap_source == "@" .. luasec_file then
-      error(("require \"ssl\" is not gsockd's module: it loaded LuaSec's %s (ssl.wrap is defined there), "
-        .. "whose blocking handshakes would freeze every fiber; gsockd must provide \"ssl\" ahead of the "
-        .. "file searchers (SPEC §10)"):format(luasec_file), 2)
+      M._ssl_problem = ("require \"ssl\" is not gsockd's module: it loaded LuaSec's %s (ssl.wrap is defined "
+        .. "there), whose blocking handshakes would freeze every fiber; gsockd must provide \"ssl\" ahead of "
+        .. "the file searchers (SPEC §10)"):format(luasec_file)
+      return ssl, M._ssl_problem
     end
   end
   M._ssl = ssl
   return ssl
+end
+
+--- gsockd's ssl module, or an error saying why not.
+function M.ssl()
+  local ssl, problem = M.load_ssl()
+  if problem then error(problem, 2) end
+  return ssl
+end
+
+--- before_each(tls.ready): fails the test when "ssl" is not gsockd's module; ends it as
+--- pending when openssl or python3 is missing.
+function M.ready()
+  local _, problem = M.load_ssl()
+  if problem then error(problem, 0) end
+  local why = M.missing_tool()
+  if why then pending(why) end
 end
 
 -- Certificates and peers -------------------------------------------------------------

@@ -1,0 +1,155 @@
+-- ssl.newcontext and ssl.wrap argument errors (SPEC §10): they return nil and a
+-- message naming what is wrong.
+--
+-- Oracle (LuaSec 1.2.0): a missing mode or protocol raises "bad argument #2 to
+-- 'setmode'"; an unknown protocol gives nil, "invalid protocol (tlsv9)", an unknown
+-- option nil, "invalid option (no_such_option)"; unloadable files give messages
+-- without the file's name ("error loading CA locations ((null))", "error loading
+-- certificate (no start line)", "error loading private key (PEM lib)"); LuaSec
+-- accepts mode = "sideways". SPEC, not LuaSec: the mode is checked, "protocol"
+-- defaults to "any" (the SPEC lists it as optional), and file errors name the file.
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
+local tls = dofile(here .. "support/tls.lua")
+local ssl = tls.load_ssl()
+
+
+setup(tls.setup)
+teardown(tls.teardown)
+after_each(tls.cleanup)
+
+--- ssl.newcontext(params) under pcall: returns ctx, err (err = the raised message if it raised).
+local function newcontext(params)
+  local r = table.pack(pcall(ssl.newcontext, params))
+  if not r[1] then return nil, tostring(r[2]), true end
+  return r[2], r[3], false
+end
+
+local function assert_fails_naming(params, ...)
+  local ctx, err = newcontext(params)
+  assert.is_nil(ctx, "a context was made")
+  assert.equals("string", type(err))
+  for i = 1, select("#", ...) do
+    local word = select(i, ...)
+    assert.truthy(err:find(word, 1, true), ("the message %q does not name %q"):format(err, word))
+  end
+  return err
+end
+
+describe("ssl.newcontext", function()
+  before_each(tls.ready)
+
+  it("makes client and server contexts; protocol defaults to 'any' (SPEC)", function()
+    assert.is_not_nil((newcontext({ mode = "client", protocol = "any" })))
+    assert.is_not_nil((newcontext({ mode = "client" })))
+    assert.is_not_nil((newcontext({ mode = "client", protocol = "tlsv1_2" })))
+    assert.is_not_nil((newcontext({ mode = "client", protocol = "tlsv1_3" })))
+    assert.is_not_nil((newcontext(tls.server_params())))
+  end)
+
+  it("without a mode fails naming 'mode' (LuaSec raises a bad argument error)", function()
+    assert_fails_naming({ protocol = "any" }, "mode")
+  end)
+
+  it("with mode = 'sideways' fails naming it (SPEC: LuaSec accepts it)", function()
+    assert_fails_naming({ mode = "sideways", protocol = "any" }, "sideways")
+  end)
+
+  it("with an unknown protocol returns nil, 'invalid protocol (tlsv9)' (oracle)", function()
+    local ctx, err, raised = newcontext({ mode = "client", protocol = "tlsv9" })
+    assert.is_nil(ctx)
+    assert.is_false(raised, "it raised: " .. tostring(err))
+    assert.equals("invalid protocol (tlsv9)", err)
+  end)
+
+  it("with an unknown option returns nil, an error naming it (oracle: 'invalid option (no_such_option)')", function()
+    local ctx, err, raised = newcontext({ mode = "client", protocol = "any", options = { "all", "no_such_option" } })
+    assert.is_nil(ctx)
+    assert.is_false(raised, "it raised: " .. tostring(err))
+    assert.equals("invalid option (no_such_option)", err)
+    assert.is_not_nil((newcontext({ mode = "client", protocol = "any", options = { "all", "no_sslv2", "no_sslv3" } })))
+  end)
+
+  it("with an unknown verify mode returns nil, 'invalid verify option (sometimes)' (oracle)", function()
+    local ctx, err = newcontext({ mode = "client", protocol = "any", verify = "sometimes" })
+    assert.is_nil(ctx)
+    assert.equals("invalid verify option (sometimes)", err)
+  end)
+
+  it("with a cafile that does not exist or holds no certificate fails naming the file (SPEC)", function()
+    assert_fails_naming({ mode = "client", protocol = "any", cafile = tls.certs.missing }, tls.certs.missing)
+    assert_fails_naming({ mode = "client", protocol = "any", cafile = tls.certs.garbage }, tls.certs.garbage)
+  end)
+
+  it("with a certificate file that does not exist or is not PEM fails naming the file (SPEC)", function()
+    local c = tls.certs
+    assert_fails_naming(tls.server_params({ certificate = c.missing }), c.missing)
+    assert_fails_naming(tls.server_params({ certificate = c.garbage }), c.garbage)
+  end)
+
+  it("with a key file that does not exist or is not PEM fails naming the file (SPEC)", function()
+    local c = tls.certs
+    assert_fails_naming(tls.server_params({ key = c.missing }), c.missing)
+    assert_fails_naming(tls.server_params({ key = c.garbage }), c.garbage)
+  end)
+
+  it("with a key that does not match the certificate returns 'private key does not match public key' (oracle)", function()
+    local ctx, err = newcontext(tls.server_params({ key = tls.certs.wrong.key }))
+    assert.is_nil(ctx)
+    assert.equals("private key does not match public key", err)
+  end)
+
+  it("an encrypted key loads with password = a string or a function, and then authenticates the client (oracle)", function()
+    local c = tls.certs
+    for _, password in ipairs({ "secret", function() return "secret" end }) do
+      local ctx, err = newcontext(tls.client_params({ certificate = c.client.cert, key = c.client.encrypted_key,
+        password = password }))
+      assert.is_not_nil(ctx, tostring(err))
+      local conn = tls.track(assert(ssl.wrap(tls.tcp(tls.peer("mtls").port), ctx)))
+      conn:settimeout(5)
+      conn:sni("localhost")
+      assert.is_true(conn:dohandshake())
+      conn:send("WHO\n")
+      assert.equals("gsockd-test-client", conn:receive("*l"))
+    end
+  end)
+
+  it("an encrypted key with a wrong password or none fails at once (oracle: 'bad decrypt')", function()
+    local c = tls.certs
+    local ctx, err = newcontext(tls.client_params({ certificate = c.client.cert, key = c.client.encrypted_key,
+      password = "wrong" }))
+    assert.is_nil(ctx)
+    assert.truthy(tostring(err):find("bad decrypt", 1, true), tostring(err))
+    -- without a password: in a subprocess without a terminal, because OpenSSL's default
+    -- (LuaSec's and python's too) is to prompt "Enter PEM pass phrase:" on it
+    local r = tls.run([[
+local ssl = require "ssl"
+local cert, key = ...
+local t0 = os.time()
+local ctx, err = ssl.newcontext({ mode = "client", protocol = "any", certificate = cert, key = key })
+print("newcontext", ctx, err, os.time() - t0 <= 1)
+]], nil, { c.client.cert, c.client.encrypted_key }, 5)
+    assert.equals(0, r.status, r.output)
+    assert.matches("^newcontext\tnil\t.+\ttrue\n$", r.stdout, r.output)
+  end)
+
+  it("a context is reusable: ssl.wrap(sock, ctx) for several connections", function()
+    local ctx = assert(ssl.newcontext(tls.client_params()))
+    for i = 1, 3 do
+      local conn = tls.track(assert(ssl.wrap(tls.tcp(tls.peer("echo").port), ctx)))
+      conn:settimeout(5)
+      conn:sni("localhost")
+      assert.is_true(conn:dohandshake())
+      conn:send("ctx" .. i .. "\n")
+      assert.equals("ctx" .. i, conn:receive("*l"))
+      conn:close()
+    end
+  end)
+
+  it("ssl.wrap with bad params returns nil and newcontext's message, leaving the socket usable", function()
+    local tcp = tls.tcp(tls.peer("echo").port)
+    local conn, err = ssl.wrap(tcp, { mode = "client", protocol = "tlsv9" })
+    assert.is_nil(conn)
+    assert.equals("invalid protocol (tlsv9)", err)
+    assert.is_true(tcp:getfd() >= 0)
+  end)
+end)

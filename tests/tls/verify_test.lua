@@ -1,0 +1,193 @@
+-- Certificate verification of TLS clients (SPEC §10 "Secure by default"): on by
+-- default, host names checked, failures that name the reason.
+--
+-- SPEC, not LuaSec: LuaSec verifies nothing unless `verify = "peer"` is given, never
+-- checks the host name (oracle: a wrong.example certificate passes for "localhost"),
+-- and says only "certificate verify failed" (the reason is in getpeerverification()).
+-- gsockd keeps LuaSec's "certificate verify failed" as the start of the message, so
+-- code that matches LuaSec's string still works, and adds the reason.
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
+local tls = dofile(here .. "support/tls.lua")
+local ssl = tls.load_ssl()
+
+
+setup(tls.setup)
+teardown(tls.teardown)
+after_each(tls.cleanup)
+
+--- dohandshake on a fresh client to the peer `kind`; params as tls.client_params
+--- (no `verify` key: the default); sni unless sni == false. Returns ok, err, conn.
+local function handshake(kind, params, sni)
+  local conn = tls.wrap_client(kind, params)
+  if sni ~= false then conn:sni(sni or "localhost") end
+  local ok, err = conn:dohandshake()
+  return ok, err, conn
+end
+
+--- getpeerverification()'s reasons as one string: LuaSec gives a string here (oracle),
+--- SPEC says "reasons"; a list, or a table of lists per depth, is accepted too.
+local function reasons_text(reasons)
+  if type(reasons) ~= "table" then return tostring(reasons) end
+  local all = {}
+  for _, v in pairs(reasons) do all[#all + 1] = type(v) == "table" and table.concat(v, ";") or tostring(v) end
+  return table.concat(all, ";")
+end
+
+local function assert_closed(conn)
+  local data, err = conn:receive()
+  assert.is_nil(data)
+  assert.equals("closed", err)
+end
+
+describe("verification by default", function()
+  before_each(tls.ready)
+
+  it("a self-signed certificate fails: false, 'certificate verify failed: self-signed certificate' "
+    .. "(SPEC; LuaSec: only with verify = 'peer', and without the reason)", function()
+    local ok, err, conn = handshake("self_signed")
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", err)
+    assert.truthy(err:find("self-signed certificate", 1, true), err)
+    assert_closed(conn)                                  -- oracle: closed after a failed handshake
+  end)
+
+  it("a certificate from a CA that is not trusted fails with 'unable to get local issuer certificate'", function()
+    local ok, err, conn = handshake("echo", { cafile = tls.certs.self_signed.cert })
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", err)
+    assert.truthy(err:find("unable to get local issuer certificate", 1, true), err)
+    assert_closed(conn)
+  end)
+
+  it("without cafile the system store is used, which does not trust the test CA (SPEC)", function()
+    local ok, err = handshake("echo", { cafile = false })
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", err)
+    assert.truthy(err:find("unable to get local issuer certificate", 1, true), err)
+  end)
+
+  it("an expired certificate fails with 'certificate has expired'", function()
+    local ok, err, conn = handshake("expired")
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", err)
+    assert.truthy(err:find("certificate has expired", 1, true), err)
+    assert_closed(conn)
+  end)
+
+  it("a certificate for another name fails with 'host name mismatch' naming both names (SPEC; LuaSec passes it)", function()
+    local ok, err, conn = handshake("wrong", nil, "localhost")
+    assert.is_false(ok)
+    assert.truthy(err:find("host name mismatch", 1, true), err)
+    assert.truthy(err:find("'wrong.example'", 1, true), err)
+    assert.truthy(err:find("'localhost'", 1, true), err)
+    assert_closed(conn)
+  end)
+
+  it("the name given to sni() is the name checked: the localhost leaf fails for sni('other.example')", function()
+    local ok, err = handshake("echo", nil, "other.example")
+    assert.is_false(ok)
+    assert.truthy(err:find("host name mismatch", 1, true), err)
+    assert.truthy(err:find("'other.example'", 1, true), err)
+  end)
+
+  it("without sni() the connected address is checked: 127.0.0.1 matches the leaf's IP SAN", function()
+    local ok, err, conn = handshake("echo", nil, false)
+    assert.is_true(ok, tostring(err))
+    assert.is_true(conn:getpeerverification())
+  end)
+
+  it("without sni() an IP literal is checked against IP SANs only: the wrong.example leaf fails for 127.0.0.1", function()
+    local ok, err = handshake("wrong", nil, false)
+    assert.is_false(ok)
+    assert.truthy(err:find("host name mismatch", 1, true), err)
+    assert.truthy(err:find("127.0.0.1", 1, true), err)
+  end)
+
+  it("a client that connected to 'localhost' checks that name", function()
+    local conn = assert(ssl.wrap(tls.tcp(tls.peer("wrong").port, "localhost"), tls.client_params()))
+    tls.track(conn)
+    conn:settimeout(5)
+    local ok, err = conn:dohandshake()
+    assert.is_false(ok)
+    assert.truthy(err:find("'localhost'", 1, true), err)
+    local good = assert(ssl.wrap(tls.tcp(tls.peer("echo").port, "localhost"), tls.client_params()))
+    tls.track(good)
+    good:settimeout(5)
+    assert.is_true(good:dohandshake())
+  end)
+
+  it("verify = 'peer' (LuaSec's spelling) verifies as the default does", function()
+    local ok, err = handshake("self_signed", { verify = "peer" })
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", err)      -- oracle: LuaSec's message starts so
+    local ok2, err2 = handshake("echo", { verify = "peer" })
+    assert.is_true(ok2, tostring(err2))
+  end)
+end)
+
+describe("verify = 'none'", function()
+  before_each(tls.ready)
+
+  it("connects to a self-signed server; getpeerverification() is false with the reason (oracle)", function()
+    local ok, err, conn = handshake("self_signed", { verify = "none" })
+    assert.is_true(ok, tostring(err))
+    local verified, reasons = conn:getpeerverification()
+    assert.is_false(verified)
+    local text = reasons_text(reasons)
+    assert.truthy(text:find("self-signed certificate", 1, true), text)
+    conn:send("hi\n")
+    assert.equals("hi", conn:receive("*l"))
+  end)
+
+  it("connects to an expired or misnamed server too; getpeerverification() names 'certificate has expired' (oracle)", function()
+    local ok, err, conn = handshake("expired", { verify = "none" })
+    assert.is_true(ok, tostring(err))
+    local verified, reasons = conn:getpeerverification()
+    assert.is_false(verified)
+    local text = reasons_text(reasons)
+    assert.truthy(text:find("certificate has expired", 1, true), text)
+    local ok2, err2 = handshake("wrong", { verify = "none" }, "localhost")
+    assert.is_true(ok2, tostring(err2))
+  end)
+end)
+
+describe("the system CA store (a gsockd subprocess with its environment)", function()
+  before_each(tls.ready)
+
+  local CLIENT = [[
+local ssl = require "ssl"
+local socket = require "socket"
+local port, name, cafile = ...
+local tcp = assert(socket.tcp())
+tcp:settimeout(3)
+assert(tcp:connect("127.0.0.1", tonumber(port)))
+local params = { mode = "client", protocol = "any" }
+if cafile and cafile ~= "" then params.cafile = cafile end
+local conn, err = ssl.wrap(tcp, params)
+if not conn then print("wrap", err) return end
+conn:settimeout(3)
+conn:sni(name)
+print("handshake", conn:dohandshake())
+]]
+
+  it("SSL_CERT_FILE names the trusted CAs when no cafile is given (SPEC)", function()
+    local r = tls.run(CLIENT, { SSL_CERT_FILE = tls.certs.ca.cert }, { tostring(tls.peer("echo").port), "localhost" })
+    assert.equals(0, r.status, r.output)
+    assert.matches("^handshake\ttrue", r.stdout)
+    local bad = tls.run(CLIENT, { SSL_CERT_FILE = tls.certs.ca.cert }, { tostring(tls.peer("self_signed").port), "localhost" })
+    assert.matches("^handshake\tfalse\tcertificate verify failed", bad.stdout, bad.output)
+  end)
+
+  it("with no CA certificates at all the failure says so (SPEC)", function()
+    local r = tls.run(CLIENT, { SSL_CERT_FILE = tls.certs.missing, SSL_CERT_DIR = tls.certs.dir .. "/no-such-dir" },
+      { tostring(tls.peer("echo").port), "localhost" })
+    assert.truthy(r.stdout:find("no CA certificates found (install ca-certificates or set SSL_CERT_FILE)", 1, true),
+      r.output)
+  end)
+
+  it("an explicit cafile wins over SSL_CERT_FILE", function()
+    local r = tls.run(CLIENT, { SSL_CERT_FILE = tls.certs.self_signed.cert },
+      { tostring(tls.peer("echo").port), "localhost", tls.certs.ca.cert })
+    assert.matches("^handshake\ttrue", r.stdout, r.output)
+  end)
+end)

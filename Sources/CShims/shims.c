@@ -132,10 +132,28 @@ static int fd_trampoline(lua_State *L) {
     return trampoline(L);
 }
 
+// A wait for reading on an object whose dirty() is true (data already buffered, or
+// decrypted by TLS) returns at once: no readiness of the descriptor would announce it.
+static int fd_read_trampoline(lua_State *L) {
+    int t = lua_type(L, 1);
+    if (t == LUA_TTABLE || t == LUA_TUSERDATA) {
+        if (lua_getfield(L, 1, "dirty") == LUA_TFUNCTION) {
+            lua_pushvalue(L, 1);
+            lua_call(L, 1, 1);
+            int dirty = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (dirty) return 0;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return fd_trampoline(L);
+}
+
 void gs_pushbody(lua_State *L, gs_body body, int nup, int fdarg) {
     lua_pushlightuserdata(L, (void *)body);
     if (nup > 0) lua_insert(L, -nup - 1);
-    lua_pushcclosure(L, fdarg ? fd_trampoline : trampoline, nup + 1);
+    lua_pushcclosure(L, fdarg == 2 ? fd_read_trampoline : fdarg ? fd_trampoline : trampoline, nup + 1);
 }
 
 int gs_resume(lua_State *co, lua_State *from, int nargs, int *nres) {

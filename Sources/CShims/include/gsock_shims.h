@@ -55,7 +55,8 @@ static inline gs_state *gs_getstate(lua_State *L) {
 
 /// Pushes a Lua function that runs `body` through the trampoline, with `nup` upvalues
 /// taken from the stack (they become upvalues 2...nup+1; upvalue 1 is the body).
-/// With `fdarg`, argument 1 is first replaced by `arg1:getfd()` unless it is a number.
+/// With `fdarg`, argument 1 is first replaced by `arg1:getfd()` unless it is a number; with
+/// `fdarg` 2 (read waits), an object whose `dirty()` is true returns at once instead.
 void gs_pushbody(lua_State *L, gs_body body, int nup, int fdarg);
 
 /// The light userdata a scheduler yield carries, so that yields of user coroutines

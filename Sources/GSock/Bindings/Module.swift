@@ -19,7 +19,7 @@ extension Runtime {
         lua_createtable(L, 0, 40)
         luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions + LogBindings.functions
                             + ProcessBindings.functions,
-                        fdArg: WaitBindings.fdFunctions)
+                        fdArg: WaitBindings.fdFunctions, readArg: WaitBindings.readFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
         try pushGsockModules()
@@ -44,7 +44,8 @@ extension Runtime {
         lua_createtable(L, 0, 24)
         luaSetFunctions(L, SocketBindings.functions)
         // The method tables of the stream classes, for the methods socket.lua adds.
-        let streams: [Socket.Class] = [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]
+        let streams: [Socket.Class] = [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer,
+                                       .tlsConnection]
         lua_createtable(L, Int32(streams.count), 0)
         for (i, className) in streams.enumerated() {
             _ = gs_getmetatable(L, className.rawValue)

@@ -17,6 +17,8 @@ enum WaitBindings {
         ("waitlist", newWaitList), ("timeout", newTimeout),
     ]
     static let fdFunctions: Set<String> = ["wait_read", "wait_write", "wait_readwrite", "io"]
+    /// Waits that return at once on a socket whose dirty() is true.
+    static let readFunctions: Set<String> = ["wait_read", "wait_readwrite"]
 
     static func register(_ L: LuaState) {
         LuaObjects.register(L, watcherMetatable, methods: [("close", closeWatcher), ("getfd", watcherFd)],

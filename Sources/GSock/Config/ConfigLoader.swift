@@ -264,9 +264,13 @@ public enum ConfigLoader {
                     : "certificate '\(cert)' expires in \(days) day\(days == 1 ? "" : "s")")
             }
         } catch {
-            let blamed = error.message.contains("'\(privateKey)'") && !error.message.contains("does not match")
-                ? "key" : (files["client_ca"].map { error.message.contains($0) } == true ? "client_ca" : "cert")
-            reader.report(key.appending(blamed), error.message)
+            if error.message == TLSContext.keyMismatch {
+                reader.report(key.appending("key"), "private key '\(privateKey)' does not match the certificate '\(cert)'")
+            } else {
+                let blamed = error.message.contains("'\(privateKey)'") ? "key"
+                    : (files["client_ca"].map { error.message.contains($0) } == true ? "client_ca" : "cert")
+                reader.report(key.appending(blamed), error.message)
+            }
             return nil
         }
         return result

@@ -192,9 +192,12 @@ enum Arg {
 // MARK: - Registering functions
 
 /// Sets `table[name] = body` for each pair; the table is on top of the stack.
-func luaSetFunctions(_ L: LuaState, _ functions: [(String, LuaBody)], fdArg: Set<String> = []) {
+/// `fdArg` names the functions whose first argument may be an object with getfd(), and
+/// `readArg` those of them that return at once when that object's dirty() is true.
+func luaSetFunctions(_ L: LuaState, _ functions: [(String, LuaBody)], fdArg: Set<String> = [],
+                     readArg: Set<String> = []) {
     for (name, body) in functions {
-        gs_pushbody(L, body, 0, fdArg.contains(name) ? 1 : 0)
+        gs_pushbody(L, body, 0, readArg.contains(name) ? 2 : fdArg.contains(name) ? 1 : 0)
         luaRawSetField(L, -2, name)
     }
 }

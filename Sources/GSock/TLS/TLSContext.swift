@@ -46,6 +46,8 @@ private func environment(_ name: String) -> String? { getenv(name).map { String(
 final class TLSContext {
     enum Mode: String { case client, server }
 
+    static let keyMismatch = "private key does not match public key"
+
     let ctx: OpaquePointer
     let mode: Mode
     /// SSL_VERIFY_* flags the connections of this context verify with.
@@ -65,7 +67,7 @@ final class TLSContext {
         var options = gs_tls_base_options()
         for name in p.options {
             var bit: UInt64 = 0
-            guard gs_tls_option(name, &bit) == 1 else { throw TLSError("invalid option '\(name)'") }
+            guard gs_tls_option(name, &bit) == 1 else { throw TLSError("invalid option (\(name))") }
             options |= bit
         }
         _ = SSL_CTX_set_options(ctx, options)
@@ -82,13 +84,14 @@ final class TLSContext {
             try Self.readable(key, "key")
             guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
                 let error = TLSError.openSSL("error loading private key '\(key)'")
-                if let certificate = p.certificate, error.message.hasSuffix("key values mismatch") {
-                    throw TLSError("private key '\(key)' does not match the certificate '\(certificate)'")
+                if p.certificate != nil, error.message.hasSuffix("key values mismatch") {
+                    throw TLSError(Self.keyMismatch)  // LuaSec's words
                 }
                 throw error
             }
             if p.certificate != nil && SSL_CTX_check_private_key(ctx) != 1 {
-                throw .openSSL("private key '\(key)' does not match the certificate '\(p.certificate!)'")
+                ERR_clear_error()
+                throw TLSError(Self.keyMismatch)
             }
         }
 
@@ -165,7 +168,7 @@ final class TLSContext {
         case "tlsv1", "tlsv1_1", "sslv3", "sslv2":
             throw TLSError("protocol '\(name)' is not supported: TLS 1.2 is the minimum")
         default:
-            throw TLSError("invalid protocol '\(name)'")
+            throw TLSError("invalid protocol (\(name))")
         }
         _ = gs_tls_set_min_version(ctx, range.min)
         _ = gs_tls_set_max_version(ctx, range.max)
@@ -180,7 +183,7 @@ final class TLSContext {
             case "peer": result |= SSL_VERIFY_PEER
             case "client_once": result |= SSL_VERIFY_CLIENT_ONCE
             case "fail_if_no_peer_cert": result |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-            default: throw TLSError("invalid verify option '\(flag)'")
+            default: throw TLSError("invalid verify option (\(flag))")
             }
         }
         return result

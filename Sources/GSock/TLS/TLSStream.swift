@@ -141,12 +141,16 @@ final class TLSStream: Transport {
         }
         if isEstablished { return .ok(0) }
         if ERR_peek_error() != 0 { ERR_clear_error() }
-        if context.mode == .client, context.verifiesPeer, let name = expectedName, !isNameSet {
+        if context.mode == .client, let name = expectedName, !isNameSet {
             isNameSet = true
-            if SocketAddress(numericHost: name, port: 0) != nil {
-                _ = gs_tls_use_ip_check(ssl, name)
-            } else {
-                _ = SSL_set1_host(ssl, name)
+            let isAddress = SocketAddress(numericHost: name, port: 0) != nil
+            // The host connected to is also the server name sent, unless sni() named one.
+            if serverName == nil && !isAddress {
+                serverName = name
+                _ = gs_tls_set_host_name(ssl, name)
+            }
+            if context.verifiesPeer {
+                if isAddress { _ = gs_tls_use_ip_check(ssl, name) } else { _ = SSL_set1_host(ssl, name) }
             }
         }
         let r = SSL_do_handshake(ssl)

@@ -3,11 +3,14 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int gs_tls_set_min_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
 int gs_tls_set_max_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
@@ -49,7 +52,9 @@ static const struct { const char *name; uint64_t bit; } options[] = {
     { "tls_rollback_bug", SSL_OP_TLS_ROLLBACK_BUG },
 };
 
-uint64_t gs_tls_base_options(void) { return SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION; }
+uint64_t gs_tls_base_options(void) {
+    return SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+}
 
 int gs_tls_option(const char *name, uint64_t *bit) {
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
@@ -65,6 +70,7 @@ int gs_tls_option(const char *name, uint64_t *bit) {
 
 typedef struct {
     int fd;
+    int eof;  ///< recv returned 0: OpenSSL asks (BIO_CTRL_EOF) to tell a close from an error
     unsigned char *out;
     size_t start, end, capacity;
 } socket_bio;
@@ -110,12 +116,17 @@ static int bio_read(BIO *b, char *buffer, int length) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(b);
         return -1;
     }
+    if (n == 0) st->eof = 1;
     return (int)n;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
-    (void)b; (void)num; (void)ptr;
-    return cmd == BIO_CTRL_FLUSH || cmd == BIO_CTRL_DUP ? 1 : 0;
+    (void)num; (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: case BIO_CTRL_DUP: return 1;
+    case BIO_CTRL_EOF: return ((socket_bio *)BIO_get_data(b))->eof;
+    default: return 0;
+    }
 }
 
 static int bio_create(BIO *b) {
@@ -209,13 +220,79 @@ void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info) {
     SSL_set_verify(ssl, mode, verify_callback);
 }
 
-// ALPN ---------------------------------------------------------------------------------
+// SNI ------------------------------------------------------------------------------------
 
-static int alpn_index(void) {
+typedef struct {
+    size_t count, capacity;
+    struct { char *name; SSL_CTX *context; } *entries;
+} sni_table;
+
+static void free_sni(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    sni_table *table = ptr;
+    if (!table) return;
+    for (size_t i = 0; i < table->count; i++) {
+        free(table->entries[i].name);
+        SSL_CTX_free(table->entries[i].context);
+    }
+    free(table->entries);
+    free(table);
+}
+
+static int sni_index(void) {
     static int index = -1;
-    if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
     return index;
 }
+
+static int name_matches(const char *pattern, const char *name) {
+    if (strcasecmp(pattern, name) == 0) return 1;
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        const char *dot = strchr(name, '.');
+        return dot && dot != name && strcasecmp(pattern + 1, dot) == 0;
+    }
+    return 0;
+}
+
+static int servername(SSL *ssl, int *alert, void *arg) {
+    (void)alert;
+    sni_table *table = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !table) return SSL_TLSEXT_ERR_NOACK;
+    for (size_t i = 0; i < table->count; i++) {
+        if (name_matches(table->entries[i].name, name)) {
+            SSL_set_SSL_CTX(ssl, table->entries[i].context);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;  // the default certificate
+}
+
+int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context) {
+    sni_table *table = SSL_CTX_get_ex_data(ctx, sni_index());
+    if (!table) {
+        table = calloc(1, sizeof *table);
+        if (!table) return 0;
+        SSL_CTX_set_ex_data(ctx, sni_index(), table);
+        SSL_CTX_set_tlsext_servername_callback(ctx, servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx, table);
+    }
+    if (table->count == table->capacity) {
+        size_t capacity = table->capacity ? 2 * table->capacity : 4;
+        void *grown = realloc(table->entries, capacity * sizeof *table->entries);
+        if (!grown) return 0;
+        table->entries = grown;
+        table->capacity = capacity;
+    }
+    char *copy = strdup(name);
+    if (!copy || SSL_CTX_up_ref(context) != 1) { free(copy); return 0; }
+    table->entries[table->count].name = copy;
+    table->entries[table->count].context = context;
+    table->count++;
+    return 1;
+}
+
+// ALPN ---------------------------------------------------------------------------------
 
 typedef struct { unsigned int length; unsigned char bytes[]; } alpn_list;
 
@@ -245,8 +322,11 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     free(SSL_CTX_get_ex_data(ctx, index));
     SSL_CTX_set_ex_data(ctx, index, list);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, list);
-    (void)alpn_index;
     return 1;
+}
+
+int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigned int length) {
+    return SSL_CTX_set_session_id_context(ctx, id, length);
 }
 
 int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length) {
@@ -276,6 +356,11 @@ static void free_password(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
 void gs_tls_set_password(SSL_CTX *ctx, const char *password) {
     static int index = -1;
     if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_password);
+    if (!password) {  // an encrypted key without a password fails instead of asking the terminal
+        SSL_CTX_set_default_passwd_cb(ctx, password_callback);
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+        return;
+    }
     char *copy = strdup(password);
     free_password(NULL, SSL_CTX_get_ex_data(ctx, index), NULL, 0, 0, NULL);
     SSL_CTX_set_ex_data(ctx, index, copy);
@@ -296,7 +381,11 @@ static void keylog_callback(const SSL *ssl, const char *line) {
 }
 
 int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path) {
-    if (!keylog) keylog = fopen(path, "a");
+    if (!keylog) {
+        // Secrets: readable by the owner only, and not inherited by programs the handler runs.
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0 && !(keylog = fdopen(fd, "a"))) close(fd);
+    }
     if (!keylog) return 0;
     SSL_CTX_set_keylog_callback(ctx, keylog_callback);
     return 1;

@@ -127,6 +127,35 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
       assert.is_string(err)
     end)
 
+  it("chooses its certificate by the client's SNI name from certs (exact names and *.wildcards)", function()
+    need_certs()
+    local srv, port = tls_server({ certs = {
+      { cert = c.localhost.cert, key = c.localhost.key, names = { "localhost" } },
+      { cert = c.wrong.cert, key = c.wrong.key, names = { "wrong.example", "*.wild.example" } },
+    } }, function(line) return line end)
+    local ssl = require "ssl"
+    local function subject(name, host)
+      local s = socket.tcp()
+      assert(s:connect(host or "127.0.0.1", port))
+      local conn = assert(ssl.wrap(s, { mode = "client", verify = "none" }))
+      conn:settimeout(5)
+      if name then conn:sni(name) end
+      assert(conn:dohandshake())
+      local cn = conn:getpeercertificate():subject()[1].value
+      conn:send("x\n")
+      conn:receive("*l")
+      conn:close()
+      return cn
+    end
+    local wrong_cn = "wrong.example"
+    assert.equals(wrong_cn, subject("wrong.example"))
+    assert.equals(wrong_cn, subject("a.wild.example"))
+    assert.equals("localhost", subject("localhost"))
+    assert.equals("localhost", subject("b.a.wild.example"))  -- a wildcard covers one label only
+    assert.equals("localhost", subject(nil))                  -- no SNI (an IP address): the first
+    srv:stop()
+  end)
+
   it("refuses bad tls tables with an error naming the key or the file", function()
     need_certs()
     local function problem(tls)
@@ -142,7 +171,7 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
     assert.matches("private key does not match public key", problem({ cert = c.localhost.cert, key = c.wrong.key }))
     assert.matches("'tls.verify_client' needs 'tls.client_ca'", problem({
       cert = c.localhost.cert, key = c.localhost.key, verify_client = "require" }))
-    assert.matches("not supported yet", problem({ certs = {} }))
+    assert.matches("'tls.certs' must be a list of", problem({ certs = { { cert = c.localhost.cert } } }))
   end)
 end)
 

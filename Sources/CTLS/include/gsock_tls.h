@@ -50,14 +50,24 @@ typedef struct {
 /// caller, alive as long as the SSL object).
 void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info);
 
+/// Server certificates chosen by SNI: when a client's server name is one of `names`
+/// (exact, or "*.example.com" for one label), the connection uses `context` (its certificate
+/// and key) instead of `ctx`'s. The contexts are held until `ctx` is freed. 1 on success.
+int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context);
+
 /// Server ALPN: `protocols` in wire format (length-prefixed), copied into the context; the
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
+/// The context sessions belong to: a server verifying clients resumes only sessions of the
+/// same context id (without one OpenSSL refuses every resumption).
+int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigned int length);
+
 /// The session ticket keys of a server context: 80 bytes (name, HMAC and AES keys).
 int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length);
 
-/// A private key's password, copied into the context.
+/// A private key's password, copied into the context; NULL: an encrypted key fails to
+/// load instead of OpenSSL asking the terminal.
 void gs_tls_set_password(SSL_CTX *ctx, const char *password);
 
 /// SSLKEYLOGFILE: key material lines appended to `path` (NSS key log format).

@@ -21,6 +21,8 @@ enum StreamBindings {
     static let clients: Socket.Classes = [.tcpClient, .unixClient, .tlsConnection]
     static let servers: Socket.Classes = [.tcpServer, .unixServer]
     static let streams = masters.union(clients).union(servers)
+    /// What connect takes: a TLS connection is connected already.
+    static let connectable = masters.union(clients).subtracting(.tlsConnection)
 
     private static func expected(_ classes: Socket.Classes, _ L: LuaState) -> String {
         if SocketBindings.get(L, 1)?.socketClass == .tlsConnection { return "SSL:Connection" }
@@ -228,9 +230,9 @@ enum StreamBindings {
     private static let connect: LuaBody = { L in luaCall(L, connect) }
 
     private static func connect(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try stream(L, streams.subtracting(servers))
+        let s = try stream(L, connectable)
         let (host, port) = try address(L, s)
-        if s.reusePooledConnection(s.socketClass.isUnix ? "unix:\(host)" : "\(host):\(port)") {
+        if s.reusePooledConnection(s.socketClass.isUnix ? "unix:\(host)" : "\(host):\(port)", host: host) {
             becomeClient(L, s)
             return SocketBindings.ok(L)
         }

@@ -67,6 +67,7 @@ enum TLSBindings {
         p.alpn = listField(L, "alpn") ?? []
         if luaRawGetField(L, 1, "depth") == LUA_TNUMBER { p.depth = Int(lua_tointegerx(L, -1, nil)) }
         gs_pop(L, 1)
+        p.sniCertificates = sniCertificates(L)
         do {
             let context = try TLSContext(p)
             LuaObjects.push(L, context, kind: .tlsContext)
@@ -76,14 +77,14 @@ enum TLSBindings {
         }
     }
 
-    private static func stringField(_ L: LuaState, _ name: String) -> String? {
+    private static func stringField(_ L: LuaState, _ name: String, of table: Int32 = 1) -> String? {
         defer { gs_pop(L, 1) }
-        return luaRawGetField(L, 1, name) == LUA_TSTRING ? luaString(L, -1) : nil
+        return luaRawGetField(L, table, name) == LUA_TSTRING ? luaString(L, -1) : nil
     }
 
-    private static func listField(_ L: LuaState, _ name: String) -> [String]? {
+    private static func listField(_ L: LuaState, _ name: String, of table: Int32 = 1) -> [String]? {
         defer { gs_pop(L, 1) }
-        guard luaRawGetField(L, 1, name) == LUA_TTABLE else { return nil }
+        guard luaRawGetField(L, table, name) == LUA_TTABLE else { return nil }
         var list: [String] = []
         var i: lua_Integer = 1
         while lua_rawgeti(L, -1, i) == LUA_TSTRING {
@@ -93,6 +94,25 @@ enum TLSBindings {
         }
         gs_pop(L, 1)
         return list
+    }
+
+    /// `sni_certificates`, as ssl.lua checked it: a list of { names, certificate, key [, password] }.
+    private static func sniCertificates(_ L: LuaState) -> [SNICertificate] {
+        defer { gs_pop(L, 1) }
+        guard luaRawGetField(L, 1, "sni_certificates") == LUA_TTABLE else { return [] }
+        var result: [SNICertificate] = []
+        var i: lua_Integer = 1
+        while lua_rawgeti(L, -1, i) == LUA_TTABLE {
+            let entry = lua_gettop(L)
+            if let certificate = stringField(L, "certificate", of: entry), let key = stringField(L, "key", of: entry) {
+                result.append(SNICertificate(names: listField(L, "names", of: entry) ?? [], certificate: certificate,
+                                             key: key, password: stringField(L, "password", of: entry)))
+            }
+            gs_pop(L, 1)
+            i += 1
+        }
+        gs_pop(L, 1)
+        return result
     }
 
     // MARK: - wrap
@@ -107,6 +127,9 @@ enum TLSBindings {
         }
         if old.isClosed { return SocketBindings.fail(L, "closed") }
         if old.isReceiving || old.isSending { return SocketBindings.fail(L, "busy") }
+        if old.transport != nil { return SocketBindings.fail(L, "already TLS") }
+        // Bytes read before the handshake are not the peer's TLS: refuse rather than lose them.
+        if !old.buffer.isEmpty { return SocketBindings.fail(L, "unread data in buffer") }
         let host = old.clientState.connectHost
         let family = old.family
         let fd = old.detachDescriptor()
@@ -269,6 +292,7 @@ enum TLSBindings {
             return SocketBindings.fail(L, "busy")
         }
         if s.isReceiving || s.isSending { return SocketBindings.fail(L, "busy") }
+        if !s.buffer.isEmpty { return SocketBindings.fail(L, "unread data in buffer") }
         do {
             let tls = try make()
             if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }

@@ -20,8 +20,9 @@ public enum ConfigLoader {
     ]
     static let tlsKeys = [
         "cert", "key", "password", "client_ca", "verify_client", "alpn", "protocols", "ciphers", "ciphersuites",
-        "handshake_timeout",
+        "handshake_timeout", "certs",
     ]
+    static let sniCertificateKeys = ["cert", "key", "names", "password"]
     static let logLevels = Logger.Level.allCases.map(\.rawValue)
 
     /// Loads and validates the config file at `path`. Nothing is bound and no handler runs;
@@ -246,14 +247,58 @@ public enum ConfigLoader {
         if let t = reader.seconds(table["handshake_timeout"], at: key.appending("handshake_timeout"), allowZero: false) {
             result["handshake_timeout"] = .number(t)
         }
-        for name in ["cert", "key"] where table[name] == nil { reader.report(key.appending(name), "missing (expected a file path)") }
+        var sni: [SNICertificate] = []
+        var sniLua: [LuaValue] = []
+        if let certs = table["certs"] {
+            let certsKey = key.appending("certs")
+            let expected = "an array of { cert = FILE, key = FILE, names = [NAME, ...] }"
+            if let array = certs.array, !array.isEmpty {
+                for (i, element) in array.enumerated() {
+                    let entryKey = certsKey.element(i + 1)
+                    guard let entry = reader.table(element, at: entryKey, expected: expected) else { continue }
+                    reader.rejectUnknownKeys(of: entry, at: entryKey, allowed: sniCertificateKeys)
+                    let names = entry["names"]?.array?.compactMap(\.string) ?? []
+                    if names.isEmpty || names.count != entry["names"]?.array?.count {
+                        reader.report(entryKey.appending("names"), "expected a non-empty array of host names")
+                    }
+                    let password = reader.string(entry["password"], at: entryKey.appending("password"), expected: "a string")
+                    let pathExpected = "a file path, relative to the config file"
+                    let certPath = reader.string(entry["cert"], at: entryKey.appending("cert"), expected: pathExpected)
+                    let keyPath = reader.string(entry["key"], at: entryKey.appending("key"), expected: pathExpected)
+                    guard let certPath, let keyPath, !names.isEmpty else {
+                        for name in ["cert", "key"] where entry[name] == nil {
+                            reader.report(entryKey.appending(name), "missing (expected a file path)")
+                        }
+                        continue
+                    }
+                    sni.append(SNICertificate(names: names, certificate: FilePaths.join(directory.shown, certPath),
+                                              key: FilePaths.join(directory.shown, keyPath), password: password))
+                    var lua: [String: LuaValue] = [
+                        "cert": .string(FilePaths.join(directory.absolute, certPath)),
+                        "key": .string(FilePaths.join(directory.absolute, keyPath)),
+                        "names": .array(names.map { .string($0) }),
+                    ]
+                    if let password { lua["password"] = .string(password) }
+                    sniLua.append(.table(lua))
+                }
+            } else {
+                reader.wrong(certs, at: certsKey, expected: expected)
+            }
+            if !sniLua.isEmpty { result["certs"] = .array(sniLua) }
+        }
+        if table["certs"] == nil {
+            for name in ["cert", "key"] where table[name] == nil { reader.report(key.appending(name), "missing (expected a file path)") }
+        }
         if table["verify_client"] != nil && table["client_ca"] == nil {
             reader.report(key.appending("client_ca"), "missing: verify_client needs the CA certificates of the clients")
         }
-        guard reader.problems.count == before, let cert = files["cert"], let privateKey = files["key"] else { return nil }
+        guard reader.problems.count == before,
+              let cert = files["cert"] ?? sni.first?.certificate, let privateKey = files["key"] ?? sni.first?.key
+        else { return nil }
         var p = TLSParameters(mode: .server)
         p.certificate = cert
         p.key = privateKey
+        p.sniCertificates = sni
         p.password = result["password"].flatMap { if case .string(let s) = $0 { return s } else { return nil } }
         p.cafile = files["client_ca"]
         do {

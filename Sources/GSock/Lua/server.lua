@@ -234,6 +234,17 @@ local TLS_KEYS = {
   ciphers = { function(v) return type(v) == "string" end, "an OpenSSL cipher list" },
   ciphersuites = { function(v) return type(v) == "string" end, "a TLS 1.3 cipher suite list" },
   handshake_timeout = { is_positive_number, "a positive number of seconds" },
+  certs = { function(v)
+    if type(v) ~= "table" or #v == 0 then return false end
+    for _, entry in ipairs(v) do
+      if type(entry) ~= "table" or type(entry.cert) ~= "string" or type(entry.key) ~= "string"
+         or not is_string_list(entry.names) or #entry.names == 0
+         or (entry.password ~= nil and type(entry.password) ~= "string") then
+        return false
+      end
+    end
+    return true
+  end, "a list of { cert = FILE, key = FILE, names = { NAME, ... } }" },
 }
 
 --- The TLS context of a server's `tls` table, or nil and what is wrong ("tls.cert: ...").
@@ -243,11 +254,19 @@ local function tls_context(t)
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     local spec = TLS_KEYS[k]
-    if k == "certs" then return nil, "'tls.certs' (certificates chosen by SNI) is not supported yet: use cert and key" end
     if not spec then return nil, ("unknown key 'tls.%s'"):format(tostring(k)) end
     if not spec[1](t[k]) then return nil, ("'tls.%s' must be %s, got %s"):format(k, spec[2], type(t[k])) end
   end
-  if not t.cert or not t.key then return nil, "'tls' needs cert and key" end
+  if (not t.cert or not t.key) and not t.certs then return nil, "'tls' needs cert and key, or certs" end
+  local cert, key, password = t.cert, t.key, t.password
+  local sni
+  if t.certs then
+    sni = {}
+    for i, entry in ipairs(t.certs) do
+      sni[i] = { names = entry.names, certificate = entry.cert, key = entry.key, password = entry.password }
+    end
+    if not cert then cert, key, password = t.certs[1].cert, t.certs[1].key, t.certs[1].password or password end
+  end
   if t.verify_client and not t.client_ca then return nil, "'tls.verify_client' needs 'tls.client_ca'" end
   local protocol = "any"
   if t.protocols and #t.protocols == 1 then protocol = t.protocols[1] end
@@ -255,7 +274,8 @@ local function tls_context(t)
   if t.verify_client == "require" then verify = { "peer", "fail_if_no_peer_cert" }
   elseif t.verify_client == "optional" then verify = { "peer" } end
   local ssl = require "ssl"
-  local ctx, err = ssl.newcontext({ mode = "server", certificate = t.cert, key = t.key, password = t.password,
+  local ctx, err = ssl.newcontext({ mode = "server", certificate = cert, key = key, password = password,
+                                    sni_certificates = sni,
                                     cafile = t.client_ca, verify = verify, alpn = t.alpn, protocol = protocol,
                                     ciphers = t.ciphers, ciphersuites = t.ciphersuites })
   if not ctx then return nil, "tls: " .. err end

@@ -6,7 +6,7 @@
 -- module would block every fiber while it waits.
 local c, https = ...
 
-local ipairs, tostring, type = ipairs, tostring, type
+local ipairs, math, select, table, tostring, type = ipairs, math, select, table, tostring, type
 
 local ssl = {
   _VERSION = "1.3.2",
@@ -56,6 +56,9 @@ function ssl.newcontext(cfg)
   p.curves = cfg.curveslist or cfg.curve
   local ok, err = check("depth", cfg.depth, "number")
   if not ok then return nil, err end
+  if cfg.depth ~= nil and (math.type(cfg.depth) ~= "integer" or cfg.depth < 0) then
+    return nil, "invalid depth (a non-negative integer expected)"
+  end
   p.depth = cfg.depth
   local password = cfg.password
   ok, err = check("password", password, "string", "function")
@@ -70,6 +73,8 @@ function ssl.newcontext(cfg)
     p.certificate, p.key = first.certificate, first.key
     p.password = p.password or first.password
   end
+  -- gsockd's servers: certificates chosen by SNI (server.lua checks them).
+  p.sni_certificates = cfg.sni_certificates
   for _, key in ipairs({ "verify", "options", "alpn" }) do
     ok, err = check(key, cfg[key], "string", "table")
     if not ok then return nil, err end

@@ -77,8 +77,9 @@ extension Socket {
     // MARK: - connect
 
     /// Takes a pooled connection to `key` if there is one (the socket has no descriptor yet).
-    func reusePooledConnection(_ key: String) -> Bool {
+    func reusePooledConnection(_ key: String, host: String) -> Bool {
         clientState.poolKey = key
+        clientState.connectHost = host
         guard fd < 0, let pooled = runtime.takePooledConnection(key) else {
             clientState.reusedTimes = 0
             return false
@@ -168,6 +169,7 @@ extension Socket {
         case unreadData = "unread data in buffer"
         case busy
         case notConnected = "not connected"
+        case tls = "TLS connections are not pooled yet"
     }
 
     /// Hands the connection to the runtime's pool for the next connect to the same address,
@@ -176,6 +178,7 @@ extension Socket {
         if isClosed { throw .closed }
         if !buffer.isEmpty { throw .unreadData }
         if isReceiving || isSending { throw .busy }
+        if transport != nil { throw .tls }
         let key: String
         if let k = clientState.poolKey {
             key = k

@@ -203,6 +203,9 @@ final class Socket {
     /// connection, or setfd). The old one, if any, is closed.
     func adopt(fd newFD: Int32, family: Int32) {
         if fd >= 0 && fd != newFD { closeDescriptor() }
+        // A transport belongs to the descriptor it was made on (an SSL:Connection keeps its
+        // own, closed: its methods say "closed").
+        if socketClass != .tlsConnection { transport = nil }
         fd = newFD
         self.family = family
         if newFD >= 0 {

@@ -39,6 +39,16 @@ struct TLSParameters {
     var alpn: [String] = []
     /// A certificate chain and key as PEM text instead of files (setclientcert).
     var pem: (certificate: String, key: String)?
+    /// A server's certificates chosen by the client's SNI name: each for its names ("*.x"
+    /// matches one label); other names get `certificate`.
+    var sniCertificates: [SNICertificate] = []
+}
+
+struct SNICertificate {
+    var names: [String]
+    var certificate: String
+    var key: String
+    var password: String?
 }
 
 private func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
@@ -55,6 +65,8 @@ final class TLSContext {
     var verifiesPeer: Bool { verifyMode & SSL_VERIFY_PEER != 0 }
     /// `verify = "none"` on a client is logged once per context.
     var loggedNoVerification = false
+    /// The contexts of sniCertificates (OpenSSL holds them too, as long as this one).
+    private var sniContexts: [TLSContext] = []
 
     init(_ p: TLSParameters) throws(TLSError) {
         guard let ctx = SSL_CTX_new(TLS_method()) else { throw .openSSL("cannot make a TLS context") }
@@ -73,7 +85,7 @@ final class TLSContext {
         _ = SSL_CTX_set_options(ctx, options)
         _ = gs_tls_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE) | Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
 
-        if let password = p.password { gs_tls_set_password(ctx, password) }
+        gs_tls_set_password(ctx, p.password)
         if let certificate = p.certificate {
             try Self.readable(certificate, "certificate")
             guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
@@ -105,6 +117,8 @@ final class TLSContext {
         if p.mode == .server {
             let keys = TicketKeys.shared
             _ = keys.withUnsafeBufferPointer { gs_tls_set_ticket_keys(ctx, $0.baseAddress, $0.count) }
+            let id = Array("gsockd".utf8)
+            _ = gs_tls_set_session_id_context(ctx, id, UInt32(id.count))
         }
 
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
@@ -144,8 +158,20 @@ final class TLSContext {
             guard ok else { throw .openSSL("cannot set ALPN") }
         }
         if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
+        // Set last: once every stored property is, a throw would run deinit too, and the
+        // defer above must stay the only one to free ctx.
         verifyMode = built.verify
         built.ok = true
+        for entry in p.sniCertificates {
+            var q = p
+            q.sniCertificates = []
+            (q.certificate, q.key, q.password) = (entry.certificate, entry.key, entry.password ?? p.password)
+            let child = try TLSContext(q)
+            sniContexts.append(child)
+            for name in entry.names where gs_tls_add_sni_context(ctx, name, child.ctx) != 1 {
+                throw TLSError("cannot add the certificate of '\(name)'")
+            }
+        }
     }
 
     deinit { SSL_CTX_free(ctx) }

@@ -10,7 +10,14 @@ import Glibc
 /// object: `sslhandshake` returns it, and takes it back to resume).
 final class TLSSession {
     let slot = UnsafeMutablePointer<gs_tls_session_slot>.allocate(capacity: 1)
-    init() { slot.initialize(to: gs_tls_session_slot(session: nil)) }
+    /// What the session was made with: a session is only offered again to the same context
+    /// and server name (OpenSSL does not verify a resumed peer again).
+    unowned(unsafe) let context: TLSContext
+    var serverName: String?
+    init(context: TLSContext) {
+        self.context = context
+        slot.initialize(to: gs_tls_session_slot(session: nil))
+    }
     deinit {
         gs_tls_clear_session_slot(slot)
         slot.deallocate()
@@ -27,18 +34,20 @@ final class TLSStream: Transport {
     private(set) var isEstablished = false
     /// The direction the last OpenSSL call wanted (LuaSec's `want()`).
     private(set) var lastWant: Socket.Direction?
-    private let verifyInfo = UnsafeMutablePointer<gs_tls_verify_info>.allocate(capacity: 1)
+    private let verifyInfo: UnsafeMutablePointer<gs_tls_verify_info>
     /// A client's sessions, as the server sends them.
-    let session = TLSSession()
+    let session: TLSSession
 
     init(context: TLSContext, fd: Int32) throws(TLSError) {
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL("cannot make a TLS connection") }
-        self.ssl = ssl
-        self.context = context
         guard gs_tls_set_socket(ssl, fd) == 1 else {
             SSL_free(ssl)
             throw .openSSL("cannot make a TLS connection")
         }
+        self.ssl = ssl
+        self.context = context
+        session = TLSSession(context: context)
+        verifyInfo = .allocate(capacity: 1)  // after the last throw: nothing to leak
         gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
         if context.mode == .client {
             SSL_set_connect_state(ssl)
@@ -48,9 +57,12 @@ final class TLSStream: Transport {
         }
     }
 
-    /// Offers `previous`'s session for resumption (before the handshake).
+    /// Offers `previous`'s session for resumption (before the handshake), when it was made
+    /// by the same context for the same server name.
     func resume(_ previous: TLSSession) {
-        if let s = previous.slot.pointee.session { _ = SSL_set_session(ssl, s) }
+        guard previous.context === context, previous.serverName == (serverName ?? expectedName),
+              let s = previous.slot.pointee.session else { return }
+        _ = SSL_set_session(ssl, s)
     }
 
     /// Whether the handshake resumed a session.
@@ -78,14 +90,16 @@ final class TLSStream: Transport {
 
     func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> TransportResult {
         guard isEstablished else { return .closed }
+        if ERR_peek_error() != 0 { ERR_clear_error() }
         var n = 0
         let r = SSL_read_ex(ssl, buffer, count, &n)
-        if pendingOutput > 0 { _ = gs_tls_flush(ssl) }  // what the read made OpenSSL answer (a key update)
-        if r == 1 {
-            lastWant = nil
-            return .ok(n)
+        let result = r == 1 ? TransportResult.ok(n) : failure(r, "SSL_read")  // errno before the flush
+        if pendingOutput > 0 {  // what the read made OpenSSL answer (a key update)
+            if case .failed(let failure) = flushOutput() { return .failed(failure) }
+            if case .wait(.read) = result, pendingOutput > 0 { return .wait(.write) }
         }
-        return failure(r, "SSL_read")
+        if case .ok = result { lastWant = nil }
+        return result
     }
 
     /// Encrypted bytes the socket BIO keeps past which a write waits for the socket.
@@ -103,6 +117,7 @@ final class TLSStream: Transport {
             case let other: return other
             }
         }
+        if ERR_peek_error() != 0 { ERR_clear_error() }
         var n = 0
         let r = SSL_write_ex(ssl, bytes, min(count, Self.recordSize), &n)
         guard r == 1 else { return failure(r, "SSL_write") }
@@ -141,37 +156,47 @@ final class TLSStream: Transport {
         }
         if isEstablished { return .ok(0) }
         if ERR_peek_error() != 0 { ERR_clear_error() }
-        if context.mode == .client, let name = expectedName, !isNameSet {
+        if context.mode == .client && !isNameSet {
             isNameSet = true
-            let isAddress = SocketAddress(numericHost: name, port: 0) != nil
-            // The host connected to is also the server name sent, unless sni() named one.
-            if serverName == nil && !isAddress {
-                serverName = name
-                _ = gs_tls_set_host_name(ssl, name)
-            }
-            if context.verifiesPeer {
-                if isAddress { _ = gs_tls_use_ip_check(ssl, name) } else { _ = SSL_set1_host(ssl, name) }
-            }
+            if let refusal = setNames() { return .failed(.tls(refusal)) }
         }
         let r = SSL_do_handshake(ssl)
+        let result = r == 1 ? TransportResult.ok(0) : failure(r, "SSL_do_handshake")
+        if r == 1 { isEstablished = true }
         if pendingOutput > 0 {
+            // Once more, then the failure (an alert that cannot leave) or the wait to send.
             switch flushOutput() {
             case .ok: break
             case .failed(let failure): return .failed(failure)
             case let wait:
-                if r == 1 { isEstablished = true }
+                if case .failed = result { return result }
                 return wait
             }
         }
-        if r == 1 {
-            isEstablished = true
-            lastWant = nil
-            return .ok(0)
-        }
-        return failure(r, "SSL_do_handshake")
+        if r == 1 { lastWant = nil }
+        return result
     }
 
     private var isNameSet = false
+
+    /// Sends the server name (SNI) and sets the name to verify; why the handshake cannot go
+    /// on, if it cannot: a client that verifies fails closed without a name it can check.
+    private func setNames() -> String? {
+        guard let name = expectedName else {
+            return context.verifiesPeer
+                ? "no host name to verify the certificate against: connect to a name, or call sni(name)" : nil
+        }
+        let isAddress = SocketAddress(numericHost: name, port: 0) != nil
+        // The host connected to is also the server name sent, unless sni() named one.
+        if serverName == nil && !isAddress {
+            serverName = name
+            _ = gs_tls_set_host_name(ssl, name)
+        }
+        session.serverName = serverName ?? name
+        guard context.verifiesPeer else { return nil }
+        let ok = isAddress ? gs_tls_use_ip_check(ssl, name) : SSL_set1_host(ssl, name)
+        return ok == 1 && !name.isEmpty ? nil : "invalid host name '\(name)' to verify the certificate against"
+    }
 
     private func failure(_ r: Int32, _ call: StaticString) -> TransportResult {
         let error = gs_tls_error(ssl, r)
@@ -189,8 +214,10 @@ final class TLSStream: Transport {
             // ZERO_RETURN); what is left is the socket's own error.
             let e = Syscall.lastError(call)
             ERR_clear_error()
+            failedFatally = true
             return e.errno == 0 ? .closed : .failed(.system(e))
         default:
+            failedFatally = true
             return .failed(.tls(reason()))
         }
     }
@@ -260,8 +287,13 @@ final class TLSStream: Transport {
         guard isEstablished else { return }
         isEstablished = false
         _ = gs_tls_flush(ssl)  // what the socket still takes: the descriptor is closing
+        if failedFatally { return }  // no close_notify after a fatal error
+        if ERR_peek_error() != 0 { ERR_clear_error() }
         _ = SSL_shutdown(ssl)
         _ = gs_tls_flush(ssl)
         ERR_clear_error()
     }
+
+    /// An SSL or system error ended the connection: OpenSSL must not be asked to shut down.
+    private var failedFatally = false
 }

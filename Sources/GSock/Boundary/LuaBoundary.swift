@@ -65,12 +65,13 @@ func luaString(_ L: LuaState, _ i: Int32) -> String? {
     }
 }
 
-/// An optional number argument: nil when absent, `.failure` with the status to return when not a number.
+/// An argument as read: its value, or the status to return (the argument error is pushed).
 enum ArgResult<T> {
     case value(T)
     case error(Int32)
 }
 
+/// An optional number argument: nil when absent, an argument error when not a number.
 func luaOptNumber(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
     if luaIsNoneOrNil(L, i) { return .value(nil) }
     var isNum: Int32 = 0

@@ -1,40 +1,11 @@
 // Running a chunk as the main fiber: `gsockd run script.lua`, and Swift programs
-// that embed the runtime. As in gevent, the process's work is done when the main
-// fiber ends; fibers still pending are abandoned.
+// that embed the runtime (`runMain`, in Embedding/Runtime+API.swift). As in gevent, the
+// process's work is done when the main fiber ends; fibers still pending are abandoned.
 import CLibev
 import CLua
 import CShims
 
 extension Runtime {
-    /// Runs a Lua file as the main fiber, with `arguments` as `...` and in the global `arg`
-    /// (`arg[0]` is the path), until that fiber ends.
-    /// - Returns: what the chunk returned, when it returned a value (a handler, for instance).
-    /// - Throws: `RuntimeError.compile` when the file cannot be read or compiled,
-    ///   `RuntimeError.failed` when the main fiber raised.
-    @discardableResult
-    public func runMain(file path: String, arguments: [String] = []) throws -> Bool {
-        try loadFile(path)
-        setArgTable(script: path, arguments: arguments)
-        return try runMainChunk(arguments: arguments)
-    }
-
-    /// Runs Lua source as the main fiber until it ends; `name` names it in messages.
-    /// - Throws: `RuntimeError.compile` or `RuntimeError.failed`.
-    @discardableResult
-    public func runMain(source: String, name: String = "=(source)", arguments: [String] = []) throws -> Bool {
-        try loadString(source, name: name)
-        return try runMainChunk(arguments: arguments)
-    }
-
-    /// Schedules Lua source to run in a new fiber; `run()` runs it.
-    /// - Throws: `RuntimeError.compile`.
-    public func spawn(source: String, name: String = "=(source)") throws {
-        try loadString(source, name: name)
-        let fiber = makeFiber(from: L, count: 1)
-        gs_pop(L, 1)
-        enqueue(fiber)
-    }
-
     /// Compiles a file and pushes the chunk.
     func loadFile(_ path: String) throws {
         lua_checkstack(L, 4)
@@ -64,14 +35,14 @@ extension Runtime {
     }
 
     /// Runs the chunk on top of the stack as the main fiber; true if it returned a value.
-    private func runMainChunk(arguments: [String]) throws -> Bool {
+    func runMainChunk(arguments: [String]) throws -> Bool {
         lua_checkstack(L, Int32(arguments.count) + 4)
         for a in arguments { lua_pushstring(L, a) }
         return try runMainFiber(argumentCount: Int32(arguments.count)).count > 0
     }
 
     /// Runs the function below the top `argumentCount` values (its arguments, which may be
-    /// any Lua values) as the main fiber until it ends; true if it returned a value.
+    /// any Lua values) as the main fiber until it ends, and returns what it returned.
     @discardableResult
     func runMainFiber(argumentCount: Int32) throws -> MainResults {
         lua_checkstack(L, 4)

@@ -1,7 +1,8 @@
 // The runtime: one libev loop, one Lua state, and the fibers that run in it.
 //
-// This file holds the runtime's life cycle and its public face for Swift programs
-// (SPEC §8); the scheduler is in Runtime+Scheduling.swift, the Lua API in Bindings/.
+// This file holds the runtime's state and its life cycle; its face for Swift programs
+// (SPEC §8) is in Embedding/, the scheduler in Runtime+Scheduling.swift, the Lua API in
+// Bindings/.
 import CLibev
 import CLua
 import CShims
@@ -11,24 +12,6 @@ import Logging
 ///
 /// A runtime belongs to the thread that created it; it is not `Sendable`.
 public final class Runtime {
-    /// How a runtime is set up.
-    public struct Options {
-        /// Bytes the Lua state may allocate; 0 for no limit. An allocation past it fails
-        /// the fiber that made it with "not enough memory".
-        public var memoryLimit: Int = 0
-        /// Use libev's default loop (the only one that can watch signals) instead of a new one.
-        public var useDefaultLoop: Bool = false
-        /// Where runtime events (such as errors of fibers nobody joins) are logged.
-        public var logger = Logger(label: "gsockd")
-        /// Seconds a fiber may run without yielding before it is reported (nil: not
-        /// watched). Needs the default loop; one runtime per process can be watched.
-        public var maxRunTime: Double?
-        /// With `.error`, a fiber past `maxRunTime` gets an error raised in it instead of a report.
-        public var runawayAction: RunawayAction = .log
-
-        public init() {}
-    }
-
     let L: LuaState
     let loop: OpaquePointer
     let state: UnsafeMutablePointer<gs_state>
@@ -199,49 +182,12 @@ public final class Runtime {
         gs_pop(L, 1)
         return s
     }
-
-    // MARK: - Public API
-
-    /// Bytes the Lua state holds now.
-    public var memoryInUse: Int { state.pointee.used }
-
-    /// Fibers that have not ended.
-    public var fiberCount: Int { liveFibers }
-
-    /// Runs the loop until no fiber, timer or watcher is left, or `stop()` is called.
-    public func run() {
-        ev_run(loop, 0)
-    }
-
-    /// Makes `run()` return after the current loop iteration.
-    public func stop() {
-        stopRequested = true
-        ev_break(loop, Int32(EVBREAK_ALL))
-    }
 }
 
 /// How the main fiber ended.
 enum MainOutcome {
     case success
     case failure(message: String, traceback: String)
-}
-
-/// Errors the runtime reports to Swift callers.
-public enum RuntimeError: Error, CustomStringConvertible, Equatable {
-    /// The runtime could not be set up.
-    case setup(String)
-    /// A chunk did not compile: `file:line: message`.
-    case compile(String)
-    /// Lua code raised: the message and the Lua traceback.
-    case failed(message: String, traceback: String)
-
-    public var description: String {
-        switch self {
-        case .setup(let m): return "cannot set up the runtime: \(m)"
-        case .compile(let m): return m
-        case .failed(let m, let tb): return tb.isEmpty ? m : "\(m)\n\(tb)"
-        }
-    }
 }
 
 private func runawayReported(_ L: LuaState?, _ traceback: UnsafePointer<CChar>?) {
@@ -253,14 +199,4 @@ private func runawayReported(_ L: LuaState?, _ traceback: UnsafePointer<CChar>?)
 private func readyQueueCheck(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_check>?, _ revents: Int32) {
     let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
     runtime.runReady()
-}
-
-extension Runtime {
-    /// gsockd's version.
-    public static let version = "0.9.0"
-
-    /// `gsockd 0.9.0 (Lua 5.4.4, libev 4.33)`: the version and the libraries it runs on.
-    public static var versionDescription: String {
-        "gsockd \(version) (Lua \(String(cString: gs_lua_release())), libev \(ev_version_major()).\(ev_version_minor()))"
-    }
 }

@@ -1,34 +1,5 @@
-// Serving a config file (SPEC §6).
-import CLua
-import CShims
-
-extension Runtime {
-    /// Serves the services of `config` until SIGTERM or SIGINT has drained them; on SIGHUP,
-    /// `reload` reads the config again (a failure is logged and the running config goes on).
-    public func serve(config: ServerConfig, options: ServeOptions = ServeOptions(),
-                      reload: @escaping () throws -> ServerConfig) throws -> ServeOutcome {
-        try serve { L in
-            ServeSpec.value(config, options).push(L)
-            self.pushFunction(name: "reload") { _ in
-                do {
-                    return [ServeSpec.value(try reload(), options)]
-                } catch let error as ConfigError {
-                    return [.nil, .string(error.problems.map(\.description).joined(separator: "; "))]
-                }
-            }
-            luaRawSetField(L, -2, "reload")
-        }
-    }
-}
-
-extension Runtime {
-    /// Loads every service's handler file of `config` (its top level runs; `init` does not)
-    /// and checks what it returns, as `gsockd check` does.
-    /// - Returns: `.finished` when every handler is good, `.badUsage` with the problems.
-    public func checkHandlers(config: ServerConfig) throws -> ServeOutcome {
-        try run(serveFunction: "check") { L in ServeSpec.value(config, ServeOptions()).push(L) }
-    }
-}
+// A config as serve.lua reads it (SPEC §6): `Runtime.serve(config:)` and
+// `checkHandlers(config:)` pass it to serve.lua's functions.
 
 /// A config as the table serve.lua reads.
 enum ServeSpec {

@@ -62,7 +62,7 @@ extension Runtime {
 
     /// Makes `run()` return after the current loop iteration.
     public func stop() {
-        stopRequested = true
+        mainRun.stopRequested = true
         ev_break(loop, Int32(EVBREAK_ALL))
     }
 

@@ -50,21 +50,19 @@ extension Runtime {
         let handle = luaRef(L)
         defer {
             luaUnref(L, handle)
-            mainFiber = nil
+            mainRun.fiber = nil
         }
-        mainFiber = fiber
-        mainOutcome = nil
-        stopRequested = false
+        mainRun = MainRun(fiber: fiber)
         enqueue(fiber)
-        while mainOutcome == nil && !stopRequested {
+        while mainRun.outcome == nil && !mainRun.stopRequested {
             ev_run(loop, 0)
-            if mainOutcome == nil && !stopRequested && fiber.state == .parked {
+            if mainRun.outcome == nil && !mainRun.stopRequested && fiber.state == .parked {
                 // Nothing is left that could wake the main fiber (gevent's LoopExit).
                 lua_pushstring(L, "this operation would block forever: no fiber, timer or descriptor is left to wake it")
                 interrupt(fiber, error: luaRef(L), direct: true)
             }
         }
-        if case .failure(let message, let traceback) = mainOutcome {
+        if case .failure(let message, let traceback) = mainRun.outcome {
             throw RuntimeError.failed(message: message, traceback: traceback)
         }
         let top = lua_gettop(L)
@@ -93,6 +91,22 @@ extension Runtime {
         }
         guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
+}
+
+extension Runtime {
+    /// The run of the main fiber: the fiber, how it ended, and whether `stop()` ended the
+    /// loop before it did.
+    struct MainRun {
+        var fiber: Fiber?
+        var outcome: MainOutcome?
+        var stopRequested = false
+    }
+}
+
+/// How the main fiber ended.
+enum MainOutcome {
+    case success
+    case failure(message: String, traceback: String)
 }
 
 /// What the main fiber returned.

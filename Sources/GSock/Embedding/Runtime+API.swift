@@ -3,7 +3,6 @@
 // Runtime/Runtime.swift, registering Swift functions in Runtime+Modules.swift, serving
 // in Runtime+Serving.swift.
 import CLibev
-import CLua
 import CShims
 import Logging
 

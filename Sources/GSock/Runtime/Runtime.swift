@@ -21,6 +21,7 @@ public final class Runtime {
     var logger: Logger
     /// Registry reference of the `gsock` module table.
     var moduleRef: Int32 = LUA_NOREF
+    /// Whether the metatable of registered Swift functions exists (Runtime+Modules.swift).
     var boxMetatableRegistered = false
     /// Whether the watchdog watches this runtime's fibers (see Options.maxRunTime).
     var watchesRunaways = false

@@ -21,6 +21,14 @@ let package = Package(
         .systemLibrary(
             name: "CLibev", path: "Sources/CLibev",
             providers: [.apt(["libev-dev"])]),
+        // OpenSSL 3 for TLS (SPEC §10), and the C side of TLS: OpenSSL's macros as functions
+        // and the callbacks OpenSSL runs, none of which calls Lua.
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
+        .target(
+            name: "CTLS", dependencies: ["COpenSSL"], path: "Sources/CTLS",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(
             name: "CShims", dependencies: ["CLua", "CLibev"], path: "Sources/CShims",
             cSettings: [.unsafeFlags(["-I/usr/include/lua5.4"])],
@@ -30,7 +38,7 @@ let package = Package(
         .target(
             name: "GSock",
             dependencies: [
-                "CLua", "CLibev", "CShims", "CHTTP",
+                "CLua", "CLibev", "CShims", "CHTTP", "COpenSSL", "CTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
@@ -39,7 +47,12 @@ let package = Package(
                 .embedInCode("Lua/gsock.lua"), .embedInCode("Lua/testing.lua"),
                 .embedInCode("Lua/assertions.lua"), .embedInCode("Lua/junit.lua"),
                 .embedInCode("Lua/socket.lua"), .embedInCode("Lua/server.lua"),
-                .embedInCode("Lua/serve.lua"),
+                .embedInCode("Lua/serve.lua"), .embedInCode("Lua/ssl.lua"),
+                // The modules gsock.lua composes `gsock` from (EmbeddedLua.gsockModules).
+                .embedInCode("Lua/gsock/errors.lua"), .embedInCode("Lua/gsock/timeouts.lua"),
+                .embedInCode("Lua/gsock/fibers.lua"), .embedInCode("Lua/gsock/sync.lua"),
+                .embedInCode("Lua/gsock/waits.lua"), .embedInCode("Lua/gsock/stats.lua"),
+                .embedInCode("Lua/gsock/log.lua"), .embedInCode("Lua/gsock/coroutines.lua"),
             ]),
         .executableTarget(
             name: "gsockd",

@@ -37,4 +37,24 @@ enum ErrorValues {
     static func pushErrno(_ L: LuaState, _ errno: Int32) {
         push(L, .io, String(cString: strerror(errno)), errno: errno)
     }
+
+    // MARK: - Raising
+
+    /// A new error value, to throw from a binding: `throw ErrorValues.error(L, .busy, "...")`.
+    static func error(_ L: LuaState, _ kind: ErrorKind, _ message: String, errno: Int32? = nil) -> LuaError {
+        push(L, kind, message, errno: errno)
+        return .value
+    }
+
+    /// pushCancelled's error, to throw.
+    static func cancelledError(_ L: LuaState) -> LuaError {
+        pushCancelled(L)
+        return .value
+    }
+
+    /// pushErrno's error, to throw.
+    static func errnoError(_ L: LuaState, _ errno: Int32) -> LuaError {
+        pushErrno(L, errno)
+        return .value
+    }
 }

@@ -19,21 +19,16 @@ enum FiberBindings {
         LuaObjects.register(L, metatable, methods: [])
     }
 
-    /// The fiber whose handle is at `index`, or the status of an argument error.
-    static func fiberArg(_ L: LuaState, _ index: Int32) -> ArgResult<Fiber> {
-        guard let fiber = LuaObjects.get(L, index, kind: .fiber, as: Fiber.self) else {
-            return .error(luaTypeError(L, index, "fiber"))
-        }
-        return .value(fiber)
+    /// The fiber whose handle is at `index`.
+    static func fiberArg(_ L: LuaState, _ index: Int32) throws(LuaError) -> Fiber {
+        try Arg.object(L, index, kind: .fiber, as: Fiber.self, expected: "fiber")
     }
 
-    /// The running fiber, or the status of the error raised when Lua code runs outside one.
-    static func currentFiber(_ L: LuaState, _ what: String) -> ArgResult<Fiber> {
-        let rt = Runtime.from(L)
-        guard let fiber = rt.current else {
-            return .error(luaRaise(L, "\(what): not called from a fiber"))
-        }
-        return .value(fiber)
+    /// The running fiber; outside one, `what: not called from a fiber` is thrown.
+    @inline(__always)
+    static func runningFiber(_ L: LuaState, _ what: String) throws(LuaError) -> Fiber {
+        guard let fiber = Runtime.from(L).current else { throw .raise(L, "\(what): not called from a fiber") }
+        return fiber
     }
 
     static func isCallable(_ L: LuaState, _ index: Int32) -> Bool {
@@ -47,23 +42,19 @@ enum FiberBindings {
 
     // MARK: - Spawning
 
-    private static let spawn: LuaBody = { L in
-        let L = L!
-        guard isCallable(L, 1) else { return luaTypeError(L, 1, "function") }
+    private static let spawn: LuaBody = { L in luaCall(L, spawn) }
+    private static func spawn(_ L: LuaState) throws(LuaError) -> Int32 {
+        try Arg.callable(L, 1)
         let rt = Runtime.from(L)
         let fiber = rt.makeFiber(from: L, count: lua_gettop(L))
         rt.enqueue(fiber)
         return 1
     }
 
-    private static let spawnLater: LuaBody = { L in
-        let L = L!
-        let seconds: Double
-        switch luaTimeoutArg(L, 1) {
-        case .error(let status): return status
-        case .value(let s): seconds = s ?? 0
-        }
-        guard isCallable(L, 2) else { return luaTypeError(L, 2, "function") }
+    private static let spawnLater: LuaBody = { L in luaCall(L, spawnLater) }
+    private static func spawnLater(_ L: LuaState) throws(LuaError) -> Int32 {
+        let seconds = try Arg.timeout(L, 1) ?? 0
+        try Arg.callable(L, 2)
         lua_rotate(L, 1, -1)
         gs_pop(L, 1)
         let rt = Runtime.from(L)
@@ -72,8 +63,8 @@ enum FiberBindings {
         return 1
     }
 
-    private static let current: LuaBody = { L in
-        let L = L!
+    private static let current: LuaBody = { L in luaCall(L, current) }
+    private static func current(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let fiber = Runtime.from(L).current else { return 0 }
         luaPushRef(L, fiber.handleRef)
         return 1
@@ -81,18 +72,10 @@ enum FiberBindings {
 
     // MARK: - Sleeping
 
-    private static let sleep: LuaBody = { L in
-        let L = L!
-        let seconds: Double
-        switch luaTimeoutArg(L, 1) {
-        case .error(let status): return status
-        case .value(let s): seconds = s ?? 0
-        }
-        let fiber: Fiber
-        switch currentFiber(L, "sleep") {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+    private static let sleep: LuaBody = { L in luaCall(L, sleep) }
+    private static func sleep(_ L: LuaState) throws(LuaError) -> Int32 {
+        let seconds = try Arg.timeout(L, 1) ?? 0
+        let fiber = try runningFiber(L, "sleep")
         let rt = Runtime.from(L)
         if seconds == 0 {
             return rt.park(L, fiber, on: .yield, timeout: nil, what: "sleep", then: wakeOnly)
@@ -101,16 +84,14 @@ enum FiberBindings {
     }
 
     /// Continuation of waits that return nothing and raise only an error delivered to them.
-    static let wakeOnly: LuaBody = { L in
-        let L = L!
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken: return 0
-        }
+    static let wakeOnly: LuaBody = { L in luaCall(L, wakeOnly) }
+    private static func wakeOnly(_ L: LuaState) throws(LuaError) -> Int32 {
+        _ = try Runtime.from(L).woken(L)
+        return 0
     }
 
-    private static let now: LuaBody = { L in
-        let L = L!
+    private static let now: LuaBody = { L in luaCall(L, now) }
+    private static func now(_ L: LuaState) throws(LuaError) -> Int32 {
         let loop = Runtime.from(L).loop
         ev_now_update(loop)
         lua_pushnumber(L, ev_now(loop))
@@ -119,85 +100,66 @@ enum FiberBindings {
 
     // MARK: - State
 
-    private static let dead: LuaBody = { L in
-        let L = L!
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let fiber):
-            lua_pushboolean(L, fiber.state == .dead ? 1 : 0)
-            return 1
-        }
+    private static let dead: LuaBody = { L in luaCall(L, dead) }
+    private static func dead(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        lua_pushboolean(L, fiber.state == .dead ? 1 : 0)
+        return 1
     }
 
-    private static let successful: LuaBody = { L in
-        let L = L!
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let fiber):
-            lua_pushboolean(L, fiber.state == .dead && fiber.successful ? 1 : 0)
-            return 1
-        }
+    private static let successful: LuaBody = { L in luaCall(L, successful) }
+    private static func successful(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        lua_pushboolean(L, fiber.state == .dead && fiber.successful ? 1 : 0)
+        return 1
     }
 
-    private static let fiberId: LuaBody = { L in
-        let L = L!
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let fiber):
-            lua_pushinteger(L, lua_Integer(fiber.id))
-            return 1
-        }
+    private static let fiberId: LuaBody = { L in luaCall(L, fiberId) }
+    private static func fiberId(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        lua_pushinteger(L, lua_Integer(fiber.id))
+        return 1
     }
 
-    private static let fiberError: LuaBody = { L in
-        let L = L!
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value:
-            lua_getiuservalue(L, 1, 2)
-            return 1
-        }
+    private static let fiberError: LuaBody = { L in luaCall(L, fiberError) }
+    private static func fiberError(_ L: LuaState) throws(LuaError) -> Int32 {
+        _ = try fiberArg(L, 1)
+        lua_getiuservalue(L, 1, 2)
+        return 1
     }
 
     /// `true, results...` for a fiber that returned, `false, error` for one that raised.
-    private static let results: LuaBody = { L in
-        let L = L!
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let fiber):
-            guard fiber.state == .dead else { return luaRaise(L, "the fiber has not ended") }
-            guard fiber.successful else {
-                lua_pushboolean(L, 0)
-                lua_getiuservalue(L, 1, 2)
-                return 2
-            }
-            lua_pushboolean(L, 1)
-            guard lua_getiuservalue(L, 1, 1) == LUA_TTABLE else { return 1 }
-            let t = lua_gettop(L)
-            luaRawGetField(L, t, "n")
-            // Lua code can replace the results table (debug.setuservalue): n is not trusted.
-            let count = lua_tointegerx(L, -1, nil)
-            gs_pop(L, 1)
-            guard count >= 0, count < 1_000_000 else { return luaRaise(L, "too many results") }
-            let n = Int32(count)
-            guard lua_checkstack(L, n + 2) != 0 else { return luaRaise(L, "too many results") }
-            if n > 0 { for i in 1...n { lua_rawgeti(L, t, lua_Integer(i)) } }
-            lua_rotate(L, t, -1)
-            gs_pop(L, 1)
-            return n + 1
+    private static let results: LuaBody = { L in luaCall(L, results) }
+    private static func results(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        guard fiber.state == .dead else { throw .raise(L, "the fiber has not ended") }
+        guard fiber.successful else {
+            lua_pushboolean(L, 0)
+            lua_getiuservalue(L, 1, 2)
+            return 2
         }
+        lua_pushboolean(L, 1)
+        guard lua_getiuservalue(L, 1, 1) == LUA_TTABLE else { return 1 }
+        let t = lua_gettop(L)
+        luaRawGetField(L, t, "n")
+        // Lua code can replace the results table (debug.setuservalue): n is not trusted.
+        let count = lua_tointegerx(L, -1, nil)
+        gs_pop(L, 1)
+        guard count >= 0, count < 1_000_000 else { throw .raise(L, "too many results") }
+        let n = Int32(count)
+        guard lua_checkstack(L, n + 2) != 0 else { throw .raise(L, "too many results") }
+        if n > 0 { for i in 1...n { lua_rawgeti(L, t, lua_Integer(i)) } }
+        lua_rotate(L, t, -1)
+        gs_pop(L, 1)
+        return n + 1
     }
 
     // MARK: - Kill and join
 
     /// `fiber_kill(f [, err])`: raises `err` (default: a "killed" error) in `f` at its wait point.
-    private static let kill: LuaBody = { L in
-        let L = L!
-        let fiber: Fiber
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+    private static let kill: LuaBody = { L in luaCall(L, kill) }
+    private static func kill(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
         guard fiber.state != .dead else { return 0 }
         lua_settop(L, 2)
         if luaIsNoneOrNil(L, 2) {
@@ -206,34 +168,22 @@ enum FiberBindings {
         }
         fiber.killed = true
         let rt = Runtime.from(L)
-        if fiber === rt.current { return LuaStatus.raise }
+        if fiber === rt.current { throw .value }
         rt.interrupt(fiber, error: luaRef(L))
         return 0
     }
 
     /// `fiber_join(f [, timeout])` → true when it ended, false on timeout.
-    private static let join: LuaBody = { L in
-        let L = L!
-        let fiber: Fiber
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
-        let timeout: Double?
-        switch luaTimeoutArg(L, 2) {
-        case .error(let status): return status
-        case .value(let t): timeout = t
-        }
+    private static let join: LuaBody = { L in luaCall(L, join) }
+    private static func join(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        let timeout = try Arg.timeout(L, 2)
         if fiber.state == .dead {
             lua_pushboolean(L, 1)
             return 1
         }
-        let me: Fiber
-        switch currentFiber(L, "join") {
-        case .error(let status): return status
-        case .value(let f): me = f
-        }
-        if me === fiber { return luaRaise(L, "join: a fiber cannot join itself") }
+        let me = try runningFiber(L, "join")
+        if me === fiber { throw .raise(L, "join: a fiber cannot join itself") }
         if timeout == 0 {
             lua_pushboolean(L, 0)
             return 1
@@ -244,25 +194,17 @@ enum FiberBindings {
     }
 
     /// Continuation of list waits: true when notified, false when timed out.
-    static let notifiedOrTimedOut: LuaBody = { L in
-        let L = L!
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            if case .timedOut = wake { lua_pushboolean(L, 0) } else { lua_pushboolean(L, 1) }
-            return 1
-        }
+    static let notifiedOrTimedOut: LuaBody = { L in luaCall(L, notifiedOrTimedOut) }
+    private static func notifiedOrTimedOut(_ L: LuaState) throws(LuaError) -> Int32 {
+        if case .timedOut = try Runtime.from(L).woken(L) { lua_pushboolean(L, 0) } else { lua_pushboolean(L, 1) }
+        return 1
     }
 
     /// `fiber_link(f, fn)`: calls fn(f) when f ends. Returns false if it has ended already.
-    private static let link: LuaBody = { L in
-        let L = L!
-        let fiber: Fiber
-        switch fiberArg(L, 1) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
-        guard isCallable(L, 2) else { return luaTypeError(L, 2, "function") }
+    private static let link: LuaBody = { L in luaCall(L, link) }
+    private static func link(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fiber = try fiberArg(L, 1)
+        try Arg.callable(L, 2)
         guard fiber.state != .dead else {
             lua_pushboolean(L, 0)
             return 1
@@ -293,8 +235,8 @@ enum FiberBindings {
         return 1
     }
 
-    private static let stats: LuaBody = { L in
-        let L = L!
+    private static let stats: LuaBody = { L in luaCall(L, stats) }
+    private static func stats(_ L: LuaState) throws(LuaError) -> Int32 {
         let rt = Runtime.from(L)
         let counts = [("fibers", rt.liveFibers), ("fiber_objects", rt.fiberObjects), ("memory", rt.memoryInUse),
                       ("bytes_in", rt.bytesIn), ("bytes_out", rt.bytesOut), ("errors", rt.failuresLogged),
@@ -309,8 +251,8 @@ enum FiberBindings {
 
     /// `live_fibers()` → the handles of every fiber not yet dead, newest first (the test
     /// runner finds the fibers a test left running with it).
-    static let liveFibers: LuaBody = { L in
-        let L = L!
+    static let liveFibers: LuaBody = { L in luaCall(L, liveFibers) }
+    private static func liveFibers(_ L: LuaState) throws(LuaError) -> Int32 {
         let rt = Runtime.from(L)
         lua_checkstack(L, 3)
         lua_createtable(L, Int32(clamping: rt.liveFibers), 0)
@@ -326,11 +268,18 @@ enum FiberBindings {
     }
 
     /// Gives up the wait of the running fiber (see Runtime.abandonPark).
-    private static let abandonPark: LuaBody = { L in
-        let L = L!
+    private static let abandonPark: LuaBody = { L in luaCall(L, abandonPark) }
+    private static func abandonPark(_ L: LuaState) throws(LuaError) -> Int32 {
         let rt = Runtime.from(L)
         if let fiber = rt.current { rt.abandonPark(fiber) }
         return 0
+    }
+}
+
+extension Arg {
+    /// A function, or a value with `__call`: "function expected, got T" otherwise.
+    static func callable(_ L: LuaState, _ i: Int32) throws(LuaError) {
+        guard FiberBindings.isCallable(L, i) else { throw .type(L, i, "function") }
     }
 }
 
@@ -347,6 +296,15 @@ extension Runtime {
     func takeWake(_ L: LuaState, raiseTimeout: Bool = false) -> WakeOutcome {
         withCurrent { takeWake(L, of: $0, raiseTimeout: raiseTimeout) }
             ?? .raise(luaRaise(L, "wait resumed outside its fiber"))
+    }
+
+    /// takeWake with the error thrown: the wake of a normal end (ready, notified or timed out).
+    @inline(__always)
+    func woken(_ L: LuaState, raiseTimeout: Bool = false) throws(LuaError) -> Fiber.Wake {
+        switch takeWake(L, raiseTimeout: raiseTimeout) {
+        case .raise(let status): throw LuaError(status: status)
+        case .woken(let wake): return wake
+        }
     }
 
     private func takeWake(_ L: LuaState, of fiber: Fiber, raiseTimeout: Bool) -> WakeOutcome {

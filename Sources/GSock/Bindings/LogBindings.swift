@@ -7,12 +7,12 @@ import Logging
 enum LogBindings {
     static let functions: [(String, LuaBody)] = [("log", log)]
 
-    private static let log: LuaBody = { L in
-        let L = L!
+    private static let log: LuaBody = { L in luaCall(L, log) }
+    private static func log(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let levelName = luaString(L, 1), let level = Logger.Level(rawValue: levelName) else {
-            return luaArgError(L, 1, "a log level expected (trace, debug, info, notice, warning, error, critical)")
+            throw .argument(L, 1, "a log level expected (trace, debug, info, notice, warning, error, critical)")
         }
-        guard let message = luaString(L, 2) else { return luaTypeError(L, 2, "string") }
+        let message = try Arg.string(L, 2)
         let rt = Runtime.from(L)
         guard rt.logger.logLevel <= level else { return 0 }
         var metadata: Logger.Metadata = [:]

@@ -22,6 +22,8 @@ extension Runtime {
                         fdArg: WaitBindings.fdFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
+        try pushGsockModules()
+        luaRawSetField(L, -2, "modules")
         for (field, name) in [("error_metatable", ErrorValues.metatable),
                               ("fiber_metatable", FiberBindings.metatable),
                               ("io_metatable", WaitBindings.watcherMetatable),
@@ -67,6 +69,12 @@ extension Runtime {
         luaRawSetField(L, -2, "unix_path_max")
         guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
+
+        TLSBindings.register(L)
+        try loadEmbedded(PackageResources.ssl_lua, name: "@ssl.lua")
+        lua_createtable(L, 0, Int32(TLSBindings.functions.count))
+        luaSetFunctions(L, TLSBindings.functions)
+        guard gs_pcall(L, 1, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
 
 }

@@ -15,10 +15,9 @@ enum ProcessBindings {
 
     /// `file_identity(path)` → kind ("socket", "file", "directory", "other"), "dev:ino";
     /// or nil and the reason. lstat: a link is not followed.
-    static let fileIdentity: LuaBody = { L in
-        let L = L!
-        guard let path = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
-        switch FileIdentity.of(path) {
+    static let fileIdentity: LuaBody = { L in luaCall(L, fileIdentity) }
+    private static func fileIdentity(_ L: LuaState) throws(LuaError) -> Int32 {
+        switch FileIdentity.of(try Arg.string(L, 1)) {
         case .failure(let e):
             lua_pushnil(L)
             lua_pushstring(L, e.message)
@@ -38,9 +37,9 @@ enum ProcessBindings {
 
     /// `shared_listener(address)` → the descriptor of the supervisor's listener on
     /// `address` (a new one, this process's to close), or nil when it has none.
-    private static let sharedListener: LuaBody = { L in
-        let L = L!
-        guard let address = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+    private static let sharedListener: LuaBody = { L in luaCall(L, sharedListener) }
+    private static func sharedListener(_ L: LuaState) throws(LuaError) -> Int32 {
+        let address = try Arg.string(L, 1)
         guard let answer = WorkerChannel.request("get \(address)"), answer.fd >= 0 else { return 0 }
         lua_pushinteger(L, lua_Integer(answer.fd))
         return 1
@@ -49,17 +48,14 @@ enum ProcessBindings {
     /// `share_listener(address, fd [, identity])`: hands the supervisor a listener this
     /// worker bound (and, for a unix socket, its file's identity: the supervisor removes
     /// the file at the end); true when the supervisor keeps it.
-    private static let shareListener: LuaBody = { L in
-        let L = L!
-        guard let address = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
-        switch luaIntegerArg(L, 2, in: 0...Int(Int32.max)) {
-        case .error(let status): return status
-        case .value(let fd):
-            let identity = luaString(L, 3) ?? ""
-            let answer = WorkerChannel.request("put \(address)\t\(identity)", passing: Int32(fd))
-            lua_pushboolean(L, answer?.reply == "ok" ? 1 : 0)
-            return 1
-        }
+    private static let shareListener: LuaBody = { L in luaCall(L, shareListener) }
+    private static func shareListener(_ L: LuaState) throws(LuaError) -> Int32 {
+        let address = try Arg.string(L, 1)
+        let fd = Int32(try Arg.integer(L, 2, in: 0...Int(Int32.max)))
+        let identity = luaString(L, 3) ?? ""
+        let answer = WorkerChannel.request("put \(address)\t\(identity)", passing: fd)
+        lua_pushboolean(L, answer?.reply == "ok" ? 1 : 0)
+        return 1
     }
 
     /// `worker_ready()`: tells the supervisor this worker serves (after a start or a reload).
@@ -72,11 +68,11 @@ enum ProcessBindings {
 
     /// `on_signal(fn)`: from now on fn(name) runs in a new fiber on SIGTERM, SIGINT and
     /// SIGHUP; SIGUSR1 writes the dump. Only the default loop can watch signals.
-    private static let onSignal: LuaBody = { L in
-        let L = L!
-        guard FiberBindings.isCallable(L, 1) else { return luaTypeError(L, 1, "function") }
+    private static let onSignal: LuaBody = { L in luaCall(L, onSignal) }
+    private static func onSignal(_ L: LuaState) throws(LuaError) -> Int32 {
+        try Arg.callable(L, 1)
         let rt = Runtime.from(L)
-        guard !rt.ownsLoop else { return luaRaise(L, "on_signal: signals are watched only by a runtime on the default loop") }
+        guard !rt.ownsLoop else { throw .raise(L, "on_signal: signals are watched only by a runtime on the default loop") }
         lua_pushvalue(L, 1)
         luaUnref(L, rt.signalHandlerRef)
         rt.signalHandlerRef = luaRef(L)
@@ -84,23 +80,23 @@ enum ProcessBindings {
         return 0
     }
 
-    private static let dump: LuaBody = { L in
-        let L = L!
+    private static let dump: LuaBody = { L in luaCall(L, dump) }
+    private static func dump(_ L: LuaState) throws(LuaError) -> Int32 {
         Runtime.from(L).writeDump()
         return 0
     }
 
     /// `notify(state)`: sends "READY=1" and the like to systemd (NOTIFY_SOCKET); true if sent.
-    private static let notify: LuaBody = { L in
-        let L = L!
-        guard let state = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+    private static let notify: LuaBody = { L in luaCall(L, notify) }
+    private static func notify(_ L: LuaState) throws(LuaError) -> Int32 {
+        let state = try Arg.string(L, 1)
         lua_pushboolean(L, SystemdNotifier.fromEnvironment.notify(state) ? 1 : 0)
         return 1
     }
 
     /// `watchdog_interval()`: the seconds systemd wants WATCHDOG=1 within, or nil.
-    private static let watchdogInterval: LuaBody = { L in
-        let L = L!
+    private static let watchdogInterval: LuaBody = { L in luaCall(L, watchdogInterval) }
+    private static func watchdogInterval(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let s = SystemdNotifier.fromEnvironment.watchdogInterval else { return 0 }
         lua_pushnumber(L, s)
         return 1

@@ -17,8 +17,8 @@ enum DatagramBindings {
     static let any = unconnected.union(connected)
     static let maxDatagram = 65536
 
-    private static func datagramArg(_ L: LuaState, _ classes: Socket.Classes) -> ArgResult<Socket> {
-        SocketBindings.socketArg(L, classes, expected: expected(classes, L))
+    private static func datagramArg(_ L: LuaState, _ classes: Socket.Classes) throws(LuaError) -> Socket {
+        try SocketBindings.socket(L, classes, expected: expected(classes, L))
     }
 
     private static func expected(_ classes: Socket.Classes, _ L: LuaState) -> String {
@@ -31,103 +31,76 @@ enum DatagramBindings {
         SocketBindings.fail(L, SocketBindings.message(for: e, datagram: true))
     }
 
-    private static func dataArg(_ L: LuaState, _ index: Int32) -> ArgResult<UnsafeRawBufferPointer> {
+    /// A string (or a number, which LuaSocket converts): the bytes stay in the Lua string.
+    private static func dataArg(_ L: LuaState, _ index: Int32) throws(LuaError) -> UnsafeRawBufferPointer {
         guard lua_type(L, index) == LUA_TSTRING || lua_type(L, index) == LUA_TNUMBER else {
-            return .error(luaTypeError(L, index, "string"))
+            throw .type(L, index, "string")
         }
         var len = 0
         let p = lua_tolstring(L, index, &len)!
-        return .value(UnsafeRawBufferPointer(start: p, count: len))
+        return UnsafeRawBufferPointer(start: p, count: len)
     }
 
-    /// The destination of sendto: a numeric address and port, or a unix path.
-    private static func destination(_ L: LuaState, _ s: Socket) -> ArgResult<SocketAddress> {
-        guard let host = luaString(L, 3) else { return .error(luaTypeError(L, 3, "string")) }
-        if s.socketClass.isUnix {
-            guard let a = SocketAddress(unixPath: host) else { return .error(SocketBindings.fail(L, "path too long")) }
-            return .value(a)
-        }
-        switch StreamBindings.portArg(L, 4) {
-        case .error(let status): return .error(status)
-        case .value(let port):
-            guard let a = SocketAddress(numericHost: host, port: port) else {
-                return .error(SocketBindings.fail(L, NameBindings.message(forLookupError: EAI_NONAME, errno: 0)))
-            }
-            return .value(a)
-        }
-    }
-
-    private static let sendto: LuaBody = { L in
-        let L = L!
-        let s: Socket
-        switch datagramArg(L, unconnected) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
-        let data: UnsafeRawBufferPointer
-        switch dataArg(L, 2) {
-        case .error(let status): return status
-        case .value(let d): data = d
-        }
+    private static let sendto: LuaBody = { L in luaCall(L, sendto) }
+    private static func sendto(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try datagramArg(L, unconnected)
+        let data = try dataArg(L, 2)
+        // The destination: a numeric address and port, or a unix path.
+        let host = try Arg.string(L, 3)
         let address: SocketAddress
-        switch destination(L, s) {
-        case .error(let status): return status
-        case .value(let a): address = a
+        if s.socketClass.isUnix {
+            guard let a = SocketAddress(unixPath: host) else { return SocketBindings.fail(L, "path too long") }
+            address = a
+        } else {
+            let port = try StreamBindings.port(L, 4)
+            guard let a = SocketAddress(numericHost: host, port: port) else {
+                return SocketBindings.fail(L, NameBindings.message(forLookupError: EAI_NONAME, errno: 0))
+            }
+            address = a
         }
-        if let e = SocketBindings.ensureDescriptor(s, family: address.family) { return fail(L, e) }
-        return sent(L, s, Posix.sendto(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, address))
+        do {
+            try s.openDescriptor(family: address.family)
+        } catch {
+            return fail(L, error.errno)
+        }
+        return sent(L, s.sendDatagram(data, to: address))
     }
 
-    /// What sendto and send return: the bytes sent, or nil and the error. Datagram sends
-    /// do not wait: a full socket buffer is a "timeout" at once.
-    private static func sent(_ L: LuaState, _ s: Socket, _ result: Posix.Result) -> Int32 {
-        switch result {
-        case .ok(let n):
-            s.sent += n
-            s.runtime.bytesOut += n
+    /// What sendto and send return: the bytes sent, or nil and the error.
+    private static func sent(_ L: LuaState, _ step: Socket.Step<Int>) -> Int32 {
+        switch step {
+        case .done(let n):
             lua_pushnumber(L, lua_Number(n))
             return 1
-        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK: return SocketBindings.fail(L, "timeout")
-        case .failed(let e): return fail(L, e)
+        case .failed(.system(let e)): return fail(L, e.errno)
+        case .failed(let failure): return SocketBindings.fail(L, StreamBindings.message(for: failure))
+        case .wait: return SocketBindings.fail(L, "timeout")
         }
     }
 
-    private static let send: LuaBody = { L in
-        let L = L!
-        let s: Socket
-        switch datagramArg(L, connected) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
-        let data: UnsafeRawBufferPointer
-        switch dataArg(L, 2) {
-        case .error(let status): return status
-        case .value(let d): data = d
-        }
+    private static let send: LuaBody = { L in luaCall(L, send) }
+    private static func send(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try datagramArg(L, connected)
+        let data = try dataArg(L, 2)
         if s.isClosed { return SocketBindings.fail(L, "refused") }
-        return sent(L, s, Posix.send(s.fd, data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count))
+        return sent(L, s.sendDatagram(data, to: nil))
     }
 
-    private static func sizeArg(_ L: LuaState) -> ArgResult<Int> {
-        if luaIsNoneOrNil(L, 2) { return .value(8192) }
-        switch luaOptNumber(L, 2) {
-        case .error(let status): return .error(status)
-        case .value(let v?) where v.isNaN: return .error(luaArgError(L, 2, "number has no integer representation"))
+    private static func sizeArg(_ L: LuaState) throws(LuaError) -> Int {
+        guard let v = try Arg.optionalNumber(L, 2) else { return 8192 }
+        if v.isNaN { throw .argument(L, 2, "number has no integer representation") }
         // Clamped as a double: Int(_:) of inf or of 1e308 traps.
-        case .value(let v): return .value(Int(min(max(v ?? 8192, 0), Double(maxDatagram))))
-        }
+        return Int(min(max(v, 0), Double(maxDatagram)))
     }
 
-    private static let receive: LuaBody = { L in receiveEntry(L!, from: false) }
-    private static let receivefrom: LuaBody = { L in receiveEntry(L!, from: true) }
+    private static let receive: LuaBody = { L in luaCall(L, receive) }
+    private static let receivefrom: LuaBody = { L in luaCall(L, receivefrom) }
+    private static func receive(_ L: LuaState) throws(LuaError) -> Int32 { try receiveEntry(L, from: false) }
+    private static func receivefrom(_ L: LuaState) throws(LuaError) -> Int32 { try receiveEntry(L, from: true) }
 
-    private static func receiveEntry(_ L: LuaState, from: Bool) -> Int32 {
-        let s: Socket
-        switch datagramArg(L, from ? unconnected : any) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
-        if case .error(let status) = sizeArg(L) { return status }
+    private static func receiveEntry(_ L: LuaState, from: Bool) throws(LuaError) -> Int32 {
+        let s = try datagramArg(L, from ? unconnected : any)
+        _ = try sizeArg(L)
         if s.reader.isWaitedOn { return SocketBindings.fail(L, "busy") }
         if s.isClosed { return SocketBindings.fail(L, "refused") }
         s.receiveDeadline = s.deadline(for: .read)
@@ -135,70 +108,63 @@ enum DatagramBindings {
     }
 
     private static func receiveStep(_ L: LuaState, _ s: Socket, from: Bool) -> Int32 {
-        guard case .value(let size) = sizeArg(L) else { return 0 }
-        var buffer = [UInt8](repeating: 0, count: max(size, 1))
-        let (r, peer) = buffer.withUnsafeMutableBytes { Posix.recvfrom(s.fd, $0.baseAddress!, size) }
-        switch r {
-        case .ok(let n):
-            let taken = min(n, size)
-            s.received += taken
-            s.runtime.bytesIn += taken
-            buffer.withUnsafeBufferPointer { StreamBindings.pushBytes(L, UnsafeBufferPointer(rebasing: $0[0..<taken])) }
-            guard from, let peer else { return 1 }
+        guard let size = try? sizeArg(L) else { return 0 }
+        var results: Int32 = 1
+        let step = s.receiveDatagram(size: size) { bytes, peer in
+            StreamBindings.pushBytes(L, bytes)
+            guard from, let peer else { return }
             let (host, port, family) = peer.hostPortFamily
             lua_pushstring(L, host)
-            if family == "unix" { return 2 }
+            results = 2
+            if family == "unix" { return }
             lua_pushinteger(L, lua_Integer(port))
-            return 3
-        case .failed(let e) where e == EAGAIN || e == EWOULDBLOCK:
-            return StreamBindings.park(L, s, .read, deadline: s.receiveDeadline, what: from ? "receivefrom" : "receive",
+            results = 3
+        }
+        switch step {
+        case .done:
+            return results
+        case .wait(let direction):
+            return StreamBindings.park(L, s, direction, deadline: s.receiveDeadline, what: from ? "receivefrom" : "receive",
                                        then: from ? receiveFromContinue : receiveContinue) {
                 SocketBindings.fail(L, "timeout")
             }
-        case .failed(let e):
-            return fail(L, e)
+        case .failed(.system(let e)):
+            return fail(L, e.errno)
+        case .failed(let failure):
+            return SocketBindings.fail(L, StreamBindings.message(for: failure))
         }
     }
 
-    private static let receiveContinue: LuaBody = { L in continueReceive(L!, from: false) }
-    private static let receiveFromContinue: LuaBody = { L in continueReceive(L!, from: true) }
+    private static let receiveContinue: LuaBody = { L in luaCall(L, receiveContinue) }
+    private static let receiveFromContinue: LuaBody = { L in luaCall(L, receiveFromContinue) }
+    private static func receiveContinue(_ L: LuaState) throws(LuaError) -> Int32 { try continueReceive(L, from: false) }
+    private static func receiveFromContinue(_ L: LuaState) throws(LuaError) -> Int32 { try continueReceive(L, from: true) }
 
-    private static func continueReceive(_ L: LuaState, from: Bool) -> Int32 {
+    private static func continueReceive(_ L: LuaState, from: Bool) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(let wake):
-            // Closed by another fiber while this one waited: SPEC §4 says "closed" (a later call
-            // on the closed socket says "refused", as LuaSocket's datagram sockets do).
-            if s.isClosed { return SocketBindings.fail(L, "closed") }
-            if case .timedOut = wake { return SocketBindings.fail(L, "timeout") }
-            return receiveStep(L, s, from: from)
-        }
+        let wake = try Runtime.from(L).woken(L)
+        // Closed by another fiber while this one waited: SPEC §4 says "closed" (a later call
+        // on the closed socket says "refused", as LuaSocket's datagram sockets do).
+        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        if case .timedOut = wake { return SocketBindings.fail(L, "timeout") }
+        return receiveStep(L, s, from: from)
     }
 
     // MARK: - Addresses
 
-    private static let setsockname: LuaBody = { L in
-        let L = L!
-        let s: Socket
-        switch datagramArg(L, unconnected) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
-        return addressCall(L, s, passive: true, then: setsocknameResolved)
+    private static let setsockname: LuaBody = { L in luaCall(L, setsockname) }
+    private static func setsockname(_ L: LuaState) throws(LuaError) -> Int32 {
+        try addressCall(L, try datagramArg(L, unconnected), passive: true, then: setsocknameResolved)
     }
 
-    private static let setsocknameResolved: LuaBody = { L in
-        StreamBindings.continueResolved(L!) { StreamBindings.bindCandidates(L!, $0, datagram: true) }
+    private static let setsocknameResolved: LuaBody = { L in luaCall(L, setsocknameResolved) }
+    private static func setsocknameResolved(_ L: LuaState) throws(LuaError) -> Int32 {
+        try StreamBindings.continueResolved(L) { StreamBindings.bindCandidates(L, $0, datagram: true) }
     }
 
-    private static let setpeername: LuaBody = { L in
-        let L = L!
-        let s: Socket
-        switch datagramArg(L, any) {
-        case .error(let status): return status
-        case .value(let v): s = v
-        }
+    private static let setpeername: LuaBody = { L in luaCall(L, setpeername) }
+    private static func setpeername(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try datagramArg(L, any)
         if luaString(L, 2) == "*" {
             var unspec = sockaddr()
             unspec.sa_family = sa_family_t(AF_UNSPEC)
@@ -206,20 +172,17 @@ enum DatagramBindings {
             SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramUnconnected : .udpUnconnected)
             return SocketBindings.ok(L)
         }
-        return addressCall(L, s, passive: false, then: setpeernameResolved)
+        return try addressCall(L, s, passive: false, then: setpeernameResolved)
     }
 
-    private static let setpeernameResolved: LuaBody = { L in
-        StreamBindings.continueResolved(L!) { connectCandidates(L!, $0) }
+    private static let setpeernameResolved: LuaBody = { L in luaCall(L, setpeernameResolved) }
+    private static func setpeernameResolved(_ L: LuaState) throws(LuaError) -> Int32 {
+        try StreamBindings.continueResolved(L) { connectCandidates(L, $0) }
     }
 
-    private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) -> Int32 {
-        let (host, port): (String, UInt16)
-        switch StreamBindings.addressArgs(L, s) {
-        case .error(let status): return status
-        case .value(let a): (host, port) = a
-        }
-        if let status = StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
+    private static func addressCall(_ L: LuaState, _ s: Socket, passive: Bool, then kont: LuaBody) throws(LuaError) -> Int32 {
+        let (host, port) = try StreamBindings.address(L, s)
+        if let status = try StreamBindings.resolve(L, s, host: host, port: port, passive: passive,
                                                what: passive ? "setsockname" : "setpeername", then: kont) {
             return status
         }
@@ -227,17 +190,12 @@ enum DatagramBindings {
     }
 
     private static func connectCandidates(_ L: LuaState, _ s: Socket) -> Int32 {
-        var error: Int32 = EADDRNOTAVAIL
-        defer { s.seldom.connectCandidates = [] }
-        for address in s.seldom.connectCandidates {
-            if let e = SocketBindings.ensureDescriptor(s, family: address.family) { error = e; continue }
-            switch Posix.connect(s.fd, address) {
-            case .ok:
-                SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramConnected : .udpConnected)
-                return SocketBindings.ok(L)
-            case .failed(let e): error = e
-            }
+        do {
+            try s.connectDatagram()
+        } catch {
+            return fail(L, error.errno)
         }
-        return fail(L, error)
+        SocketBindings.setClass(L, 1, s, s.socketClass.isUnix ? .unixDgramConnected : .udpConnected)
+        return SocketBindings.ok(L)
     }
 }

@@ -25,9 +25,9 @@ enum NameBindings {
 
     /// `resolve(host [, family [, canonical]])` → `{ {family=, addr=, canonname=}, ... }` or
     /// `nil, message`. Parks the fiber while a worker thread resolves a name.
-    static let resolve: LuaBody = { L in
-        let L = L!
-        guard let host = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+    static let resolve: LuaBody = { L in luaCall(L, resolve) }
+    private static func resolve(_ L: LuaState) throws(LuaError) -> Int32 {
+        let host = try Arg.string(L, 1)
         var family = AF_UNSPEC
         switch luaString(L, 2) {
         case "inet": family = AF_INET
@@ -37,37 +37,29 @@ enum NameBindings {
         let canonical = lua_toboolean(L, 3) != 0
         let job = ResolveJob(.addresses(host: host, service: nil, family: family, socktype: Int32(SOCK_STREAM.rawValue),
                                         flags: canonical ? AI_CANONNAME : 0))
-        return park(L, on: job, what: "resolve", then: resolved)
+        return try park(L, on: job, what: "resolve", then: resolved)
     }
 
     /// Parks the running fiber until a worker thread has done `job`.
-    private static func park(_ L: LuaState, on job: ResolveJob, what: String, then kont: LuaBody) -> Int32 {
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, what) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+    private static func park(_ L: LuaState, on job: ResolveJob, what: String, then kont: LuaBody) throws(LuaError) -> Int32 {
+        let fiber = try FiberBindings.runningFiber(L, what)
         fiber.resolveJob = job
         return Runtime.from(L).park(L, fiber, on: .resolve(job), timeout: nil, what: what, then: kont)
     }
 
-    /// In a lookup's continuation: the finished job, or the status to return (an error
-    /// delivered to the fiber while it waited).
-    private static func finishedJob(_ L: LuaState) -> ArgResult<ResolveJob> {
+    /// In a lookup's continuation: the finished job (nil when there is none: no results),
+    /// or the error delivered to the fiber while it waited, thrown.
+    private static func finishedJob(_ L: LuaState) throws(LuaError) -> ResolveJob? {
         let rt = Runtime.from(L)
-        if case .raise(let status) = rt.takeWake(L) { return .error(status) }
-        guard let fiber = rt.current, let job = fiber.resolveJob else { return .error(0) }
+        _ = try rt.woken(L)
+        guard let fiber = rt.current, let job = fiber.resolveJob else { return nil }
         fiber.resolveJob = nil
-        return .value(job)
+        return job
     }
 
-    private static let resolved: LuaBody = { L in
-        let L = L!
-        let job: ResolveJob
-        switch finishedJob(L) {
-        case .error(let status): return status
-        case .value(let j): job = j
-        }
+    private static let resolved: LuaBody = { L in luaCall(L, resolved) }
+    private static func resolved(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let job = try finishedJob(L) else { return 0 }
         if job.status != 0 {
             return SocketBindings.fail(L, message(forLookupError: job.status, errno: job.systemErrno))
         }
@@ -89,22 +81,18 @@ enum NameBindings {
     }
 
     /// `nameinfo(address)` → the host name of a numeric address, or `nil, message`.
-    static let nameinfo: LuaBody = { L in
-        let L = L!
-        guard let host = luaString(L, 1) else { return luaTypeError(L, 1, "string") }
+    static let nameinfo: LuaBody = { L in luaCall(L, nameinfo) }
+    private static func nameinfo(_ L: LuaState) throws(LuaError) -> Int32 {
+        let host = try Arg.string(L, 1)
         guard let address = SocketAddress(numericHost: host, port: 0) else {
             return SocketBindings.fail(L, message(forLookupError: EAI_NONAME, errno: 0))
         }
-        return park(L, on: ResolveJob(.names(address, flags: NI_NAMEREQD)), what: "nameinfo", then: named)
+        return try park(L, on: ResolveJob(.names(address, flags: NI_NAMEREQD)), what: "nameinfo", then: named)
     }
 
-    private static let named: LuaBody = { L in
-        let L = L!
-        let job: ResolveJob
-        switch finishedJob(L) {
-        case .error(let status): return status
-        case .value(let j): job = j
-        }
+    private static let named: LuaBody = { L in luaCall(L, named) }
+    private static func named(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let job = try finishedJob(L) else { return 0 }
         if job.status != 0 {
             return SocketBindings.fail(L, job.status == EAI_NONAME ? "host not found"
                                        : message(forLookupError: job.status, errno: job.systemErrno))
@@ -115,24 +103,21 @@ enum NameBindings {
 
     /// `servicename(port)` → the service's name from /etc/services ("http" for 80), or the
     /// port as text.
-    static let servicename: LuaBody = { L in
-        let L = L!
-        switch luaIntegerArg(L, 1) {
-        case .error(let status): return status
-        case .value(let port):
-            if (0...65535).contains(port), let entry = getservbyport(Int32(UInt16(port).bigEndian), "tcp") {
-                lua_pushstring(L, entry.pointee.s_name)
-            } else {
-                lua_pushstring(L, String(port))
-            }
-            return 1
+    static let servicename: LuaBody = { L in luaCall(L, servicename) }
+    private static func servicename(_ L: LuaState) throws(LuaError) -> Int32 {
+        let port = try Arg.integer(L, 1)
+        if (0...65535).contains(port), let entry = getservbyport(Int32(UInt16(port).bigEndian), "tcp") {
+            lua_pushstring(L, entry.pointee.s_name)
+        } else {
+            lua_pushstring(L, String(port))
         }
+        return 1
     }
 
-    static let gethostname: LuaBody = { L in
-        let L = L!
+    static let gethostname: LuaBody = { L in luaCall(L, gethostname) }
+    private static func gethostname(_ L: LuaState) throws(LuaError) -> Int32 {
         var buf = [CChar](repeating: 0, count: 257)
-        guard Glibc.gethostname(&buf, buf.count - 1) == 0 else { return SocketBindings.fail(L, String(cString: strerror(errno))) }
+        guard Glibc.gethostname(&buf, buf.count - 1) == 0 else { return SocketBindings.fail(L, Syscall.lastErrorText()) }
         lua_pushstring(L, buf)
         return 1
     }
@@ -141,37 +126,26 @@ enum NameBindings {
 
     /// `select_fds(read, write [, timeout])` with arrays of descriptors → the arrays of those
     /// ready, or `nil, nil, "timeout"`.
-    static let selectDescriptors: LuaBody = { L in
-        let L = L!
-        guard lua_type(L, 1) == LUA_TTABLE else { return luaTypeError(L, 1, "table") }
-        guard lua_type(L, 2) == LUA_TTABLE else { return luaTypeError(L, 2, "table") }
-        let timeout: Double?
-        switch luaTimeoutArg(L, 3, negative: .meansForever) {
-        case .error(let status): return status
-        case .value(let t): timeout = t
-        }
+    static let selectDescriptors: LuaBody = { L in luaCall(L, selectDescriptors) }
+    private static func selectDescriptors(_ L: LuaState) throws(LuaError) -> Int32 {
+        try Arg.table(L, 1)
+        try Arg.table(L, 2)
+        let timeout = try Arg.timeout(L, 3, negative: .meansForever)
         for fd in descriptors(L, 1) + descriptors(L, 2) where WaitableDescriptor.refusal(Int(fd)) != nil {
             lua_pushnil(L); lua_pushnil(L); lua_pushstring(L, "invalid descriptor \(fd)")
             return 3
         }
         if let status = pollOnce(L) { return status }
         if timeout == 0 { return timedOut(L) }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, "select") {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+        let fiber = try FiberBindings.runningFiber(L, "select")
         let wait = SelectWait(runtime: Runtime.from(L), read: descriptors(L, 1), write: descriptors(L, 2))
         return Runtime.from(L).park(L, fiber, on: .select(wait), timeout: timeout, what: "select", then: selectDone)
     }
 
-    private static let selectDone: LuaBody = { L in
-        let L = L!
-        switch Runtime.from(L).takeWake(L) {
-        case .raise(let status): return status
-        case .woken(.timedOut): return pollOnce(L) ?? timedOut(L)
-        case .woken: return pollOnce(L) ?? timedOut(L)
-        }
+    private static let selectDone: LuaBody = { L in luaCall(L, selectDone) }
+    private static func selectDone(_ L: LuaState) throws(LuaError) -> Int32 {
+        _ = try Runtime.from(L).woken(L)
+        return pollOnce(L) ?? timedOut(L)
     }
 
     private static func timedOut(_ L: LuaState) -> Int32 {
@@ -200,10 +174,14 @@ enum NameBindings {
         var fds = read.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             + write.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) }
         if fds.isEmpty { return nil }
-        let n = poll(&fds, nfds_t(fds.count), 0)
-        guard n > 0 else {
-            if n < 0 && errno != EINTR { lua_pushnil(L); lua_pushnil(L); lua_pushstring(L, "select failed"); return 3 }
-            return nil
+        switch Syscall.poll(&fds, timeout: 0) {
+        case .ok(0): return nil
+        case .ok: break
+        case .failed, .wouldBlock:
+            lua_pushnil(L)
+            lua_pushnil(L)
+            lua_pushstring(L, "select failed")
+            return 3
         }
         for (offset, count) in [(0, read.count), (read.count, write.count)] {
             lua_createtable(L, 0, 0)

@@ -35,8 +35,9 @@ enum SocketBindings {
     /// the methods and `class` (the class name: LuaSocket's `sock.class`).
     static func register(_ L: LuaState) {
         let groups: [([(String, LuaBody)], [Socket.Class])] = [
-            (commonMethods + StreamBindings.methods,
+            (commonMethods + StreamBindings.methods + TLSBindings.tcpMethods,
              [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]),
+            (commonMethods + StreamBindings.methods + TLSBindings.connectionMethods, [.tlsConnection]),
             (commonMethods + DatagramBindings.methods,
              [.udpUnconnected, .udpConnected, .unixDgramUnconnected, .unixDgramConnected]),
         ]
@@ -80,17 +81,17 @@ enum SocketBindings {
     /// The socket at index 1 if its class is one of `classes`; else the argument error
     /// LuaSocket raises (`tcp{client} expected, got tcp{master}`).
     @inline(__always)
-    static func socketArg(_ L: LuaState, _ classes: Socket.Classes? = nil,
-                          expected: @autoclosure () -> String) -> ArgResult<Socket> {
-        guard let s = get(L, 1) else { return .error(luaTypeError(L, 1, expected())) }
+    static func socket(_ L: LuaState, _ classes: Socket.Classes? = nil,
+                       expected: @autoclosure () -> String) throws(LuaError) -> Socket {
+        guard let s = get(L, 1) else { throw .type(L, 1, expected()) }
         if let classes, !classes.contains(s.socketClass.bit) {
-            return .error(luaArgError(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)"))
+            throw .argument(L, 1, "\(expected()) expected, got \(s.socketClass.rawValue)")
         }
-        return .value(s)
+        return s
     }
 
     /// Runs `body` with the socket at index 1 if its class is one of `classes`; else
-    /// returns socketArg's argument error. The socket is lent, not retained: its userdata
+    /// returns socket(L, classes, expected:)'s argument error. The socket is lent, not retained: its userdata
     /// at index 1 keeps it alive until the method returns.
     @inline(__always)
     static func withSocketArg(_ L: LuaState, _ classes: Socket.Classes, expected: @autoclosure () -> String,
@@ -152,37 +153,21 @@ enum SocketBindings {
         }
     }
 
-    /// Opens the descriptor of a socket made with an unspecified family, or of another family.
-    static func ensureDescriptor(_ socket: Socket, family: Int32) -> Int32? {
-        if socket.wasClosed { return ECONNABORTED }  // reported as "closed" (streams) or "refused"
-        if socket.fd >= 0 && socket.family == family { return nil }
-        let type = socket.socketClass.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
-        switch Posix.socket(family, type) {
-        case .failed(let e): return e
-        case .ok(let fd):
-            let wasV6Only = socket.v6only
-            socket.adopt(fd: Int32(fd), family: family)
-            if family == AF_INET6 && wasV6Only {
-                _ = Posix.setsockopt(socket.fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
-            }
-            return nil
-        }
-    }
-
     private static func create(_ L: LuaState, _ family: Int32, _ c: Socket.Class) -> Int32 {
         let rt = Runtime.from(L)
         var fd: Int32 = -1
         if family != AF_UNSPEC {
             let type = c.isStream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
-            switch Posix.socket(family, type) {
-            case .failed(let e): return fail(L, message(for: e))
+            switch Syscall.socket(family, type) {
+            case .failed(let e): return fail(L, message(for: e.errno))
+            case .wouldBlock: return fail(L, message(for: EAGAIN))
             case .ok(let n): fd = Int32(n)
             }
         }
         let socket = Socket(runtime: rt, fd: fd, family: family, socketClass: c)
         if family == AF_INET6 {
             socket.v6only = true
-            _ = Posix.setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
+            _ = Syscall.setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1))
         }
         push(L, socket)
         return 1
@@ -191,40 +176,33 @@ enum SocketBindings {
     /// `adopt_listener(fd)`: a listening stream socket made by another process (a
     /// supervisor, systemd) as a tcp{server} or unixstream{server}; nil and the reason
     /// when `fd` is no listening stream socket. The descriptor becomes the object's.
-    static let adoptListener: LuaBody = { L in
-        let L = L!
-        switch luaIntegerArg(L, 1, in: 0...Int(Int32.max)) {
-        case .error(let status): return status
-        case .value(let n):
-            let fd = Int32(n)
-            if WaitableDescriptor.isRuntimeOwned(fd) { return luaArgError(L, 1, "descriptor owned by the runtime") }
-            let (typeResult, type) = Posix.getsockopt(fd, SOL_SOCKET, SO_TYPE, Int32(0))
-            let (listenResult, listening) = Posix.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, Int32(0))
-            let (domainResult, family) = Posix.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, Int32(0))
-            guard case .ok = typeResult, case .ok = listenResult, case .ok = domainResult else {
-                return fail(L, "descriptor \(fd) is not a socket")
-            }
-            guard type == Int32(SOCK_STREAM.rawValue), listening != 0, [AF_INET, AF_INET6, AF_UNIX].contains(family) else {
-                return fail(L, "descriptor \(fd) is not a listening stream socket")
-            }
-            let flags = fcntl(fd, F_GETFL)
-            guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
-                return fail(L, message(for: errno))
-            }
-            let socket = Socket(runtime: Runtime.from(L), fd: fd, family: family,
-                                socketClass: family == AF_UNIX ? .unixServer : .tcpServer)
-            if family == AF_INET6 {
-                socket.v6only = Posix.getsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(0)).1 != 0
-            }
-            push(L, socket)
-            return 1
+    static let adoptListener: LuaBody = { L in luaCall(L, adoptListener) }
+    private static func adoptListener(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fd = Int32(try Arg.integer(L, 1, in: 0...Int(Int32.max)))
+        if WaitableDescriptor.isRuntimeOwned(fd) { throw .argument(L, 1, "descriptor owned by the runtime") }
+        let (typeResult, type) = Syscall.getsockopt(fd, SOL_SOCKET, SO_TYPE, Int32(0))
+        let (listenResult, listening) = Syscall.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, Int32(0))
+        let (domainResult, family) = Syscall.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, Int32(0))
+        guard case .ok = typeResult, case .ok = listenResult, case .ok = domainResult else {
+            return fail(L, "descriptor \(fd) is not a socket")
         }
+        guard type == Int32(SOCK_STREAM.rawValue), listening != 0, [AF_INET, AF_INET6, AF_UNIX].contains(family) else {
+            return fail(L, "descriptor \(fd) is not a listening stream socket")
+        }
+        if case .failed(let e) = Syscall.makeNonBlocking(fd) { return fail(L, message(for: e.errno)) }
+        let socket = Socket(runtime: Runtime.from(L), fd: fd, family: family,
+                            socketClass: family == AF_UNIX ? .unixServer : .tcpServer)
+        if family == AF_INET6 {
+            socket.v6only = Syscall.getsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(0)).1 != 0
+        }
+        push(L, socket)
+        return 1
     }
 
     // MARK: - Common methods
 
-    private static let collect: LuaBody = { L in
-        let L = L!
+    private static let collect: LuaBody = { L in luaCall(L, collect) }
+    private static func collect(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let object = LuaObjects.take(L, 1, kind: .socket) else { return 0 }
         if let socket = object.takeRetainedValue() as? Socket {
             socket.close()
@@ -233,175 +211,126 @@ enum SocketBindings {
         return 0
     }
 
-    private static let tostring: LuaBody = { L in
-        let L = L!
+    private static let tostring: LuaBody = { L in luaCall(L, tostring) }
+    private static func tostring(_ L: LuaState) throws(LuaError) -> Int32 {
         let address = String(UInt(bitPattern: lua_touserdata(L, 1)), radix: 16)
         // A finalized socket may still be reachable for a moment (a weak table's key).
         guard let s = get(L, 1) else {
             lua_pushstring(L, "socket (collected): 0x\(address)")
             return 1
         }
-        lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(address)")
+        let name = s.socketClass == .tlsConnection ? "SSL connection" : s.socketClass.rawValue  // LuaSec's words
+        lua_pushstring(L, "\(name): 0x\(address)")
         return 1
     }
 
-    static let close: LuaBody = { L in
-        let L = L!
+    static let close: LuaBody = { L in luaCall(L, close) }
+    private static func close(_ L: LuaState) throws(LuaError) -> Int32 {
         if lua_type(L, 1) == LUA_TUSERDATA, LuaObjects.isReleased(L, 1) { return ok(L) }  // finalized: closed
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            s.close()
-            if s.runtime.tracksResources { track(L, 1, open: false) }
-            return ok(L)
-        }
+        let s = try socket(L, expected: "socket")
+        s.close()
+        if s.runtime.tracksResources { track(L, 1, open: false) }
+        return ok(L)
     }
 
-    private static let getfd: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            lua_pushinteger(L, lua_Integer(s.fd))
-            return 1
-        }
+    private static let getfd: LuaBody = { L in luaCall(L, getfd) }
+    private static func getfd(_ L: LuaState) throws(LuaError) -> Int32 {
+        lua_pushinteger(L, lua_Integer(try socket(L, expected: "socket").fd))
+        return 1
     }
 
-    private static let setfd: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            switch luaIntegerArg(L, 2, in: -1...Int(Int32.max)) {
-            case .error(let status): return status
-            // The socket would close it: closing the loop's epoll fd aborts the process.
-            case .value(let fd) where fd >= 0 && WaitableDescriptor.isRuntimeOwned(Int32(fd)):
-                return luaArgError(L, 2, "descriptor owned by the runtime")
-            case .value(let fd):
-                s.adopt(fd: Int32(fd), family: s.family)
-                return 0
-            }
-        }
+    private static let setfd: LuaBody = { L in luaCall(L, setfd) }
+    private static func setfd(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        let fd = Int32(try Arg.integer(L, 2, in: -1...Int(Int32.max)))
+        // The socket would close it: closing the loop's epoll fd aborts the process.
+        if fd >= 0 && WaitableDescriptor.isRuntimeOwned(fd) { throw .argument(L, 2, "descriptor owned by the runtime") }
+        s.adopt(fd: fd, family: s.family)
+        return 0
     }
 
-    private static let dirty: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            lua_pushboolean(L, s.buffer.isEmpty ? 0 : 1)
-            return 1
-        }
+    private static let dirty: LuaBody = { L in luaCall(L, dirty) }
+    private static func dirty(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        lua_pushboolean(L, s.buffer.isEmpty && s.transportBufferedInput == 0 ? 0 : 1)
+        return 1
     }
 
-    private static let settimeout: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            var value: Double?
-            switch luaTimeoutArg(L, 2, negative: .meansForever) {
-            case .error(let status): return status
-            case .value(let v): value = v
-            }
-            let given = luaIsNoneOrNil(L, 2) ? -1 : lua_tonumberx(L, 2, nil)
-            switch luaString(L, 3) ?? "b" {
-            case "b":
-                s.blockTimeout = value
-                s.timeoutSettings.block = given
-            case "t", "r":
-                s.totalTimeout = value
-                s.timeoutSettings.total = given
-            default: return luaArgError(L, 3, "invalid timeout mode")
-            }
-            s.operationTimeouts = nil
-            return ok(L)
+    private static let settimeout: LuaBody = { L in luaCall(L, settimeout) }
+    private static func settimeout(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        let value = try Arg.timeout(L, 2, negative: .meansForever)
+        let given = luaIsNoneOrNil(L, 2) ? -1 : lua_tonumberx(L, 2, nil)
+        switch luaString(L, 3) ?? "b" {
+        case "b":
+            s.blockTimeout = value
+            s.timeoutSettings.block = given
+        case "t", "r":
+            s.totalTimeout = value
+            s.timeoutSettings.total = given
+        default: throw .argument(L, 3, "invalid timeout mode")
         }
+        s.operationTimeouts = nil
+        return ok(L)
     }
 
-    private static let gettimeout: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            lua_pushnumber(L, s.timeoutSettings.block)
-            lua_pushnumber(L, s.timeoutSettings.total)
-            return 2
-        }
+    private static let gettimeout: LuaBody = { L in luaCall(L, gettimeout) }
+    private static func gettimeout(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        lua_pushnumber(L, s.timeoutSettings.block)
+        lua_pushnumber(L, s.timeoutSettings.total)
+        return 2
     }
 
     /// OpenResty's settimeouts(connect, send, read), in seconds; nil or negative: for ever.
-    private static let settimeouts: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            var values: [Double?] = []
-            for i in Int32(2)...4 {
-                switch luaTimeoutArg(L, i, negative: .meansForever) {
-                case .error(let status): return status
-                case .value(let v): values.append(v)
-                }
-            }
-            s.operationTimeouts = (values[0], values[1], values[2])
-            return ok(L)
-        }
+    private static let settimeouts: LuaBody = { L in luaCall(L, settimeouts) }
+    private static func settimeouts(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        let connect = try Arg.timeout(L, 2, negative: .meansForever)
+        let send = try Arg.timeout(L, 3, negative: .meansForever)
+        let read = try Arg.timeout(L, 4, negative: .meansForever)
+        s.operationTimeouts = (connect, send, read)
+        return ok(L)
     }
 
-    private static let getstats: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            lua_pushnumber(L, lua_Number(s.received))
-            lua_pushnumber(L, lua_Number(s.sent))
-            lua_pushnumber(L, ev_time() - s.birthday)
-            return 3
-        }
+    private static let getstats: LuaBody = { L in luaCall(L, getstats) }
+    private static func getstats(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        lua_pushnumber(L, lua_Number(s.received))
+        lua_pushnumber(L, lua_Number(s.sent))
+        lua_pushnumber(L, ev_time() - s.birthday)
+        return 3
     }
 
-    private static let setstats: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            var counts: [Int] = []
-            for i in Int32(2)...3 {
-                switch luaClampedIntegerArg(L, i, 0...Int.max) {
-                case .error(let status): return status
-                case .value(let v): counts.append(v ?? 0)
-                }
-            }
-            let age: Double?
-            switch luaOptNumber(L, 4) {
-            case .error(let status): return status
-            case .value(let v): age = v
-            }
-            if let age, !age.isFinite { return luaArgError(L, 4, "age must be a finite number") }
-            s.received = counts[0]
-            s.sent = counts[1]
-            if let age { s.birthday = ev_time() - age }
-            return ok(L)
-        }
+    private static let setstats: LuaBody = { L in luaCall(L, setstats) }
+    private static func setstats(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try socket(L, expected: "socket")
+        let received = try Arg.clampedInteger(L, 2, 0...Int.max) ?? 0
+        let sent = try Arg.clampedInteger(L, 3, 0...Int.max) ?? 0
+        let age = try Arg.optionalNumber(L, 4)
+        if let age, !age.isFinite { throw .argument(L, 4, "age must be a finite number") }
+        s.received = received
+        s.sent = sent
+        if let age { s.birthday = ev_time() - age }
+        return ok(L)
     }
 
-    private static let getfamily: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s):
-            switch s.family {
-            case AF_INET6: lua_pushstring(L, "inet6")
-            case AF_UNIX: lua_pushstring(L, "unix")
-            default: lua_pushstring(L, "inet4")  // also before tcp()'s first bind or connect
-            }
-            return 1
+    private static let getfamily: LuaBody = { L in luaCall(L, getfamily) }
+    private static func getfamily(_ L: LuaState) throws(LuaError) -> Int32 {
+        switch try socket(L, expected: "socket").family {
+        case AF_INET6: lua_pushstring(L, "inet6")
+        case AF_UNIX: lua_pushstring(L, "unix")
+        default: lua_pushstring(L, "inet4")  // also before tcp()'s first bind or connect
         }
+        return 1
     }
 
     private static func pushName(_ L: LuaState, _ s: Socket, peer: Bool) -> Int32 {
-        guard s.fd >= 0, let address = Posix.name(of: s.fd, peer: peer) else {
-            return fail(L, message(for: s.fd < 0 ? EBADF : errno))
+        guard s.fd >= 0 else { return fail(L, message(for: EBADF)) }
+        let (result, name) = Syscall.name(of: s.fd, peer: peer)
+        guard let address = name else {
+            if case .failed(let e) = result { return fail(L, message(for: e.errno)) }
+            return fail(L, message(for: ENOTCONN))
         }
         let (host, port, family) = address.hostPortFamily
         lua_pushstring(L, host)
@@ -412,39 +341,27 @@ enum SocketBindings {
         return 3
     }
 
-    private static let getsockname: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s): return pushName(L, s, peer: false)
-        }
+    private static let getsockname: LuaBody = { L in luaCall(L, getsockname) }
+    private static func getsockname(_ L: LuaState) throws(LuaError) -> Int32 {
+        pushName(L, try socket(L, expected: "socket"), peer: false)
     }
 
-    private static let getpeername: LuaBody = { L in
-        let L = L!
+    private static let getpeername: LuaBody = { L in luaCall(L, getpeername) }
+    private static func getpeername(_ L: LuaState) throws(LuaError) -> Int32 {
         if let s = get(L, 1), !s.socketClass.isStream, !DatagramBindings.connected.contains(s.socketClass.bit) {
             let name = s.socketClass.isUnix ? "unixdgram{connected}" : "udp{connected}"
-            return luaArgError(L, 1, "\(name) expected, got \(s.socketClass.rawValue)")
+            throw .argument(L, 1, "\(name) expected, got \(s.socketClass.rawValue)")
         }
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s): return pushName(L, s, peer: true)
-        }
+        return pushName(L, try socket(L, expected: "socket"), peer: true)
     }
 
-    private static let setoption: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s): return SocketOptions.set(L, s)
-        }
+    private static let setoption: LuaBody = { L in luaCall(L, setoption) }
+    private static func setoption(_ L: LuaState) throws(LuaError) -> Int32 {
+        try SocketOptions.set(L, try socket(L, expected: "socket"))
     }
 
-    private static let getoption: LuaBody = { L in
-        let L = L!
-        switch socketArg(L, expected: "socket") {
-        case .error(let status): return status
-        case .value(let s): return SocketOptions.get(L, s)
-        }
+    private static let getoption: LuaBody = { L in luaCall(L, getoption) }
+    private static func getoption(_ L: LuaState) throws(LuaError) -> Int32 {
+        try SocketOptions.get(L, try socket(L, expected: "socket"))
     }
 }

@@ -30,30 +30,25 @@ enum WaitBindings {
 
     // MARK: - Waiting on a bare descriptor
 
-    private static let waitRead: LuaBody = { L in waitOnDescriptor(L!, Int32(GS_EV_READ), "wait_read") }
-    private static let waitWrite: LuaBody = { L in waitOnDescriptor(L!, Int32(GS_EV_WRITE), "wait_write") }
-    private static let waitReadWrite: LuaBody = { L in waitOnDescriptor(L!, Int32(GS_EV_READ) | Int32(GS_EV_WRITE), "wait_readwrite") }
+    private static let waitRead: LuaBody = { L in luaCall(L, waitRead) }
+    private static let waitWrite: LuaBody = { L in luaCall(L, waitWrite) }
+    private static let waitReadWrite: LuaBody = { L in luaCall(L, waitReadWrite) }
 
-    private static func waitOnDescriptor(_ L: LuaState, _ events: Int32, _ what: String) -> Int32 {
-        let fd: Int
-        switch luaIntegerArg(L, 1) {
-        case .error(let status): return status
-        case .value(let v): fd = v
-        }
-        let timeout: Double?
-        switch luaTimeoutArg(L, 2) {
-        case .error(let status): return status
-        case .value(let t): timeout = t
-        }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, what) {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
-        if let error = WaitableDescriptor.refusal(fd) {
-            ErrorValues.pushErrno(L, error)
-            return LuaStatus.raise
-        }
+    private static func waitRead(_ L: LuaState) throws(LuaError) -> Int32 {
+        try waitOnDescriptor(L, Int32(GS_EV_READ), "wait_read")
+    }
+    private static func waitWrite(_ L: LuaState) throws(LuaError) -> Int32 {
+        try waitOnDescriptor(L, Int32(GS_EV_WRITE), "wait_write")
+    }
+    private static func waitReadWrite(_ L: LuaState) throws(LuaError) -> Int32 {
+        try waitOnDescriptor(L, Int32(GS_EV_READ) | Int32(GS_EV_WRITE), "wait_readwrite")
+    }
+
+    private static func waitOnDescriptor(_ L: LuaState, _ events: Int32, _ what: String) throws(LuaError) -> Int32 {
+        let fd = try Arg.integer(L, 1)
+        let timeout = try Arg.timeout(L, 2)
+        let fiber = try FiberBindings.runningFiber(L, what)
+        if let error = WaitableDescriptor.refusal(fd) { throw ErrorValues.errnoError(L, error) }
         _ = fiber.rawIOWatcher(fd: Int32(fd), events: events)
         fiber.timeoutValueRef = timeoutValueArg(L, 3)
         return Runtime.from(L).park(L, fiber, on: .rawIO, timeout: timeout, what: what, then: ioWaitDone)
@@ -67,100 +62,61 @@ enum WaitBindings {
     }
 
     /// Continuation of descriptor waits: returns nothing, or raises.
-    private static let ioWaitDone: LuaBody = { L in
-        let L = L!
-        switch Runtime.from(L).takeWake(L, raiseTimeout: true) {
-        case .raise(let status):
-            return status
-        case .woken(.ready(let revents)) where revents & Int32(GS_EV_CLOSED) != 0:
+    private static let ioWaitDone: LuaBody = { L in luaCall(L, ioWaitDone) }
+    private static func ioWaitDone(_ L: LuaState) throws(LuaError) -> Int32 {
+        switch try Runtime.from(L).woken(L, raiseTimeout: true) {
+        case .ready(let revents) where revents & Int32(GS_EV_CLOSED) != 0:
             // A socket of this runtime closed the descriptor.
-            ErrorValues.pushCancelled(L)
-            return LuaStatus.raise
-        case .woken(.ready(let revents)) where revents & Int32(GS_EV_ERROR) != 0:
+            throw ErrorValues.cancelledError(L)
+        case .ready(let revents) where revents & Int32(GS_EV_ERROR) != 0:
             // libev could not watch the descriptor: it is not open.
-            ErrorValues.pushErrno(L, EBADF)
-            return LuaStatus.raise
-        case .woken:
+            throw ErrorValues.errnoError(L, EBADF)
+        default:
             return 0
         }
     }
 
     // MARK: - Watchers
 
-    private static let newWatcher: LuaBody = { L in
-        let L = L!
-        let fd: Int
-        switch luaIntegerArg(L, 1) {
-        case .error(let status): return status
-        case .value(let v): fd = v
-        }
+    private static let newWatcher: LuaBody = { L in luaCall(L, newWatcher) }
+    private static func newWatcher(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fd = try Arg.integer(L, 1)
         let events: Int32
         switch luaString(L, 2) ?? (luaIsNoneOrNil(L, 2) ? "r" : "?") {
         case "r": events = Int32(GS_EV_READ)
         case "w": events = Int32(GS_EV_WRITE)
         case "rw", "wr": events = Int32(GS_EV_READ) | Int32(GS_EV_WRITE)
-        default: return luaArgError(L, 2, "mode must be \"r\", \"w\" or \"rw\"")
+        default: throw .argument(L, 2, "mode must be \"r\", \"w\" or \"rw\"")
         }
-        if let error = WaitableDescriptor.refusal(fd) {
-            ErrorValues.pushErrno(L, error)
-            return LuaStatus.raise
-        }
+        if let error = WaitableDescriptor.refusal(fd) { throw ErrorValues.errnoError(L, error) }
         let watcher = IOWatcher(runtime: Runtime.from(L), fd: Int32(fd), events: events, standalone: true)
         LuaObjects.push(L, watcher, kind: .watcher)
         return 1
     }
 
-    private static func watcherArg(_ L: LuaState, _ index: Int32) -> ArgResult<IOWatcher> {
-        guard let w = LuaObjects.get(L, index, kind: .watcher, as: IOWatcher.self) else {
-            return .error(luaTypeError(L, index, "gsock.io"))
-        }
-        return .value(w)
+    private static func watcherArg(_ L: LuaState, _ index: Int32) throws(LuaError) -> IOWatcher {
+        try Arg.object(L, index, kind: .watcher, as: IOWatcher.self, expected: "gsock.io")
     }
 
-    private static let wait: LuaBody = { L in
-        let L = L!
-        let watcher: IOWatcher
-        switch watcherArg(L, 1) {
-        case .error(let status): return status
-        case .value(let w): watcher = w
-        }
-        let timeout: Double?
-        switch luaTimeoutArg(L, 2) {
-        case .error(let status): return status
-        case .value(let t): timeout = t
-        }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, "wait") {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
-        if watcher.closed {
-            ErrorValues.push(L, .closed, "the watcher is closed", errno: EBADF)
-            return LuaStatus.raise
-        }
-        if watcher.isWaitedOn {
-            ErrorValues.push(L, .busy, "another fiber is already waiting on this watcher")
-            return LuaStatus.raise
-        }
+    private static let wait: LuaBody = { L in luaCall(L, wait) }
+    private static func wait(_ L: LuaState) throws(LuaError) -> Int32 {
+        let watcher = try watcherArg(L, 1)
+        let timeout = try Arg.timeout(L, 2)
+        let fiber = try FiberBindings.runningFiber(L, "wait")
+        if watcher.closed { throw ErrorValues.error(L, .closed, "the watcher is closed", errno: EBADF) }
+        if watcher.isWaitedOn { throw ErrorValues.error(L, .busy, "another fiber is already waiting on this watcher") }
         let rt = Runtime.from(L)
         // The descriptor may have been closed under the watcher: libev would then wait
         // for ever, or abort the process when it registers the descriptor again.
-        if fcntl(watcher.fd, F_GETFD) == -1 {
-            ErrorValues.pushErrno(L, EBADF)
-            return LuaStatus.raise
-        }
+        if fcntl(watcher.fd, F_GETFD) == -1 { throw ErrorValues.errnoError(L, EBADF) }
         fiber.timeoutValueRef = timeoutValueArg(L, 3)
         return rt.park(L, fiber, on: .io(watcher), timeout: timeout, what: "wait", then: ioWaitDone)
     }
 
     /// `cancel_wait(watcher [, err])`: raises err in the fiber waiting on it, if any.
-    private static let cancelWait: LuaBody = { L in
-        let L = L!
-        let watcher: IOWatcher
-        switch watcherArg(L, 1) {
-        case .error(let status): return status
-        case .value(let w): watcher = w
-        }
+    private static let cancelWait: LuaBody = { L in luaCall(L, cancelWait) }
+    private static func cancelWait(_ L: LuaState) throws(LuaError) -> Int32 {
+        let watcher = try watcherArg(L, 1)
         guard let waiter = watcher.waiter else { return 0 }
         lua_settop(L, 2)
         if luaIsNoneOrNil(L, 2) {
@@ -171,29 +127,23 @@ enum WaitBindings {
         return 0
     }
 
-    private static let closeWatcher: LuaBody = { L in
-        let L = L!
-        switch watcherArg(L, 1) {
-        case .error(let status): return status
-        case .value(let watcher):
-            var error: Int32?
-            if watcher.isWaitedOn {
-                ErrorValues.pushCancelled(L)
-                error = luaRef(L)
-            }
-            watcher.close(error: error)
-            return 0
+    private static let closeWatcher: LuaBody = { L in luaCall(L, closeWatcher) }
+    private static func closeWatcher(_ L: LuaState) throws(LuaError) -> Int32 {
+        let watcher = try watcherArg(L, 1)
+        var error: Int32?
+        if watcher.isWaitedOn {
+            ErrorValues.pushCancelled(L)
+            error = luaRef(L)
         }
+        watcher.close(error: error)
+        return 0
     }
 
-    private static let watcherFd: LuaBody = { L in
-        let L = L!
-        switch watcherArg(L, 1) {
-        case .error(let status): return status
-        case .value(let watcher):
-            lua_pushinteger(L, lua_Integer(watcher.closed ? -1 : watcher.fd))
-            return 1
-        }
+    private static let watcherFd: LuaBody = { L in luaCall(L, watcherFd) }
+    private static func watcherFd(_ L: LuaState) throws(LuaError) -> Int32 {
+        let watcher = try watcherArg(L, 1)
+        lua_pushinteger(L, lua_Integer(watcher.closed ? -1 : watcher.fd))
+        return 1
     }
 
     // MARK: - Wait lists
@@ -203,31 +153,16 @@ enum WaitBindings {
         return 1
     }
 
-    private static func listArg(_ L: LuaState) -> ArgResult<WaitList> {
-        guard let list = LuaObjects.get(L, 1, kind: .waitList, as: WaitList.self) else {
-            return .error(luaTypeError(L, 1, "gsock.waitlist"))
-        }
-        return .value(list)
+    private static func listArg(_ L: LuaState) throws(LuaError) -> WaitList {
+        try Arg.object(L, 1, kind: .waitList, as: WaitList.self, expected: "gsock.waitlist")
     }
 
     /// `list:wait([timeout])` → true when notified, false when the timeout passed.
-    private static let listWait: LuaBody = { L in
-        let L = L!
-        let list: WaitList
-        switch listArg(L) {
-        case .error(let status): return status
-        case .value(let l): list = l
-        }
-        let timeout: Double?
-        switch luaTimeoutArg(L, 2) {
-        case .error(let status): return status
-        case .value(let t): timeout = t
-        }
-        let fiber: Fiber
-        switch FiberBindings.currentFiber(L, "wait") {
-        case .error(let status): return status
-        case .value(let f): fiber = f
-        }
+    private static let listWait: LuaBody = { L in luaCall(L, listWait) }
+    private static func listWait(_ L: LuaState) throws(LuaError) -> Int32 {
+        let list = try listArg(L)
+        let timeout = try Arg.timeout(L, 2)
+        let fiber = try FiberBindings.runningFiber(L, "wait")
         if timeout == 0 {
             lua_pushboolean(L, 0)
             return 1
@@ -236,54 +171,35 @@ enum WaitBindings {
                                     then: FiberBindings.notifiedOrTimedOut)
     }
 
-    private static let listNotify: LuaBody = { L in
-        let L = L!
-        switch listArg(L) {
-        case .error(let status): return status
-        case .value(let list):
-            var n = 1
-            if !luaIsNoneOrNil(L, 2) {
-                switch luaIntegerArg(L, 2) {
-                case .error(let status): return status
-                case .value(let v): n = v
-                }
-            }
-            lua_pushinteger(L, lua_Integer(list.notify(n, runtime: Runtime.from(L))))
-            return 1
-        }
+    private static let listNotify: LuaBody = { L in luaCall(L, listNotify) }
+    private static func listNotify(_ L: LuaState) throws(LuaError) -> Int32 {
+        let list = try listArg(L)
+        let n = try Arg.optionalInteger(L, 2) ?? 1
+        lua_pushinteger(L, lua_Integer(list.notify(n, runtime: Runtime.from(L))))
+        return 1
     }
 
-    private static let listNotifyAll: LuaBody = { L in
-        let L = L!
-        switch listArg(L) {
-        case .error(let status): return status
-        case .value(let list):
-            lua_pushinteger(L, lua_Integer(list.notify(Int.max, runtime: Runtime.from(L))))
-            return 1
-        }
+    private static let listNotifyAll: LuaBody = { L in luaCall(L, listNotifyAll) }
+    private static func listNotifyAll(_ L: LuaState) throws(LuaError) -> Int32 {
+        let list = try listArg(L)
+        lua_pushinteger(L, lua_Integer(list.notify(Int.max, runtime: Runtime.from(L))))
+        return 1
     }
 
-    private static let listWaiting: LuaBody = { L in
-        let L = L!
-        switch listArg(L) {
-        case .error(let status): return status
-        case .value(let list):
-            lua_pushinteger(L, lua_Integer(list.count))
-            return 1
-        }
+    private static let listWaiting: LuaBody = { L in luaCall(L, listWaiting) }
+    private static func listWaiting(_ L: LuaState) throws(LuaError) -> Int32 {
+        let list = try listArg(L)
+        lua_pushinteger(L, lua_Integer(list.count))
+        return 1
     }
 
     // MARK: - Timeouts
 
     /// `timeout(seconds [, err])`: raises err (default: a new "timeout" error) in the
     /// running fiber at its wait point once `seconds` have passed. nil never fires.
-    private static let newTimeout: LuaBody = { L in
-        let L = L!
-        let seconds: Double?
-        switch luaTimeoutArg(L, 1) {
-        case .error(let status): return status
-        case .value(let s): seconds = s
-        }
+    private static let newTimeout: LuaBody = { L in luaCall(L, newTimeout) }
+    private static func newTimeout(_ L: LuaState) throws(LuaError) -> Int32 {
+        let seconds = try Arg.timeout(L, 1)
         let rt = Runtime.from(L)
         lua_settop(L, 2)
         let timeout = Timeout(runtime: rt)
@@ -291,41 +207,26 @@ enum WaitBindings {
         if luaIsNoneOrNil(L, 2) { ErrorValues.pushTimeout(L) } else { lua_pushvalue(L, 2) }
         lua_setiuservalue(L, -2, 1)
         if let seconds {
-            let fiber: Fiber
-            switch FiberBindings.currentFiber(L, "timeout") {
-            case .error(let status): return status
-            case .value(let f): fiber = f
-            }
+            let fiber = try FiberBindings.runningFiber(L, "timeout")
             lua_pushvalue(L, -1)
             timeout.start(seconds: seconds, fiber: fiber, anchor: luaRef(L))
         }
         return 1
     }
 
-    private static func timeoutArg(_ L: LuaState) -> ArgResult<Timeout> {
-        guard let t = LuaObjects.get(L, 1, kind: .timeout, as: Timeout.self) else {
-            return .error(luaTypeError(L, 1, "gsock.timeout"))
-        }
-        return .value(t)
+    private static func timeoutArg(_ L: LuaState) throws(LuaError) -> Timeout {
+        try Arg.object(L, 1, kind: .timeout, as: Timeout.self, expected: "gsock.timeout")
     }
 
-    private static let cancelTimeout: LuaBody = { L in
-        let L = L!
-        switch timeoutArg(L) {
-        case .error(let status): return status
-        case .value(let t):
-            t.cancel()
-            return 0
-        }
+    private static let cancelTimeout: LuaBody = { L in luaCall(L, cancelTimeout) }
+    private static func cancelTimeout(_ L: LuaState) throws(LuaError) -> Int32 {
+        try timeoutArg(L).cancel()
+        return 0
     }
 
-    private static let timeoutPending: LuaBody = { L in
-        let L = L!
-        switch timeoutArg(L) {
-        case .error(let status): return status
-        case .value(let t):
-            lua_pushboolean(L, t.pending ? 1 : 0)
-            return 1
-        }
+    private static let timeoutPending: LuaBody = { L in luaCall(L, timeoutPending) }
+    private static func timeoutPending(_ L: LuaState) throws(LuaError) -> Int32 {
+        lua_pushboolean(L, try timeoutArg(L).pending ? 1 : 0)
+        return 1
     }
 }

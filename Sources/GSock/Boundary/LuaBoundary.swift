@@ -65,77 +65,12 @@ func luaString(_ L: LuaState, _ i: Int32) -> String? {
     }
 }
 
-/// An argument as read: its value, or the status to return (the argument error is pushed).
-enum ArgResult<T> {
-    case value(T)
-    case error(Int32)
-}
-
-/// An optional number argument: nil when absent, an argument error when not a number.
-func luaOptNumber(_ L: LuaState, _ i: Int32) -> ArgResult<Double?> {
-    if luaIsNoneOrNil(L, i) { return .value(nil) }
-    var isNum: Int32 = 0
-    let v = lua_tonumberx(L, i, &isNum)
-    guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else { return .error(luaTypeError(L, i, "number")) }
-    return .value(v)
-}
-
 /// How a timeout reader treats a negative number (and -inf).
 enum NegativeTimeout {
     /// SPEC §3 (wait_*, sleep, join, ...): an argument error.
     case isError
     /// LuaSocket (settimeout, settimeouts, select): block for ever.
     case meansForever
-}
-
-/// The one reader of timeout arguments, so that every timeout follows the same rule: nil or
-/// +inf wait for ever, NaN is an argument error (a NaN timer never fires and a NaN deadline
-/// never passes), a negative number is as `negative` says. Huge finite values are kept: libev
-/// takes doubles, and ev_now() + 1e308 is still finite.
-func luaTimeoutArg(_ L: LuaState, _ i: Int32, negative: NegativeTimeout = .isError) -> ArgResult<Double?> {
-    switch luaOptNumber(L, i) {
-    case .error(let status): return .error(status)
-    case .value(nil): return .value(nil)
-    case .value(let t?):
-        if t.isNaN { return .error(luaArgError(L, i, "timeout is NaN")) }
-        if t < 0 {
-            if negative == .meansForever { return .value(nil) }
-            return .error(luaArgError(L, i, "timeout must be a non-negative number or nil"))
-        }
-        return .value(t.isInfinite ? nil : t)
-    }
-}
-
-func luaIntegerArg(_ L: LuaState, _ i: Int32) -> ArgResult<Int> {
-    var isNum: Int32 = 0
-    let v = lua_tointegerx(L, i, &isNum)
-    guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else {
-        if lua_type(L, i) == LUA_TNUMBER { return .error(luaArgError(L, i, "number has no integer representation")) }
-        return .error(luaTypeError(L, i, "number"))
-    }
-    return .value(Int(v))
-}
-
-/// An integer argument that must lie in `range` (a descriptor, a size): lauxlib's words when it
-/// is not an integer, "value out of range" when it is one that does not fit. Every Lua number
-/// that becomes an Int32 or feeds arithmetic goes through here or clamps, never a trapping Int32(_:).
-func luaIntegerArg(_ L: LuaState, _ i: Int32, in range: ClosedRange<Int>) -> ArgResult<Int> {
-    switch luaIntegerArg(L, i) {
-    case .error(let status): return .error(status)
-    case .value(let v):
-        guard range.contains(v) else { return .error(luaArgError(L, i, "value out of range")) }
-        return .value(v)
-    }
-}
-
-/// An optional integer argument clamped into `range` (nil when absent): for sizes where any
-/// larger value means "no limit" (a float that is not an integer is still an argument error).
-func luaClampedIntegerArg(_ L: LuaState, _ i: Int32, _ range: ClosedRange<Int>) -> ArgResult<Int?> {
-    if luaIsNoneOrNil(L, i) { return .value(nil) }
-    switch luaIntegerArg(L, i) {
-    case .error(let status): return .error(status)
-    case .value(let v): return .value(min(max(v, range.lowerBound), range.upperBound))
-    }
 }
 
 // MARK: - Reading arguments with `try`
@@ -159,6 +94,8 @@ struct LuaError: Error {
     static func raise(_ L: LuaState, _ message: String) -> LuaError {
         LuaError(status: luaRaise(L, message))
     }
+    /// The value on top of the stack, raised as it is (an error value, a kill's error).
+    static let value = LuaError(status: LuaStatus.raise)
 }
 
 /// Runs a binding written with `try`: the one place a thrown `LuaError` becomes the status
@@ -171,19 +108,24 @@ func luaCall(_ L: LuaState?, _ body: (LuaState) throws(LuaError) -> Int32) -> In
 /// The typed readers of Lua arguments; each throws the error lauxlib's `luaL_check*` would
 /// raise, with the same words.
 enum Arg {
-    @inline(__always)
-    static func get<T>(_ result: ArgResult<T>) throws(LuaError) -> T {
-        switch result {
-        case .value(let v): return v
-        case .error(let status): throw LuaError(status: status)
+    static func integer(_ L: LuaState, _ i: Int32) throws(LuaError) -> Int {
+        var isNum: Int32 = 0
+        let v = lua_tointegerx(L, i, &isNum)
+        guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else {
+            if lua_type(L, i) == LUA_TNUMBER { throw .argument(L, i, "number has no integer representation") }
+            throw .type(L, i, "number")
         }
+        return Int(v)
     }
 
-    static func integer(_ L: LuaState, _ i: Int32) throws(LuaError) -> Int { try get(luaIntegerArg(L, i)) }
-
-    /// An integer that must lie in `range`: "value out of range" when it does not.
+    /// An integer argument that must lie in `range` (a descriptor, a size): lauxlib's words
+    /// when it is not an integer, "value out of range" when it is one that does not fit. Every
+    /// Lua number that becomes an Int32 or feeds arithmetic goes through here or clamps, never
+    /// a trapping Int32(_:).
     static func integer(_ L: LuaState, _ i: Int32, in range: ClosedRange<Int>) throws(LuaError) -> Int {
-        try get(luaIntegerArg(L, i, in: range))
+        let v = try integer(L, i)
+        guard range.contains(v) else { throw .argument(L, i, "value out of range") }
+        return v
     }
 
     /// An optional integer: nil when absent.
@@ -191,17 +133,34 @@ enum Arg {
         luaIsNoneOrNil(L, i) ? nil : try integer(L, i)
     }
 
-    /// An optional integer clamped into `range` (luaClampedIntegerArg).
+    /// An optional integer clamped into `range` (nil when absent): for sizes where any larger
+    /// value means "no limit" (a float that is not an integer is still an argument error).
     static func clampedInteger(_ L: LuaState, _ i: Int32, _ range: ClosedRange<Int>) throws(LuaError) -> Int? {
-        try get(luaClampedIntegerArg(L, i, range))
+        guard let v = try optionalInteger(L, i) else { return nil }
+        return min(max(v, range.lowerBound), range.upperBound)
     }
 
     /// An optional number: nil when absent.
-    static func optionalNumber(_ L: LuaState, _ i: Int32) throws(LuaError) -> Double? { try get(luaOptNumber(L, i)) }
+    static func optionalNumber(_ L: LuaState, _ i: Int32) throws(LuaError) -> Double? {
+        if luaIsNoneOrNil(L, i) { return nil }
+        var isNum: Int32 = 0
+        let v = lua_tonumberx(L, i, &isNum)
+        guard isNum != 0, lua_type(L, i) == LUA_TNUMBER else { throw .type(L, i, "number") }
+        return v
+    }
 
-    /// A timeout (luaTimeoutArg): nil waits for ever.
+    /// The one reader of timeout arguments, so that every timeout follows the same rule: nil
+    /// or +inf wait for ever, NaN is an argument error (a NaN timer never fires and a NaN
+    /// deadline never passes), a negative number is as `negative` says. Huge finite values
+    /// are kept: libev takes doubles, and ev_now() + 1e308 is still finite.
     static func timeout(_ L: LuaState, _ i: Int32, negative: NegativeTimeout = .isError) throws(LuaError) -> Double? {
-        try get(luaTimeoutArg(L, i, negative: negative))
+        guard let t = try optionalNumber(L, i) else { return nil }
+        if t.isNaN { throw .argument(L, i, "timeout is NaN") }
+        if t < 0 {
+            if negative == .meansForever { return nil }
+            throw .argument(L, i, "timeout must be a non-negative number or nil")
+        }
+        return t.isInfinite ? nil : t
     }
 
     /// A string argument (a number is not converted): "string expected, got T" otherwise.
@@ -213,6 +172,11 @@ enum Arg {
     /// An optional string: nil when absent.
     static func optionalString(_ L: LuaState, _ i: Int32) throws(LuaError) -> String? {
         luaIsNoneOrNil(L, i) ? nil : try string(L, i)
+    }
+
+    /// A table argument: "table expected, got T" otherwise.
+    static func table(_ L: LuaState, _ i: Int32) throws(LuaError) {
+        guard lua_type(L, i) == LUA_TTABLE else { throw .type(L, i, "table") }
     }
 }
 

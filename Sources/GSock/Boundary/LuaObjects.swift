@@ -14,6 +14,7 @@ enum LuaObjectKind: UInt {
     case timeout = 0x6773_6669_6265_7204
     case swiftFunction = 0x6773_6669_6265_7205
     case socket = 0x6773_6669_6265_7206
+    case tlsContext = 0x6773_6669_6265_7207
 
     /// The metatable of every object of this kind (sockets have one per class).
     var metatable: String {
@@ -24,6 +25,7 @@ enum LuaObjectKind: UInt {
         case .timeout: return "gsock.timeout"
         case .swiftFunction: return "gsock.swiftfunction"
         case .socket: return "socket"
+        case .tlsContext: return TLSBindings.contextMetatable
         }
     }
 }
@@ -94,6 +96,16 @@ enum LuaObjects {
               let p = block.load(as: UnsafeMutableRawPointer?.self) else { return nil }
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         return Unmanaged<AnyObject>.fromOpaque(p)
+    }
+}
+
+extension Arg {
+    /// The object of `kind` at `index`: "expected expected, got T" otherwise.
+    @inline(__always)
+    static func object<T: AnyObject>(_ L: LuaState, _ index: Int32, kind: LuaObjectKind, as: T.Type,
+                                     expected: String) throws(LuaError) -> T {
+        guard let object = LuaObjects.get(L, index, kind: kind, as: T.self) else { throw .type(L, index, expected) }
+        return object
     }
 }
 

@@ -16,7 +16,11 @@ public enum ConfigLoader {
         "max_run_time_action", "services",
     ]
     static let serviceKeys = [
-        "listen", "handler", "max_connections", "backlog", "idle_timeout", "nodelay", "env",
+        "listen", "handler", "max_connections", "backlog", "idle_timeout", "nodelay", "env", "tls",
+    ]
+    static let tlsKeys = [
+        "cert", "key", "password", "client_ca", "verify_client", "alpn", "protocols", "ciphers", "ciphersuites",
+        "handshake_timeout",
     ]
     static let logLevels = Logger.Level.allCases.map(\.rawValue)
 
@@ -191,6 +195,9 @@ public enum ConfigLoader {
         if let nodelay = reader.boolean(table["nodelay"], at: key.appending("nodelay")) {
             service.nodelay = nodelay
         }
+        if let tls = table["tls"] {
+            service.tls = readTLS(tls, at: key.appending("tls"), directory: directory, reader: &reader)
+        }
         if let env = table["env"] {
             let envKey = key.appending("env")
             if let fields = reader.table(env, at: envKey, expected: "a table ([\(envKey)])") {
@@ -198,6 +205,65 @@ public enum ConfigLoader {
             }
         }
         return complete && handler != nil ? service : nil
+    }
+
+    /// `tls = { cert = ..., key = ... }` (SPEC §10): the table server.lua takes, its files
+    /// made absolute; the certificate and key are loaded (and matched) here, so that `gsockd
+    /// check` finds an unreadable file or a key that is not the certificate's.
+    private static func readTLS(
+        _ value: TOMLValueConvertible, at key: ConfigKey, directory: Directory, reader: inout ConfigReader
+    ) -> [String: LuaValue]? {
+        guard let table = reader.table(value, at: key, expected: "a table ([\(key)]) with cert and key") else { return nil }
+        let before = reader.problems.count
+        reader.rejectUnknownKeys(of: table, at: key, allowed: tlsKeys)
+        var result: [String: LuaValue] = [:]
+        var files: [String: String] = [:]
+        for name in ["cert", "key", "client_ca"] {
+            guard let path = reader.string(table[name], at: key.appending(name), expected: "a file path, relative to the config file")
+            else { continue }
+            let shown = FilePaths.join(directory.shown, path)
+            files[name] = shown
+            result[name] = .string(FilePaths.join(directory.absolute, path))
+        }
+        for name in ["password", "ciphers", "ciphersuites"] {
+            if let s = reader.string(table[name], at: key.appending(name), expected: "a string") { result[name] = .string(s) }
+        }
+        if let v = reader.choice(table["verify_client"], at: key.appending("verify_client"), ["require", "optional"]) {
+            result["verify_client"] = .string(v)
+        }
+        for name in ["alpn", "protocols"] {
+            guard let v = table[name] else { continue }
+            let allowed: [String]? = name == "protocols" ? ["tlsv1_2", "tlsv1_3"] : nil
+            guard let array = v.array, !array.isEmpty,
+                  array.allSatisfy({ $0.string.map { allowed?.contains($0) ?? true } ?? false }) else {
+                reader.wrong(v, at: key.appending(name), expected: allowed.map { "an array of " + $0.map { "\"\($0)\"" }.joined(separator: " and ") }
+                             ?? "an array of protocol names")
+                continue
+            }
+            result[name] = .array(array.compactMap { $0.string.map { LuaValue.string($0) } })
+        }
+        if let t = reader.seconds(table["handshake_timeout"], at: key.appending("handshake_timeout"), allowZero: false) {
+            result["handshake_timeout"] = .number(t)
+        }
+        for name in ["cert", "key"] where table[name] == nil { reader.report(key.appending(name), "missing (expected a file path)") }
+        if table["verify_client"] != nil && table["client_ca"] == nil {
+            reader.report(key.appending("client_ca"), "missing: verify_client needs the CA certificates of the clients")
+        }
+        guard reader.problems.count == before, let cert = files["cert"], let privateKey = files["key"] else { return nil }
+        var p = TLSParameters(mode: .server)
+        p.certificate = cert
+        p.key = privateKey
+        p.password = result["password"].flatMap { if case .string(let s) = $0 { return s } else { return nil } }
+        p.cafile = files["client_ca"]
+        do {
+            _ = try TLSContext(p)
+        } catch {
+            let blamed = error.message.contains("'\(privateKey)'") && !error.message.contains("does not match")
+                ? "key" : (files["client_ca"].map { error.message.contains($0) } == true ? "client_ca" : "cert")
+            reader.report(key.appending(blamed), error.message)
+            return nil
+        }
+        return result
     }
 
     /// `listen`: one address or a non-empty array of them. Returns the good addresses, and

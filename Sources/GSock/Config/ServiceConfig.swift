@@ -16,6 +16,8 @@ public struct ServiceConfig: Sendable {
     public var idleTimeout: Double?
     /// `nodelay`: whether accepted connections get TCP_NODELAY.
     public var nodelay: Bool = true
+    /// `tls`: the service speaks TLS (SPEC §10), with these settings (files absolute).
+    public var tls: [String: LuaValue]?
     /// `[services.NAME.env]`, handed to the handler's `init(config)`.
     public var env: [String: LuaValue] = [:]
 

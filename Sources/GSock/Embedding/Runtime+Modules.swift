@@ -47,8 +47,8 @@ extension Runtime {
     }
 }
 
-private let callSwiftFunction: LuaBody = { L in
-    let L = L!
+private let callSwiftFunction: LuaBody = { L in luaCall(L, callSwiftFunction) }
+private func callSwiftFunction(_ L: LuaState) throws(LuaError) -> Int32 {
     guard let box = LuaObjects.get(L, gs_upvalueindex(2), kind: .swiftFunction,
                                    as: SwiftFunctionBox.self) else { return 0 }
     let n = lua_gettop(L)
@@ -60,6 +60,6 @@ private let callSwiftFunction: LuaBody = { L in
         for r in results { r.push(L) }
         return Int32(results.count)
     } catch {
-        return luaRaise(L, "\(box.name): \(error)")
+        throw .raise(L, "\(box.name): \(error)")
     }
 }

@@ -50,7 +50,7 @@ local function load_handler(file)
   return handler_of(value, file)
 end
 
-local SERVER_OPTIONS = { "max_connections", "backlog", "idle_timeout", "nodelay" }
+local SERVER_OPTIONS = { "max_connections", "backlog", "idle_timeout", "nodelay", "tls" }
 
 --- A service's server options: the config's, else the handler table's.
 local function server_options(service)

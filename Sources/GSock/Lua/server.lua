@@ -12,33 +12,25 @@ local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring
       error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
 local log, resources = host.log, host.resources
 local getinfo = debug.getinfo
+local internal = gsock._internal
+local bad_argument, bad_type = internal.bad_argument, internal.bad_type
 
 -- What gsock.stats() adds up over every server of the runtime.
 local totals = { connections = 0, accepted = 0, errors = 0 }
-local core_stats = gsock.stats
 
---- Counts of fibers, sockets, connections, accepted connections, errors (handler and
---- fiber failures), bytes in and out, and the bytes the Lua state holds.
-function gsock.stats()
-  local s = core_stats()
+internal.add_stats(function(s)
   s.connections, s.accepted = totals.connections, totals.accepted
   s.errors = s.errors + totals.errors
-  return s
-end
+end)
 local unix = require "socket.unix"
 
 -- The servers running, so that a log line written from a connection's fiber can name
 -- its service and peer without a table per connection.
 local running = setmetatable({}, { __mode = "k" })
 
-local core_log = gsock.log
-
---- gsock.log(level, message [, fields]): a log line (SPEC §9). From a connection's
---- fiber it carries the service and the peer unless `fields` names them.
-function gsock.log(level, message, fields)
-  if fields ~= nil and type(fields) ~= "table" then
-    error(("bad argument #3 to 'log' (table expected, got %s)"):format(type(fields)), 2)
-  end
+-- A gsock.log line from a connection's fiber carries the service and the peer unless
+-- `fields` names them.
+internal.add_log_context(function(fields)
   local me = gsock.current()
   for server in pairs(running) do
     local client = me and server.handlers[me]
@@ -51,8 +43,8 @@ function gsock.log(level, message, fields)
       break
     end
   end
-  return core_log(level, message, fields)
-end
+  return fields
+end)
 
 -- Addresses -------------------------------------------------------------------------
 
@@ -77,7 +69,6 @@ local function parse_address(text)
   if h == "" or h == "*" then h = "0.0.0.0" end
   return { host = h, port = port }
 end
-gsock.parse_address = parse_address
 
 local function address_text(a)
   if a.path then return "unix:" .. a.path end
@@ -217,8 +208,59 @@ local KEYS = {
   name = { function(v) return type(v) == "string" end, "a string" },
   nodelay = { function(v) return type(v) == "boolean" end, "a boolean" },
   reuseport = { function(v) return type(v) == "boolean" end, "a boolean" },
+  tls = { function(v) return type(v) == "table" end, "a table { cert = FILE, key = FILE, ... }" },
 }
-local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay" }
+local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay",
+                     "tls" }
+
+-- TLS services (SPEC §10) ------------------------------------------------------------
+
+local function is_string_list(v, allowed)
+  if type(v) ~= "table" then return false end
+  for _, s in ipairs(v) do
+    if type(s) ~= "string" or (allowed and not allowed[s]) then return false end
+  end
+  return true
+end
+local TLS_KEYS = {
+  cert = { function(v) return type(v) == "string" end, "a certificate file" },
+  key = { function(v) return type(v) == "string" end, "a private key file" },
+  password = { function(v) return type(v) == "string" end, "a string" },
+  client_ca = { function(v) return type(v) == "string" end, "a CA certificates file" },
+  verify_client = { function(v) return v == "require" or v == "optional" end, "\"require\" or \"optional\"" },
+  alpn = { is_string_list, "a list of protocol names" },
+  protocols = { function(v) return is_string_list(v, { tlsv1_2 = true, tlsv1_3 = true }) and #v > 0 end,
+                "a list of \"tlsv1_2\" and \"tlsv1_3\"" },
+  ciphers = { function(v) return type(v) == "string" end, "an OpenSSL cipher list" },
+  ciphersuites = { function(v) return type(v) == "string" end, "a TLS 1.3 cipher suite list" },
+  handshake_timeout = { is_positive_number, "a positive number of seconds" },
+}
+
+--- The TLS context of a server's `tls` table, or nil and what is wrong ("tls.cert: ...").
+local function tls_context(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local spec = TLS_KEYS[k]
+    if k == "certs" then return nil, "'tls.certs' (certificates chosen by SNI) is not supported yet: use cert and key" end
+    if not spec then return nil, ("unknown key 'tls.%s'"):format(tostring(k)) end
+    if not spec[1](t[k]) then return nil, ("'tls.%s' must be %s, got %s"):format(k, spec[2], type(t[k])) end
+  end
+  if not t.cert or not t.key then return nil, "'tls' needs cert and key" end
+  if t.verify_client and not t.client_ca then return nil, "'tls.verify_client' needs 'tls.client_ca'" end
+  local protocol = "any"
+  if t.protocols and #t.protocols == 1 then protocol = t.protocols[1] end
+  local verify
+  if t.verify_client == "require" then verify = { "peer", "fail_if_no_peer_cert" }
+  elseif t.verify_client == "optional" then verify = { "peer" } end
+  local ssl = require "ssl"
+  local ctx, err = ssl.newcontext({ mode = "server", certificate = t.cert, key = t.key, password = t.password,
+                                    cafile = t.client_ca, verify = verify, alpn = t.alpn, protocol = protocol,
+                                    ciphers = t.ciphers, ciphersuites = t.ciphersuites })
+  if not ctx then return nil, "tls: " .. err end
+  return ctx
+end
 local OPTIONS = {}
 for k in pairs(KEYS) do OPTIONS[k] = k ~= "handle" and k ~= "init" end
 
@@ -264,7 +306,7 @@ end
 
 --- Checks a handler table (SPEC §5): nil, or the first problem ("unknown key 'listn';
 --- did you mean 'listen'?", "'backlog' must be a positive integer, got string").
-function gsock.check_handler(t)
+local function check_handler(t)
   if not is_callable(t.handle) then
     if t.handle == nil then
       local g
@@ -293,44 +335,50 @@ end
 
 --- gsock.server(listen, handler [, opts]): `handler` is function(sock, peer) or a table
 --- with `handle` and options; `opts` overrides the table's options.
-function gsock.server(listen, handler, opts)
+local function server(listen, handler, opts)
   local options = {}
   if type(handler) == "table" and not is_callable(handler) then
-    local problem = gsock.check_handler(handler)
-    if problem then error(("bad argument #2 to 'server' (handler table: %s)"):format(problem), 2) end
+    local problem = check_handler(handler)
+    if problem then error(bad_argument(2, "server", "handler table: " .. problem), 2) end
     for k, v in pairs(handler) do options[k] = v end
     handler = handler.handle
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to 'server' (table expected, got %s)"):format(type(opts)), 2)
+    error(bad_type(3, "server", "table", opts), 2)
   end
   for k, v in pairs(opts or {}) do
-    if not OPTIONS[k] then error(("bad argument #3 to 'server' (unknown option '%s')"):format(tostring(k)), 2) end
+    if not OPTIONS[k] then error(bad_argument(3, "server", ("unknown option '%s'"):format(tostring(k))), 2) end
     local problem = v ~= nil and key_problem(k, v, true)
-    if problem then error(("bad argument #3 to 'server' (%s)"):format(problem), 2) end
+    if problem then error(bad_argument(3, "server", problem), 2) end
     options[k] = v
   end
   if not is_callable(handler) then
-    error("bad argument #2 to 'server' (a handler function expected)", 2)
+    error(bad_argument(2, "server", "a handler function expected"), 2)
   end
   listen = listen or options.listen
   local list = type(listen) == "table" and listen or { listen }
   local addresses = {}
   for i, text in ipairs(list) do
     local a, err = parse_address(text)
-    if not a then error(("bad argument #1 to 'server' (%s)"):format(err), 2) end
+    if not a then error(bad_argument(1, "server", err), 2) end
     addresses[i] = a
   end
-  if #addresses == 0 then error("bad argument #1 to 'server' (no address to listen on)", 2) end
+  if #addresses == 0 then error(bad_argument(1, "server", "no address to listen on"), 2) end
   local max = options.max_connections
   if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
-    error("bad argument #3 to 'server' (max_connections must be a positive integer)", 2)
+    error(bad_argument(3, "server", "max_connections must be a positive integer"), 2)
+  end
+  local tls, tls_problem
+  if options.tls then
+    tls, tls_problem = tls_context(options.tls)
+    if not tls then error(bad_argument(opts and opts.tls and 3 or 2, "server", tls_problem), 2) end
   end
   local self = setmetatable({
     addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
     max_connections = max or math.maxinteger, backlog = options.backlog or 511,
     idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
     reuseport = options.reuseport, listeners = {}, socket_files = {}, handlers = {}, count = 0, accepted = 0,
+    tls = tls, handshake_timeout = options.tls and options.tls.handshake_timeout or 10,
     slot = gsock.event(), drained = gsock.event(), stopped = gsock.event(),
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
@@ -359,6 +407,19 @@ local function handle_connection(self, client, a)
   local peer
   if self.takes_peer then
     peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
+  end
+  if self.tls then
+    -- The handshake finishes before the handler runs, bounded by handshake_timeout.
+    client:settimeout(self.handshake_timeout)
+    local done, err = client:_tlshandshake(self.tls)
+    if not done then
+      local who = a.path and ("unix:" .. a.path) or ("%s:%s"):format(peer_host, peer_port)
+      log("info", "TLS handshake failed: " .. err, { service = self.name, peer = who })
+      client:close()
+      return
+    end
+    client:settimeout(self.idle_timeout or -1)
+    if peer then peer.tls = client:_tlsinfo() end
   end
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)
@@ -503,10 +564,10 @@ UdpServer.__index = UdpServer
 UdpServer.__name = "gsock.udp_server"
 
 --- gsock.udp_server(listen, fn(data, peer, server)): one fiber per datagram.
-function gsock.udp_server(listen, fn, opts)
+local function udp_server(listen, fn, opts)
   local a, err = parse_address(listen)
-  if not a or a.path then error(("bad argument #1 to 'udp_server' (%s)"):format(err or "a HOST:PORT address expected"), 2) end
-  if type(fn) ~= "function" then error("bad argument #2 to 'udp_server' (a handler function expected)", 2) end
+  if not a or a.path then error(bad_argument(1, "udp_server", err or "a HOST:PORT address expected"), 2) end
+  if type(fn) ~= "function" then error(bad_argument(2, "udp_server", "a handler function expected"), 2) end
   return setmetatable({ addresses = { a }, fn = fn, name = (opts or {}).name or "udp", stopped = gsock.event() }, UdpServer)
 end
 
@@ -570,3 +631,6 @@ function UdpServer:stop()
 end
 
 UdpServer.close = UdpServer.stop
+
+internal.provide({ server = server, udp_server = udp_server, parse_address = parse_address,
+                   check_handler = check_handler })

@@ -9,6 +9,7 @@ local c, gsock = ...
 
 local error, getmetatable, ipairs, math, pcall, select, setmetatable, string, type =
       error, getmetatable, ipairs, math, pcall, select, setmetatable, string, type
+local bad_argument = gsock._internal.bad_argument
 
 local socket = {
   _VERSION = "LuaSocket 3.1.0",
@@ -149,7 +150,7 @@ function dns.tohostname(address)
 end
 
 function dns.getnameinfo(host, service)
-  if host == nil and service == nil then error("bad argument #1 to 'getnameinfo' (host or service expected)", 2) end
+  if host == nil and service == nil then error(bad_argument(1, "getnameinfo", "host or service expected"), 2) end
   local names = {}
   if host ~= nil then
     local list, err = c.resolve(host)
@@ -302,7 +303,7 @@ socket.source = socket.choose(sourcet)
 --- is reached. Errors: nil, message, partial.
 local function receiveuntil(sock, pattern)
   if type(pattern) ~= "string" or pattern == "" then
-    error("bad argument #1 to 'receiveuntil' (non-empty string expected)", 2)
+    error(bad_argument(1, "receiveuntil", "non-empty string expected"), 2)
   end
   local finished = false
   return function(size)

@@ -15,6 +15,7 @@
 local host = ...
 
 local gsock = require "gsock"
+local bad_type = gsock._internal.bad_type
 local assertions = host.assertions()
 local write_junit = host.junit_writer()
 local live_fibers, resources = host.live_fibers, host.resources
@@ -54,7 +55,11 @@ local Pending = {}
 --- A problem with the command line found while running (a malformed --filter pattern).
 local Usage = {}
 
-local own_chunks = { ["@testing.lua"] = true, ["@assertions.lua"] = true, ["@gsock.lua"] = true }
+--- gsockd's own chunks (gsock.lua's modules are "@gsock/NAME.lua").
+local function is_own_chunk(source)
+  return source == "@testing.lua" or source == "@assertions.lua" or source == "@gsock.lua"
+         or source:find("^@gsock/") ~= nil
+end
 
 --- `file:line` of the innermost frame in the test file `file`; failing that, of the
 --- innermost Lua frame that is not the runner's.
@@ -65,7 +70,7 @@ local function locate(file)
     if not info then break end
     if info.currentline > 0 then
       if info.source == target then return file .. ":" .. info.currentline end
-      if not fallback and not own_chunks[info.source] then
+      if not fallback and not is_own_chunk(info.source) then
         fallback = info.short_src .. ":" .. info.currentline
       end
     end
@@ -279,7 +284,7 @@ local current_run  -- the record of the running test
 
 --- gsock.testing.serve(handler [, opts]) → server, "127.0.0.1:PORT": a server for the
 --- running test, stopped when the test ends.
-gsock.testing = {
+gsock._internal.provide({ testing = {
   serve = function(handler, opts)
     local server = gsock.server("127.0.0.1:0", handler, opts)
     server:start()
@@ -291,7 +296,7 @@ gsock.testing = {
     end
     return server, server.address
   end,
-}
+} })
 
 local function new_block(name, parent, file, line)
   return { kind = "block", name = name, parent = parent, file = file, line = line, children = {},
@@ -325,9 +330,7 @@ local function check_collecting(what)
 end
 
 local function check_arg(value, expected, n, what)
-  if type(value) ~= expected then
-    error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, what, expected, type(value)), 3)
-  end
+  if type(value) ~= expected then error(bad_type(n, what, expected, value), 3) end
 end
 
 local dsl = {}

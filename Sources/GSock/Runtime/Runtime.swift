@@ -152,7 +152,7 @@ public final class Runtime {
         lua_close(L)
         spareChunks.removeAll()
         stopPoolSweep()
-        connectionPool.values.forEach { $0.forEach { Posix.close($0.fd) } }
+        connectionPool.values.forEach { $0.forEach { Syscall.close($0.fd) } }
         resolver.close()
         ready.deallocateWatchers()
         if ownsLoop { ev_loop_destroy(loop) }

@@ -10,6 +10,7 @@ enum ServeSpec {
             if let v = s.maxConnections { serverOptions["max_connections"] = .integer(v) }
             if let v = s.backlog { serverOptions["backlog"] = .integer(v) }
             if let v = s.idleTimeout { serverOptions["idle_timeout"] = .number(v) }
+            if let v = s.tls { serverOptions["tls"] = .table(v) }
             services.append(.table([
                 "name": .string(s.name),
                 "listen": .array(s.listen.map { .string($0) }),

@@ -18,7 +18,7 @@ extension Runtime {
     func poolConnection(_ connection: PooledConnection, key: String, poolSize: Int) {
         var idle = connectionPool[key, default: []]
         idle.append(connection)
-        while idle.count > poolSize { Posix.close(idle.removeFirst().fd) }
+        while idle.count > poolSize { Syscall.close(idle.removeFirst().fd) }
         connectionPool[key] = idle
         if connection.maxIdle != nil { schedulePoolSweep() }
     }
@@ -32,7 +32,7 @@ extension Runtime {
             let kept = idle.filter { c in
                 guard let maxIdle = c.maxIdle else { return true }
                 if now - c.since >= maxIdle {
-                    Posix.close(c.fd)
+                    Syscall.close(c.fd)
                     return false
                 }
                 next = min(next, c.since + maxIdle)
@@ -82,15 +82,13 @@ extension Runtime {
         let now = ev_time()
         while let c = idle.popLast() {
             if let maxIdle = c.maxIdle, now - c.since > maxIdle {
-                Posix.close(c.fd)
+                Syscall.close(c.fd)
                 continue
             }
             var byte: UInt8 = 0
             // Healthy means: nothing to read and not closed by the peer.
-            if case .failed(let e) = Posix.recv(c.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)), e == EAGAIN || e == EWOULDBLOCK {
-                return c
-            }
-            Posix.close(c.fd)
+            if case .wouldBlock = Syscall.recv(c.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) { return c }
+            Syscall.close(c.fd)
         }
         return nil
     }

@@ -22,10 +22,12 @@ struct ReceiveBuffer {
         if start == end { start = 0; end = 0 }
     }
 
-    /// Reads once from `fd` into free space, making room first (a first chunk comes from
+    /// Reads once with `read` into free space, making room first (a first chunk comes from
     /// `spares`); also returns how many bytes it asked for (a shorter read means the
     /// descriptor is drained).
-    mutating func fill(from fd: Int32, spares: inout SpareChunks) -> (Posix.Result, Int) {
+    @inline(__always)
+    mutating func fill(spares: inout SpareChunks,
+                       read: (UnsafeMutableRawPointer, Int) -> TransportResult) -> (TransportResult, Int) {
         if storage == nil {
             storage = spares.take()
             capacity = Self.chunk
@@ -40,7 +42,7 @@ struct ReceiveBuffer {
             }
         }
         let space = capacity - end
-        let r = Posix.recv(fd, storage! + end, space)
+        let r = read(storage! + end, space)
         if case .ok(let n) = r { end += n }
         return (r, space)
     }

@@ -17,10 +17,12 @@ final class Socket {
         case udpUnconnected = "udp{unconnected}", udpConnected = "udp{connected}"
         case unixMaster = "unixstream{master}", unixClient = "unixstream{client}", unixServer = "unixstream{server}"
         case unixDgramUnconnected = "unixdgram{unconnected}", unixDgramConnected = "unixdgram{connected}"
+        /// LuaSec's connection object (`ssl.wrap`): a stream socket with TLS as its transport.
+        case tlsConnection = "SSL:Connection"
 
         var isStream: Bool {
             switch self {
-            case .tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer: return true
+            case .tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer, .tlsConnection: return true
             default: return false
             }
         }
@@ -44,6 +46,7 @@ final class Socket {
             case .unixServer: return .unixServer
             case .unixDgramUnconnected: return .unixDgramUnconnected
             case .unixDgramConnected: return .unixDgramConnected
+            case .tlsConnection: return .tlsConnection
             }
         }
     }
@@ -56,6 +59,7 @@ final class Socket {
         static let udpConnected = Classes(rawValue: 1 << 4), unixMaster = Classes(rawValue: 1 << 5)
         static let unixClient = Classes(rawValue: 1 << 6), unixServer = Classes(rawValue: 1 << 7)
         static let unixDgramUnconnected = Classes(rawValue: 1 << 8), unixDgramConnected = Classes(rawValue: 1 << 9)
+        static let tlsConnection = Classes(rawValue: 1 << 10)
     }
 
     enum Direction { case read, write }
@@ -65,6 +69,8 @@ final class Socket {
     /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC until `tcp()`'s first bind or connect.
     @exclusivity(unchecked) var family: Int32
     @exclusivity(unchecked) var socketClass: Class
+    /// How the bytes of a stream socket cross the descriptor: nil for the descriptor itself.
+    @exclusivity(unchecked) var transport: (any Transport)?
     let reader: IOWatcher
     /// Made on the first wait to send: most connections never have to wait for that.
     private var writerIfMade: IOWatcher?
@@ -83,14 +89,15 @@ final class Socket {
 
     /// Bytes received but not yet handed to Lua.
     @exclusivity(unchecked) var buffer = ReceiveBuffer()
-    /// The receive in progress: what it gathered so far and when it must end.
+    /// The receive in progress: what it is, what it gathered so far and when it must end.
+    @exclusivity(unchecked) var reading: Reading = .pattern(.line)
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
     /// Bytes of the accumulator that came from `receive`'s prefix argument.
     var receivePrefixLength = 0
-    /// The `max` of the receiveany in progress.
-    @exclusivity(unchecked) var receiveAnyMax = 0
     @exclusivity(unchecked) var receiveDeadline: Double?
     @exclusivity(unchecked) var sendDeadline: Double?
+    /// The direction of the socket's last wait (a TLS read may wait to write).
+    @exclusivity(unchecked) var parkedDirection: Direction = .read
     /// Bytes of the current send already written.
     @exclusivity(unchecked) var sendProgress = 0
 
@@ -100,31 +107,34 @@ final class Socket {
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
 
-    /// What only some sockets use (connecting, pooling, OpenResty's timeouts), kept out
-    /// of line so that an accepted connection's socket stays small; made on first use.
-    final class Seldom {
+    /// The state of a socket's client side (connecting, name resolution, pooling,
+    /// OpenResty's timeouts), kept out of line so that an accepted connection's socket
+    /// stays small; made on first use.
+    final class ClientState {
         var operationTimeouts: (connect: Double?, send: Double?, read: Double?)?
         /// The addresses a connect still has to try (after name resolution).
         var connectCandidates: [SocketAddress] = []
-        var connectError: Int32 = 0
+        var connectError: SystemError?
+        /// The host name or address `connect` was given (what a TLS client verifies).
+        var connectHost: String?
         var resolveJob: ResolveJob?
         /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0
         var poolKey: String?
     }
-    @exclusivity(unchecked) private var seldomIfMade: Seldom?
-    var seldom: Seldom {
-        if let seldomIfMade { return seldomIfMade }
-        let made = Seldom()
-        seldomIfMade = made
+    @exclusivity(unchecked) private var clientStateIfMade: ClientState?
+    var clientState: ClientState {
+        if let clientStateIfMade { return clientStateIfMade }
+        let made = ClientState()
+        clientStateIfMade = made
         return made
     }
 
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
-    /// Read on every operation, so reading it makes no Seldom.
+    /// Read on every operation, so reading it makes no ClientState.
     var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {
-        get { seldomIfMade?.operationTimeouts }
-        set { seldom.operationTimeouts = newValue }
+        get { clientStateIfMade?.operationTimeouts }
+        set { clientState.operationTimeouts = newValue }
     }
 
     init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
@@ -214,9 +224,10 @@ final class Socket {
     }
 
     private func closeDescriptor() {
+        transport?.willClose()
         let old = detachDescriptor()
         runtime.descriptorClosing(old)
-        Posix.close(old)
+        Syscall.close(old)
     }
 
     private func stopWatchers() {
@@ -243,10 +254,27 @@ final class Socket {
         Unmanaged.passUnretained(runtime)._withUnsafeGuaranteedRef(body)
     }
 
+    // MARK: - The transport
+
+    @inline(__always)
+    func transportRead(into buffer: UnsafeMutableRawPointer, count: Int) -> TransportResult {
+        if let transport { return transport.read(fd, into: buffer, count: count) }
+        return PlainTransport.read(fd, into: buffer, count: count)
+    }
+
+    @inline(__always)
+    func transportWrite(from bytes: UnsafeRawPointer, count: Int) -> TransportResult {
+        if let transport { return transport.write(fd, from: bytes, count: count) }
+        return PlainTransport.write(fd, from: bytes, count: count)
+    }
+
+    /// Bytes the transport holds for the next read beyond the receive buffer.
+    var transportBufferedInput: Int { transport?.bufferedInput ?? 0 }
+
     /// The deadline of an operation starting now.
     @inline(__always)
     func deadline(for direction: Direction, connecting: Bool = false) -> Double? {
-        if totalTimeout == nil && seldomIfMade == nil { return nil }  // no timeouts set: the usual case
+        if totalTimeout == nil && clientStateIfMade == nil { return nil }  // no timeouts set: the usual case
         return timeoutDeadline(for: direction, connecting: connecting)
     }
 
@@ -265,7 +293,7 @@ final class Socket {
     /// How long the next wait of an operation may last: nil for ever, 0 not at all.
     @inline(__always)
     func waitLimit(deadline: Double?) -> Double? {
-        if deadline == nil && seldomIfMade == nil { return blockTimeout }  // the usual case
+        if deadline == nil && clientStateIfMade == nil { return blockTimeout }  // the usual case
         return waitLimitLeft(deadline: deadline)
     }
 

@@ -14,7 +14,7 @@ import Glibc
 enum WaitableDescriptor {
     /// nil when `fd` may be watched, else the errno to report.
     static func refusal(_ fd: Int) -> Int32? {
-        guard fd >= 0, fd <= Int(Int32.max), fcntl(Int32(fd), F_GETFD) != -1 else { return EBADF }
+        guard fd >= 0, fd <= Int(Int32.max), Syscall.isOpen(Int32(fd)) else { return EBADF }
         return isRuntimeOwned(Int32(fd)) ? EBADF : nil
     }
 

@@ -54,60 +54,58 @@ enum SocketOptions {
         "ipv6-drop-membership": Option(level: ip6, name: IPV6_DROP_MEMBERSHIP, shape: .membership6, settable: true, gettable: false, kinds: .datagram),
     ]
 
-    private static func lookup(_ L: LuaState, _ s: Socket, settable: Bool) -> ArgResult<Option> {
-        guard let name = luaString(L, 2) else { return .error(luaTypeError(L, 2, "string")) }
+    private static func lookup(_ L: LuaState, _ s: Socket, settable: Bool) throws(LuaError) -> Option {
+        let name = try Arg.string(L, 2)
         let stream = s.socketClass.isStream
         guard let option = options[name], settable ? option.settable : option.gettable,
               option.kinds == .both || (option.kinds == .stream) == stream,
               settable || !stream || option.gettableOnStreams else {
-            return .error(luaArgError(L, 2, "unsupported option `\(name)'"))
+            throw .argument(L, 2, "unsupported option `\(name)'")
         }
-        return .value(option)
+        return option
     }
 
-    private static func result(_ L: LuaState, _ r: Posix.Result) -> Int32 {
+    private static func result(_ L: LuaState, _ r: Syscall.Result) -> Int32 {
         switch r {
         case .ok: return SocketBindings.ok(L)
-        case .failed: return SocketBindings.fail(L, "setsockopt failed")
+        case .failed, .wouldBlock: return SocketBindings.fail(L, "setsockopt failed")
         }
     }
 
     private static func getFailed(_ L: LuaState) -> Int32 { SocketBindings.fail(L, "getsockopt failed") }
 
-    static func set(_ L: LuaState, _ s: Socket) -> Int32 {
-        let option: Option
-        switch lookup(L, s, settable: true) {
-        case .error(let status): return status
-        case .value(let o): option = o
-        }
+    static func set(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
+        let option = try lookup(L, s, settable: true)
         if s.fd < 0 { return SocketBindings.fail(L, "setsockopt failed") }
         if option.level == SOL_SOCKET && option.name == Int32(SO_REUSEADDR) || option.name == IPV6_V6ONLY && option.level == ip6 {
             if option.name == IPV6_V6ONLY { s.v6only = lua_toboolean(L, 3) != 0 }
         }
         switch option.shape {
         case .boolean:
-            guard lua_type(L, 3) == LUA_TBOOLEAN else { return luaTypeError(L, 3, "boolean") }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
+            guard lua_type(L, 3) == LUA_TBOOLEAN else { throw .type(L, 3, "boolean") }
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, Int32(lua_toboolean(L, 3))))
         case .integer:
-            guard case .value(let v) = luaIntegerArg(L, 3) else { return luaTypeError(L, 3, "number") }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, Int32(clamping: v)))
+            var isNumber: Int32 = 0
+            let v = lua_tointegerx(L, 3, &isNumber)
+            guard isNumber != 0, lua_type(L, 3) == LUA_TNUMBER else { throw .type(L, 3, "number") }
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, Int32(clamping: v)))
         case .linger:
-            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            guard lua_type(L, 3) == LUA_TTABLE else { throw .type(L, 3, "table") }
             luaRawGetField(L, 3, "on")
             let on = lua_toboolean(L, -1)
             luaRawGetField(L, 3, "timeout")
             let timeout = Int32(clamping: lua_tointegerx(L, -1, nil))
             gs_pop(L, 2)
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, linger(l_onoff: on, l_linger: timeout)))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, linger(l_onoff: on, l_linger: timeout)))
         case .address4:
-            guard let text = luaString(L, 3) else { return luaTypeError(L, 3, "string") }
+            guard let text = luaString(L, 3) else { throw .type(L, 3, "string") }
             var address = in_addr()
             guard inet_pton(AF_INET, text == "*" ? "0.0.0.0" : text, &address) == 1 else {
-                return luaArgError(L, 3, "invalid IP address")
+                throw .argument(L, 3, "invalid IP address")
             }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, address))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, address))
         case .membership4:
-            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            guard lua_type(L, 3) == LUA_TTABLE else { throw .type(L, 3, "table") }
             luaRawGetField(L, 3, "multiaddr")
             luaRawGetField(L, 3, "interface")
             let group = luaString(L, -2) ?? "", interface = luaString(L, -1) ?? "0.0.0.0"
@@ -115,11 +113,11 @@ enum SocketOptions {
             var mreq = ip_mreq()
             guard inet_pton(AF_INET, group, &mreq.imr_multiaddr) == 1,
                   inet_pton(AF_INET, interface == "*" ? "0.0.0.0" : interface, &mreq.imr_interface) == 1 else {
-                return luaArgError(L, 3, "invalid 'multiaddr' or 'interface' address")
+                throw .argument(L, 3, "invalid 'multiaddr' or 'interface' address")
             }
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, mreq))
         case .membership6:
-            guard lua_type(L, 3) == LUA_TTABLE else { return luaTypeError(L, 3, "table") }
+            guard lua_type(L, 3) == LUA_TTABLE else { throw .type(L, 3, "table") }
             luaRawGetField(L, 3, "multiaddr")
             luaRawGetField(L, 3, "interface")
             let group = luaString(L, -2) ?? ""
@@ -127,25 +125,21 @@ enum SocketOptions {
             gs_pop(L, 2)
             var mreq = ipv6_mreq()
             guard inet_pton(AF_INET6, group, &mreq.ipv6mr_multiaddr) == 1 else {
-                return luaArgError(L, 3, "invalid 'multiaddr' address")
+                throw .argument(L, 3, "invalid 'multiaddr' address")
             }
             mreq.ipv6mr_interface = interface
-            return result(L, Posix.setsockopt(s.fd, option.level, option.name, mreq))
+            return result(L, Syscall.setsockopt(s.fd, option.level, option.name, mreq))
         case .error:
-            return luaArgError(L, 2, "unsupported option `error'")
+            throw .argument(L, 2, "unsupported option `error'")
         }
     }
 
-    static func get(_ L: LuaState, _ s: Socket) -> Int32 {
-        let option: Option
-        switch lookup(L, s, settable: false) {
-        case .error(let status): return status
-        case .value(let o): option = o
-        }
+    static func get(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
+        let option = try lookup(L, s, settable: false)
         if s.fd < 0 { return getFailed(L) }
         switch option.shape {
         case .boolean, .integer, .error:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, Int32(0))
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, Int32(0))
             if case .failed = r { return getFailed(L) }
             switch option.shape {
             case .boolean: lua_pushboolean(L, value != 0 ? 1 : 0)
@@ -155,7 +149,7 @@ enum SocketOptions {
             }
             return 1
         case .linger:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, linger())
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, linger())
             if case .failed = r { return getFailed(L) }
             lua_createtable(L, 0, 2)
             lua_pushboolean(L, value.l_onoff != 0 ? 1 : 0)
@@ -164,7 +158,7 @@ enum SocketOptions {
             luaRawSetField(L, -2, "timeout")
             return 1
         case .address4:
-            let (r, value) = Posix.getsockopt(s.fd, option.level, option.name, in_addr())
+            let (r, value) = Syscall.getsockopt(s.fd, option.level, option.name, in_addr())
             if case .failed = r { return getFailed(L) }
             var a = value
             var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
@@ -172,7 +166,7 @@ enum SocketOptions {
             lua_pushstring(L, cString(buf))
             return 1
         case .membership4, .membership6:
-            return luaArgError(L, 2, "unsupported option `\(luaString(L, 2) ?? "")'")
+            throw .argument(L, 2, "unsupported option `\(luaString(L, 2) ?? "")'")
         }
     }
 }

@@ -1,0 +1,58 @@
+// The C side of gsockd's TLS (SPEC §10): OpenSSL's macros as functions Swift can call,
+// and the callbacks OpenSSL runs (verification, ALPN selection, key logging, passwords).
+// None of them calls Lua, so no Lua error can longjmp through OpenSSL.
+#ifndef GSOCK_TLS_H
+#define GSOCK_TLS_H
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+// Macros of ssl.h.
+int gs_tls_set_min_version(SSL_CTX *ctx, int version);
+int gs_tls_set_max_version(SSL_CTX *ctx, int version);
+long gs_tls_set_mode(SSL_CTX *ctx, long mode);
+int gs_tls_set_groups(SSL_CTX *ctx, const char *list);
+int gs_tls_set_host_name(SSL *ssl, const char *name);
+int gs_tls_use_ip_check(SSL *ssl, const char *ip);
+
+/// The options every context has: an EOF without close_notify is a close (SPEC §10), no
+/// compression.
+uint64_t gs_tls_base_options(void);
+
+/// The SSL_OP_* bit of one of LuaSec's option names ("no_ticket", "cipher_server_preference",
+/// ...) in `bit`; 0 for a name it does not know.
+int gs_tls_option(const char *name, uint64_t *bit);
+
+/// The first verification failure of a connection, as its verify callback saw it.
+typedef struct {
+    int error;        ///< X509_V_ERR_*, 0 when none was seen
+    int depth;
+    char subject[256];
+    char issuer[256];
+} gs_tls_verify_info;
+
+/// Verifies with `mode` (SSL_VERIFY_*), recording the first failure in `info` (owned by the
+/// caller, alive as long as the SSL object).
+void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info);
+
+/// Server ALPN: `protocols` in wire format (length-prefixed), copied into the context; the
+/// first of the client's protocols that is in the list is selected, else none.
+int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
+
+/// A private key's password, copied into the context.
+void gs_tls_set_password(SSL_CTX *ctx, const char *password);
+
+/// SSLKEYLOGFILE: key material lines appended to `path` (NSS key log format).
+int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path);
+
+/// The names a certificate is for: its DNS and IP subject alternative names, else its
+/// common name, joined with ", " into `out`; the count of names.
+int gs_tls_certificate_names(X509 *cert, char *out, size_t size);
+
+/// The reason of the last OpenSSL error on this thread (and clears the queue); 0 when none.
+unsigned long gs_tls_last_error(char *out, size_t size);
+
+/// SSL_get_error's value for a return value `ret` of an I/O call on `ssl`.
+int gs_tls_error(SSL *ssl, int ret);
+
+#endif

@@ -1,0 +1,248 @@
+#include "gsock_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gs_tls_set_min_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
+int gs_tls_set_max_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
+long gs_tls_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+int gs_tls_set_groups(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
+int gs_tls_set_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+
+int gs_tls_use_ip_check(SSL *ssl, const char *ip) {
+    return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip);
+}
+
+// Options (LuaSec's names) -------------------------------------------------------------
+
+static const struct { const char *name; uint64_t bit; } options[] = {
+    { "all", SSL_OP_ALL },
+    { "allow_unsafe_legacy_renegotiation", SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION },
+    { "cipher_server_preference", SSL_OP_CIPHER_SERVER_PREFERENCE },
+    { "cisco_anyconnect", SSL_OP_CISCO_ANYCONNECT },
+    { "cookie_exchange", SSL_OP_COOKIE_EXCHANGE },
+    { "dont_insert_empty_fragments", SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS },
+    { "enable_middlebox_compat", SSL_OP_ENABLE_MIDDLEBOX_COMPAT },
+    { "legacy_server_connect", SSL_OP_LEGACY_SERVER_CONNECT },
+    { "no_anti_replay", SSL_OP_NO_ANTI_REPLAY },
+    { "no_compression", SSL_OP_NO_COMPRESSION },
+    { "no_encrypt_then_mac", SSL_OP_NO_ENCRYPT_THEN_MAC },
+    { "no_query_mtu", SSL_OP_NO_QUERY_MTU },
+    { "no_renegotiation", SSL_OP_NO_RENEGOTIATION },
+    { "no_session_resumption_on_renegotiation", SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION },
+    { "no_sslv2", SSL_OP_NO_SSLv2 },
+    { "no_sslv3", SSL_OP_NO_SSLv3 },
+    { "no_ticket", SSL_OP_NO_TICKET },
+    { "no_tlsv1", SSL_OP_NO_TLSv1 },
+    { "no_tlsv1_1", SSL_OP_NO_TLSv1_1 },
+    { "no_tlsv1_2", SSL_OP_NO_TLSv1_2 },
+    { "no_tlsv1_3", SSL_OP_NO_TLSv1_3 },
+    { "prioritize_chacha", SSL_OP_PRIORITIZE_CHACHA },
+    { "single_dh_use", SSL_OP_SINGLE_DH_USE },
+    { "single_ecdh_use", SSL_OP_SINGLE_ECDH_USE },
+    { "tls_rollback_bug", SSL_OP_TLS_ROLLBACK_BUG },
+};
+
+uint64_t gs_tls_base_options(void) { return SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION; }
+
+int gs_tls_option(const char *name, uint64_t *bit) {
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        if (strcmp(options[i].name, name) == 0) {
+            *bit = options[i].bit;  // 0 for the options OpenSSL 3 no longer needs
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// Verification -------------------------------------------------------------------------
+
+static int info_index(void) {
+    static int index = -1;
+    if (index < 0) index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return index;
+}
+
+static int verify_callback(int ok, X509_STORE_CTX *store) {
+    if (ok) return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    gs_tls_verify_info *info = ssl ? SSL_get_ex_data(ssl, info_index()) : NULL;
+    if (info && info->error == 0) {
+        info->error = X509_STORE_CTX_get_error(store);
+        info->depth = X509_STORE_CTX_get_error_depth(store);
+        X509 *cert = X509_STORE_CTX_get_current_cert(store);
+        info->subject[0] = info->issuer[0] = 0;
+        if (cert) {
+            X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof info->subject);
+            X509_NAME_oneline(X509_get_issuer_name(cert), info->issuer, sizeof info->issuer);
+        }
+    }
+    return ok;
+}
+
+void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info) {
+    memset(info, 0, sizeof *info);
+    SSL_set_ex_data(ssl, info_index(), info);
+    SSL_set_verify(ssl, mode, verify_callback);
+}
+
+// ALPN ---------------------------------------------------------------------------------
+
+static int alpn_index(void) {
+    static int index = -1;
+    if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return index;
+}
+
+typedef struct { unsigned int length; unsigned char bytes[]; } alpn_list;
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    alpn_list *ours = arg;
+    unsigned char *selected = NULL;
+    if (SSL_select_next_proto(&selected, outlen, ours->bytes, ours->length, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void free_alpn(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    free(ptr);
+}
+
+int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length) {
+    static int index = -1;
+    if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_alpn);
+    alpn_list *list = malloc(sizeof *list + length);
+    if (!list) return 0;
+    list->length = length;
+    memcpy(list->bytes, protocols, length);
+    free(SSL_CTX_get_ex_data(ctx, index));
+    SSL_CTX_set_ex_data(ctx, index, list);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, list);
+    (void)alpn_index;
+    return 1;
+}
+
+// Passwords ----------------------------------------------------------------------------
+
+static int password_callback(char *buf, int size, int rwflag, void *userdata) {
+    (void)rwflag;
+    const char *password = userdata;
+    if (!password) return 0;
+    size_t n = strlen(password);
+    if (n > (size_t)size) n = (size_t)size;
+    memcpy(buf, password, n);
+    return (int)n;
+}
+
+static void free_password(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    if (ptr) {
+        OPENSSL_cleanse(ptr, strlen(ptr));
+        free(ptr);
+    }
+}
+
+void gs_tls_set_password(SSL_CTX *ctx, const char *password) {
+    static int index = -1;
+    if (index < 0) index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_password);
+    char *copy = strdup(password);
+    free_password(NULL, SSL_CTX_get_ex_data(ctx, index), NULL, 0, 0, NULL);
+    SSL_CTX_set_ex_data(ctx, index, copy);
+    SSL_CTX_set_default_passwd_cb(ctx, password_callback);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, copy);
+}
+
+// Key logging --------------------------------------------------------------------------
+
+static FILE *keylog;
+
+static void keylog_callback(const SSL *ssl, const char *line) {
+    (void)ssl;
+    if (!keylog) return;
+    fputs(line, keylog);
+    fputc('\n', keylog);
+    fflush(keylog);
+}
+
+int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path) {
+    if (!keylog) keylog = fopen(path, "a");
+    if (!keylog) return 0;
+    SSL_CTX_set_keylog_callback(ctx, keylog_callback);
+    return 1;
+}
+
+// Names and errors ---------------------------------------------------------------------
+
+static void append(char *out, size_t size, size_t *used, const char *text, size_t n) {
+    if (*used + n + 3 >= size) return;
+    if (*used > 0) {
+        memcpy(out + *used, ", ", 2);
+        *used += 2;
+    }
+    memcpy(out + *used, text, n);
+    *used += n;
+    out[*used] = 0;
+}
+
+int gs_tls_certificate_names(X509 *cert, char *out, size_t size) {
+    size_t used = 0;
+    int count = 0;
+    out[0] = 0;
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        if (name->type == GEN_DNS) {
+            const ASN1_IA5STRING *dns = name->d.dNSName;
+            append(out, size, &used, (const char *)ASN1_STRING_get0_data(dns), (size_t)ASN1_STRING_length(dns));
+            count++;
+        } else if (name->type == GEN_IPADD) {
+            const ASN1_OCTET_STRING *ip = name->d.iPAddress;
+            char text[64];
+            const unsigned char *b = ASN1_STRING_get0_data(ip);
+            if (ASN1_STRING_length(ip) == 4) {
+                snprintf(text, sizeof text, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+            } else if (ASN1_STRING_length(ip) == 16) {
+                snprintf(text, sizeof text, "%x:%x:%x:%x:%x:%x:%x:%x",
+                         b[0] << 8 | b[1], b[2] << 8 | b[3], b[4] << 8 | b[5], b[6] << 8 | b[7],
+                         b[8] << 8 | b[9], b[10] << 8 | b[11], b[12] << 8 | b[13], b[14] << 8 | b[15]);
+            } else {
+                continue;
+            }
+            append(out, size, &used, text, strlen(text));
+            count++;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    if (count == 0) {
+        char cn[256];
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+        if (n > 0) {
+            append(out, size, &used, cn, (size_t)n);
+            count++;
+        }
+    }
+    return count;
+}
+
+unsigned long gs_tls_last_error(char *out, size_t size) {
+    unsigned long first = 0, e;
+    out[0] = 0;
+    while ((e = ERR_get_error()) != 0) {
+        if (first == 0) {
+            first = e;
+            const char *reason = ERR_reason_error_string(e);
+            if (reason) snprintf(out, size, "%s", reason);
+            else ERR_error_string_n(e, out, size);
+        }
+    }
+    return first;
+}
+
+int gs_tls_error(SSL *ssl, int ret) { return SSL_get_error(ssl, ret); }

@@ -1,0 +1,394 @@
+// `require "ssl"` (SPEC §10): the Swift side of ssl.lua. Contexts are TLSContext objects;
+// `wrap` moves a connected socket's descriptor into a new socket object of class
+// SSL:Connection whose transport is TLS, so receive, send, timeouts, select and close are the
+// stream socket's own methods. OpenResty's `sslhandshake` gives a tcp{client} the same
+// transport in place.
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+enum TLSBindings {
+    static let contextMetatable = "SSL:Context"
+
+    /// ssl.lua's `c` table.
+    static let functions: [(String, LuaBody)] = [("newcontext", { L in luaCall(L, newcontext) }),
+                                                 ("wrap", { L in luaCall(L, wrap) })]
+
+    /// SSL:Connection's own methods, beside the stream socket's.
+    static let connectionMethods: [(String, LuaBody)] = [
+        ("dohandshake", { L in luaCall(L, dohandshake) }), ("sni", { L in luaCall(L, sni) }),
+        ("getsniname", { L in luaCall(L, getsniname) }),
+        ("getpeerverification", { L in luaCall(L, getpeerverification) }),
+        ("getalpn", { L in luaCall(L, getalpn) }), ("info", { L in luaCall(L, info) }),
+        ("want", { L in luaCall(L, want) }),
+    ]
+
+    /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
+    /// (server.lua: `_tlshandshake(ctx)` then `_tlsinfo()` for the handler's peer.tls).
+    static let tcpMethods: [(String, LuaBody)] = [
+        ("sslhandshake", { L in luaCall(L, sslhandshake) }),
+        ("_tlshandshake", { L in luaCall(L, tlshandshake) }), ("_tlsinfo", { L in luaCall(L, tlsinfo) }),
+    ]
+
+    static func register(_ L: LuaState) {
+        LuaObjects.register(L, contextMetatable, methods: [])
+    }
+
+    // MARK: - Contexts
+
+    /// `newcontext(params)` with params as ssl.lua normalized them (strings and lists of
+    /// strings): a context, or nil and the reason.
+    private static func newcontext(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard lua_type(L, 1) == LUA_TTABLE else { throw .type(L, 1, "table") }
+        let mode: TLSContext.Mode
+        switch stringField(L, "mode") {
+        case "client": mode = .client
+        case "server": mode = .server
+        case nil: return SocketBindings.fail(L, "missing mode")
+        case let other?: return SocketBindings.fail(L, "invalid mode '\(other)'")
+        }
+        var p = TLSParameters(mode: mode)
+        p.protocolName = stringField(L, "protocol") ?? "any"
+        p.certificate = stringField(L, "certificate")
+        p.key = stringField(L, "key")
+        p.password = stringField(L, "password")
+        p.cafile = stringField(L, "cafile")
+        p.capath = stringField(L, "capath")
+        p.verify = listField(L, "verify")
+        p.options = listField(L, "options") ?? []
+        p.ciphers = stringField(L, "ciphers")
+        p.ciphersuites = stringField(L, "ciphersuites")
+        p.curves = stringField(L, "curves")
+        p.alpn = listField(L, "alpn") ?? []
+        if luaRawGetField(L, 1, "depth") == LUA_TNUMBER { p.depth = Int(lua_tointegerx(L, -1, nil)) }
+        gs_pop(L, 1)
+        do {
+            let context = try TLSContext(p)
+            LuaObjects.push(L, context, kind: .tlsContext)
+            return 1
+        } catch {
+            return SocketBindings.fail(L, error.message)
+        }
+    }
+
+    private static func stringField(_ L: LuaState, _ name: String) -> String? {
+        defer { gs_pop(L, 1) }
+        return luaRawGetField(L, 1, name) == LUA_TSTRING ? luaString(L, -1) : nil
+    }
+
+    private static func listField(_ L: LuaState, _ name: String) -> [String]? {
+        defer { gs_pop(L, 1) }
+        guard luaRawGetField(L, 1, name) == LUA_TTABLE else { return nil }
+        var list: [String] = []
+        var i: lua_Integer = 1
+        while lua_rawgeti(L, -1, i) == LUA_TSTRING {
+            list.append(luaString(L, -1) ?? "")
+            gs_pop(L, 1)
+            i += 1
+        }
+        gs_pop(L, 1)
+        return list
+    }
+
+    // MARK: - wrap
+
+    /// `wrap(sock, ctx)`: a new SSL:Connection on sock's descriptor; sock is left without one.
+    private static func wrap(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let old = SocketBindings.get(L, 1), old.socketClass.isStream, old.socketClass != .tlsConnection else {
+            throw .type(L, 1, "tcp{client}")
+        }
+        guard let context = LuaObjects.get(L, 2, kind: .tlsContext, as: TLSContext.self) else {
+            throw .type(L, 2, contextMetatable)
+        }
+        if old.isClosed { return SocketBindings.fail(L, "closed") }
+        if old.reader.isWaitedOn || old.isSending { return SocketBindings.fail(L, "busy") }
+        let host = old.clientState.connectHost
+        let family = old.family
+        let fd = old.detachDescriptor()
+        old.close()
+        let conn = Socket(runtime: old.runtime, fd: fd, family: family, socketClass: .tlsConnection)
+        do {
+            let tls = try TLSStream(context: context, fd: fd)
+            if let host { tls.expectName(ifUnset: host) }
+            conn.transport = tls
+        } catch {
+            conn.close()
+            return SocketBindings.fail(L, error.message)
+        }
+        SocketBindings.push(L, conn)
+        return 1
+    }
+
+    // MARK: - Handshakes
+
+    private static func tlsConnection(_ L: LuaState) throws(LuaError) -> (Socket, TLSStream) {
+        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection, let tls = s.tls else {
+            throw .type(L, 1, "SSL:Connection")
+        }
+        return (s, tls)
+    }
+
+    /// `conn:dohandshake()` → true, or false and the reason. The handshake is bounded in
+    /// total by the socket's timeout; when it fails or times out the connection is closed.
+    /// With a timeout of 0 it is LuaSec's non-blocking step: "wantread"/"wantwrite" and the
+    /// handshake goes on at the next call.
+    private static func dohandshake(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (s, tls) = try tlsConnection(L)
+        if tls.isEstablished {
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        if s.reader.isWaitedOn || s.isSending { return failHandshake(L, "busy") }
+        logIfUnverified(s, tls)
+        s.receiveDeadline = s.handshakeDeadline()
+        return handshakeStep(L, s, luaSec: true)
+    }
+
+    private static func handshakeStep(_ L: LuaState, _ s: Socket, luaSec: Bool) -> Int32 {
+        switch s.handshake() {
+        case .done:
+            if luaSec {
+                lua_pushboolean(L, 1)
+                return 1
+            }
+            return sslhandshakeDone(L, s)
+        case .wait(let direction):
+            let nonBlocking = luaSec && s.handshakeLimit == 0
+            return StreamBindings.park(L, s, direction, deadline: s.receiveDeadline, what: luaSec ? "dohandshake" : "sslhandshake",
+                                       then: luaSec ? dohandshakeContinue : sslhandshakeContinue) {
+                if nonBlocking { return failHandshake(L, direction == .read ? "wantread" : "wantwrite") }
+                return handshakeFailed(L, s, luaSec: luaSec, luaSec ? (direction == .read ? "wantread" : "wantwrite") : "timeout")
+            }
+        case .failed(let failure):
+            return handshakeFailed(L, s, luaSec: luaSec, StreamBindings.message(for: failure))
+        }
+    }
+
+    private static let dohandshakeContinue: LuaBody = { L in continueHandshake(L!, luaSec: true) }
+    private static let sslhandshakeContinue: LuaBody = { L in continueHandshake(L!, luaSec: false) }
+
+    private static func continueHandshake(_ L: LuaState, luaSec: Bool) -> Int32 {
+        SocketBindings.withSocket(L) { s in
+            switch s.withRuntime({ $0.takeWake(L) }) {
+            case .raise(let status):
+                s.close()
+                return status
+            case .woken(let wake):
+                if s.isClosed { return handshakeFailed(L, s, luaSec: luaSec, "closed") }
+                if case .timedOut = wake {
+                    let words = luaSec ? (s.parkedDirection == .read ? "wantread" : "wantwrite") : "timeout"
+                    return handshakeFailed(L, s, luaSec: luaSec, words)
+                }
+                return handshakeStep(L, s, luaSec: luaSec)
+            }
+        }
+    }
+
+    /// A failed or timed-out handshake closes the connection: no code runs on half a handshake.
+    private static func handshakeFailed(_ L: LuaState, _ s: Socket, luaSec: Bool, _ message: String) -> Int32 {
+        s.close()
+        return luaSec ? failHandshake(L, message) : SocketBindings.fail(L, message)
+    }
+
+    /// LuaSec's `false, message`.
+    private static func failHandshake(_ L: LuaState, _ message: String) -> Int32 {
+        lua_pushboolean(L, 0)
+        lua_pushstring(L, message)
+        return 2
+    }
+
+    private static func logIfUnverified(_ s: Socket, _ tls: TLSStream) {
+        let context = tls.context
+        guard context.mode == .client, !context.verifiesPeer, !context.loggedNoVerification else { return }
+        context.loggedNoVerification = true
+        s.runtime.logger.warning("TLS: this client context does not verify its peers (verify = \"none\")")
+    }
+
+    /// OpenResty's `sock:sslhandshake([reused_session [, server_name [, ssl_verify]]])` on a
+    /// connected tcp{client}: the same object speaks TLS afterwards. Returns true, or nil and
+    /// the reason.
+    private static func sslhandshake(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try plainClient(L)
+        let serverName = luaIsNoneOrNil(L, 3) ? nil : try Arg.string(L, 3)
+        let verify = luaIsNoneOrNil(L, 4) || lua_toboolean(L, 4) != 0
+        return try startHandshake(L, s) { () throws(TLSError) in
+            let tls = try TLSStream(context: try s.runtime.defaultClientContext(verifying: verify), fd: s.fd)
+            if let serverName { tls.setServerName(serverName) }
+            return tls
+        }
+    }
+
+    /// `sock:_tlshandshake(ctx)`: the handshake of `ctx`'s mode on this socket, in place (a
+    /// server's accepted connection).
+    private static func tlshandshake(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try plainClient(L)
+        guard let context = LuaObjects.get(L, 2, kind: .tlsContext, as: TLSContext.self) else {
+            throw .type(L, 2, contextMetatable)
+        }
+        return try startHandshake(L, s) { () throws(TLSError) in try TLSStream(context: context, fd: s.fd) }
+    }
+
+    private static func plainClient(_ L: LuaState) throws(LuaError) -> Socket {
+        guard let s = SocketBindings.get(L, 1), s.socketClass == .tcpClient || s.socketClass == .unixClient else {
+            throw .type(L, 1, "tcp{client}")
+        }
+        return s
+    }
+
+    /// Gives `s` the TLS transport `make` makes (unless it has one) and runs its handshake.
+    private static func startHandshake(_ L: LuaState, _ s: Socket,
+                                       make: () throws(TLSError) -> TLSStream) throws(LuaError) -> Int32 {
+        if s.isClosed { return SocketBindings.fail(L, "closed") }
+        if let tls = s.tls {
+            if tls.isEstablished { return sslhandshakeDone(L, s) }
+            return SocketBindings.fail(L, "busy")
+        }
+        if s.reader.isWaitedOn || s.isSending { return SocketBindings.fail(L, "busy") }
+        do {
+            let tls = try make()
+            if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }
+            s.transport = tls
+            logIfUnverified(s, tls)
+        } catch {
+            return SocketBindings.fail(L, error.message)
+        }
+        s.receiveDeadline = s.handshakeDeadline()
+        return handshakeStep(L, s, luaSec: false)
+    }
+
+    /// `sock:_tlsinfo()`: the handler's `peer.tls` (SPEC §10): version, cipher, sni, alpn,
+    /// verified, subject.
+    private static func tlsinfo(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let tls = SocketBindings.get(L, 1)?.tls, tls.isEstablished else {
+            lua_pushnil(L)
+            return 1
+        }
+        lua_createtable(L, 0, 6)
+        lua_pushstring(L, tls.version)
+        luaRawSetField(L, -2, "version")
+        if let cipher = tls.cipher {
+            lua_pushstring(L, cipher)
+            luaRawSetField(L, -2, "cipher")
+        }
+        if let sni = tls.requestedServerName {
+            lua_pushstring(L, sni)
+            luaRawSetField(L, -2, "sni")
+        }
+        if let alpn = tls.negotiatedProtocol {
+            lua_pushstring(L, alpn)
+            luaRawSetField(L, -2, "alpn")
+        }
+        lua_pushboolean(L, tls.verificationFailure == nil ? 1 : 0)
+        luaRawSetField(L, -2, "verified")
+        if let subject = tls.peerSubject {
+            lua_pushstring(L, subject)
+            luaRawSetField(L, -2, "subject")
+        }
+        return 1
+    }
+
+    private static func sslhandshakeDone(_ L: LuaState, _ s: Socket) -> Int32 {
+        lua_pushboolean(L, 1)
+        return 1
+    }
+
+    // MARK: - What a connection reports
+
+    /// `conn:sni(name)` (a client's server name).
+    private static func sni(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        tls.setServerName(try Arg.string(L, 2))
+        return 0
+    }
+
+    private static func getsniname(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        let name = tls.context.mode == .server ? tls.requestedServerName : tls.serverName
+        if let name { lua_pushstring(L, name) } else { lua_pushnil(L) }
+        return 1
+    }
+
+    /// `true`, or `false` and the reasons (a list of strings).
+    private static func getpeerverification(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        guard let reason = tls.verificationFailure else {
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        lua_pushboolean(L, 0)
+        lua_createtable(L, 1, 0)
+        lua_pushstring(L, reason)
+        lua_rawseti(L, -2, 1)
+        return 2
+    }
+
+    private static func getalpn(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        if let name = tls.negotiatedProtocol { lua_pushstring(L, name) } else { lua_pushnil(L) }
+        return 1
+    }
+
+    /// `conn:info([field])`: the protocol, cipher and its bits, as LuaSec's info names them.
+    private static func info(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        guard tls.isEstablished else {
+            lua_pushnil(L)
+            return 1
+        }
+        let fields: [(String, String?, Int?)] = [
+            ("protocol", tls.version, nil), ("cipher", tls.cipher, nil), ("bits", nil, tls.cipherBits),
+            ("algbits", nil, tls.cipherBits), ("compression", "none", nil),
+        ]
+        if let wanted = luaString(L, 2) {
+            guard let field = fields.first(where: { $0.0 == wanted }) else {
+                lua_pushnil(L)
+                return 1
+            }
+            if let text = field.1 { lua_pushstring(L, text) } else { lua_pushinteger(L, lua_Integer(field.2 ?? 0)) }
+            return 1
+        }
+        lua_createtable(L, 0, Int32(fields.count))
+        for (name, text, number) in fields {
+            if let text { lua_pushstring(L, text) } else { lua_pushinteger(L, lua_Integer(number ?? 0)) }
+            luaRawSetField(L, -2, name)
+        }
+        return 1
+    }
+
+    /// LuaSec's `want()`: "read", "write" or "nothing".
+    private static func want(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        switch tls.lastWant {
+        case .read?: lua_pushstring(L, "read")
+        case .write?: lua_pushstring(L, "write")
+        case nil: lua_pushstring(L, "nothing")
+        }
+        return 1
+    }
+}
+
+extension Runtime {
+    /// The client contexts of sslhandshake, made on first use: one verifying against the
+    /// system store, one not. Shared by the process's runtimes (an SSL_CTX is thread-safe).
+    func defaultClientContext(verifying: Bool) throws(TLSError) -> TLSContext {
+        defaultContextsLock.lock()
+        defer { defaultContextsLock.unlock() }
+        if let made = defaultClientContexts[verifying] { return made }
+        var p = TLSParameters(mode: .client)
+        if !verifying { p.verify = ["none"] }
+        let context = try TLSContext(p)
+        defaultClientContexts[verifying] = context
+        return context
+    }
+}
+
+private final class Lock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    func lock() { pthread_mutex_lock(&mutex) }
+    func unlock() { pthread_mutex_unlock(&mutex) }
+}
+
+private let defaultContextsLock = Lock()
+nonisolated(unsafe) private var defaultClientContexts: [Bool: TLSContext] = [:]

@@ -1,0 +1,94 @@
+-- ssl: LuaSec's API (SPEC §10) on gsockd's sockets, cooperative and secure by default.
+--
+-- The contexts and the TLS transport are Swift (the `c` table); this file checks and
+-- normalizes LuaSec's parameters, and registers `require "ssl"` in package.preload, which
+-- Lua searches before package.path: gsockd's module wins over an installed LuaSec, whose C
+-- module would block every fiber while it waits.
+local c = ...
+
+local ipairs, tostring, type = ipairs, tostring, type
+
+local ssl = {
+  _VERSION = "1.3.2",
+  _COPYRIGHT = "LuaSec's API on gsockd",
+  config = {
+    protocols = { tlsv1_2 = true, tlsv1_3 = true },
+    capabilities = { alpn = true, curves_list = true },
+  },
+}
+
+local function kind(v) return type(v) end
+
+local function check(key, value, ...)
+  if value == nil then return true end
+  local t = kind(value)
+  for i = 1, select("#", ...) do
+    if t == select(i, ...) then return true end
+  end
+  return nil, ("invalid %s (%s expected, got %s)"):format(key, table.concat({ ... }, " or "), t)
+end
+
+--- A string or a list of strings as a list; nil stays nil.
+local function list(key, value)
+  if value == nil then return nil end
+  if type(value) == "string" then return { value } end
+  local out = {}
+  for i, v in ipairs(value) do
+    if type(v) ~= "string" then
+      return nil, ("invalid %s (entry %d: string expected, got %s)"):format(key, i, type(v))
+    end
+    out[i] = v
+  end
+  return out
+end
+
+--- `ssl.newcontext(params)` → ctx or nil, err (LuaSec's keys; unknown keys are ignored,
+--- as LuaSec ignores them).
+function ssl.newcontext(cfg)
+  if type(cfg) ~= "table" then return nil, "invalid configuration (table expected, got " .. type(cfg) .. ")" end
+  local p = {}
+  for _, key in ipairs({ "mode", "protocol", "key", "certificate", "cafile", "capath", "ciphers",
+                         "ciphersuites", "curve", "curveslist" }) do
+    local ok, err = check(key, cfg[key], "string")
+    if not ok then return nil, err end
+    p[key] = cfg[key]
+  end
+  p.curves = cfg.curveslist or cfg.curve
+  local ok, err = check("depth", cfg.depth, "number")
+  if not ok then return nil, err end
+  p.depth = cfg.depth
+  local password = cfg.password
+  ok, err = check("password", password, "string", "function")
+  if not ok then return nil, err end
+  if type(password) == "function" then
+    password = password()
+    if type(password) ~= "string" then return nil, "invalid password (the function returned no string)" end
+  end
+  p.password = password
+  if not p.certificate and type(cfg.certificates) == "table" and type(cfg.certificates[1]) == "table" then
+    local first = cfg.certificates[1]
+    p.certificate, p.key = first.certificate, first.key
+    p.password = p.password or first.password
+  end
+  for _, key in ipairs({ "verify", "options", "alpn" }) do
+    ok, err = check(key, cfg[key], "string", "table")
+    if not ok then return nil, err end
+    p[key], err = list(key, cfg[key])
+    if err then return nil, err end
+  end
+  return c.newcontext(p)
+end
+
+--- `ssl.wrap(sock, params | ctx)` → conn or nil, err. The socket's descriptor moves into
+--- the connection; the socket is left without one, as with LuaSec.
+function ssl.wrap(sock, cfg)
+  local ctx, err = cfg, nil
+  if type(cfg) == "table" then
+    ctx, err = ssl.newcontext(cfg)
+    if not ctx then return nil, err end
+  end
+  return c.wrap(sock, ctx)
+end
+
+package.preload["ssl"] = function() return ssl end
+return ssl

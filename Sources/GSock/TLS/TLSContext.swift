@@ -1,0 +1,195 @@
+// A TLS context (SPEC §10): an SSL_CTX made from LuaSec's parameters, secure by default.
+// A client context verifies its peer against the system CA store unless told otherwise,
+// with depth 9 and TLS 1.2 as the minimum; every failure names its reason and, where
+// there is one, the file.
+import COpenSSL
+import CTLS
+import Glibc
+
+/// A TLS failure in words a user can act on.
+struct TLSError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+
+    /// OpenSSL's reason for the last failure on this thread (its error queue is cleared).
+    static func openSSL(_ what: String) -> TLSError {
+        var buf = [CChar](repeating: 0, count: 256)
+        let code = gs_tls_last_error(&buf, buf.count)
+        return TLSError(code == 0 ? what : "\(what): \(cString(buf))")
+    }
+}
+
+/// LuaSec's context parameters, read and type-checked by ssl.lua.
+struct TLSParameters {
+    var mode: TLSContext.Mode
+    var protocolName = "any"
+    var certificate: String?
+    var key: String?
+    var password: String?
+    var cafile: String?
+    var capath: String?
+    /// LuaSec's verify flags; nil: the default (a client verifies its peer, a server does not).
+    var verify: [String]?
+    var options: [String] = []
+    var ciphers: String?
+    var ciphersuites: String?
+    var depth: Int?
+    var curves: String?
+    var alpn: [String] = []
+}
+
+private func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+
+final class TLSContext {
+    enum Mode: String { case client, server }
+
+    let ctx: OpaquePointer
+    let mode: Mode
+    /// SSL_VERIFY_* flags the connections of this context verify with.
+    let verifyMode: Int32
+    var verifiesPeer: Bool { verifyMode & SSL_VERIFY_PEER != 0 }
+    /// `verify = "none"` on a client is logged once per context.
+    var loggedNoVerification = false
+
+    init(_ p: TLSParameters) throws(TLSError) {
+        guard let ctx = SSL_CTX_new(TLS_method()) else { throw .openSSL("cannot make a TLS context") }
+        self.ctx = ctx
+        mode = p.mode
+        var built: (verify: Int32, ok: Bool) = (0, false)
+        defer { if !built.ok { SSL_CTX_free(ctx) } }
+
+        try Self.setProtocol(ctx, p.protocolName)
+        var options = gs_tls_base_options()
+        for name in p.options {
+            var bit: UInt64 = 0
+            guard gs_tls_option(name, &bit) == 1 else { throw TLSError("invalid option '\(name)'") }
+            options |= bit
+        }
+        _ = SSL_CTX_set_options(ctx, options)
+        _ = gs_tls_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE) | Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+
+        if let password = p.password { gs_tls_set_password(ctx, password) }
+        if let certificate = p.certificate {
+            try Self.readable(certificate, "certificate")
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
+                throw .openSSL("error loading certificate '\(certificate)'")
+            }
+        }
+        if let key = p.key {
+            try Self.readable(key, "key")
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
+                let error = TLSError.openSSL("error loading private key '\(key)'")
+                if let certificate = p.certificate, error.message.hasSuffix("key values mismatch") {
+                    throw TLSError("private key '\(key)' does not match the certificate '\(certificate)'")
+                }
+                throw error
+            }
+            if p.certificate != nil && SSL_CTX_check_private_key(ctx) != 1 {
+                throw .openSSL("private key '\(key)' does not match the certificate '\(p.certificate!)'")
+            }
+        }
+
+        built.verify = try Self.verifyMode(p.verify, mode: p.mode)
+        if p.cafile != nil || p.capath != nil {
+            if let cafile = p.cafile { try Self.readable(cafile, "cafile") }
+            guard SSL_CTX_load_verify_locations(ctx, p.cafile, p.capath) == 1 else {
+                throw .openSSL("error loading CA locations (\([p.cafile, p.capath].compactMap { $0 }.joined(separator: ", ")))")
+            }
+            // A server asks for client certificates issued by these CAs (mTLS).
+            if p.mode == .server, let cafile = p.cafile, let names = SSL_load_client_CA_file(cafile) {
+                SSL_CTX_set_client_CA_list(ctx, names)
+            }
+        } else if built.verify & SSL_VERIFY_PEER != 0 {
+            try Self.useSystemStore(ctx)
+        }
+        SSL_CTX_set_verify_depth(ctx, Int32(clamping: p.depth ?? 9))
+
+        if let ciphers = p.ciphers, SSL_CTX_set_cipher_list(ctx, ciphers) != 1 {
+            throw .openSSL("invalid ciphers '\(ciphers)'")
+        }
+        if let suites = p.ciphersuites, SSL_CTX_set_ciphersuites(ctx, suites) != 1 {
+            throw .openSSL("invalid ciphersuites '\(suites)'")
+        }
+        if let curves = p.curves, gs_tls_set_groups(ctx, curves) != 1 {
+            throw .openSSL("invalid curves '\(curves)'")
+        }
+        if !p.alpn.isEmpty {
+            var wire: [UInt8] = []
+            for name in p.alpn {
+                guard !name.isEmpty, name.utf8.count < 256 else { throw TLSError("invalid ALPN protocol '\(name)'") }
+                wire.append(UInt8(name.utf8.count))
+                wire.append(contentsOf: name.utf8)
+            }
+            let ok = p.mode == .client
+                ? SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0
+                : gs_tls_set_alpn_select(ctx, wire, UInt32(wire.count)) == 1
+            guard ok else { throw .openSSL("cannot set ALPN") }
+        }
+        if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
+        verifyMode = built.verify
+        built.ok = true
+    }
+
+    deinit { SSL_CTX_free(ctx) }
+
+    /// "any" is TLS 1.2 or newer; older protocols are refused.
+    private static func setProtocol(_ ctx: OpaquePointer, _ name: String) throws(TLSError) {
+        let range: (min: Int32, max: Int32)
+        switch name {
+        case "any", "sslv23", "tls": range = (TLS1_2_VERSION, 0)
+        case "tlsv1_2": range = (TLS1_2_VERSION, TLS1_2_VERSION)
+        case "tlsv1_3": range = (TLS1_3_VERSION, TLS1_3_VERSION)
+        case "tlsv1", "tlsv1_1", "sslv3", "sslv2":
+            throw TLSError("protocol '\(name)' is not supported: TLS 1.2 is the minimum")
+        default:
+            throw TLSError("invalid protocol '\(name)'")
+        }
+        _ = gs_tls_set_min_version(ctx, range.min)
+        _ = gs_tls_set_max_version(ctx, range.max)
+    }
+
+    private static func verifyMode(_ flags: [String]?, mode: Mode) throws(TLSError) -> Int32 {
+        guard let flags else { return mode == .client ? SSL_VERIFY_PEER : SSL_VERIFY_NONE }
+        var result = SSL_VERIFY_NONE
+        for flag in flags {
+            switch flag {
+            case "none": break
+            case "peer": result |= SSL_VERIFY_PEER
+            case "client_once": result |= SSL_VERIFY_CLIENT_ONCE
+            case "fail_if_no_peer_cert": result |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+            default: throw TLSError("invalid verify option '\(flag)'")
+            }
+        }
+        return result
+    }
+
+    /// The system CA store, as SSL_CERT_FILE / SSL_CERT_DIR or OpenSSL's defaults name it.
+    private static func useSystemStore(_ ctx: OpaquePointer) throws(TLSError) {
+        let file = environment("SSL_CERT_FILE") ?? String(cString: X509_get_default_cert_file())
+        let dir = environment("SSL_CERT_DIR") ?? String(cString: X509_get_default_cert_dir())
+        let hasFile = access(file, R_OK) == 0
+        let hasDir = dir.split(separator: ":").contains { hasEntries(String($0)) }
+        guard hasFile || hasDir else {
+            throw TLSError("no CA certificates found (install ca-certificates or set SSL_CERT_FILE)")
+        }
+        guard SSL_CTX_set_default_verify_paths(ctx) == 1 else { throw .openSSL("cannot load the system CA store") }
+    }
+
+    /// Whether `dir` is a directory with at least one entry besides . and ..
+    private static func hasEntries(_ dir: String) -> Bool {
+        guard let d = opendir(dir) else { return false }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { return true }
+        }
+        return false
+    }
+
+    private static func readable(_ path: String, _ what: String) throws(TLSError) {
+        guard access(path, R_OK) == 0 else {
+            throw TLSError("cannot read \(what) '\(path)': \(Syscall.lastErrorText())")
+        }
+    }
+}

@@ -1,0 +1,189 @@
+-- TLS services (SPEC §10 "Servers"): `tls = {...}` in handler tables, gsock.server opts
+-- and config services. The handshake finishes before the handler runs, bounded by
+-- handshake_timeout; a client that fails it is logged and closed while the server serves
+-- everyone else; peer.tls describes the connection; mTLS with client_ca + verify_client;
+-- bad tls tables and config keys are errors naming the key and file.
+local gsock = require "gsock"
+local socket = require "socket"
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
+local certs = dofile(here .. "support/certs.lua")
+local proc = dofile(here .. "../serve/support/proc.lua")
+
+local c
+setup(function()
+  if not certs.available() then return end
+  c = certs.make()
+end)
+teardown(function() if c then certs.remove(c) end end)
+after_each(proc.cleanup)
+
+local function need_certs()
+  if not c then pending("the openssl command is not installed") end
+end
+
+--- A TLS server on 127.0.0.1:0 whose handler answers one line with `answer(line, peer)`.
+local function tls_server(tls, answer)
+  local srv = gsock.server("127.0.0.1:0", function(sock, peer)
+    local line = sock:receive("*l")
+    if line then sock:send(answer(line, peer) .. "\n") end
+  end, { tls = tls })
+  srv:start()
+  local _, port = srv.listeners[1]:getsockname()
+  return srv, tonumber(port)
+end
+
+--- A TLS client round trip: the answer, or nil and why.
+local function ask(port, params, line)
+  local ssl = require "ssl"
+  local s = socket.tcp()
+  assert(s:connect("localhost", port))
+  local conn = assert(ssl.wrap(s, params))
+  conn:settimeout(5)
+  local ok, err = conn:dohandshake()
+  if not ok then return nil, err end
+  assert(conn:send((line or "hi") .. "\n"))
+  local answer, e = conn:receive("*l")
+  conn:close()
+  return answer, e
+end
+
+describe("a TLS service", function()
+  it("finishes the handshake before the handler runs and gives it peer.tls", function()
+    need_certs()
+    local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key, alpn = { "h2", "http/1.1" } },
+      function(line, peer)
+        local t = peer.tls
+        return table.concat({ line, t.version, t.cipher and "cipher" or "-", tostring(t.sni), tostring(t.alpn),
+                              tostring(t.verified) }, " ")
+      end)
+    local answer = assert(ask(port, { mode = "client", cafile = c.ca.cert, alpn = "http/1.1" }))
+    srv:stop()
+    local line, version, cipher, sni, alpn, verified = answer:match("^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
+    assert.equals("hi", line)
+    assert.truthy(version == "TLSv1.3" or version == "TLSv1.2", version)
+    assert.equals("cipher", cipher)
+    assert.equals("localhost", sni)       -- the client's SNI: the host it connected to
+    assert.equals("http/1.1", alpn)
+    assert.equals("false", verified)      -- no client certificate was asked for
+  end)
+
+  it("closes a client that fails the handshake, logs why, and serves the next one", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local h = proc.write(dir, "h.lua", ([[
+return { tls = { cert = %q, key = %q }, handle = function(sock)
+  local l = sock:receive("*l"); if l then sock:send("tls " .. l .. "\n") end end }
+]]):format(c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "run", h, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local port = p:listening()[1].port
+    -- a plain client: its bytes are no TLS record; the handler never sees it
+    local plain = proc.track(assert(socket.connect("127.0.0.1", port)))
+    plain:settimeout(5)
+    plain:send("hello in clear\n")
+    local data, err = plain:receive("*a")
+    assert.equals("", data or "")
+    assert.is_nil(err)                    -- "*a" ends at the close
+    assert.truthy(p:wait_stderr("TLS handshake failed", 5), p:stderr())
+    assert.equals("tls hi", (ask(port, { mode = "client", cafile = c.ca.cert })))
+  end)
+
+  it("cuts a handshake that stalls at handshake_timeout while other clients are served", function()
+    need_certs()
+    local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key, handshake_timeout = 0.3 },
+      function(line) return "ok " .. line end)
+    local stalled = proc.track(assert(socket.connect("127.0.0.1", port)))   -- never says a word
+    stalled:settimeout(3)
+    local t0 = gsock.now()
+    local served
+    local f = gsock.spawn(function()
+      served = ask(port, { mode = "client", cafile = c.ca.cert }, "other")
+    end)
+    local data, err = stalled:receive("*a")
+    local took = gsock.now() - t0
+    f:join(5)
+    srv:stop()
+    assert.equals("", data)
+    assert.is_nil(err)
+    assert.truthy(took >= 0.25 and took < 2, ("closed after %.2f s"):format(took))
+    assert.equals("ok other", served)
+  end)
+
+  it("with verify_client = \"require\" refuses a client without a certificate and names the one that has one",
+    function()
+      need_certs()
+      local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key, client_ca = c.ca.cert,
+                                     verify_client = "require" },
+        function(line, peer) return ("%s %s %s"):format(line, tostring(peer.tls.verified), peer.tls.subject) end)
+      local with = assert(ask(port, { mode = "client", cafile = c.ca.cert, certificate = c.client.cert,
+                                      key = c.client.key }))
+      local without, err = ask(port, { mode = "client", cafile = c.ca.cert })
+      srv:stop()
+      assert.truthy(with:find("^hi true .*gsockd%-test%-client"), with)
+      -- TLS 1.3: the client learns of the refusal at its first read, not in its handshake
+      assert.is_nil(without)
+      assert.is_string(err)
+    end)
+
+  it("refuses bad tls tables with an error naming the key or the file", function()
+    need_certs()
+    local function problem(tls)
+      local ok, err = pcall(gsock.server, "127.0.0.1:0", function() end, { tls = tls })
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("unknown key 'tls.kee'", problem({ cert = c.localhost.cert, kee = c.localhost.key }))
+    assert.matches("'tls.handshake_timeout' must be a positive number", problem({
+      cert = c.localhost.cert, key = c.localhost.key, handshake_timeout = -1 }))
+    assert.matches("cannot read certificate '" .. proc.lit(c.missing) .. "'", problem({
+      cert = c.missing, key = c.localhost.key }))
+    assert.matches("does not match the certificate", problem({ cert = c.localhost.cert, key = c.wrong.key }))
+    assert.matches("'tls.verify_client' needs 'tls.client_ca'", problem({
+      cert = c.localhost.cert, key = c.localhost.key, verify_client = "require" }))
+    assert.matches("not supported yet", problem({ certs = {} }))
+  end)
+end)
+
+describe("a TLS config service", function()
+  it("is served by gsockd serve, and gsockd check names each bad tls key with file and line", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", [[return function(sock, peer)
+  local l = sock:receive("*l"); sock:send(l .. " " .. peer.tls.version .. "\n") end]])
+    local port = proc.free_port()
+    proc.write(dir, "good.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q }
+]]):format(port, c.localhost.cert, c.localhost.key))
+    proc.write(dir, "bad.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q }
+
+[services.typo]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, kee = %q, verify_client = "always" }
+
+[services.gone]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = "missing.pem", key = %q }
+]]):format(port + 1, c.localhost.cert, c.wrong.key, port + 2, c.localhost.cert, c.localhost.key, port + 3,
+            c.localhost.key))
+    local check = proc.start({ "check", "bad.toml" }, { cwd = dir })
+    assert.equals(2, check:wait_exit(10))
+    local err = check:stderr()
+    assert.matches("bad.toml:4: services.secure.tls.key: private key '[^']*' does not match the certificate", err)
+    assert.matches("bad.toml:9: services.typo.tls.kee: unknown key; did you mean 'key'%?", err)
+    assert.matches("bad.toml:9: services.typo.tls.verify_client: expected one of \"require\", \"optional\"", err)
+    assert.matches("bad.toml:14: services.gone.tls.cert: cannot read certificate 'missing.pem'", err)
+
+    local p = proc.start({ "serve", "good.toml" }, { cwd = dir })
+    p:listening()
+    local answer = assert(ask(port, { mode = "client", cafile = c.ca.cert }))
+    assert.truthy(answer:find("^hi TLSv1%.[23]$"), answer)
+  end)
+end)

@@ -1,6 +1,7 @@
 #include "gsock_tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,10 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     return 1;
 }
 
+int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length) {
+    return (int)SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, (long)length);
+}
+
 // Passwords ----------------------------------------------------------------------------
 
 static int password_callback(char *buf, int size, int rwflag, void *userdata) {
@@ -176,6 +181,56 @@ int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path) {
     if (!keylog) return 0;
     SSL_CTX_set_keylog_callback(ctx, keylog_callback);
     return 1;
+}
+
+// Client sessions ----------------------------------------------------------------------
+
+static int slot_index(void) {
+    static int index = -1;
+    if (index < 0) index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return index;
+}
+
+static int new_session(SSL *ssl, SSL_SESSION *session) {
+    gs_tls_session_slot *slot = SSL_get_ex_data(ssl, slot_index());
+    if (!slot || !SSL_SESSION_is_resumable(session)) return 0;
+    if (slot->session) SSL_SESSION_free(slot->session);
+    slot->session = session;
+    return 1;  // the slot keeps the reference
+}
+
+void gs_tls_enable_client_sessions(SSL_CTX *ctx) {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session);
+}
+
+void gs_tls_set_session_slot(SSL *ssl, gs_tls_session_slot *slot) { SSL_set_ex_data(ssl, slot_index(), slot); }
+
+void gs_tls_clear_session_slot(gs_tls_session_slot *slot) {
+    if (slot->session) SSL_SESSION_free(slot->session);
+    slot->session = NULL;
+}
+
+int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const char *key, size_t key_length) {
+    BIO *bio = BIO_new_mem_buf(cert, (int)cert_length);
+    if (!bio) return 0;
+    X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    int ok = leaf && SSL_CTX_use_certificate(ctx, leaf) == 1;
+    X509_free(leaf);
+    X509 *extra;
+    while (ok && (extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add_extra_chain_cert(ctx, extra) != 1) { X509_free(extra); ok = 0; }
+    }
+    ERR_clear_error();  // the end of the PEM text
+    BIO_free(bio);
+    if (!ok) return 0;
+    bio = BIO_new_mem_buf(key, (int)key_length);
+    if (!bio) return 0;
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    ok = pkey && SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    return ok;
 }
 
 // Names and errors ---------------------------------------------------------------------

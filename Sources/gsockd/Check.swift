@@ -43,6 +43,7 @@ struct Check: ParsableCommand {
         } catch {
             fail("\(file): \(error)", status: 2)
         }
+        for warning in config.warnings { printError("gsockd: warning: \(warning)") }
         checkHandlers(of: config)
         let names = config.services.map(\.name)
         let count = names.count == 1 ? "1 service" : "\(names.count) services"

@@ -115,3 +115,10 @@ func fail(_ message: String, status: Int32, prefix: Bool = true) -> Never {
     _ = text.withCString { write(2, $0, strlen($0)) }
     exit(status)
 }
+
+/// Prints `message` on stderr.
+func printError(_ message: String) {
+    fflush(nil)
+    let text = message + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}

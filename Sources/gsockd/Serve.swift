@@ -31,6 +31,9 @@ struct Serve: ParsableCommand {
             fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
         }
         logging.bootstrap(level: settings.logLevel, format: settings.logFormat)
+        if !Supervisor.isWorker {
+            for warning in settings.warnings { Logger(label: "gsockd").warning("\(warning)") }
+        }
         if settings.workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
                                         shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"))

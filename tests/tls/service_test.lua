@@ -186,4 +186,125 @@ tls = { cert = "missing.pem", key = %q }
     local answer = assert(ask(port, { mode = "client", cafile = c.ca.cert }))
     assert.truthy(answer:find("^hi TLSv1%.[23]$"), answer)
   end)
+
+  it("reloads its certificate on SIGHUP; a broken certificate file keeps the running one", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", [[return function(sock) local l = sock:receive("*l"); sock:send(l .. "\n") end]])
+    local function copy(from, to) proc.write(dir, to, certs.slurp(from)) end
+    copy(c.localhost.cert, "cert.pem")
+    copy(c.localhost.key, "key.pem")
+    local port = proc.free_port()
+    proc.write(dir, "s.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = "cert.pem", key = "key.pem" }
+]]):format(port))
+    local function serial()
+      local ssl = require "ssl"
+      local s = socket.tcp()
+      assert(s:connect("localhost", port))
+      local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
+      conn:settimeout(5)
+      assert(conn:dohandshake())
+      local n = conn:getpeercertificate():serial()
+      conn:close()
+      return n
+    end
+    local p = proc.start({ "serve", "s.toml" }, { cwd = dir })
+    p:listening()
+    local first = serial()
+    -- the same key, another certificate (the chained leaf has another serial)
+    copy(c.chained.cert, "cert.pem")
+    p:signal("HUP")
+    assert.truthy(p:wait_stderr("reloaded 1 service", 5), p:stderr())
+    local second = serial()
+    assert.are_not.equal(first, second)
+    proc.write(dir, "cert.pem", "not a certificate\n")
+    p:signal("HUP")
+    assert.truthy(p:wait_stderr("reload failed, the running code keeps serving", 5), p:stderr())
+    assert.equals(second, serial())
+  end)
+
+  it("with workers, a session resumes on any worker (the supervisor shares the ticket keys)", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", [[return function(sock) local l = sock:receive("*l"); sock:send(l .. "\n") end]])
+    local port = proc.free_port()
+    proc.write(dir, "s.toml", ([[
+workers = 2
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q }
+]]):format(port, c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "serve", "s.toml" }, { cwd = dir, env = { SSL_CERT_FILE = c.ca.cert } })
+    assert.truthy(p:wait_stderr("all 2 workers serve", 10), p:stderr())
+    local function connect(session)
+      local s = socket.tcp()
+      s:settimeout(5)
+      assert(s:connect("localhost", port))
+      local sess = assert(s:sslhandshake(session, "localhost", true))
+      assert(s:send("x\n"))
+      assert.equals("x", (s:receive("*l")))   -- a TLS 1.3 ticket comes with the first read
+      local resumed = s:_tlsinfo().resumed
+      s:close()
+      return sess, resumed
+    end
+    local session = connect(nil)
+    local resumed = 0
+    for _ = 1, 12 do
+      local sess, r = connect(session)
+      session = sess
+      if r then resumed = resumed + 1 end
+    end
+    assert.equals(12, resumed)
+  end)
+end)
+
+describe("gsockd check and TLS certificates", function()
+  it("warns about a certificate that expires within 14 days", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", "return function() end\n")
+    assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s "
+      .. "-out %s -days 5 -subj /CN=localhost >/dev/null 2>&1"):format(certs.quote(dir .. "/soon.key"),
+      certs.quote(dir .. "/soon.pem"))))
+    proc.write(dir, "s.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = "soon.pem", key = "soon.key" }
+]]):format(proc.free_port()))
+    local check = proc.start({ "check", "s.toml" }, { cwd = dir })
+    assert.equals(0, check:wait_exit(10))
+    assert.matches("warning: s.toml:4: services.secure.tls.cert: certificate 'soon.pem' expires in [45] days",
+      check:stderr())
+  end)
+end)
+
+describe("SSLKEYLOGFILE", function()
+  it("gets the key material of a client's handshake (NSS key log lines)", function()
+    need_certs()
+    local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key }, function(line) return line end)
+    local dir = proc.tmpdir()
+    local script = proc.write(dir, "client.lua", ([[
+local socket, ssl = require "socket", require "ssl"
+local s = assert(socket.connect("localhost", %d))
+local conn = assert(ssl.wrap(s, { mode = "client", cafile = %q }))
+conn:settimeout(5)
+assert(conn:dohandshake())
+conn:send("hi\n")
+print(conn:receive("*l"))
+conn:close()
+]]):format(port, c.ca.cert))
+    local log = dir .. "/keys.log"
+    local p = proc.start({ "run", script }, { cwd = dir, env = { SSLKEYLOGFILE = log } })
+    local status = p:wait_exit(10)   -- waits in this fiber: the server goes on serving
+    srv:stop()
+    assert.equals(0, status, p:stderr())
+    local text = certs.slurp(log) or ""
+    assert.truthy(text:find("CLIENT_HANDSHAKE_TRAFFIC_SECRET %x+ %x+") or text:find("CLIENT_RANDOM %x+ %x+"), text)
+  end)
 end)

@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "gsock_x509.h"
+
 // Macros of ssl.h.
 int gs_tls_set_min_version(SSL_CTX *ctx, int version);
 int gs_tls_set_max_version(SSL_CTX *ctx, int version);
@@ -39,11 +41,28 @@ void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info);
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
+/// The session ticket keys of a server context: 80 bytes (name, HMAC and AES keys).
+int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length);
+
 /// A private key's password, copied into the context.
 void gs_tls_set_password(SSL_CTX *ctx, const char *password);
 
 /// SSLKEYLOGFILE: key material lines appended to `path` (NSS key log format).
 int gs_tls_set_keylog_file(SSL_CTX *ctx, const char *path);
+
+/// The newest session of a client connection, kept for resumption; owned by the caller.
+typedef struct { SSL_SESSION *session; } gs_tls_session_slot;
+
+/// Client session caching on `ctx`: every new session of a connection given a slot (below)
+/// is kept in that slot (TLS 1.3 sends its tickets after the handshake).
+void gs_tls_enable_client_sessions(SSL_CTX *ctx);
+/// Keeps `ssl`'s new sessions in `slot` (alive as long as the SSL object).
+void gs_tls_set_session_slot(SSL *ssl, gs_tls_session_slot *slot);
+/// Frees the session a slot holds.
+void gs_tls_clear_session_slot(gs_tls_session_slot *slot);
+
+/// Loads a certificate chain and key given as PEM text into `ctx` (1 on success).
+int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const char *key, size_t key_length);
 
 /// The names a certificate is for: its DNS and IP subject alternative names, else its
 /// common name, joined with ", " into `out`; the count of names.

@@ -74,7 +74,8 @@ extension Runtime {
         try loadEmbedded(PackageResources.ssl_lua, name: "@ssl.lua")
         lua_createtable(L, 0, Int32(TLSBindings.functions.count))
         luaSetFunctions(L, TLSBindings.functions)
-        guard gs_pcall(L, 1, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        try loadEmbedded(PackageResources.https_lua, name: "@ssl/https.lua")  // ssl.https, run on require
+        guard gs_pcall(L, 2, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
 
 }

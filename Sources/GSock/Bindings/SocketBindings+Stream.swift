@@ -178,7 +178,7 @@ enum StreamBindings {
 
     private static func accept(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try stream(L, servers)
-        if s.reader.isWaitedOn { return fail(L, "busy") }
+        if s.isReceiving { return fail(L, "busy") }
         s.receiveDeadline = s.deadline(for: .read)
         return acceptStep(L, s)
     }
@@ -204,18 +204,21 @@ enum StreamBindings {
         return acceptStep(L, s)
     }
 
-    /// Parks the running fiber on the socket's watcher for `direction`, bounded by the
-    /// socket's timeouts; `timedOut` gives the result when no wait is allowed at all.
-    static func park(_ L: LuaState, _ s: Socket, _ direction: Socket.Direction, deadline: Double?,
-                     what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
+    /// Parks the running fiber until the socket is ready for `direction`, bounded by the
+    /// socket's timeouts; `timedOut` gives the result when no wait is allowed at all. An
+    /// operation of one side (`operation`, the direction by default) waiting for the other
+    /// side's readiness (TLS) waits on a watcher of its own.
+    static func park(_ L: LuaState, _ s: Socket, _ direction: Socket.Direction, for operation: Socket.Direction? = nil,
+                     deadline: Double?, what: String, then kont: LuaBody, timedOut: () -> Int32) -> Int32 {
         s.parkedDirection = direction
         let limit = s.waitLimit(deadline: deadline)
         if limit == 0 { return timedOut() }
         return s.withRuntime { runtime in
             // A connection waiting for data with nothing buffered is idle: it keeps no buffer.
             if direction == .read && s.buffer.isEmpty { s.buffer.release(to: &runtime.spareChunks) }
+            let watcher = s.watcher(for: operation ?? direction, waitingFor: direction)
             return runtime.withCurrent { fiber in
-                runtime.park(L, fiber, on: .io(s.watcher(direction)), timeout: limit, what: what, then: kont)
+                runtime.park(L, fiber, on: .io(watcher), timeout: limit, what: what, then: kont)
             } ?? luaRaise(L, "\(what): not called from a fiber")
         }
     }
@@ -317,7 +320,7 @@ enum StreamBindings {
     private static func receive(_ L: LuaState, _ s: Socket) throws(LuaError) -> Int32 {
         let pattern = try receivePatternArg(L, s)
         // Before the accumulator is touched: it holds the parked receive's partial data.
-        if s.reader.isWaitedOn { return fail(L, "busy") }
+        if s.isReceiving { return fail(L, "busy") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         if lua_gettop(L) >= 3 && !luaIsNoneOrNil(L, 3) {
             guard lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER else {
@@ -368,7 +371,7 @@ enum StreamBindings {
         case .failed(let failure, let partial):
             return partial ? fail(L, message(for: failure), s) : fail(L, failure)
         case .wait(let direction):
-            return park(L, s, direction, deadline: s.receiveDeadline, what: what, then: receiveContinue) {
+            return park(L, s, direction, for: .read, deadline: s.receiveDeadline, what: what, then: receiveContinue) {
                 let partial = s.receiveTimedOut()
                 return partial ? fail(L, timeoutMessage(s), s) : fail(L, timeoutMessage(s))
             }
@@ -410,7 +413,7 @@ enum StreamBindings {
         if lua_type(L, 2) == LUA_TNUMBER { max = Int(lua_tointegerx(L, 2, &isInteger)) }
         if isInteger == 0 { max = try Arg.integer(L, 2) }  // Arg.integer's errors
         if max < 1 { throw .argument(L, 2, "bad max argument") }
-        if s.reader.isWaitedOn { return fail(L, "busy") }
+        if s.isReceiving { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
         if !s.receiveAccumulator.isEmpty { s.receiveAccumulator.removeAll(keepingCapacity: true) }
         s.receiveDeadline = s.deadline(for: .read)
@@ -432,7 +435,7 @@ enum StreamBindings {
         guard let pattern = luaString(L, 2), !pattern.isEmpty else { throw .argument(L, 2, "pattern is empty") }
         // Clamped so that size + pattern.count cannot overflow: no buffer gets near Int.max / 4.
         let size = try Arg.optionalInteger(L, 3).map { min(Swift.max(1, $0), Int.max / 4) }
-        if s.reader.isWaitedOn { return fail(L, "busy") }
+        if s.isReceiving { return fail(L, "busy") }
         if s.isClosed { return fail(L, "closed") }
         s.receiveAccumulator.removeAll(keepingCapacity: true)
         s.receiveDeadline = s.deadline(for: .read)
@@ -491,7 +494,7 @@ enum StreamBindings {
             lua_pushnil(L)
             return 3
         case .wait(let direction):
-            return park(L, s, direction, deadline: s.sendDeadline, what: "send", then: sendContinue) {
+            return park(L, s, direction, for: .write, deadline: s.sendDeadline, what: "send", then: sendContinue) {
                 sendFailed(L, timeoutMessage(s), i, s)
             }
         case .failed(let failure):

@@ -10,10 +10,12 @@ import Glibc
 
 enum TLSBindings {
     static let contextMetatable = "SSL:Context"
+    static let sessionMetatable = "SSL:Session"
 
     /// ssl.lua's `c` table.
     static let functions: [(String, LuaBody)] = [("newcontext", { L in luaCall(L, newcontext) }),
-                                                 ("wrap", { L in luaCall(L, wrap) })]
+                                                 ("wrap", { L in luaCall(L, wrap) }),
+                                                 ("loadcertificate", X509Bindings.load)]
 
     /// SSL:Connection's own methods, beside the stream socket's.
     static let connectionMethods: [(String, LuaBody)] = [
@@ -22,17 +24,19 @@ enum TLSBindings {
         ("getpeerverification", { L in luaCall(L, getpeerverification) }),
         ("getalpn", { L in luaCall(L, getalpn) }), ("info", { L in luaCall(L, info) }),
         ("want", { L in luaCall(L, want) }),
-    ]
+    ] + X509Bindings.connectionMethods
 
     /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
     /// (server.lua: `_tlshandshake(ctx)` then `_tlsinfo()` for the handler's peer.tls).
     static let tcpMethods: [(String, LuaBody)] = [
-        ("sslhandshake", { L in luaCall(L, sslhandshake) }),
+        ("sslhandshake", { L in luaCall(L, sslhandshake) }), ("setclientcert", { L in luaCall(L, setclientcert) }),
         ("_tlshandshake", { L in luaCall(L, tlshandshake) }), ("_tlsinfo", { L in luaCall(L, tlsinfo) }),
     ]
 
     static func register(_ L: LuaState) {
         LuaObjects.register(L, contextMetatable, methods: [])
+        LuaObjects.register(L, sessionMetatable, methods: [])
+        X509Bindings.register(L)
     }
 
     // MARK: - Contexts
@@ -102,7 +106,7 @@ enum TLSBindings {
             throw .type(L, 2, contextMetatable)
         }
         if old.isClosed { return SocketBindings.fail(L, "closed") }
-        if old.reader.isWaitedOn || old.isSending { return SocketBindings.fail(L, "busy") }
+        if old.isReceiving || old.isSending { return SocketBindings.fail(L, "busy") }
         let host = old.clientState.connectHost
         let family = old.family
         let fd = old.detachDescriptor()
@@ -139,7 +143,7 @@ enum TLSBindings {
             lua_pushboolean(L, 1)
             return 1
         }
-        if s.reader.isWaitedOn || s.isSending { return failHandshake(L, "busy") }
+        if s.isReceiving || s.isSending { return failHandshake(L, "busy") }
         logIfUnverified(s, tls)
         s.receiveDeadline = s.handshakeDeadline()
         return handshakeStep(L, s, luaSec: true)
@@ -206,17 +210,37 @@ enum TLSBindings {
     }
 
     /// OpenResty's `sock:sslhandshake([reused_session [, server_name [, ssl_verify]]])` on a
-    /// connected tcp{client}: the same object speaks TLS afterwards. Returns true, or nil and
-    /// the reason.
+    /// connected tcp{client}: the same object speaks TLS afterwards. Returns the session (to
+    /// resume with next time), true when reused_session is false, or nil and the reason.
     private static func sslhandshake(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try plainClient(L)
+        let reused = LuaObjects.get(L, 2, kind: .tlsSession, as: TLSSession.self)
+        if reused == nil && !luaIsNoneOrNil(L, 2) && lua_type(L, 2) != LUA_TBOOLEAN { throw .type(L, 2, sessionMetatable) }
         let serverName = luaIsNoneOrNil(L, 3) ? nil : try Arg.string(L, 3)
         let verify = luaIsNoneOrNil(L, 4) || lua_toboolean(L, 4) != 0
+        let certificate = s.clientState.clientCertificate
         return try startHandshake(L, s) { () throws(TLSError) in
-            let tls = try TLSStream(context: try s.runtime.defaultClientContext(verifying: verify), fd: s.fd)
+            let context = try s.runtime.defaultClientContext(verifying: verify, certificate: certificate)
+            let tls = try TLSStream(context: context, fd: s.fd)
             if let serverName { tls.setServerName(serverName) }
+            if let reused { tls.resume(reused) }
             return tls
         }
+    }
+
+    /// OpenResty's `sock:setclientcert(cert, key)`: the certificate chain and key (PEM text
+    /// or file paths) the next sslhandshake presents; nil, nil takes them away.
+    private static func setclientcert(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try plainClient(L)
+        if luaIsNoneOrNil(L, 2) && luaIsNoneOrNil(L, 3) {
+            s.clientState.clientCertificate = nil
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        let certificate = try Arg.string(L, 2), key = try Arg.string(L, 3)
+        s.clientState.clientCertificate = (certificate, key)
+        lua_pushboolean(L, 1)
+        return 1
     }
 
     /// `sock:_tlshandshake(ctx)`: the handshake of `ctx`'s mode on this socket, in place (a
@@ -244,7 +268,7 @@ enum TLSBindings {
             if tls.isEstablished { return sslhandshakeDone(L, s) }
             return SocketBindings.fail(L, "busy")
         }
-        if s.reader.isWaitedOn || s.isSending { return SocketBindings.fail(L, "busy") }
+        if s.isReceiving || s.isSending { return SocketBindings.fail(L, "busy") }
         do {
             let tls = try make()
             if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }
@@ -258,7 +282,7 @@ enum TLSBindings {
     }
 
     /// `sock:_tlsinfo()`: the handler's `peer.tls` (SPEC §10): version, cipher, sni, alpn,
-    /// verified, subject.
+    /// verified, subject, and whether the session was resumed.
     private static func tlsinfo(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let tls = SocketBindings.get(L, 1)?.tls, tls.isEstablished else {
             lua_pushnil(L)
@@ -281,6 +305,8 @@ enum TLSBindings {
         }
         lua_pushboolean(L, tls.verificationFailure == nil ? 1 : 0)
         luaRawSetField(L, -2, "verified")
+        lua_pushboolean(L, tls.wasResumed ? 1 : 0)
+        luaRawSetField(L, -2, "resumed")
         if let subject = tls.peerSubject {
             lua_pushstring(L, subject)
             luaRawSetField(L, -2, "subject")
@@ -288,8 +314,14 @@ enum TLSBindings {
         return 1
     }
 
+    /// sslhandshake's result: the session, or true when it was called with false.
     private static func sslhandshakeDone(_ L: LuaState, _ s: Socket) -> Int32 {
-        lua_pushboolean(L, 1)
+        if lua_type(L, 2) == LUA_TBOOLEAN && lua_toboolean(L, 2) == 0 {
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        guard let tls = s.tls else { return SocketBindings.fail(L, "closed") }
+        LuaObjects.push(L, tls.session, kind: .tlsSession)
         return 1
     }
 
@@ -369,16 +401,26 @@ enum TLSBindings {
 }
 
 extension Runtime {
-    /// The client contexts of sslhandshake, made on first use: one verifying against the
-    /// system store, one not. Shared by the process's runtimes (an SSL_CTX is thread-safe).
-    func defaultClientContext(verifying: Bool) throws(TLSError) -> TLSContext {
+    /// The client contexts of sslhandshake, made on first use: verifying against the system
+    /// store or not, with or without a client certificate. Shared by the process's runtimes
+    /// (an SSL_CTX is thread-safe).
+    func defaultClientContext(verifying: Bool, certificate: (String, String)? = nil) throws(TLSError) -> TLSContext {
+        let key = "\(verifying)\u{0}\(certificate?.0 ?? "")\u{0}\(certificate?.1 ?? "")"
         defaultContextsLock.lock()
         defer { defaultContextsLock.unlock() }
-        if let made = defaultClientContexts[verifying] { return made }
+        if let made = defaultClientContexts[key] { return made }
         var p = TLSParameters(mode: .client)
         if !verifying { p.verify = ["none"] }
+        if let (cert, privateKey) = certificate {
+            if cert.hasPrefix("-----BEGIN") {
+                p.pem = (cert, privateKey)
+            } else {
+                p.certificate = cert
+                p.key = privateKey
+            }
+        }
         let context = try TLSContext(p)
-        defaultClientContexts[verifying] = context
+        defaultClientContexts[key] = context
         return context
     }
 }
@@ -391,4 +433,4 @@ private final class Lock: @unchecked Sendable {
 }
 
 private let defaultContextsLock = Lock()
-nonisolated(unsafe) private var defaultClientContexts: [Bool: TLSContext] = [:]
+nonisolated(unsafe) private var defaultClientContexts: [String: TLSContext] = [:]

@@ -15,6 +15,8 @@ enum LuaObjectKind: UInt {
     case swiftFunction = 0x6773_6669_6265_7205
     case socket = 0x6773_6669_6265_7206
     case tlsContext = 0x6773_6669_6265_7207
+    case tlsSession = 0x6773_6669_6265_7208
+    case x509 = 0x6773_6669_6265_7209
 
     /// The metatable of every object of this kind (sockets have one per class).
     var metatable: String {
@@ -26,6 +28,8 @@ enum LuaObjectKind: UInt {
         case .swiftFunction: return "gsock.swiftfunction"
         case .socket: return "socket"
         case .tlsContext: return TLSBindings.contextMetatable
+        case .tlsSession: return TLSBindings.sessionMetatable
+        case .x509: return X509Bindings.metatable
         }
     }
 }

@@ -60,6 +60,7 @@ public enum ConfigLoader {
         config.services = readServices(root["services"], directory: directory, listenings: &listenings, reader: &reader)
         checkCollisions(listenings, reader: &reader)
         guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problemsInFileOrder) }
+        config.warnings = reader.warnings
         return config
     }
 
@@ -257,6 +258,11 @@ public enum ConfigLoader {
         p.cafile = files["client_ca"]
         do {
             _ = try TLSContext(p)
+            if let days = TLSContext.daysUntilExpiry(ofCertificateFile: cert), days < 14 {
+                reader.warn(key.appending("cert"), days < 0
+                    ? "certificate '\(cert)' has expired"
+                    : "certificate '\(cert)' expires in \(days) day\(days == 1 ? "" : "s")")
+            }
         } catch {
             let blamed = error.message.contains("'\(privateKey)'") && !error.message.contains("does not match")
                 ? "key" : (files["client_ca"].map { error.message.contains($0) } == true ? "client_ca" : "cert")

@@ -7,6 +7,8 @@ struct ConfigReader {
     let file: String
     let sourceMap: ConfigSourceMap
     private(set) var problems: [ConfigProblem] = []
+    /// What is worth knowing but not wrong (a certificate about to expire).
+    private(set) var warnings: [ConfigProblem] = []
 
     init(file: String, sourceMap: ConfigSourceMap) {
         self.file = file
@@ -24,6 +26,10 @@ struct ConfigReader {
     mutating func report(_ key: ConfigKey?, _ message: String) {
         let line = key.flatMap { sourceMap.line(of: $0) }
         problems.append(ConfigProblem(file: file, key: key?.description, line: line, message: message))
+    }
+
+    mutating func warn(_ key: ConfigKey, _ message: String) {
+        warnings.append(ConfigProblem(file: file, key: key.description, line: sourceMap.line(of: key), message: message))
     }
 
     /// Reports a value that is not what `expected` says: `expected X, got string "y"`.

@@ -25,6 +25,9 @@ public struct ServerConfig: Sendable {
     public var maxRunTimeAction: RunawayAction = .log
     /// The services, sorted by name; never empty in a loaded config.
     public var services: [ServiceConfig]
+    /// What `gsockd check` and `gsockd serve` warn about: nothing wrong, but soon to be
+    /// (a certificate expiring within 14 days).
+    public var warnings: [ConfigProblem] = []
 
     /// Creates a config with the default settings.
     /// - Parameters:

@@ -101,13 +101,24 @@ local function reload(servers, services, load_services)
   end
   local by_name = {}
   for _, s in ipairs(fresh) do by_name[s.name] = s end
-  for _, s in ipairs(services) do
+  local contexts = {}
+  for i, s in ipairs(services) do
     local new = by_name[s.name]
     if new then
       local ok, ierr = init(new)
       if not ok then
         log("error", "reload failed, the running code keeps serving: " .. ierr)
         return
+      end
+      -- Certificates are read again; a service that had no TLS does not start speaking it.
+      local tls = server_options(new).tls
+      if tls and servers[i].tls then
+        local ctx, terr = servers[i]:tls_context_for(tls)
+        if not ctx then
+          log("error", ("reload failed, the running code keeps serving: %s: %s"):format(s.name, terr))
+          return
+        end
+        contexts[i] = { ctx, tls }
       end
     end
   end
@@ -116,6 +127,7 @@ local function reload(servers, services, load_services)
     local new = by_name[s.name]
     if new then
       servers[i].handle = new.handler.handle
+      if contexts[i] then servers[i]:use_tls(contexts[i][1], contexts[i][2]) end
       s.handler = new.handler
       by_name[s.name] = nil
       kept = kept + 1

@@ -396,6 +396,19 @@ end
 
 function Server:connections() return self.count end
 
+--- The TLS context a reload would give this server (SIGHUP reloads certificates): its
+--- `tls` table made into a context, or nil and what is wrong. Connections already open keep
+--- the context they began with.
+function Server:tls_context_for(t)
+  if t == nil then return nil end
+  return tls_context(t)
+end
+
+function Server:use_tls(ctx, t)
+  self.tls = ctx
+  self.handshake_timeout = t and t.handshake_timeout or 10
+end
+
 local function handle_connection(self, client, a)
   -- The peer's address is read before the handler runs, while the connection is surely
   -- open: a failure is logged with it. (Locals cost no memory; the table only if asked.)

@@ -4,7 +4,7 @@
 -- normalizes LuaSec's parameters, and registers `require "ssl"` in package.preload, which
 -- Lua searches before package.path: gsockd's module wins over an installed LuaSec, whose C
 -- module would block every fiber while it waits.
-local c = ...
+local c, https = ...
 
 local ipairs, tostring, type = ipairs, tostring, type
 
@@ -90,5 +90,11 @@ function ssl.wrap(sock, cfg)
   return c.wrap(sock, ctx)
 end
 
+--- `ssl.loadcertificate(pem)` → an x509 object, or nil and why.
+ssl.loadcertificate = c.loadcertificate
+ssl.x509 = { load = c.loadcertificate }
+
 package.preload["ssl"] = function() return ssl end
+package.preload["ssl.x509"] = function() return ssl.x509 end
+package.preload["ssl.https"] = https
 return ssl

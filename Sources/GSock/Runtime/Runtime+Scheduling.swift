@@ -450,7 +450,7 @@ extension Runtime {
 
     /// The chunk names of gsockd's embedded Lua files, as tracebacks print them.
     static let ownChunks = ["gsock.lua", "socket.lua", "server.lua", "serve.lua", "testing.lua",
-                            "assertions.lua", "junit.lua", "ssl.lua"] + EmbeddedLua.gsockModuleChunks
+                            "assertions.lua", "junit.lua", "ssl.lua", "ssl/https.lua"] + EmbeddedLua.gsockModuleChunks
 
     /// A Lua traceback without the frames at its bottom that are gsockd's own (the fiber's
     /// start, the script runner): users read their code's frames, not the wrapper's.

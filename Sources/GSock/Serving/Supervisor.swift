@@ -131,10 +131,11 @@ public final class Supervisor {
         _ = fcntl(theirs, F_SETFD, 0)  // the worker inherits its end; the supervisor closes it below
         // systemd hears from the supervisor only (NotifyAccess=main).
         let own = [Supervisor.workerVariable, Supervisor.supervisorVariable, WorkerChannel.variable,
-                   "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
+                   TicketKeys.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
         var environment = ProcessInfoLite.environment.filter { entry in !own.contains { entry.hasPrefix($0) } }
         environment += ["\(Supervisor.workerVariable)=\(index + 1)", "\(Supervisor.supervisorVariable)=\(getpid())",
-                        "\(WorkerChannel.variable)=\(theirs)"]
+                        "\(WorkerChannel.variable)=\(theirs)",
+                        "\(TicketKeys.variable)=\(TicketKeys.encode(TicketKeys.shared))"]  // one ticket key for all workers
         var pid: pid_t = 0
         let status = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in posix_spawn(&pid, "/proc/self/exe", nil, nil, argv, envp) }

@@ -164,7 +164,7 @@ extension Socket {
     func keepAlive(maxIdle: Double?, poolSize: Int) throws(PoolRefusal) {
         if isClosed { throw .closed }
         if !buffer.isEmpty { throw .unreadData }
-        if reader.isWaitedOn || isSending { throw .busy }
+        if isReceiving || isSending { throw .busy }
         let key: String
         if let k = clientState.poolKey {
             key = k

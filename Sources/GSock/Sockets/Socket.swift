@@ -74,6 +74,11 @@ final class Socket {
     let reader: IOWatcher
     /// Made on the first wait to send: most connections never have to wait for that.
     private var writerIfMade: IOWatcher?
+    /// TLS only: a receive that must wait until it can write, and a send that must wait
+    /// until it can read, each wait on a watcher of their own, so that one fiber may
+    /// receive while another sends whatever OpenSSL needs (the crossed WANT_* of SPEC §10).
+    private var readerWantingWriteIfMade: IOWatcher?
+    private var writerWantingReadIfMade: IOWatcher?
 
     // LuaSocket's timeouts: nil waits for ever.
     @exclusivity(unchecked) var blockTimeout: Double?
@@ -117,6 +122,8 @@ final class Socket {
         var connectError: SystemError?
         /// The host name or address `connect` was given (what a TLS client verifies).
         var connectHost: String?
+        /// setclientcert's certificate chain and key (PEM text or files).
+        var clientCertificate: (certificate: String, key: String)?
         var resolveJob: ResolveJob?
         /// Connection-pool bookkeeping (setkeepalive/getreusedtimes).
         var reusedTimes = 0
@@ -201,6 +208,8 @@ final class Socket {
         if newFD >= 0 {
             reader.rebind(fd: newFD)
             writerIfMade?.rebind(fd: newFD)
+            readerWantingWriteIfMade?.rebind(fd: newFD)
+            writerWantingReadIfMade?.rebind(fd: newFD)
         }
     }
 
@@ -208,8 +217,9 @@ final class Socket {
     func close() {
         wasClosed = true
         guard fd >= 0 else { return }
-        if let waiter = reader.waiter { runtime.wake(waiter, .ready(0), direct: false) }
-        if let waiter = writerIfMade?.waiter { runtime.wake(waiter, .ready(0), direct: false) }
+        for watcher in [reader, writerIfMade, readerWantingWriteIfMade, writerWantingReadIfMade] {
+            if let waiter = watcher?.waiter { runtime.wake(waiter, .ready(0), direct: false) }
+        }
         closeDescriptor()
     }
 
@@ -233,6 +243,8 @@ final class Socket {
     private func stopWatchers() {
         ev_io_stop(runtime.loop, reader.io)
         if let writerIfMade { ev_io_stop(runtime.loop, writerIfMade.io) }
+        if let readerWantingWriteIfMade { ev_io_stop(runtime.loop, readerWantingWriteIfMade.io) }
+        if let writerWantingReadIfMade { ev_io_stop(runtime.loop, writerWantingReadIfMade.io) }
     }
 
     private var writer: IOWatcher {
@@ -243,9 +255,27 @@ final class Socket {
     }
 
     /// Whether a fiber is waiting to send.
-    var isSending: Bool { writerIfMade?.isWaitedOn ?? false }
+    var isSending: Bool { (writerIfMade?.isWaitedOn ?? false) || (writerWantingReadIfMade?.isWaitedOn ?? false) }
+    /// Whether a fiber is waiting to receive (or accept, or in a TLS handshake).
+    var isReceiving: Bool { reader.isWaitedOn || (readerWantingWriteIfMade?.isWaitedOn ?? false) }
 
     func watcher(_ direction: Direction) -> IOWatcher { direction == .read ? reader : writer }
+
+    /// The watcher an operation of `operation`'s side waits on for `readiness`: its own,
+    /// or for TLS's crossed wants a watcher of its own, apart from the other side's.
+    func watcher(for operation: Direction, waitingFor readiness: Direction) -> IOWatcher {
+        if operation == readiness { return watcher(readiness) }
+        if operation == .read {
+            if let readerWantingWriteIfMade { return readerWantingWriteIfMade }
+            let made = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_WRITE))
+            readerWantingWriteIfMade = made
+            return made
+        }
+        if let writerWantingReadIfMade { return writerWantingReadIfMade }
+        let made = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_READ))
+        writerWantingReadIfMade = made
+        return made
+    }
 
     /// Runs `body` with the runtime, lent without the retain and release that reading
     /// `runtime` costs: the runtime outlives its sockets.

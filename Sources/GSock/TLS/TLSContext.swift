@@ -37,6 +37,8 @@ struct TLSParameters {
     var depth: Int?
     var curves: String?
     var alpn: [String] = []
+    /// A certificate chain and key as PEM text instead of files (setclientcert).
+    var pem: (certificate: String, key: String)?
 }
 
 private func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
@@ -90,6 +92,18 @@ final class TLSContext {
             }
         }
 
+        if let pem = p.pem {
+            let ok = pem.certificate.withCString { c in
+                pem.key.withCString { k in gs_tls_use_pem(ctx, c, strlen(c), k, strlen(k)) }
+            }
+            guard ok == 1 else { throw .openSSL("invalid client certificate or key (PEM)") }
+        }
+        if p.mode == .client { gs_tls_enable_client_sessions(ctx) }
+        if p.mode == .server {
+            let keys = TicketKeys.shared
+            _ = keys.withUnsafeBufferPointer { gs_tls_set_ticket_keys(ctx, $0.baseAddress, $0.count) }
+        }
+
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
         if p.cafile != nil || p.capath != nil {
             if let cafile = p.cafile { try Self.readable(cafile, "cafile") }
@@ -132,6 +146,14 @@ final class TLSContext {
     }
 
     deinit { SSL_CTX_free(ctx) }
+
+    /// Whole days until the first certificate of a PEM file expires (negative: it has).
+    static func daysUntilExpiry(ofCertificateFile path: String) -> Int? {
+        guard case .success(let text) = FilePaths.read(path), let cert = X509Certificate(pem: text) else { return nil }
+        var days: Int32 = 0, seconds: Int32 = 0
+        guard ASN1_TIME_diff(&days, &seconds, nil, X509_get0_notAfter(cert.cert)) == 1 else { return nil }
+        return Int(days)
+    }
 
     /// "any" is TLS 1.2 or newer; older protocols are refused.
     private static func setProtocol(_ ctx: OpaquePointer, _ name: String) throws(TLSError) {
@@ -191,5 +213,44 @@ final class TLSContext {
         guard access(path, R_OK) == 0 else {
             throw TLSError("cannot read \(what) '\(path)': \(Syscall.lastErrorText())")
         }
+    }
+}
+
+/// The session ticket keys of every server context of the process group: a supervisor makes
+/// them and hands them to its workers, so a session resumes on any worker (and across a
+/// SIGHUP, which makes the contexts again).
+enum TicketKeys {
+    static let variable = "GSOCKD_TLS_TICKET_KEYS"
+    static let length = 80
+
+    /// The keys the supervisor handed down (the variable is removed, so that no child of the
+    /// handler inherits it), else new random ones.
+    nonisolated(unsafe) static let shared: [UInt8] = {
+        if let text = getenv(variable).map({ String(cString: $0) }), let keys = decode(text) {
+            unsetenv(variable)
+            return keys
+        }
+        return random()
+    }()
+
+    static func random() -> [UInt8] {
+        var keys = [UInt8](repeating: 0, count: length)
+        _ = RAND_bytes(&keys, Int32(length))
+        return keys
+    }
+
+    static func encode(_ keys: [UInt8]) -> String {
+        keys.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count == 2 * length else { return nil }
+        var keys: [UInt8] = []
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            keys.append(byte)
+        }
+        return keys
     }
 }

@@ -6,6 +6,17 @@ import COpenSSL
 import CTLS
 import Glibc
 
+/// A client connection's newest TLS session, kept for resumption (OpenResty's session
+/// object: `sslhandshake` returns it, and takes it back to resume).
+final class TLSSession {
+    let slot = UnsafeMutablePointer<gs_tls_session_slot>.allocate(capacity: 1)
+    init() { slot.initialize(to: gs_tls_session_slot(session: nil)) }
+    deinit {
+        gs_tls_clear_session_slot(slot)
+        slot.deallocate()
+    }
+}
+
 final class TLSStream: Transport {
     let ssl: OpaquePointer
     let context: TLSContext
@@ -17,6 +28,8 @@ final class TLSStream: Transport {
     /// The direction the last OpenSSL call wanted (LuaSec's `want()`).
     private(set) var lastWant: Socket.Direction?
     private let verifyInfo = UnsafeMutablePointer<gs_tls_verify_info>.allocate(capacity: 1)
+    /// A client's sessions, as the server sends them.
+    let session = TLSSession()
 
     init(context: TLSContext, fd: Int32) throws(TLSError) {
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL("cannot make a TLS connection") }
@@ -24,8 +37,21 @@ final class TLSStream: Transport {
         self.context = context
         SSL_set_fd(ssl, fd)
         gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
-        if context.mode == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
+        if context.mode == .client {
+            SSL_set_connect_state(ssl)
+            gs_tls_set_session_slot(ssl, session.slot)
+        } else {
+            SSL_set_accept_state(ssl)
+        }
     }
+
+    /// Offers `previous`'s session for resumption (before the handshake).
+    func resume(_ previous: TLSSession) {
+        if let s = previous.slot.pointee.session { _ = SSL_set_session(ssl, s) }
+    }
+
+    /// Whether the handshake resumed a session.
+    var wasResumed: Bool { SSL_session_reused(ssl) == 1 }
 
     deinit {
         SSL_free(ssl)

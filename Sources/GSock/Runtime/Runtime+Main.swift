@@ -1,40 +1,11 @@
 // Running a chunk as the main fiber: `gsockd run script.lua`, and Swift programs
-// that embed the runtime. As in gevent, the process's work is done when the main
-// fiber ends; fibers still pending are abandoned.
+// that embed the runtime (`runMain`, in Embedding/Runtime+API.swift). As in gevent, the
+// process's work is done when the main fiber ends; fibers still pending are abandoned.
 import CLibev
 import CLua
 import CShims
 
 extension Runtime {
-    /// Runs a Lua file as the main fiber, with `arguments` as `...` and in the global `arg`
-    /// (`arg[0]` is the path), until that fiber ends.
-    /// - Returns: what the chunk returned, when it returned a value (a handler, for instance).
-    /// - Throws: `RuntimeError.compile` when the file cannot be read or compiled,
-    ///   `RuntimeError.failed` when the main fiber raised.
-    @discardableResult
-    public func runMain(file path: String, arguments: [String] = []) throws -> Bool {
-        try loadFile(path)
-        setArgTable(script: path, arguments: arguments)
-        return try runMainChunk(arguments: arguments)
-    }
-
-    /// Runs Lua source as the main fiber until it ends; `name` names it in messages.
-    /// - Throws: `RuntimeError.compile` or `RuntimeError.failed`.
-    @discardableResult
-    public func runMain(source: String, name: String = "=(source)", arguments: [String] = []) throws -> Bool {
-        try loadString(source, name: name)
-        return try runMainChunk(arguments: arguments)
-    }
-
-    /// Schedules Lua source to run in a new fiber; `run()` runs it.
-    /// - Throws: `RuntimeError.compile`.
-    public func spawn(source: String, name: String = "=(source)") throws {
-        try loadString(source, name: name)
-        let fiber = makeFiber(from: L, count: 1)
-        gs_pop(L, 1)
-        enqueue(fiber)
-    }
-
     /// Compiles a file and pushes the chunk.
     func loadFile(_ path: String) throws {
         lua_checkstack(L, 4)
@@ -64,14 +35,14 @@ extension Runtime {
     }
 
     /// Runs the chunk on top of the stack as the main fiber; true if it returned a value.
-    private func runMainChunk(arguments: [String]) throws -> Bool {
+    func runMainChunk(arguments: [String]) throws -> Bool {
         lua_checkstack(L, Int32(arguments.count) + 4)
         for a in arguments { lua_pushstring(L, a) }
         return try runMainFiber(argumentCount: Int32(arguments.count)).count > 0
     }
 
     /// Runs the function below the top `argumentCount` values (its arguments, which may be
-    /// any Lua values) as the main fiber until it ends; true if it returned a value.
+    /// any Lua values) as the main fiber until it ends, and returns what it returned.
     @discardableResult
     func runMainFiber(argumentCount: Int32) throws -> MainResults {
         lua_checkstack(L, 4)
@@ -79,21 +50,19 @@ extension Runtime {
         let handle = luaRef(L)
         defer {
             luaUnref(L, handle)
-            mainFiber = nil
+            mainRun.fiber = nil
         }
-        mainFiber = fiber
-        mainOutcome = nil
-        stopRequested = false
+        mainRun = MainRun(fiber: fiber)
         enqueue(fiber)
-        while mainOutcome == nil && !stopRequested {
+        while mainRun.outcome == nil && !mainRun.stopRequested {
             ev_run(loop, 0)
-            if mainOutcome == nil && !stopRequested && fiber.state == .parked {
+            if mainRun.outcome == nil && !mainRun.stopRequested && fiber.state == .parked {
                 // Nothing is left that could wake the main fiber (gevent's LoopExit).
                 lua_pushstring(L, "this operation would block forever: no fiber, timer or descriptor is left to wake it")
                 interrupt(fiber, error: luaRef(L), direct: true)
             }
         }
-        if case .failure(let message, let traceback) = mainOutcome {
+        if case .failure(let message, let traceback) = mainRun.outcome {
             throw RuntimeError.failed(message: message, traceback: traceback)
         }
         let top = lua_gettop(L)
@@ -122,6 +91,22 @@ extension Runtime {
         }
         guard status == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
+}
+
+extension Runtime {
+    /// The run of the main fiber: the fiber, how it ended, and whether `stop()` ended the
+    /// loop before it did.
+    struct MainRun {
+        var fiber: Fiber?
+        var outcome: MainOutcome?
+        var stopRequested = false
+    }
+}
+
+/// How the main fiber ended.
+enum MainOutcome {
+    case success
+    case failure(message: String, traceback: String)
 }
 
 /// What the main fiber returned.

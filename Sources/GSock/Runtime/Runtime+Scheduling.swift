@@ -11,14 +11,36 @@ import CShims
 extension Runtime {
     // MARK: - The ready queue
 
-    /// Queues a fiber to run at the end of this loop iteration. While fibers are queued,
-    /// the check watcher runs them and the idle watcher keeps the poll from blocking.
+    /// The fibers to run at the end of this loop iteration, and the watchers that run them.
+    struct ReadyQueue {
+        /// The queued fibers, in order.
+        var fibers: [Fiber] = []
+        /// The batch `runReady` is running: the queue's previous storage, reused.
+        private(set) var batch: [Fiber] = []
+        /// While fibers are queued, runs them after every other callback of the iteration.
+        let check: UnsafeMutablePointer<ev_check> = .allocate(capacity: 1)
+        /// While fibers are queued, keeps the poll from blocking.
+        let idle: UnsafeMutablePointer<ev_idle> = .allocate(capacity: 1)
+
+        /// Makes the queued fibers the batch to run, and the queue empty.
+        mutating func takeBatch() { swap(&fibers, &batch) }
+
+        /// Empties the batch, keeping its storage for the next.
+        mutating func endBatch() { batch.removeAll(keepingCapacity: true) }
+
+        func deallocateWatchers() {
+            check.deallocate()
+            idle.deallocate()
+        }
+    }
+
+    /// Queues a fiber to run at the end of this loop iteration.
     func enqueue(_ fiber: Fiber) {
         fiber.state = .ready
-        readyQueue.append(fiber)
-        if readyQueue.count == 1 && gs_is_active(check) == 0 {
-            ev_check_start(loop, check)
-            ev_idle_start(loop, idle)
+        ready.fibers.append(fiber)
+        if ready.fibers.count == 1 && gs_is_active(ready.check) == 0 {
+            ev_check_start(loop, ready.check)
+            ev_idle_start(loop, ready.idle)
         }
     }
 
@@ -26,17 +48,17 @@ extension Runtime {
     /// a few batches per loop iteration so that descriptors are still polled often.
     func runReady() {
         var batches = 0
-        while !readyQueue.isEmpty && batches < 4 {
-            swap(&readyQueue, &readyBatch)
-            for fiber in readyBatch where fiber.state == .ready {
+        while !ready.fibers.isEmpty && batches < 4 {
+            ready.takeBatch()
+            for fiber in ready.batch where fiber.state == .ready {
                 resume(fiber)
             }
-            readyBatch.removeAll(keepingCapacity: true)
+            ready.endBatch()
             batches += 1
         }
-        if readyQueue.isEmpty {
-            ev_check_stop(loop, check)
-            ev_idle_stop(loop, idle)
+        if ready.fibers.isEmpty {
+            ev_check_stop(loop, ready.check)
+            ev_idle_stop(loop, ready.idle)
         }
     }
 
@@ -262,7 +284,7 @@ extension Runtime {
         if case .error(let ref) = fiber.wake { luaUnref(L, ref) }
         fiber.wake = .abandoned
         fiber.state = .running
-        readyQueue.removeAll { $0 === fiber }
+        ready.fibers.removeAll { $0 === fiber }
     }
 
     /// Starts a one-shot timer `seconds` from now. The loop's clock is refreshed first:
@@ -323,11 +345,11 @@ extension Runtime {
             }
         } else {
             lua_xmove(co, L, 1)
-            let isMain = fiber === mainFiber
+            let isMain = fiber === mainRun.fiber
             if isMain || (!fiber.killed && (fiber.joiners?.count ?? 0) == 0) {
                 let (message, traceback) = describeFailure(of: fiber, handle: handle, errorIndex: lua_gettop(L))
                 if isMain {
-                    mainOutcome = .failure(message: message, traceback: traceback)
+                    mainRun.outcome = .failure(message: message, traceback: traceback)
                 } else {
                     failuresLogged += 1
                     logger.error("fiber failed: \(message)",
@@ -356,8 +378,8 @@ extension Runtime {
         let ref = fiber.handleRef
         fiber.handleRef = LUA_NOREF
         luaUnref(L, ref)
-        if fiber === mainFiber {
-            if ok { mainOutcome = .success }
+        if fiber === mainRun.fiber {
+            if ok { mainRun.outcome = .success }
             ev_break(loop, Int32(EVBREAK_ALL))
         }
         lua_settop(L, handle - 1)

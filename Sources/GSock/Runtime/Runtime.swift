@@ -1,7 +1,8 @@
 // The runtime: one libev loop, one Lua state, and the fibers that run in it.
 //
-// This file holds the runtime's life cycle and its public face for Swift programs
-// (SPEC §8); the scheduler is in Runtime+Scheduling.swift, the Lua API in Bindings/.
+// This file holds the runtime's state and its life cycle; its face for Swift programs
+// (SPEC §8) is in Embedding/, the scheduler in Runtime+Scheduling.swift, the Lua API in
+// Bindings/.
 import CLibev
 import CLua
 import CShims
@@ -11,29 +12,21 @@ import Logging
 ///
 /// A runtime belongs to the thread that created it; it is not `Sendable`.
 public final class Runtime {
-    /// How a runtime is set up.
-    public struct Options {
-        /// Bytes the Lua state may allocate; 0 for no limit. An allocation past it fails
-        /// the fiber that made it with "not enough memory".
-        public var memoryLimit: Int = 0
-        /// Use libev's default loop (the only one that can watch signals) instead of a new one.
-        public var useDefaultLoop: Bool = false
-        /// Where runtime events (such as errors of fibers nobody joins) are logged.
-        public var logger = Logger(label: "gsockd")
-        /// Seconds a fiber may run without yielding before it is reported (nil: not
-        /// watched). Needs the default loop; one runtime per process can be watched.
-        public var maxRunTime: Double?
-        /// With `.error`, a fiber past `maxRunTime` gets an error raised in it instead of a report.
-        public var runawayAction: RunawayAction = .log
-
-        public init() {}
-    }
+    // MARK: The Lua state and the loop
 
     let L: LuaState
     let loop: OpaquePointer
     let state: UnsafeMutablePointer<gs_state>
     let ownsLoop: Bool
     var logger: Logger
+    /// Registry reference of the `gsock` module table.
+    var moduleRef: Int32 = LUA_NOREF
+    /// Whether the metatable of registered Swift functions exists (Runtime+Modules.swift).
+    var boxMetatableRegistered = false
+    /// Whether the watchdog watches this runtime's fibers (see Options.maxRunTime).
+    var watchesRunaways = false
+
+    // MARK: The scheduler
 
     /// The fiber whose Lua code is running, nil at loop level.
     // The scheduler's hot fields: one thread, and no access to them is ever held across
@@ -45,45 +38,40 @@ public final class Runtime {
         set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
     }
     @exclusivity(unchecked) private var currentRef: Unmanaged<Fiber>?
-    @exclusivity(unchecked) var readyQueue: [Fiber] = []
-    @exclusivity(unchecked) var readyBatch: [Fiber] = []
-    let idle: UnsafeMutablePointer<ev_idle>
-    let check: UnsafeMutablePointer<ev_check>
-    var nextFiberId = 1
-    /// Fibers not yet dead.
-    var liveFibers = 0
-    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced).
-    var fiberObjects = 0
-    var liveHead: Fiber?
-    var mainFiber: Fiber?
-    var mainOutcome: MainOutcome?
-    var stopRequested = false
-    var boxMetatableRegistered = false
-    /// Whether the watchdog watches this runtime's fibers (see Options.maxRunTime).
-    var watchesRunaways = false
-    /// The Lua function that receives signals (on_signal), and the watchers.
-    var signalHandlerRef: Int32 = LUA_NOREF
-    var signalWatchers: [UnsafeMutablePointer<ev_signal>] = []
-    /// Whether sockets enter the registry of open resources (the test runner sets it).
-    var tracksResources = false
-    /// Bytes received and sent by sockets, and fiber failures logged (gsock.stats).
-    var bytesIn = 0
-    var bytesOut = 0
-    var failuresLogged = 0
-    /// Sockets in memory (open or not yet collected).
-    var openSockets = 0
+    @exclusivity(unchecked) var ready: ReadyQueue
     /// Fibers parked on bare descriptors (wait_read, gsock.wait, select), by descriptor, so
     /// that a socket's close wakes them (`descriptorClosing`) instead of leaving a watcher
     /// on a number the next socket may get.
     var descriptorWaiters: [Int32: [Fiber]] = [:]
+    var mainRun = MainRun()
+    var nextFiberId = 1
+    /// The live fibers, linked through `Fiber.liveNext` (`writeDump`, `close`).
+    var liveHead: Fiber?
+
+    // MARK: Counters (gsock.stats)
+
+    /// Fibers not yet dead.
+    var liveFibers = 0
+    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced).
+    var fiberObjects = 0
+    /// Fiber failures logged.
+    var failuresLogged = 0
+    /// Bytes received and sent by sockets.
+    var bytesIn = 0
+    var bytesOut = 0
+    /// Sockets in memory (open or not yet collected).
+    var openSockets = 0
+
+    // MARK: What sockets share
+
+    /// Whether sockets enter the registry of open resources (the test runner sets it).
+    var tracksResources = false
     /// Receive-buffer chunks that sockets gave back, for the next to take.
     @exclusivity(unchecked) var spareChunks = SpareChunks()
     /// Idle client connections by "host:port" (setkeepalive).
     var connectionPool: [String: [PooledConnection]] = [:]
     var poolSweep: UnsafeMutablePointer<ev_timer>?
     let resolver: Resolver
-    /// Registry reference of the `gsock` module table.
-    var moduleRef: Int32 = LUA_NOREF
     /// The characters of the interned strings "*l" and "*a", anchored in the registry so
     /// that they stay at these addresses: `receive` recognises its usual patterns by address.
     @exclusivity(unchecked) private(set) var linePatternName: UnsafePointer<CChar>?
@@ -91,6 +79,13 @@ public final class Runtime {
     /// Registry reference of "": pushing it from there skips the lookup in Lua's string
     /// cache (a strcmp) that creating it costs.
     @exclusivity(unchecked) private(set) var emptyStringRef: Int32 = LUA_NOREF
+
+    // MARK: Signals (on_signal)
+
+    /// The Lua function that receives signals, and the watchers.
+    var signalHandlerRef: Int32 = LUA_NOREF
+    var signalWatchers: [UnsafeMutablePointer<ev_signal>] = []
+
     private var closed = false
 
     /// Creates a runtime with the standard Lua libraries and the `gsock` module loaded.
@@ -112,16 +107,15 @@ public final class Runtime {
             loop = ev_loop_new(UInt32(EVFLAG_AUTO))
             ownsLoop = true
         }
-        idle = .allocate(capacity: 1)
-        check = .allocate(capacity: 1)
+        ready = ReadyQueue()
         resolver = Resolver(loop: loop)
         state.pointee.runtime = Unmanaged.passUnretained(self).toOpaque()
 
-        gs_idle_init(idle, { _, _, _ in })
-        gs_check_init(check, readyQueueCheck)
-        check.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        gs_idle_init(ready.idle, { _, _, _ in })
+        gs_check_init(ready.check, readyQueueCheck)
+        ready.check.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         // After every other callback of the iteration, so fibers they wake run in the same one.
-        gs_set_priority(check, Int32(GS_EV_MINPRI))
+        gs_set_priority(ready.check, Int32(GS_EV_MINPRI))
         resolver.attach(self)
 
         gs_pushcfunction(L, gs_openlibs)
@@ -152,16 +146,15 @@ public final class Runtime {
             fiber.releaseWatchers()
             fiber.state = .dead
         }
-        ev_idle_stop(loop, idle)
-        ev_check_stop(loop, check)
+        ev_idle_stop(loop, ready.idle)
+        ev_check_stop(loop, ready.check)
         stopWatchingSignals()
         lua_close(L)
         spareChunks.removeAll()
         stopPoolSweep()
         connectionPool.values.forEach { $0.forEach { Syscall.close($0.fd) } }
         resolver.close()
-        idle.deallocate()
-        check.deallocate()
+        ready.deallocateWatchers()
         if ownsLoop { ev_loop_destroy(loop) }
         state.deallocate()
     }
@@ -199,49 +192,6 @@ public final class Runtime {
         gs_pop(L, 1)
         return s
     }
-
-    // MARK: - Public API
-
-    /// Bytes the Lua state holds now.
-    public var memoryInUse: Int { state.pointee.used }
-
-    /// Fibers that have not ended.
-    public var fiberCount: Int { liveFibers }
-
-    /// Runs the loop until no fiber, timer or watcher is left, or `stop()` is called.
-    public func run() {
-        ev_run(loop, 0)
-    }
-
-    /// Makes `run()` return after the current loop iteration.
-    public func stop() {
-        stopRequested = true
-        ev_break(loop, Int32(EVBREAK_ALL))
-    }
-}
-
-/// How the main fiber ended.
-enum MainOutcome {
-    case success
-    case failure(message: String, traceback: String)
-}
-
-/// Errors the runtime reports to Swift callers.
-public enum RuntimeError: Error, CustomStringConvertible, Equatable {
-    /// The runtime could not be set up.
-    case setup(String)
-    /// A chunk did not compile: `file:line: message`.
-    case compile(String)
-    /// Lua code raised: the message and the Lua traceback.
-    case failed(message: String, traceback: String)
-
-    public var description: String {
-        switch self {
-        case .setup(let m): return "cannot set up the runtime: \(m)"
-        case .compile(let m): return m
-        case .failed(let m, let tb): return tb.isEmpty ? m : "\(m)\n\(tb)"
-        }
-    }
 }
 
 private func runawayReported(_ L: LuaState?, _ traceback: UnsafePointer<CChar>?) {
@@ -253,14 +203,4 @@ private func runawayReported(_ L: LuaState?, _ traceback: UnsafePointer<CChar>?)
 private func readyQueueCheck(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_check>?, _ revents: Int32) {
     let runtime = Unmanaged<Runtime>.fromOpaque(w!.pointee.data).takeUnretainedValue()
     runtime.runReady()
-}
-
-extension Runtime {
-    /// gsockd's version.
-    public static let version = "0.9.0"
-
-    /// `gsockd 0.9.0 (Lua 5.4.4, libev 4.33)`: the version and the libraries it runs on.
-    public static var versionDescription: String {
-        "gsockd \(version) (Lua \(String(cString: gs_lua_release())), libev \(ev_version_major()).\(ev_version_minor()))"
-    }
 }

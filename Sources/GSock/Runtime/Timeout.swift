@@ -12,7 +12,6 @@ final class Timeout {
     var fiber: Fiber?
     /// Registry reference anchoring the Lua object while pending.
     var anchorRef: Int32 = LUA_NOREF
-    private(set) var fired = false
 
     init(runtime: Runtime) {
         self.runtime = runtime
@@ -43,7 +42,6 @@ final class Timeout {
     }
 
     fileprivate func fire() {
-        fired = true
         let L = runtime.L
         guard let fiber, fiber.state != .dead else { cancel(); return }
         // The error value is the object's first user value.

@@ -23,7 +23,6 @@ final class ResolveJob: @unchecked Sendable {
     // Written by the worker before it signals the loop; read on the loop after.
     private(set) var addresses: [Address] = []
     private(set) var host: String?
-    private(set) var service: String?
     /// 0, or getaddrinfo's EAI_* code.
     private(set) var status: Int32 = 0
     private(set) var systemErrno: Int32 = 0
@@ -53,15 +52,11 @@ final class ResolveJob: @unchecked Sendable {
             if let list { freeaddrinfo(list) }
         case let .names(address, flags):
             var hostBuf = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            var servBuf = [CChar](repeating: 0, count: Int(NI_MAXSERV))
             status = address.withSockaddr { sa, len in
-                getnameinfo(sa, len, &hostBuf, socklen_t(hostBuf.count), &servBuf, socklen_t(servBuf.count), flags)
+                getnameinfo(sa, len, &hostBuf, socklen_t(hostBuf.count), nil, 0, flags)
             }
             if status == EAI_SYSTEM { systemErrno = errno }
-            if status == 0 {
-                host = cString(hostBuf)
-                service = cString(servBuf)
-            }
+            if status == 0 { host = cString(hostBuf) }
         }
     }
 }

@@ -117,6 +117,4 @@ extension Runtime {
         if let message = string("report_error") { throw TestRunnerError.report(message, summary) }
         return summary
     }
-
-    /// Compiles a chunk embedded in the library and pushes it.
 }

@@ -90,3 +90,31 @@ extension Runtime {
         return status == "usage" ? .badUsage(message) : .failed(message)
     }
 }
+
+// MARK: - Serving a config file (SPEC §6)
+
+extension Runtime {
+    /// Serves the services of `config` until SIGTERM or SIGINT has drained them; on SIGHUP,
+    /// `reload` reads the config again (a failure is logged and the running config goes on).
+    public func serve(config: ServerConfig, options: ServeOptions = ServeOptions(),
+                      reload: @escaping () throws -> ServerConfig) throws -> ServeOutcome {
+        try serve { L in
+            ServeSpec.value(config, options).push(L)
+            self.pushFunction(name: "reload") { _ in
+                do {
+                    return [ServeSpec.value(try reload(), options)]
+                } catch let error as ConfigError {
+                    return [.nil, .string(error.problems.map(\.description).joined(separator: "; "))]
+                }
+            }
+            luaRawSetField(L, -2, "reload")
+        }
+    }
+
+    /// Loads every service's handler file of `config` (its top level runs; `init` does not)
+    /// and checks what it returns, as `gsockd check` does.
+    /// - Returns: `.finished` when every handler is good, `.badUsage` with the problems.
+    public func checkHandlers(config: ServerConfig) throws -> ServeOutcome {
+        try run(serveFunction: "check") { L in ServeSpec.value(config, ServeOptions()).push(L) }
+    }
+}

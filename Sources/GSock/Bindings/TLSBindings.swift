@@ -175,6 +175,8 @@ enum TLSBindings {
     private static func handshakeStep(_ L: LuaState, _ s: Socket, luaSec: Bool) -> Int32 {
         switch s.handshake() {
         case .done:
+            s.runtime.tlsHandshakes += 1
+            if s.tls?.wasResumed == true { s.runtime.tlsResumptions += 1 }
             if luaSec {
                 lua_pushboolean(L, 1)
                 return 1
@@ -214,6 +216,7 @@ enum TLSBindings {
 
     /// A failed or timed-out handshake closes the connection: no code runs on half a handshake.
     private static func handshakeFailed(_ L: LuaState, _ s: Socket, luaSec: Bool, _ message: String) -> Int32 {
+        s.runtime.tlsHandshakeFailures += 1
         s.close()
         return luaSec ? failHandshake(L, message) : SocketBindings.fail(L, message)
     }

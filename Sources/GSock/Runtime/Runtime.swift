@@ -59,6 +59,8 @@ public final class Runtime {
     /// Bytes received and sent by sockets.
     var bytesIn = 0
     var bytesOut = 0
+    /// TLS handshakes that finished, failed (or timed out), and resumed a session.
+    var tlsHandshakes = 0, tlsHandshakeFailures = 0, tlsResumptions = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
 

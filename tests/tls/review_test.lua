@@ -1,0 +1,140 @@
+-- TLS edges found in review (SPEC §10): sessions and mTLS, fail-closed host names, what the
+-- pool and wrap refuse, and the TLS counters of gsock.stats().
+local gsock = require "gsock"
+local socket = require "socket"
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
+local certs = dofile(here .. "support/certs.lua")
+local proc = dofile(here .. "../serve/support/proc.lua")
+
+local c
+setup(function()
+  if certs.available() then c = certs.make() end
+end)
+teardown(function() if c then certs.remove(c) end end)
+after_each(proc.cleanup)
+
+local function need_certs()
+  if not c then pending("the openssl command is not installed") end
+end
+
+local function echo_server(tls)
+  local srv = gsock.server("127.0.0.1:0", function(sock)
+    while true do
+      local line = sock:receive("*l")
+      if not line then return end
+      sock:send(line .. "\n")
+    end
+  end, { tls = tls })
+  srv:start()
+  local _, port = srv.listeners[1]:getsockname()
+  return srv, tonumber(port)
+end
+
+--- connect + sslhandshake (+ a round trip, which brings TLS 1.3's ticket): session, resumed.
+local function handshake(port, session, name, verify, cert)
+  local s = proc.track(socket.tcp())
+  s:settimeout(5)
+  assert(s:connect("127.0.0.1", port))
+  if cert then assert(s:setclientcert(certs.slurp(cert.cert), certs.slurp(cert.key))) end
+  local sess, err = s:sslhandshake(session, name, verify)
+  if not sess then
+    s:close()
+    return nil, err
+  end
+  assert(s:send("x\n"))
+  assert.equals("x", (s:receive("*l")))
+  local resumed = s:_tlsinfo().resumed
+  s:close()
+  return sess, resumed
+end
+
+describe("TLS sessions", function()
+  it("resume on a service that verifies client certificates (a session id context is set)", function()
+    need_certs()
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key, client_ca = c.ca.cert,
+                                    verify_client = "require" })
+    local first = assert(handshake(port, nil, "localhost", false, c.client))
+    local second, resumed = handshake(port, first, "localhost", false, c.client)
+    srv:stop()
+    assert.truthy(second)
+    assert.is_true(resumed)
+  end)
+
+  it("are offered only for the server name they were made for", function()
+    need_certs()
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local first = assert(handshake(port, nil, "localhost", false))
+    local _, same = handshake(port, first, "localhost", false)
+    local _, other = handshake(port, first, "other.example", false)
+    srv:stop()
+    assert.is_true(same)
+    assert.is_false(other)
+  end)
+
+  it("count in gsock.stats(): handshakes, failures and resumptions", function()
+    need_certs()
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local before = gsock.stats()
+    local first = assert(handshake(port, nil, "localhost", false))
+    assert(handshake(port, first, "localhost", false))
+    assert.is_nil((handshake(port, nil, "localhost", true)))   -- the system store lacks the test CA
+    srv:stop()
+    local after = gsock.stats()
+    -- both ends of each handshake run in this process
+    assert.equals(4, after.tls_handshakes - before.tls_handshakes)
+    assert.equals(2, after.tls_resumptions - before.tls_resumptions)
+    assert.truthy(after.tls_handshake_failures - before.tls_handshake_failures >= 1)
+  end)
+end)
+
+describe("TLS host names fail closed", function()
+  it("an empty server name with verification is refused, not a chain-only check", function()
+    need_certs()
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local sess, err = handshake(port, nil, "", true)
+    srv:stop()
+    assert.is_nil(sess)
+    assert.matches("invalid host name", err)
+  end)
+end)
+
+describe("what TLS connections refuse", function()
+  it("setkeepalive says TLS connections are not pooled yet (the descriptor is not pooled without its TLS)",
+    function()
+      need_certs()
+      local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+      local s = proc.track(socket.tcp())
+      s:settimeout(5)
+      assert(s:connect("127.0.0.1", port))
+      assert(s:sslhandshake(nil, "localhost", false))
+      local ok, err = s:setkeepalive()
+      assert.is_nil(ok)
+      assert.equals("TLS connections are not pooled yet", err)
+      assert(s:send("still\n"))                  -- the connection is still usable
+      assert.equals("still", (s:receive("*l")))
+      s:close()
+      srv:stop()
+    end)
+
+  it("wrap refuses a socket with unread data (it is not the peer's TLS)", function()
+    need_certs()
+    local ssl = require "ssl"
+    local listener = proc.track(assert(socket.bind("127.0.0.1", 0)))
+    local _, port = listener:getsockname()
+    local f = gsock.spawn(function()
+      local peer = listener:accept()
+      peer:send("220 hello\r\nmore")
+      peer:settimeout(5)
+      peer:receive("*a")   -- until the client closes
+      peer:close()
+    end)
+    local s = proc.track(assert(socket.connect("127.0.0.1", tonumber(port))))
+    s:settimeout(5)
+    assert.equals("220 hello", (s:receive("*l")))
+    local conn, err = ssl.wrap(s, { mode = "client", verify = "none" })
+    assert.is_nil(conn)
+    assert.equals("unread data in buffer", err)
+    s:close()
+    assert.truthy(f:join(5))
+  end)
+end)

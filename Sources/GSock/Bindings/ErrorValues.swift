@@ -4,8 +4,9 @@ import CLua
 import CShims
 import Glibc
 
+/// The kinds gsock raises (socket functions return LuaSocket's strings instead).
 enum ErrorKind: String {
-    case timeout, closed, killed, refused, reset, dns, io, busy
+    case timeout, closed, killed, io, busy
 }
 
 enum ErrorValues {

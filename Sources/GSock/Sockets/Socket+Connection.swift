@@ -39,8 +39,12 @@ extension Socket {
     }
 
     /// Binds to the first of `clientState.connectCandidates` that works.
-    func bindCandidates() throws(SystemError) {
-        var lastError = SystemError(EADDRNOTAVAIL, "bind")
+    func bindCandidates() throws(SystemError) { try firstCandidate("bind") { Syscall.bind(fd, $0) } }
+
+    /// Runs `attempt` on each of `clientState.connectCandidates`, with a descriptor of its
+    /// family, until one succeeds; else throws the last failure. The candidates are used up.
+    func firstCandidate(_ call: StaticString, _ attempt: (SocketAddress) -> Syscall.Result) throws(SystemError) {
+        var lastError = SystemError(EADDRNOTAVAIL, call)
         defer { clientState.connectCandidates = [] }
         for address in clientState.connectCandidates {
             do {
@@ -49,10 +53,10 @@ extension Socket {
                 lastError = error
                 continue
             }
-            switch Syscall.bind(fd, address) {
+            switch attempt(address) {
             case .ok: return
             case .failed(let e): lastError = e
-            case .wouldBlock: lastError = SystemError(EAGAIN, "bind")
+            case .wouldBlock: lastError = SystemError(EAGAIN, call)
             }
         }
         throw lastError

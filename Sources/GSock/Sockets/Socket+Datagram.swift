@@ -35,23 +35,7 @@ extension Socket {
         }
     }
 
-    /// Connects to the first of `clientState.connectCandidates` that works.
-    func connectDatagram() throws(SystemError) {
-        var lastError = SystemError(EADDRNOTAVAIL, "connect")
-        defer { clientState.connectCandidates = [] }
-        for address in clientState.connectCandidates {
-            do {
-                try openDescriptor(family: address.family)
-            } catch {
-                lastError = error
-                continue
-            }
-            switch Syscall.connect(fd, address) {
-            case .ok: return
-            case .failed(let e): lastError = e
-            case .wouldBlock: lastError = SystemError(EAGAIN, "connect")
-            }
-        }
-        throw lastError
-    }
+    /// Connects to the first of `clientState.connectCandidates` that works (a datagram
+    /// connect never waits).
+    func connectDatagram() throws(SystemError) { try firstCandidate("connect") { Syscall.connect(fd, $0) } }
 }

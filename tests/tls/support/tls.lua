@@ -23,7 +23,6 @@ local M = { certs_lib = certs_lib, peers = peers, proc = proc, script = script }
 peers.sleep = gsock.sleep
 peers.clock = function() gsock.sleep(0) return gsock.now() end
 
-local tracked_sockets, tracked_fibers = {}, {}
 
 --- Why the TLS tests cannot run here (a tool missing), or nil.
 function M.missing_tool()
@@ -127,33 +126,8 @@ end
 
 -- Sockets and fibers ----------------------------------------------------------------
 
---- Registers objects with close() to be closed by cleanup(); returns them.
-function M.track(...)
-  for i = 1, select("#", ...) do
-    local s = select(i, ...)
-    if type(s) == "userdata" or type(s) == "table" then tracked_sockets[#tracked_sockets + 1] = s end
-  end
-  return ...
-end
-
---- Spawns fn(...) in a fiber killed by cleanup() if still running.
-function M.spawn(fn, ...)
-  local f = gsock.spawn(fn, ...)
-  tracked_fibers[#tracked_fibers + 1] = f
-  return f
-end
-
---- after_each(): kills the tracked fibers, closes the tracked sockets and connections.
-function M.cleanup()
-  local fibers = tracked_fibers
-  tracked_fibers = {}
-  local alive = {}
-  for _, f in ipairs(fibers) do if not f:dead() then alive[#alive + 1] = f end end
-  if #alive > 0 then gsock.killall(alive, nil, 2) end
-  local socks = tracked_sockets
-  tracked_sockets = {}
-  for i = #socks, 1, -1 do pcall(function() socks[i]:close() end) end
-end
+-- Tracked sockets and fibers, closed and killed by cleanup() (after_each): proc.lua's.
+M.track, M.spawn, M.cleanup = proc.track, proc.spawn, proc.cleanup
 
 --- A TCP client connected to 127.0.0.1:port (tracked), timeout 5 s.
 function M.tcp(port, host)

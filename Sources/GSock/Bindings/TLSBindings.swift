@@ -135,6 +135,8 @@ enum TLSBindings {
         let fd = old.detachDescriptor()
         old.close()
         let conn = Socket(runtime: old.runtime, fd: fd, family: family, socketClass: .tlsConnection)
+        conn.clientState.poolKey = old.clientState.poolKey  // a pooled TLS connection may stand in
+        conn.clientState.connectHost = host
         do {
             let tls = try TLSStream(context: context, fd: fd)
             if let host { tls.expectName(ifUnset: host) }
@@ -149,11 +151,12 @@ enum TLSBindings {
 
     // MARK: - Handshakes
 
-    private static func tlsConnection(_ L: LuaState) throws(LuaError) -> (Socket, TLSStream) {
-        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection, let tls = s.tls else {
+    /// The SSL:Connection at index 1 and its TLS; nil TLS once the connection went to the pool.
+    private static func tlsConnection(_ L: LuaState) throws(LuaError) -> (Socket, TLSStream?) {
+        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection else {
             throw .type(L, 1, "SSL:Connection")
         }
-        return (s, tls)
+        return (s, s.tls)
     }
 
     /// `conn:dohandshake()` → true, or false and the reason. The handshake is bounded in
@@ -161,8 +164,9 @@ enum TLSBindings {
     /// With a timeout of 0 it is LuaSec's non-blocking step: "wantread"/"wantwrite" and the
     /// handshake goes on at the next call.
     private static func dohandshake(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (s, tls) = try tlsConnection(L)
-        if tls.isEstablished {
+        let (s, found) = try tlsConnection(L)
+        guard let tls = found, !s.isClosed else { return failHandshake(L, "closed") }
+        if tls.isEstablished || s.reusePooledTLS(insteadOf: tls) {
             lua_pushboolean(L, 1)
             return 1
         }
@@ -300,6 +304,7 @@ enum TLSBindings {
             let tls = try make()
             if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }
             s.transport = tls
+            if s.reusePooledTLS(insteadOf: tls) { return sslhandshakeDone(L, s) }
             logIfUnverified(s, tls)
         } catch {
             return SocketBindings.fail(L, error.message)
@@ -357,12 +362,16 @@ enum TLSBindings {
     /// `conn:sni(name)` (a client's server name).
     private static func sni(_ L: LuaState) throws(LuaError) -> Int32 {
         let (_, tls) = try tlsConnection(L)
-        tls.setServerName(try Arg.string(L, 2))
+        tls?.setServerName(try Arg.string(L, 2))
         return 0
     }
 
     private static func getsniname(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, tls) = try tlsConnection(L)
+        let (_, found) = try tlsConnection(L)
+        guard let tls = found else {
+            lua_pushnil(L)
+            return 1
+        }
         let name = tls.context.mode == .server ? tls.requestedServerName : tls.serverName
         if let name { lua_pushstring(L, name) } else { lua_pushnil(L) }
         return 1
@@ -370,8 +379,8 @@ enum TLSBindings {
 
     /// `true`, or `false` and the reasons (a list of strings).
     private static func getpeerverification(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, tls) = try tlsConnection(L)
-        guard let reason = tls.verificationFailure else {
+        let (_, found) = try tlsConnection(L)
+        guard let reason = found.map({ $0.verificationFailure }) ?? "closed" else {
             lua_pushboolean(L, 1)
             return 1
         }
@@ -384,14 +393,14 @@ enum TLSBindings {
 
     private static func getalpn(_ L: LuaState) throws(LuaError) -> Int32 {
         let (_, tls) = try tlsConnection(L)
-        if let name = tls.negotiatedProtocol { lua_pushstring(L, name) } else { lua_pushnil(L) }
+        if let name = tls?.negotiatedProtocol { lua_pushstring(L, name) } else { lua_pushnil(L) }
         return 1
     }
 
     /// `conn:info([field])`: the protocol, cipher and its bits, as LuaSec's info names them.
     private static func info(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, tls) = try tlsConnection(L)
-        guard tls.isEstablished else {
+        let (_, found) = try tlsConnection(L)
+        guard let tls = found, tls.isEstablished else {
             lua_pushnil(L)
             return 1
         }
@@ -418,7 +427,7 @@ enum TLSBindings {
     /// LuaSec's `want()`: "read", "write" or "nothing".
     private static func want(_ L: LuaState) throws(LuaError) -> Int32 {
         let (_, tls) = try tlsConnection(L)
-        switch tls.lastWant {
+        switch tls?.lastWant {
         case .read?: lua_pushstring(L, "read")
         case .write?: lua_pushstring(L, "write")
         case nil: lua_pushstring(L, "nothing")

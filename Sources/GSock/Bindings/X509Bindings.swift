@@ -114,17 +114,18 @@ enum X509Bindings {
 
     // MARK: - Where certificates come from
 
-    private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream {
-        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection, let tls = s.tls else {
+    /// The TLS of the SSL:Connection at index 1; nil once it went to the pool.
+    private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream? {
+        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection else {
             throw .type(L, 1, "SSL:Connection")
         }
-        return tls
+        return s.tls
     }
 
     /// `getpeercertificate([n])`: the n-th certificate of the peer's chain (1, the peer's own,
     /// by default), or nil.
     private static func getpeercertificate(_ L: LuaState) throws(LuaError) -> Int32 {
-        let chain = try stream(L).peerChain
+        let chain = try stream(L)?.peerChain ?? []
         let n = try Arg.optionalInteger(L, 2) ?? 1
         guard n >= 1, n <= chain.count else {
             lua_pushnil(L)
@@ -135,7 +136,7 @@ enum X509Bindings {
     }
 
     private static func getpeerchain(_ L: LuaState) throws(LuaError) -> Int32 {
-        let chain = try stream(L).peerChain
+        let chain = try stream(L)?.peerChain ?? []
         guard !chain.isEmpty else {
             lua_pushnil(L)
             return 1
@@ -149,7 +150,7 @@ enum X509Bindings {
     }
 
     private static func getlocalcertificate(_ L: LuaState) throws(LuaError) -> Int32 {
-        guard let cert = try stream(L).localCertificate else {
+        guard let cert = try stream(L)?.localCertificate else {
             lua_pushnil(L)
             return 1
         }

@@ -12,6 +12,18 @@ struct PooledConnection {
     let since: Double
     let maxIdle: Double?
     let reusedTimes: Int
+    /// A TLS connection's transport (its session goes on when the connection is reused).
+    var transport: (any Transport)? = nil
+
+    /// Whether the connection can be handed out: nothing to read and not closed by the peer.
+    /// A TLS connection's records are read first: a session ticket that came after the
+    /// connection was pooled is no reason to drop it.
+    var isHealthy: Bool {
+        if let transport { return transport.isIdle(fd) }
+        var byte: UInt8 = 0
+        if case .wouldBlock = Syscall.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) { return true }
+        return false
+    }
 }
 
 extension Runtime {
@@ -85,9 +97,7 @@ extension Runtime {
                 Syscall.close(c.fd)
                 continue
             }
-            var byte: UInt8 = 0
-            // Healthy means: nothing to read and not closed by the peer.
-            if case .wouldBlock = Syscall.recv(c.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) { return c }
+            if c.isHealthy { return c }
             Syscall.close(c.fd)
         }
         return nil

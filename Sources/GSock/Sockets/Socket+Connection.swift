@@ -173,7 +173,6 @@ extension Socket {
         case unreadData = "unread data in buffer"
         case busy
         case notConnected = "not connected"
-        case tls = "TLS connections are not pooled yet"
     }
 
     /// Hands the connection to the runtime's pool for the next connect to the same address,
@@ -182,8 +181,8 @@ extension Socket {
         if isClosed { throw .closed }
         if !buffer.isEmpty { throw .unreadData }
         if isReceiving || isSending { throw .busy }
-        if transport != nil { throw .tls }
-        let key: String
+        if let transport, !transport.isIdle(fd) { throw .unreadData }
+        var key: String
         if let k = clientState.poolKey {
             key = k
         } else if case (.ok, let peer?) = Syscall.name(of: fd, peer: true) {
@@ -192,11 +191,28 @@ extension Socket {
         } else {
             throw .notConnected
         }
+        if let tls = transport as? TLSStream { key = TLSStream.poolKey(key, context: tls.context, serverName: tls.poolKeyName) }
         let family = self.family
         let reusedTimes = clientState.reusedTimes
+        let pooledTransport = transport
+        transport = nil  // the pool's now: this object's close must not shut it down
         let fd = detachDescriptor()
         runtime.poolConnection(PooledConnection(fd: fd, family: family, since: ev_time(), maxIdle: maxIdle,
-                                                reusedTimes: reusedTimes),
+                                                reusedTimes: reusedTimes, transport: pooledTransport),
                                key: key, poolSize: poolSize)
+    }
+
+    /// Before `fresh`'s handshake begins: takes a pooled TLS connection to this socket's
+    /// address made with the same context for the same server name, in place of the
+    /// connection just made, so that the handshake is skipped.
+    func reusePooledTLS(insteadOf fresh: TLSStream) -> Bool {
+        guard !fresh.hasStarted, let base = clientState.poolKey,
+              let pooled = runtime.takePooledConnection(
+                TLSStream.poolKey(base, context: fresh.context, serverName: fresh.poolKeyName)),
+              let tls = pooled.transport as? TLSStream else { return false }
+        adopt(fd: pooled.fd, family: pooled.family)  // closes the fresh connection
+        transport = tls
+        clientState.reusedTimes = pooled.reusedTimes + 1
+        return true
     }
 }

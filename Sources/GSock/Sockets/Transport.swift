@@ -31,6 +31,9 @@ protocol Transport: AnyObject {
     func flush(_ fd: Int32) -> TransportResult
     /// The descriptor is about to close (TLS sends its close_notify).
     func willClose()
+    /// For the pool: whether nothing but the transport's own records waits to be read and
+    /// the peer has not closed (TLS reads session tickets here).
+    func isIdle(_ fd: Int32) -> Bool
 }
 
 /// The plain descriptor: recv and send. A socket without a transport object reads and

@@ -65,6 +65,8 @@ final class TLSContext {
     var verifiesPeer: Bool { verifyMode & SSL_VERIFY_PEER != 0 }
     /// `verify = "none"` on a client is logged once per context.
     var loggedNoVerification = false
+    /// What tells this context's connections apart in the connection pool: its parameters.
+    let identity: String
     /// The contexts of sniCertificates (OpenSSL holds them too, as long as this one).
     private var sniContexts: [TLSContext] = []
 
@@ -158,6 +160,10 @@ final class TLSContext {
             guard ok else { throw .openSSL("cannot set ALPN") }
         }
         if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
+        identity = [p.mode.rawValue, p.protocolName, p.certificate ?? "", p.key ?? "", p.cafile ?? "", p.capath ?? "",
+                    (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
+                    p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
+                    p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
         // Set last: once every stored property is, a throw would run deinit too, and the
         // defer above must stay the only one to free ctx.
         verifyMode = built.verify

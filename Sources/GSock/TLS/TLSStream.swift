@@ -146,7 +146,11 @@ final class TLSStream: Transport {
     // MARK: - The handshake
 
     /// Goes on with the handshake: `.ok(0)` once it is done.
+    /// Whether the handshake was begun (a connection from the pool may replace it until then).
+    private(set) var hasStarted = false
+
     func handshake() -> TransportResult {
+        hasStarted = true
         // A handshake is done once its last flight has left: the peer waits for it.
         if pendingOutput > 0 {
             switch flushOutput() {
@@ -293,6 +297,26 @@ final class TLSStream: Transport {
         _ = gs_tls_flush(ssl)
         ERR_clear_error()
     }
+
+    func isIdle(_ fd: Int32) -> Bool {
+        guard isEstablished, !failedFatally, SSL_pending(ssl) == 0 else { return false }
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+        var byte: UInt8 = 0, n = 0
+        // SSL_peek reads the records that came (tickets, a close_notify) and consumes no data.
+        let r = SSL_peek_ex(ssl, &byte, 1, &n)
+        if r == 1 { return false }  // application data: not idle
+        let error = gs_tls_error(ssl, r)
+        ERR_clear_error()
+        return error == SSL_ERROR_WANT_READ && pendingOutput == 0
+    }
+
+    /// What the pool key adds for a TLS connection: the context (its verification and client
+    /// certificate) and the server name.
+    static func poolKey(_ base: String, context: TLSContext, serverName: String?) -> String {
+        "\(base)\u{0}tls\u{0}\(context.identity)\u{0}\(serverName ?? "")"
+    }
+
+    var poolKeyName: String? { serverName ?? expectedName }
 
     /// An SSL or system error ended the connection: OpenSSL must not be asked to shut down.
     private var failedFatally = false

@@ -41,6 +41,24 @@ X509 *gs_x509_load_pem(const char *pem, size_t length) {
     return cert;
 }
 
+int gs_x509_chain_break(const char *pem, size_t length) {
+    BIO *bio = BIO_new_mem_buf(pem, (int)length);
+    if (!bio) return -1;
+    X509 *previous = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    int result = previous ? 0 : -1, position = 1;
+    X509 *next;
+    while (previous && (next = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (result == 0 && X509_check_issued(next, previous) != X509_V_OK) result = position;
+        X509_free(previous);
+        previous = next;
+        position++;
+    }
+    X509_free(previous);
+    BIO_free(bio);
+    ERR_clear_error();
+    return result;
+}
+
 int gs_x509_time(X509 *cert, int which, char *out, size_t size) {
     const ASN1_TIME *t = which == 0 ? X509_get0_notBefore(cert) : X509_get0_notAfter(cert);
     BIO *bio = BIO_new(BIO_s_mem());

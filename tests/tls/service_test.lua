@@ -299,6 +299,29 @@ tls = { cert = %q, key = %q }
 end)
 
 describe("gsockd check and TLS certificates", function()
+  it("finds a broken chain: a certificate file whose second certificate did not issue the first", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", "return function() end\n")
+    proc.write(dir, "broken.pem", certs.slurp(c.localhost.cert) .. certs.slurp(c.wrong.cert))
+    proc.write(dir, "good.pem", certs.slurp(c.chained.chain))
+    local function check(cert, key)
+      proc.write(dir, "s.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q }
+]]):format(proc.free_port(), cert, key))
+      local p = proc.start({ "check", "s.toml" }, { cwd = dir })
+      return p:wait_exit(10), p:stderr()
+    end
+    local status, err = check("broken.pem", c.localhost.key)
+    assert.equals(2, status)
+    assert.matches("s.toml:4: services.secure.tls.cert: the chain in 'broken.pem' is broken: certificate 2 did not "
+      .. "issue certificate 1", err)
+    assert.equals(0, (check("good.pem", c.chained.key)))
+  end)
+
   it("warns about a certificate that expires within 14 days", function()
     need_certs()
     local dir = proc.tmpdir()

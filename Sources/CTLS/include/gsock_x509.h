@@ -26,6 +26,11 @@ int gs_x509_digest(X509 *cert, const char *algorithm, char *out, size_t size);
 int gs_x509_signature_name(X509 *cert, char *out, size_t size);
 /// 1 when `t` lies within the certificate's validity.
 int gs_x509_valid_at(X509 *cert, time_t t);
+/// Where the chain of a PEM file (leaf first) breaks: the 1-based position of the first
+/// certificate its successor did not issue; 0 when every link holds (or there is one
+/// certificate), -1 when there is none.
+int gs_x509_chain_break(const char *pem, size_t length);
+
 /// The DNS names (type 0) or IP addresses (type 1) of the subjectAltName, one per line.
 int gs_x509_alt_names(X509 *cert, int type, char *out, size_t size);
 

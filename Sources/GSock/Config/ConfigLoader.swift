@@ -301,6 +301,12 @@ public enum ConfigLoader {
         p.sniCertificates = sni
         p.password = result["password"].flatMap { if case .string(let s) = $0 { return s } else { return nil } }
         p.cafile = files["client_ca"]
+        for (file, at) in [(cert, key.appending("cert"))] + sni.map({ ($0.certificate, key.appending("certs")) }) {
+            if let problem = TLSContext.chainProblem(ofCertificateFile: file) {
+                reader.report(at, problem)
+                return nil
+            }
+        }
         do {
             _ = try TLSContext(p)
             if let days = TLSContext.daysUntilExpiry(ofCertificateFile: cert), days < 14 {

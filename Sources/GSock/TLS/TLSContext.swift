@@ -182,6 +182,15 @@ final class TLSContext {
 
     deinit { SSL_CTX_free(ctx) }
 
+    /// Why the chain of a certificate file does not hold together ("certificate 2 did not
+    /// issue certificate 1"), or nil.
+    static func chainProblem(ofCertificateFile path: String) -> String? {
+        guard case .success(let text) = FilePaths.read(path) else { return nil }
+        let position = text.withCString { gs_x509_chain_break($0, strlen($0)) }
+        guard position > 0 else { return nil }
+        return "the chain in '\(path)' is broken: certificate \(position + 1) did not issue certificate \(position)"
+    }
+
     /// Whole days until the first certificate of a PEM file expires (negative: it has).
     static func daysUntilExpiry(ofCertificateFile path: String) -> Int? {
         guard case .success(let text) = FilePaths.read(path), let cert = X509Certificate(pem: text) else { return nil }

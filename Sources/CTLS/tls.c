@@ -224,6 +224,7 @@ void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info) {
 
 typedef struct {
     size_t count, capacity;
+    int strict;
     struct { char *name; SSL_CTX *context; } *entries;
 } sni_table;
 
@@ -254,29 +255,31 @@ static int name_matches(const char *pattern, const char *name) {
     return 0;
 }
 
+static int connection_sni_index(void) {
+    static int index = -1;
+    if (index < 0) index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
+    return index;
+}
+
 static int servername(SSL *ssl, int *alert, void *arg) {
-    (void)alert;
-    sni_table *table = arg;
+    sni_table *table = SSL_get_ex_data(ssl, connection_sni_index());  // conn:sni({...}) first
+    if (!table) table = arg;
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!name || !table) return SSL_TLSEXT_ERR_NOACK;
-    for (size_t i = 0; i < table->count; i++) {
+    if (!table) return SSL_TLSEXT_ERR_NOACK;
+    for (size_t i = 0; name && i < table->count; i++) {
         if (name_matches(table->entries[i].name, name)) {
             SSL_set_SSL_CTX(ssl, table->entries[i].context);
             return SSL_TLSEXT_ERR_OK;
         }
     }
-    return SSL_TLSEXT_ERR_OK;  // the default certificate
+    if (table->strict) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return name ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;  // the default certificate
 }
 
-int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context) {
-    sni_table *table = SSL_CTX_get_ex_data(ctx, sni_index());
-    if (!table) {
-        table = calloc(1, sizeof *table);
-        if (!table) return 0;
-        SSL_CTX_set_ex_data(ctx, sni_index(), table);
-        SSL_CTX_set_tlsext_servername_callback(ctx, servername);
-        SSL_CTX_set_tlsext_servername_arg(ctx, table);
-    }
+static int table_add(sni_table *table, const char *name, SSL_CTX *context) {
     if (table->count == table->capacity) {
         size_t capacity = table->capacity ? 2 * table->capacity : 4;
         void *grown = realloc(table->entries, capacity * sizeof *table->entries);
@@ -290,6 +293,33 @@ int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context) {
     table->entries[table->count].context = context;
     table->count++;
     return 1;
+}
+
+int gs_tls_set_connection_sni(SSL *ssl, const char **names, SSL_CTX **contexts, int count, int strict) {
+    sni_table *table = calloc(1, sizeof *table);
+    if (!table) return 0;
+    table->strict = strict;
+    for (int i = 0; i < count; i++) {
+        if (!table_add(table, names[i], contexts[i])) { free_sni(NULL, table, NULL, 0, 0, NULL); return 0; }
+    }
+    free_sni(NULL, SSL_get_ex_data(ssl, connection_sni_index()), NULL, 0, 0, NULL);
+    SSL_set_ex_data(ssl, connection_sni_index(), table);
+    // The callback is the context's: it looks at the connection's table first.
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    if (!SSL_CTX_get_ex_data(ctx, sni_index())) SSL_CTX_set_tlsext_servername_callback(ctx, servername);
+    return 1;
+}
+
+int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context) {
+    sni_table *table = SSL_CTX_get_ex_data(ctx, sni_index());
+    if (!table) {
+        table = calloc(1, sizeof *table);
+        if (!table) return 0;
+        SSL_CTX_set_ex_data(ctx, sni_index(), table);
+        SSL_CTX_set_tlsext_servername_callback(ctx, servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx, table);
+    }
+    return table_add(table, name, context);
 }
 
 // ALPN ---------------------------------------------------------------------------------

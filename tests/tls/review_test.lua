@@ -219,3 +219,53 @@ describe("what TLS connections refuse", function()
     assert.truthy(f:join(5))
   end)
 end)
+
+describe("LuaSec's server conn:sni({name = ctx, ...}, strict)", function()
+  it("gives the client the certificate of the name it asks for; strict refuses other names", function()
+    need_certs()
+    local ssl = require "ssl"
+    local listener = proc.track(assert(socket.bind("127.0.0.1", 0)))
+    local _, port = listener:getsockname()
+    local wrong = assert(ssl.newcontext({ mode = "server", certificate = c.wrong.cert, key = c.wrong.key }))
+    local results = {}
+    local server = gsock.spawn(function()
+      for i = 1, 2 do
+        local plain = proc.track(assert(listener:accept()))
+        local conn = proc.track(assert(ssl.wrap(plain, { mode = "server", certificate = c.localhost.cert,
+                                                           key = c.localhost.key })))
+        conn:settimeout(5)
+        conn:sni({ ["wrong.example"] = wrong }, true)
+        results[i] = { conn:dohandshake() }
+        if results[i][1] then
+          conn:send("hi\n")
+          conn:receive("*l")
+        end
+        conn:close()
+      end
+    end)
+    local function client(name)
+      local s = assert(socket.connect("127.0.0.1", tonumber(port)))
+      local conn = proc.track(assert(ssl.wrap(s, { mode = "client", verify = "none" })))
+      conn:settimeout(5)
+      conn:sni(name)
+      local ok, err = conn:dohandshake()
+      if not ok then
+        conn:close()
+        return nil, err
+      end
+      local cn = conn:getpeercertificate():subject()[1].value
+      conn:receive("*l")
+      conn:send("bye\n")
+      conn:close()
+      return cn
+    end
+    assert.equals("wrong.example", client("wrong.example"))
+    local cn, err = client("unknown.example")
+    assert.truthy(server:join(5))
+    assert.is_nil(cn)
+    assert.matches("unrecognized name", err)
+    assert.is_true(results[1][1])
+    assert.is_false(results[2][1])
+  end)
+end)
+

@@ -55,6 +55,10 @@ void gs_tls_set_verify(SSL *ssl, int mode, gs_tls_verify_info *info);
 /// and key) instead of `ctx`'s. The contexts are held until `ctx` is freed. 1 on success.
 int gs_tls_add_sni_context(SSL_CTX *ctx, const char *name, SSL_CTX *context);
 
+/// LuaSec's server `conn:sni({name = ctx, ...}, strict)`: this connection's certificates by
+/// SNI name; with `strict`, a name not in the list ends the handshake (unrecognized_name).
+int gs_tls_set_connection_sni(SSL *ssl, const char **names, SSL_CTX **contexts, int count, int strict);
+
 /// Server ALPN: `protocols` in wire format (length-prefixed), copied into the context; the
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);

@@ -6,6 +6,7 @@
 import CLibev
 import CLua
 import CShims
+import CTLS
 import Glibc
 
 enum TLSBindings {
@@ -359,10 +360,34 @@ enum TLSBindings {
 
     // MARK: - What a connection reports
 
-    /// `conn:sni(name)` (a client's server name).
+    /// `conn:sni(name)`: a client's server name; on a server, `conn:sni({name = ctx, ...}
+    /// [, strict])`: the context (certificate) for each name the client may ask for.
     private static func sni(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, tls) = try tlsConnection(L)
-        tls?.setServerName(try Arg.string(L, 2))
+        let (_, found) = try tlsConnection(L)
+        guard lua_type(L, 2) == LUA_TTABLE else {
+            found?.setServerName(try Arg.string(L, 2))
+            return 0
+        }
+        guard let tls = found else { return 0 }
+        var names: [String] = []
+        var contexts: [OpaquePointer?] = []
+        lua_pushnil(L)
+        while gs_next(L, 2) != 0 {
+            guard let name = luaString(L, -2), let context = LuaObjects.get(L, -1, kind: .tlsContext, as: TLSContext.self)
+            else {
+                gs_pop(L, 2)
+                throw .argument(L, 2, "a table of server names to contexts expected")
+            }
+            names.append(name)
+            contexts.append(context.ctx)
+            gs_pop(L, 1)
+        }
+        let strict: Int32 = lua_toboolean(L, 3) != 0 ? 1 : 0
+        let copies = names.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        var pointers = copies.map { $0.map { UnsafePointer($0) } }
+        let ok = gs_tls_set_connection_sni(tls.ssl, &pointers, &contexts, Int32(names.count), strict)
+        if ok != 1 { return SocketBindings.fail(L, "cannot set the server names") }
         return 0
     }
 

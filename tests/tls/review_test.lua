@@ -269,3 +269,41 @@ describe("LuaSec's server conn:sni({name = ctx, ...}, strict)", function()
   end)
 end)
 
+describe("LuaSec's certificates = { {certificate, key}, ... }", function()
+  it("offers each client the certificate it can use: an RSA one and an ECDSA one", function()
+    need_certs()
+    local ssl = require "ssl"
+    local dir = proc.tmpdir()
+    assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=rsa.localhost "
+      .. ">/dev/null 2>&1"):format(certs.quote(dir .. "/rsa.key"), certs.quote(dir .. "/rsa.pem"))))
+    local listener = proc.track(assert(socket.bind("127.0.0.1", 0)))
+    local _, port = listener:getsockname()
+    local server = gsock.spawn(function()
+      for _ = 1, 2 do
+        local plain = proc.track(assert(listener:accept()))
+        local conn = proc.track(assert(ssl.wrap(plain, { mode = "server", certificates = {
+          { certificate = dir .. "/rsa.pem", key = dir .. "/rsa.key" },
+          { certificate = c.localhost.cert, key = c.localhost.key },
+        } })))
+        conn:settimeout(5)
+        if conn:dohandshake() then conn:send("hi\n") end
+        conn:close()
+      end
+    end)
+    local function subject(ciphers)
+      local s = assert(socket.connect("127.0.0.1", tonumber(port)))
+      local conn = proc.track(assert(ssl.wrap(s, { mode = "client", verify = "none", protocol = "tlsv1_2",
+                                                 ciphers = ciphers })))
+      conn:settimeout(5)
+      assert(conn:dohandshake())
+      local cn = conn:getpeercertificate():subject()[1].value
+      conn:receive("*l")
+      conn:close()
+      return cn
+    end
+    assert.equals("rsa.localhost", subject("ECDHE-RSA-AES128-GCM-SHA256"))
+    assert.equals("localhost", subject("ECDHE-ECDSA-AES128-GCM-SHA256"))
+    assert.truthy(server:join(5))
+  end)
+end)
+

@@ -69,6 +69,7 @@ enum TLSBindings {
         if luaRawGetField(L, 1, "depth") == LUA_TNUMBER { p.depth = Int(lua_tointegerx(L, -1, nil)) }
         gs_pop(L, 1)
         p.sniCertificates = sniCertificates(L)
+        p.additionalCertificates = additionalCertificates(L)
         do {
             let context = try TLSContext(p)
             LuaObjects.push(L, context, kind: .tlsContext)
@@ -95,6 +96,24 @@ enum TLSBindings {
         }
         gs_pop(L, 1)
         return list
+    }
+
+    /// LuaSec's `certificates`, as ssl.lua checked it: a list of { certificate, key [, password] }.
+    private static func additionalCertificates(_ L: LuaState) -> [(certificate: String, key: String, password: String?)] {
+        defer { gs_pop(L, 1) }
+        guard luaRawGetField(L, 1, "certificates") == LUA_TTABLE else { return [] }
+        var result: [(certificate: String, key: String, password: String?)] = []
+        var i: lua_Integer = 1
+        while lua_rawgeti(L, -1, i) == LUA_TTABLE {
+            let entry = lua_gettop(L)
+            if let certificate = stringField(L, "certificate", of: entry), let key = stringField(L, "key", of: entry) {
+                result.append((certificate, key, stringField(L, "password", of: entry)))
+            }
+            gs_pop(L, 1)
+            i += 1
+        }
+        gs_pop(L, 1)
+        return result
     }
 
     /// `sni_certificates`, as ssl.lua checked it: a list of { names, certificate, key [, password] }.

@@ -68,10 +68,20 @@ function ssl.newcontext(cfg)
     if type(password) ~= "string" then return nil, "invalid password (the function returned no string)" end
   end
   p.password = password
-  if not p.certificate and type(cfg.certificates) == "table" and type(cfg.certificates[1]) == "table" then
-    local first = cfg.certificates[1]
-    p.certificate, p.key = first.certificate, first.key
-    p.password = p.password or first.password
+  -- LuaSec's certificates: several certificate/key pairs (an RSA and an ECDSA one, say);
+  -- OpenSSL offers each client the one it can use.
+  if cfg.certificates ~= nil then
+    if type(cfg.certificates) ~= "table" then return nil, "invalid certificates (table expected)" end
+    p.certificates = {}
+    for i, entry in ipairs(cfg.certificates) do
+      if type(entry) ~= "table" or type(entry.certificate) ~= "string" or type(entry.key) ~= "string" then
+        return nil, ("invalid certificates (entry %d: { certificate = FILE, key = FILE } expected)"):format(i)
+      end
+      local pw = entry.password
+      if type(pw) == "function" then pw = pw() end
+      if pw ~= nil and type(pw) ~= "string" then return nil, ("invalid certificates (entry %d: password)"):format(i) end
+      p.certificates[i] = { certificate = entry.certificate, key = entry.key, password = pw }
+    end
   end
   -- gsockd's servers: certificates chosen by SNI (server.lua checks them).
   p.sni_certificates = cfg.sni_certificates

@@ -37,6 +37,8 @@ struct TLSParameters {
     var depth: Int?
     var curves: String?
     var alpn: [String] = []
+    /// More certificate/key pairs (LuaSec's `certificates`: an RSA and an ECDSA one).
+    var additionalCertificates: [(certificate: String, key: String, password: String?)] = []
     /// A certificate chain and key as PEM text instead of files (setclientcert).
     var pem: (certificate: String, key: String)?
     /// A server's certificates chosen by the client's SNI name: each for its names ("*.x"
@@ -109,6 +111,20 @@ final class TLSContext {
             }
         }
 
+        for extra in p.additionalCertificates {
+            gs_tls_set_password(ctx, extra.password ?? p.password)
+            try Self.readable(extra.certificate, "certificate")
+            try Self.readable(extra.key, "key")
+            guard SSL_CTX_use_certificate_chain_file(ctx, extra.certificate) == 1 else {
+                throw .openSSL("error loading certificate '\(extra.certificate)'")
+            }
+            guard SSL_CTX_use_PrivateKey_file(ctx, extra.key, SSL_FILETYPE_PEM) == 1,
+                  SSL_CTX_check_private_key(ctx) == 1 else {
+                ERR_clear_error()
+                throw TLSError(Self.keyMismatch)
+            }
+        }
+        gs_tls_set_password(ctx, p.password)
         if let pem = p.pem {
             let ok = pem.certificate.withCString { c in
                 pem.key.withCString { k in gs_tls_use_pem(ctx, c, strlen(c), k, strlen(k)) }

@@ -131,11 +131,10 @@ public final class Supervisor {
         _ = fcntl(theirs, F_SETFD, 0)  // the worker inherits its end; the supervisor closes it below
         // systemd hears from the supervisor only (NotifyAccess=main).
         let own = [Supervisor.workerVariable, Supervisor.supervisorVariable, WorkerChannel.variable,
-                   TicketKeys.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
+                   "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
         var environment = ProcessInfoLite.environment.filter { entry in !own.contains { entry.hasPrefix($0) } }
         environment += ["\(Supervisor.workerVariable)=\(index + 1)", "\(Supervisor.supervisorVariable)=\(getpid())",
-                        "\(WorkerChannel.variable)=\(theirs)",
-                        "\(TicketKeys.variable)=\(TicketKeys.encode(TicketKeys.shared))"]  // one ticket key for all workers
+                        "\(WorkerChannel.variable)=\(theirs)"]
         var pid: pid_t = 0
         let status = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in posix_spawn(&pid, "/proc/self/exe", nil, nil, argv, envp) }
@@ -176,6 +175,8 @@ public final class Supervisor {
         if text == "ready" {
             WorkerChannel.send(channel, "ok")
             workerServes(index)
+        } else if text == "ticket-keys" {
+            WorkerChannel.send(channel, TicketKeys.encode(TicketKeys.shared))
         } else if text.hasPrefix("get ") {
             let key = String(text.dropFirst(4))
             if let listener = listeners[key] {

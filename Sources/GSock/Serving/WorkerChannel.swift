@@ -4,7 +4,8 @@
 // hands over a listener it bound ("put ADDRESS\tFILE-IDENTITY" with the descriptor: the
 // supervisor keeps it, so every worker accepts from that one socket and its queue
 // outlives any worker), and says when it serves ("ready", after starting and after each
-// reload). The supervisor's side is in Supervisor.swift.
+// reload), and asks for the TLS session ticket keys all workers share ("ticket-keys": the
+// keys in hex). The supervisor's side is in Supervisor.swift.
 import CShims
 import Glibc
 

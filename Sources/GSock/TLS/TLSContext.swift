@@ -277,19 +277,15 @@ final class TLSContext {
 }
 
 /// The session ticket keys of every server context of the process group: a supervisor makes
-/// them and hands them to its workers, so a session resumes on any worker (and across a
-/// SIGHUP, which makes the contexts again).
+/// them and its workers ask for them over the worker channel (not the environment, which
+/// /proc shows), so a session resumes on any worker (and across a SIGHUP, which makes the
+/// contexts again).
 enum TicketKeys {
-    static let variable = "GSOCKD_TLS_TICKET_KEYS"
     static let length = 80
 
-    /// The keys the supervisor handed down (the variable is removed, so that no child of the
-    /// handler inherits it), else new random ones.
+    /// The supervisor's keys for a worker, else new random ones (made once per process).
     nonisolated(unsafe) static let shared: [UInt8] = {
-        if let text = getenv(variable).map({ String(cString: $0) }), let keys = decode(text) {
-            unsetenv(variable)
-            return keys
-        }
+        if let (text, _) = WorkerChannel.request("ticket-keys"), let keys = decode(text) { return keys }
         return random()
     }()
 

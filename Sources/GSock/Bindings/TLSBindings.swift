@@ -153,7 +153,8 @@ enum TLSBindings {
         let host = old.clientState.connectHost
         let family = old.family
         let fd = old.detachDescriptor()
-        old.close()
+        old.close()  // unusable from now on, as with LuaSec, and no longer an open resource
+        if old.runtime.tracksResources { SocketBindings.track(L, 1, open: false) }
         let conn = Socket(runtime: old.runtime, fd: fd, family: family, socketClass: .tlsConnection)
         conn.clientState.poolKey = old.clientState.poolKey  // a pooled TLS connection may stand in
         conn.clientState.connectHost = host

@@ -307,3 +307,41 @@ describe("LuaSec's certificates = { {certificate, key}, ... }", function()
   end)
 end)
 
+
+describe("TLS connections over time", function()
+  it("leak nothing: after 1,000 connections the live TLS objects are back where they were and RSS is flat", function()
+    need_certs()
+    local ssl = require "ssl"
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local ctx = assert(ssl.newcontext({ mode = "client", cafile = c.ca.cert }))
+    local function rss()
+      for line in io.lines("/proc/self/status") do
+        local kb = line:match("^VmRSS:%s+(%d+)")
+        if kb then return tonumber(kb) end
+      end
+    end
+    local function connections(n)
+      for _ = 1, n do
+        local s = assert(socket.connect("localhost", port))
+        local conn = assert(ssl.wrap(s, ctx))
+        conn:settimeout(5)
+        assert(conn:dohandshake())
+        assert(conn:send("x\n"))
+        assert.equals("x", (conn:receive("*l")))
+        conn:close()
+      end
+      collectgarbage()
+      collectgarbage()
+      gsock.sleep(0.05)   -- the server's handlers finish
+      collectgarbage()
+    end
+    connections(300)      -- caches and the allocator settle
+    local live, memory = gsock.stats().tls_connections, rss()
+    connections(1000)
+    local grown = rss() - memory
+    srv:stop()
+    assert.equals(live, gsock.stats().tls_connections)
+    -- An SSL object and its buffers are tens of KiB: 1,000 leaked ones would be 10+ MiB.
+    assert.truthy(grown < 4096, ("RSS grew by %d KiB over 1,000 connections"):format(grown))
+  end)
+end)

@@ -241,7 +241,8 @@ enum FiberBindings {
         let counts = [("fibers", rt.liveFibers), ("fiber_objects", rt.fiberObjects), ("memory", rt.memoryInUse),
                       ("bytes_in", rt.bytesIn), ("bytes_out", rt.bytesOut), ("errors", rt.failuresLogged),
                       ("sockets", rt.openSockets), ("tls_handshakes", rt.tlsHandshakes),
-                      ("tls_handshake_failures", rt.tlsHandshakeFailures), ("tls_resumptions", rt.tlsResumptions)]
+                      ("tls_handshake_failures", rt.tlsHandshakeFailures), ("tls_resumptions", rt.tlsResumptions),
+                      ("tls_connections", TLSStream.live.load(ordering: .relaxed))]
         lua_createtable(L, 0, Int32(counts.count) + 2)  // server.lua adds connections and accepted
         for (name, value) in counts {
             lua_pushinteger(L, lua_Integer(value))

@@ -87,7 +87,9 @@ final class TLSContext {
             options |= bit
         }
         _ = SSL_CTX_set_options(ctx, options)
-        _ = gs_tls_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE) | Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        // An idle connection keeps no record buffers (RELEASE_BUFFERS), as nginx does.
+        _ = gs_tls_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE) | Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+                                 | Int(SSL_MODE_RELEASE_BUFFERS))
 
         gs_tls_set_password(ctx, p.password)
         if let certificate = p.certificate {

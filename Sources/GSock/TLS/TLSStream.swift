@@ -5,6 +5,7 @@
 import COpenSSL
 import CTLS
 import Glibc
+import Synchronization
 
 /// A client connection's newest TLS session, kept for resumption (OpenResty's session
 /// object: `sslhandshake` returns it, and takes it back to resume).
@@ -25,6 +26,9 @@ final class TLSSession {
 }
 
 final class TLSStream: Transport {
+    /// TLS connections alive in the process (gsock.stats().tls_connections): a leak shows.
+    static let live = Atomic<Int>(0)
+
     let ssl: OpaquePointer
     let context: TLSContext
     /// The name the peer's certificate must be for (a client's), and the SNI sent.
@@ -48,6 +52,7 @@ final class TLSStream: Transport {
         self.context = context
         session = TLSSession(context: context)
         verifyInfo = .allocate(capacity: 1)  // after the last throw: nothing to leak
+        Self.live.add(1, ordering: .relaxed)
         gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
         if context.mode == .client {
             SSL_set_connect_state(ssl)
@@ -69,6 +74,7 @@ final class TLSStream: Transport {
     var wasResumed: Bool { SSL_session_reused(ssl) == 1 }
 
     deinit {
+        Self.live.subtract(1, ordering: .relaxed)
         SSL_free(ssl)
         verifyInfo.deallocate()
     }

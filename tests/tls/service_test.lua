@@ -203,8 +203,13 @@ tls = { cert = %q, kee = %q, verify_client = "always" }
 listen = "127.0.0.1:%d"
 handler = "h.lua"
 tls = { cert = "missing.pem", key = %q }
+
+[services.ciphers]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q, ciphers = "NO-SUCH-CIPHER" }
 ]]):format(port + 1, c.localhost.cert, c.wrong.key, port + 2, c.localhost.cert, c.localhost.key, port + 3,
-            c.localhost.key))
+            c.localhost.key, port + 4, c.localhost.cert, c.localhost.key))
     local check = proc.start({ "check", "bad.toml" }, { cwd = dir })
     assert.equals(2, check:wait_exit(10))
     local err = check:stderr()
@@ -212,6 +217,7 @@ tls = { cert = "missing.pem", key = %q }
     assert.matches("bad.toml:9: services.typo.tls.kee: unknown key; did you mean 'key'%?", err)
     assert.matches("bad.toml:9: services.typo.tls.verify_client: expected one of \"require\", \"optional\"", err)
     assert.matches("bad.toml:14: services.gone.tls.cert: cannot read certificate 'missing.pem'", err)
+    assert.matches("bad.toml:19: services.ciphers.tls.ciphers: invalid ciphers 'NO%-SUCH%-CIPHER'", err)
 
     local p = proc.start({ "serve", "good.toml" }, { cwd = dir })
     p:listening()

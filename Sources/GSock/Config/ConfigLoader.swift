@@ -299,8 +299,21 @@ public enum ConfigLoader {
         p.certificate = cert
         p.key = privateKey
         p.sniCertificates = sni
-        p.password = result["password"].flatMap { if case .string(let s) = $0 { return s } else { return nil } }
+        func text(_ name: String) -> String? {
+            if case .string(let s)? = result[name] { return s }
+            return nil
+        }
+        func list(_ name: String) -> [String] {
+            guard case .array(let items)? = result[name] else { return [] }
+            return items.compactMap { if case .string(let s) = $0 { return s } else { return nil } }
+        }
+        p.password = text("password")
         p.cafile = files["client_ca"]
+        // The rest too, so that check finds a cipher list or a protocol OpenSSL refuses.
+        p.ciphers = text("ciphers")
+        p.ciphersuites = text("ciphersuites")
+        p.alpn = list("alpn")
+        if list("protocols").count == 1 { p.protocolName = list("protocols")[0] }
         for (file, at) in [(cert, key.appending("cert"))] + sni.map({ ($0.certificate, key.appending("certs")) }) {
             if let problem = TLSContext.chainProblem(ofCertificateFile: file) {
                 reader.report(at, problem)
@@ -319,6 +332,9 @@ public enum ConfigLoader {
                 reader.report(key.appending("key"), "private key '\(privateKey)' does not match the certificate '\(cert)'")
             } else {
                 let blamed = error.message.contains("'\(privateKey)'") ? "key"
+                    : error.message.hasPrefix("invalid ciphersuites") ? "ciphersuites"
+                    : error.message.hasPrefix("invalid ciphers") ? "ciphers"
+                    : error.message.hasPrefix("invalid ALPN") ? "alpn"
                     : (files["client_ca"].map { error.message.contains($0) } == true ? "client_ca" : "cert")
                 reader.report(key.appending(blamed), error.message)
             }

@@ -41,6 +41,13 @@ local function shell(cmd, limit)
   error("no exit status from: " .. cmd)
 end
 
+--- A TLS client connected to the service on `port`, verifying it against the test CA.
+local function client(port)
+  local ssl = require "ssl"
+  local s = assert(socket.connect("localhost", port))
+  return proc.track(assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert })))
+end
+
 local HTTP_HELLO = function(sock)
   while true do
     local line = sock:receive("*l")
@@ -110,9 +117,7 @@ describe("one TLS connection", function()
       writer:join()
       sock:send("done\n")
     end)
-    local ssl = require "ssl"
-    local s = assert(socket.connect("localhost", port))
-    local conn = proc.track(assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert })))
+    local conn = client(port)
     conn:settimeout(20)
     assert(conn:dohandshake())
     local received = {}
@@ -141,9 +146,7 @@ describe("one TLS connection", function()
       sock:send(record .. record)
       sock:receive("*l")
     end)
-    local ssl = require "ssl"
-    local s = assert(socket.connect("localhost", port))
-    local conn = proc.track(assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert })))
+    local conn = client(port)
     conn:settimeout(5)
     assert(conn:dohandshake())
     assert.equals("x", (conn:receive(1)))      -- the first record came

@@ -238,7 +238,6 @@ enum StreamBindings {
         }
         s.sendDeadline = s.deadline(for: .write, connecting: true)
         s.clientState.connectError = nil
-        s.clientState.connectHost = host
         if let status = try resolve(L, s, host: host, port: port, passive: false, what: "connect", then: connectResolved) {
             return status
         }

@@ -173,7 +173,7 @@ enum TLSBindings {
     // MARK: - Handshakes
 
     /// The SSL:Connection at index 1 and its TLS; nil TLS once the connection went to the pool.
-    private static func tlsConnection(_ L: LuaState) throws(LuaError) -> (Socket, TLSStream?) {
+    static func tlsConnection(_ L: LuaState) throws(LuaError) -> (Socket, TLSStream?) {
         guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection else {
             throw .type(L, 1, "SSL:Connection")
         }

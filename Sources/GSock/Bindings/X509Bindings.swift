@@ -115,12 +115,7 @@ enum X509Bindings {
     // MARK: - Where certificates come from
 
     /// The TLS of the SSL:Connection at index 1; nil once it went to the pool.
-    private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream? {
-        guard let s = SocketBindings.get(L, 1), s.socketClass == .tlsConnection else {
-            throw .type(L, 1, "SSL:Connection")
-        }
-        return s.tls
-    }
+    private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream? { try TLSBindings.tlsConnection(L).1 }
 
     /// `getpeercertificate([n])`: the n-th certificate of the peer's chain (1, the peer's own,
     /// by default), or nil.

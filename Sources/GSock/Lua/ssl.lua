@@ -17,11 +17,9 @@ local ssl = {
   },
 }
 
-local function kind(v) return type(v) end
-
 local function check(key, value, ...)
   if value == nil then return true end
-  local t = kind(value)
+  local t = type(value)
   for i = 1, select("#", ...) do
     if t == select(i, ...) then return true end
   end

@@ -48,7 +48,7 @@ let package = Package(
                 .embedInCode("Lua/assertions.lua"), .embedInCode("Lua/junit.lua"),
                 .embedInCode("Lua/socket.lua"), .embedInCode("Lua/server.lua"),
                 .embedInCode("Lua/serve.lua"), .embedInCode("Lua/ssl.lua"),
-                .embedInCode("Lua/ssl/https.lua"),
+                .embedInCode("Lua/ssl/https.lua"), .embedInCode("Lua/http.lua"),
                 // The modules gsock.lua composes `gsock` from (EmbeddedLua.gsockModules).
                 .embedInCode("Lua/gsock/errors.lua"), .embedInCode("Lua/gsock/timeouts.lua"),
                 .embedInCode("Lua/gsock/fibers.lua"), .embedInCode("Lua/gsock/sync.lua"),

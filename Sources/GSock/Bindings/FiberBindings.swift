@@ -242,7 +242,9 @@ enum FiberBindings {
                       ("bytes_in", rt.bytesIn), ("bytes_out", rt.bytesOut), ("errors", rt.failuresLogged),
                       ("sockets", rt.openSockets), ("tls_handshakes", rt.tlsHandshakes),
                       ("tls_handshake_failures", rt.tlsHandshakeFailures), ("tls_resumptions", rt.tlsResumptions),
-                      ("tls_connections", TLSStream.live.load(ordering: .relaxed))]
+                      ("tls_connections", TLSStream.live.load(ordering: .relaxed)),
+                      ("http_requests", rt.httpRequests), ("http_rejected", rt.httpRejected),
+                      ("http_connections", rt.httpConnections)]
         lua_createtable(L, 0, Int32(counts.count) + 2)  // server.lua adds connections and accepted
         for (name, value) in counts {
             lua_pushinteger(L, lua_Integer(value))

@@ -61,13 +61,23 @@ extension Runtime {
         try loadEmbedded(PackageResources.server_lua, name: "@server.lua")
         lua_pushvalue(L, gsock)
         lua_pushvalue(L, socketModule)
-        lua_createtable(L, 0, 7)
+        lua_createtable(L, 0, 10)
         luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)]
-                            + ProcessBindings.listenerSharing)
+                            + ProcessBindings.listenerSharing + HTTPBindings.hostFunctions)
         pushOpenResources(L)
         luaRawSetField(L, -2, "resources")
         lua_pushinteger(L, lua_Integer(SocketAddress.maxUnixPathBytes))
         luaRawSetField(L, -2, "unix_path_max")
+        let host = lua_gettop(L)
+        lua_pushvalue(L, host)
+        lua_rotate(L, host - 3, 1)  // a copy below the chunk, for http.lua
+        guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+
+        HTTPBindings.register(L)
+        try loadEmbedded(PackageResources.http_lua, name: "@http.lua")
+        lua_pushvalue(L, gsock)
+        lua_rotate(L, -3, -1)      // [chunk, gsock, host]
+        luaRawGetField(L, gsock, "_internal")
         guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         gs_pop(L, 1)
 

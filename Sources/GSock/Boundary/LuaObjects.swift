@@ -17,6 +17,8 @@ enum LuaObjectKind: UInt {
     case tlsContext = 0x6773_6669_6265_7207
     case tlsSession = 0x6773_6669_6265_7208
     case x509 = 0x6773_6669_6265_7209
+    case httpService = 0x6773_6669_6265_720a
+    case httpConnection = 0x6773_6669_6265_720b
 
     /// The metatable of every object of this kind (sockets have one per class).
     var metatable: String {
@@ -30,6 +32,8 @@ enum LuaObjectKind: UInt {
         case .tlsContext: return TLSBindings.contextMetatable
         case .tlsSession: return TLSBindings.sessionMetatable
         case .x509: return X509Bindings.metatable
+        case .httpService: return HTTPBindings.serviceMetatable
+        case .httpConnection: return HTTPBindings.connectionMetatable
         }
     }
 }

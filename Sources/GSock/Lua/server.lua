@@ -176,6 +176,11 @@ local function is_killed(e)
   return type(e) == "table" and e.kind == "killed"
 end
 
+internal.server_support = {
+  traceback = traceback, failure_of = failure_of, is_killed = is_killed,
+  count_error = function() totals.errors = totals.errors + 1 end,
+}
+
 -- TCP and unix servers ----------------------------------------------------------------------
 
 local Server = {}
@@ -209,9 +214,24 @@ local KEYS = {
   nodelay = { function(v) return type(v) == "boolean" end, "a boolean" },
   reuseport = { function(v) return type(v) == "boolean" end, "a boolean" },
   tls = { function(v) return type(v) == "table" end, "a table { cert = FILE, key = FILE, ... }" },
+  -- HTTP services (SPEC §11).
+  protocol = { function(v) return v == "http" end, "\"http\"" },
+  max_request_line = { is_positive_integer, "a positive integer (bytes)" },
+  max_header_size = { is_positive_integer, "a positive integer (bytes)" },
+  max_headers = { is_positive_integer, "a positive integer" },
+  max_body = { function(v) return math.type(v) == "integer" and v >= 0 end, "a non-negative integer (bytes)" },
+  header_timeout = { is_positive_number, "a positive number of seconds" },
+  body_timeout = { is_positive_number, "a positive number of seconds" },
+  keepalive_timeout = { is_positive_number, "a positive number of seconds" },
+  keepalive_requests = { is_positive_integer, "a positive integer" },
+  access_log = { function(v) return type(v) == "boolean" end, "a boolean" },
 }
 local TABLE_KEYS = { "handle", "listen", "init", "max_connections", "backlog", "idle_timeout", "name", "nodelay",
-                     "tls" }
+                     "tls", "protocol", "max_request_line", "max_header_size", "max_headers", "max_body",
+                     "header_timeout", "body_timeout", "keepalive_timeout", "keepalive_requests", "access_log" }
+-- The limits an HTTP service hands to the host.
+local HTTP_LIMITS = { "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
+                      "body_timeout", "keepalive_timeout", "keepalive_requests" }
 
 -- TLS services (SPEC §10) ------------------------------------------------------------
 
@@ -393,8 +413,19 @@ local function server(listen, handler, opts)
     tls, tls_problem = tls_context(options.tls)
     if not tls then error(bad_argument(opts and opts.tls and 3 or 2, "server", tls_problem), 2) end
   end
+  local http_limits
+  if options.protocol == "http" then
+    http_limits = {}
+    for _, k in ipairs(HTTP_LIMITS) do http_limits[k] = options[k] end
+  else
+    for _, k in ipairs(HTTP_LIMITS) do
+      if options[k] ~= nil then
+        error(bad_argument(2, "server", ("'%s' is an HTTP limit: it needs protocol = \"http\""):format(k)), 2)
+      end
+    end
+  end
   local self = setmetatable({
-    addresses = addresses, handle = handler, takes_peer = takes_peer(handler), name = options.name or "server",
+    addresses = addresses, handle = handler, http_limits = http_limits, access_log = options.access_log == true, takes_peer = takes_peer(handler), name = options.name or "server",
     max_connections = max or math.maxinteger, backlog = options.backlog or 511,
     idle_timeout = options.idle_timeout, nodelay = options.nodelay ~= false,
     reuseport = options.reuseport, listeners = {}, socket_files = {}, handlers = {}, count = 0, accepted = 0,
@@ -403,14 +434,20 @@ local function server(listen, handler, opts)
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
   -- The handler's wrapper closes the client; a fiber killed before it started did not.
-  function self.on_handler_done(done)
-    self.handlers[done]:close()
-    self.handlers[done] = nil
+  local function closed()
     self.count = self.count - 1
     totals.connections = totals.connections - 1
     self.slot:set()
     if self.count == 0 then self.drained:set() end
   end
+  function self.on_handler_done(done)
+    local client = self.handlers[done]
+    self.handlers[done] = nil
+    if not client then return end   -- handed to the HTTP layer, which tells `closed`
+    client:close()
+    closed()
+  end
+  self.on_http_closed = closed
   return self
 end
 
@@ -452,6 +489,13 @@ local function handle_connection(self, client, a)
       return
     end
     client:settimeout(self.idle_timeout or -1)
+    if self.http then
+      self.handlers[gsock.current()] = nil
+      local info = a.path and { path = a.path } or { host = peer_host, port = peer_port }
+      info.tls = client:_tlsinfo()
+      self.http:adopt(client, info)
+      return
+    end
     if peer then peer.tls = client:_tlsinfo() end
   end
   local ok, result = xpcall(self.handle, traceback, client, peer)
@@ -483,9 +527,13 @@ local function accept_loop(self, listener, a)
       totals.accepted = totals.accepted + 1
       if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
       if self.idle_timeout then client:settimeout(self.idle_timeout) end
-      local f = gsock.spawn(handle_connection, self, client, a)
-      self.handlers[f] = client
-      gsock._link(f, self.on_handler_done)
+      if self.http and not self.tls then
+        self.http:adopt(client, a.path and { path = a.path } or nil)
+      else
+        local f = gsock.spawn(handle_connection, self, client, a)
+        self.handlers[f] = client
+        gsock._link(f, self.on_handler_done)
+      end
     elseif err == "closed" or self.closing then
       break
     else
@@ -543,6 +591,9 @@ function Server:start()
     self.host, self.port = ip, tonumber(port)
     self.address = address_text({ host = ip, port = port })
   end
+  if self.http_limits and not self.http then
+    self.http = host.http_service(self.http_limits, internal.http_runner(self), self.handle, self.on_http_closed)
+  end
   self.started = true
   running[self] = true
   self.acceptors = {}
@@ -571,13 +622,16 @@ function Server:stop(timeout)
   self:remove_socket_files()
   self.slot:set()
   if self.acceptors and gsock.current() then gsock.joinall(self.acceptors, 1) end
+  -- HTTP: idle keep-alive connections close now, the others after their response.
+  if self.http then self.http:shutdown() end
   local open = self.count
   if self.count > 0 and timeout ~= 0 then self.drained:wait(timeout) end
   local killed = self.count
   if killed > 0 then
-    local list = {}
+    local list = self.http and self.http:fibers() or {}
     for f in pairs(self.handlers) do list[#list + 1] = f end
     gsock.killall(list, nil, 1)
+    if self.http then self.http:close_all() end
   end
   if open > 0 then
     log("notice", ("drained: %d connection(s) finished, %d killed"):format(open - killed, killed),

@@ -66,6 +66,8 @@ final class Fiber {
     var joiners: WaitList?
     /// Registry reference to a table of functions to call at death (pools use it).
     var linksRef: Int32 = LUA_NOREF
+    /// Told when the fiber ends, however it ends (an HTTP request's connection).
+    var endObserver: (any FiberEndObserver)?
 
     // Membership of one WaitList at a time.
     @exclusivity(unchecked) var listNext: Fiber?
@@ -142,4 +144,9 @@ private func fiberTimerFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<e
 private func fiberIOReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
     let fiber = Fiber.from(w!.pointee.data)
     withExtendedLifetime(fiber) { fiber.runtime.wake(fiber, .ready(revents), direct: true) }
+}
+
+/// What must know when a fiber ends, even one killed before it ran.
+protocol FiberEndObserver: AnyObject {
+    func fiberEnded(_ fiber: Fiber)
 }

@@ -17,6 +17,10 @@ final class IOWatcher {
         set { waiterRef = newValue.map { Unmanaged.passUnretained($0) } }
     }
     var isWaitedOn: Bool { waiterRef != nil }
+    /// Called when the descriptor is ready and no fiber waits: the host's own wait (an
+    /// HTTP connection between requests holds no fiber). Unowned: its owner stops the
+    /// watcher before it goes away.
+    unowned(unsafe) var host: (any HostWaiter)?
     private(set) var closed = false
     /// Made by gsock.io for a descriptor the program names, not by a socket for its own.
     let standalone: Bool
@@ -65,9 +69,17 @@ private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
     }
     guard let fiber = waiter else {
         ev_io_stop(loop, w)
+        if let host = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue().host {
+            withExtendedLifetime(host) { host.descriptorReady(revents) }
+        }
         return
     }
     withExtendedLifetime(fiber) {
         runtime._withUnsafeGuaranteedRef { $0.wake(fiber, .ready(revents), direct: true) }
     }
+}
+
+/// What waits on a watcher at loop level, without a fiber.
+protocol HostWaiter: AnyObject {
+    func descriptorReady(_ revents: Int32)
 }

@@ -374,6 +374,10 @@ extension Runtime {
         liveFibers -= 1
         unlinkLive(fiber)
         fiber.joiners?.notify(Int.max, runtime: self)
+        if let observer = fiber.endObserver {
+            fiber.endObserver = nil
+            observer.fiberEnded(fiber)
+        }
         runLinks(of: fiber, handle: handle)
         let ref = fiber.handleRef
         fiber.handleRef = LUA_NOREF
@@ -450,7 +454,7 @@ extension Runtime {
 
     /// The chunk names of gsockd's embedded Lua files, as tracebacks print them.
     static let ownChunks = ["gsock.lua", "socket.lua", "server.lua", "serve.lua", "testing.lua",
-                            "assertions.lua", "junit.lua", "ssl.lua", "ssl/https.lua"] + EmbeddedLua.gsockModuleChunks
+                            "assertions.lua", "junit.lua", "ssl.lua", "ssl/https.lua", "http.lua"] + EmbeddedLua.gsockModuleChunks
 
     /// A Lua traceback without the frames at its bottom that are gsockd's own (the fiber's
     /// start, the script runner): users read their code's frames, not the wrapper's.

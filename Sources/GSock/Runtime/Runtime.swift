@@ -61,6 +61,8 @@ public final class Runtime {
     var bytesOut = 0
     /// TLS handshakes that finished, failed (or timed out), and resumed a session.
     var tlsHandshakes = 0, tlsHandshakeFailures = 0, tlsResumptions = 0
+    /// HTTP requests started, heads refused with an error status, connections held.
+    var httpRequests = 0, httpRejected = 0, httpConnections = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
 

@@ -22,6 +22,13 @@ struct ReceiveBuffer {
         if start == end { start = 0; end = 0 }
     }
 
+    /// Keeps only the first `n` bytes held (a chunked body decoded in place leaves the
+    /// bytes after its end there, and garbage past them).
+    mutating func keepFirst(_ n: Int) {
+        end = start + n
+        if start == end { start = 0; end = 0 }
+    }
+
     /// Reads once with `read` into free space, making room first (a first chunk comes from
     /// `spares`); also returns how many bytes it asked for (a shorter read means the
     /// descriptor is drained).

@@ -25,15 +25,15 @@ extension Socket {
         case failed(SocketFailure, partial: Bool)
     }
 
-    private enum Fill {
+    enum Fill {
         case data, closed
         case wait(Direction)
         case failed(SocketFailure)
     }
 
-    /// Reads once into the buffer.
+    /// Reads once into the buffer (the HTTP layer reads heads with it too).
     @inline(__always)
-    private func fill() -> Fill {
+    func fill() -> Fill {
         if drained { return .wait(.read) }
         let (result, space) = withRuntime { runtime in
             buffer.fill(spares: &runtime.spareChunks) { transportRead(into: $0, count: $1) }

@@ -1,0 +1,377 @@
+// The Lua face of the HTTP layer (SPEC §11), for http.lua: services (`host.http_service`)
+// and the connection methods its request runner calls. None of these waits: each does
+// what it can now and returns what to wait for (a descriptor and a direction), and
+// http.lua waits with gsock.wait_read/wait_write, so every way a wait ends (data, timeout,
+// close, kill) is the one §3 already defines.
+import CHTTP
+import CLua
+import CShims
+
+enum HTTPBindings {
+    static let serviceMetatable = "gsock.http.service"
+    static let connectionMetatable = "gsock.http.connection"
+
+    static let hostFunctions: [(String, LuaBody)] = [
+        ("http_service", { L in luaCall(L, newService) }),
+        ("http_request_field", HTTPRequestObject.field),
+        ("http_header_values", HTTPRequestObject.headerValues),
+    ]
+
+    static let serviceMethods: [(String, LuaBody)] = [
+        ("adopt", { L in luaCall(L, adopt) }),
+        ("shutdown", { L in luaCall(L) { L throws(LuaError) in try service(L).shutdown(); return 0 } }),
+        ("close_all", { L in luaCall(L) { L throws(LuaError) in try service(L).closeAll(); return 0 } }),
+        ("count", { L in luaCall(L) { L throws(LuaError) in
+            lua_pushinteger(L, lua_Integer(try service(L).count)); return 1 } }),
+        ("fibers", { L in luaCall(L, fibers) }),
+    ]
+
+    static let connectionMethods: [(String, LuaBody)] = [
+        ("body", { L in luaCall(L, body) }),
+        ("send", { L in luaCall(L, send) }),
+        ("flush", { L in luaCall(L, flush) }),
+        ("done", { L in luaCall(L, done) }),
+        ("idle", { L in luaCall(L) { L throws(LuaError) in try connection(L).awaitRequest(L); return 0 } }),
+        ("close", { L in luaCall(L) { L throws(LuaError) in try connection(L).close(); return 0 } }),
+        ("linger_close", { L in luaCall(L) { L throws(LuaError) in try connection(L).lingerThenClose(); return 0 } }),
+        ("fail", { L in luaCall(L, fail) }),
+        ("body_failed", { L in luaCall(L, bodyFailed) }),
+        ("upgrade", { L in luaCall(L, upgrade) }),
+        ("socket", { L in luaCall(L) { L throws(LuaError) in try connection(L).pushSocket(L); return 1 } }),
+        ("peer", { L in luaCall(L, peer) }),
+        ("info", { L in luaCall(L, info) }),
+    ]
+
+    static func register(_ L: LuaState) {
+        LuaObjects.register(L, serviceMetatable, methods: serviceMethods)
+        LuaObjects.register(L, connectionMetatable, methods: connectionMethods)
+    }
+
+    /// `conn:body_failed(status)`: reading the body ended (a timeout, a close): the
+    /// connection ends with this response, and a handler that sends nothing answers `status`.
+    private static func bodyFailed(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        c.bodyError = try Arg.integer(L, 2)
+        c.keepAlive = false
+        c.body = .none
+        return 0
+    }
+
+    private static func service(_ L: LuaState) throws(LuaError) -> HTTPService {
+        try Arg.object(L, 1, kind: .httpService, as: HTTPService.self, expected: "http service")
+    }
+
+    private static func connection(_ L: LuaState) throws(LuaError) -> HTTPConnection {
+        try Arg.object(L, 1, kind: .httpConnection, as: HTTPConnection.self, expected: "http connection")
+    }
+
+    // MARK: - Services
+
+    /// `http_service(limits, runner, handler, on_close)`: limits is a table of the §11 keys
+    /// (already checked by server.lua); missing ones take their defaults.
+    private static func newService(_ L: LuaState) throws(LuaError) -> Int32 {
+        try Arg.table(L, 1)
+        for i: Int32 in 2...4 where lua_type(L, i) != LUA_TFUNCTION { throw .type(L, i, "function") }
+        var limits = HTTPLimits()
+        func number(_ name: String) -> Double? {
+            defer { gs_pop(L, 1) }
+            return luaRawGetField(L, 1, name) == LUA_TNUMBER ? lua_tonumberx(L, -1, nil) : nil
+        }
+        if let v = number("max_request_line") { limits.maxRequestLine = Int(v) }
+        if let v = number("max_header_size") { limits.maxHeaderSize = Int(v) }
+        if let v = number("max_headers") { limits.maxHeaders = Int(v) }
+        if let v = number("max_body") { limits.maxBody = Int(v) }
+        if let v = number("header_timeout") { limits.headerTimeout = v }
+        if let v = number("body_timeout") { limits.bodyTimeout = v }
+        if let v = number("keepalive_timeout") { limits.keepaliveTimeout = v }
+        if let v = number("keepalive_requests") { limits.keepaliveRequests = Int(v) }
+        var refs: [Int32] = []
+        for i: Int32 in 2...4 {
+            lua_pushvalue(L, i)
+            refs.append(luaRef(L))
+        }
+        let service = HTTPService(runtime: Runtime.from(L), limits: limits, runnerRef: refs[0], handlerRef: refs[1],
+                                  onCloseRef: refs[2])
+        LuaObjects.push(L, service, kind: .httpService)
+        return 1
+    }
+
+    /// `service:adopt(sock [, peer])`: the service takes the accepted connection.
+    private static func adopt(_ L: LuaState) throws(LuaError) -> Int32 {
+        let service = try service(L)
+        guard let socket = SocketBindings.get(L, 2) else { throw .type(L, 2, "socket") }
+        var peerRef = LUA_NOREF
+        if lua_type(L, 3) == LUA_TTABLE {
+            lua_pushvalue(L, 3)
+            peerRef = luaRef(L)
+        }
+        lua_settop(L, 2)
+        service.adopt(L, socket, peerRef: peerRef)
+        return 0
+    }
+
+    private static func fibers(_ L: LuaState) throws(LuaError) -> Int32 {
+        let fibers = try service(L).requestFibers
+        lua_createtable(L, Int32(fibers.count), 0)
+        for (i, fiber) in fibers.enumerated() where fiber.handleRef != LUA_NOREF {
+            luaPushRef(L, fiber.handleRef)
+            lua_rawseti(L, -2, lua_Integer(i + 1))
+        }
+        return 1
+    }
+
+    // MARK: - Connections
+
+    private static func pushWait(_ L: LuaState, _ c: HTTPConnection, _ direction: Socket.Direction) -> Int32 {
+        lua_pushboolean(L, 0)
+        lua_pushinteger(L, lua_Integer(c.socket.fd))
+        lua_pushstring(L, direction == .read ? "read" : "write")
+        lua_pushnumber(L, c.service.limits.bodyTimeout)
+        return 4
+    }
+
+    /// Writes what is queued: true when all is gone, else what to wait for, or nil and "closed".
+    private static func flushOutput(_ L: LuaState, _ c: HTTPConnection) -> Int32? {
+        guard !c.output.isEmpty else { return nil }
+        let step = c.output.withUnsafeBytes { c.socket.send($0.baseAddress!, count: $0.count) }
+        switch step {
+        case .done:
+            c.socket.sendProgress = 0
+            c.output.removeAll(keepingCapacity: c.output.capacity <= 65536)
+            return nil
+        case .wait(let direction):
+            return pushWait(L, c, direction)
+        case .failed:
+            c.socket.sendProgress = 0
+            c.output.removeAll()
+            lua_pushnil(L)
+            lua_pushstring(L, "closed")
+            return 2
+        }
+    }
+
+    /// `conn:flush()` → true | false, fd, "read"/"write" | nil, "closed"
+    private static func flush(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        if let n = flushOutput(L, c) { return n }
+        lua_pushboolean(L, 1)
+        return 1
+    }
+
+    /// `conn:body(max)` → the next bytes of the body | false, fd, direction (wait, then call
+    /// again) | nil at its end | nil, message, status.
+    private static func body(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        let most = max(1, try Arg.optionalInteger(L, 2) ?? 65536)
+        if c.bodyError != 0 {
+            lua_pushnil(L)
+            lua_pushstring(L, c.bodyError == 413 ? "request body too large" : "malformed request body")
+            lua_pushinteger(L, lua_Integer(c.bodyError))
+            return 3
+        }
+        if c.expectContinue {
+            c.expectContinue = false
+            if !c.headSent { c.output += Array("HTTP/1.1 100 Continue\r\n\r\n".utf8) }
+        }
+        if let n = flushOutput(L, c) { return n }
+        let socket = c.socket
+        while true {
+            let buffered = socket.buffer.count
+            switch c.body {
+            case .none:
+                return 0
+            case .length(let left):
+                if buffered > 0 {
+                    let n = min(left, buffered, most)
+                    socket.buffer.bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: n) {
+                        _ = lua_pushlstring(L, $0, n)
+                    }
+                    socket.buffer.consume(n)
+                    c.body = left == n ? .none : .length(left: left - n)
+                    return 1
+                }
+            case .chunked:
+                if buffered > 0 {
+                    var size = buffered
+                    let p = UnsafeMutableRawPointer(mutating: socket.buffer.bytes.baseAddress!)
+                        .assumingMemoryBound(to: CChar.self)
+                    let r = gs_http_decode_chunked(&c.chunked, p, &size)
+                    if r == GS_HTTP_INCOMPLETE {
+                        if size > 0 { lua_pushlstring(L, p, size) }
+                        socket.buffer.consume(buffered)
+                        if size > 0 { return 1 }
+                        continue
+                    }
+                    if r < 0 {
+                        c.bodyError = Int(gs_http_status(r))
+                        c.keepAlive = false
+                        c.body = .none
+                        socket.buffer.consume(buffered)
+                        lua_pushnil(L)
+                        lua_pushstring(L, c.bodyError == 413 ? "request body too large" : "malformed request body")
+                        lua_pushinteger(L, lua_Integer(c.bodyError))
+                        return 3
+                    }
+                    if size > 0 { lua_pushlstring(L, p, size) }
+                    socket.buffer.consume(size)
+                    socket.buffer.keepFirst(r)
+                    c.body = .none
+                    return size > 0 ? 1 : 0
+                }
+            }
+            if socket.isClosed { return closedBody(L, c) }
+            switch socket.fill() {
+            case .data: continue
+            case .wait(let direction): return pushWait(L, c, direction)
+            case .closed, .failed: return closedBody(L, c)
+            }
+        }
+    }
+
+    private static func closedBody(_ L: LuaState, _ c: HTTPConnection) -> Int32 {
+        c.keepAlive = false
+        c.body = .none
+        lua_pushnil(L)
+        lua_pushstring(L, "closed")
+        return 2
+    }
+
+    /// `conn:send(res, data, final)`: queues the head (on the first call) and `data`.
+    private static func send(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        guard c.state == .running else { throw .raise(L, "res: the response is already over") }
+        var length = 0
+        let data = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
+        if lua_type(L, 3) > LUA_TNIL && data == nil { throw .type(L, 3, "string") }
+        let final = lua_toboolean(L, 4) != 0
+        if !c.headSent { try appendHead(L, c, final: final, bodyLength: length, upgrade: false) }
+        let hasBody = !c.isHead && !HTTPResponseHead.hasNoBody(c.status)
+        if let data, length > 0, hasBody {
+            if c.responseChunked { c.output += Array(String(length, radix: 16).utf8) + [13, 10] }
+            c.output += UnsafeRawBufferPointer(start: data, count: length)
+            if c.responseChunked { c.output += [13, 10] }
+            c.bodyBytes += length
+        }
+        if final && c.responseChunked && hasBody { c.output += Array("0\r\n\r\n".utf8) }
+        return 0
+    }
+
+    private static func appendHead(_ L: LuaState, _ c: HTTPConnection, final: Bool, bodyLength: Int,
+                                   upgrade: Bool) throws(LuaError) {
+        let res = Int32(2)
+        guard lua_type(L, res) == LUA_TTABLE else { throw .type(L, res, "table") }
+        var isInteger: Int32 = 0
+        _ = luaRawGetField(L, res, "status")
+        let status = Int(lua_tointegerx(L, -1, &isInteger))
+        gs_pop(L, 1)
+        guard isInteger != 0, (100...999).contains(status) else {
+            throw .raise(L, "res.status must be an integer status code (100-999)")
+        }
+        if final {
+            // A body the handler left unread and that is not all here yet: the next request
+            // is behind it, so this connection ends with the response.
+            switch c.body {
+            case .none: break
+            case .length(let left): if left > c.socket.buffer.count { c.keepAlive = false }
+            case .chunked: c.keepAlive = false
+            }
+        }
+        _ = luaRawGetField(L, res, "headers")
+        let headers = lua_gettop(L)
+        var head: [UInt8] = []
+        head.reserveCapacity(256)
+        let seen = try HTTPResponseHead.appendHead(L, status: status, headers: headers, to: &head)
+        gs_pop(L, 1)
+        if seen.connectionClose { c.keepAlive = false }
+        c.status = status
+        c.responseChunked = false
+        if !upgrade && !HTTPResponseHead.hasNoBody(status) && !seen.transferEncoding && seen.contentLength == nil {
+            if final {
+                head += Array("Content-Length: \(bodyLength)\r\n".utf8)
+            } else if c.minorVersion == 1 {
+                head += Array("Transfer-Encoding: chunked\r\n".utf8)
+                c.responseChunked = true
+            } else {
+                c.keepAlive = false   // the body ends when the connection does
+            }
+        }
+        if !seen.date { head += c.service.currentDateLine() }
+        if !upgrade {
+            if !c.keepAlive && !seen.connectionClose {
+                head += Array("Connection: close\r\n".utf8)
+            } else if c.keepAlive && c.minorVersion == 0 {
+                head += Array("Connection: keep-alive\r\n".utf8)
+            }
+        }
+        head += [13, 10]
+        c.output += head
+        c.headSent = true
+    }
+
+    /// `conn:done()` → "started" (the next pipelined request runs), "flush" (flush, then
+    /// `idle`) or "close" (flush, then close).
+    private static func done(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        lua_pushstring(L, c.responseDone(L).rawValue)
+        return 1
+    }
+
+    /// `conn:fail(status)`: before the head, queues an error response and returns true;
+    /// after it, false (the connection can only be closed). Status 0 answers the body's
+    /// error if reading it failed (413, 400, 408), else returns false.
+    private static func fail(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        var status = try Arg.integer(L, 2)
+        if status == 0 { status = c.bodyError }
+        guard status != 0, !c.headSent, c.state == .running else {
+            lua_pushboolean(L, 0)
+            return 1
+        }
+        c.output += HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine())
+        c.headSent = true
+        c.status = status
+        c.keepAlive = false
+        lua_pushboolean(L, 1)
+        return 1
+    }
+
+    /// `conn:upgrade(res)`: queues the head with no body framing; the runner flushes it,
+    /// then the handler owns `conn:socket()`.
+    private static func upgrade(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        guard c.state == .running, !c.headSent else { throw .raise(L, "res:upgrade(): the head was already sent") }
+        try appendHead(L, c, final: false, bodyLength: 0, upgrade: true)
+        c.upgrade()
+        return 0
+    }
+
+    /// `conn:peer()`: the peer table, made once.
+    private static func peer(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        if c.peerRef != LUA_NOREF {
+            luaPushRef(L, c.peerRef)
+            return 1
+        }
+        lua_createtable(L, 0, 2)
+        let (result, address) = Syscall.name(of: c.socket.fd, peer: true)
+        if case .ok = result, let address {
+            let (host, port, _) = address.hostPortFamily
+            lua_pushstring(L, host)
+            luaRawSetField(L, -2, "host")
+            lua_pushinteger(L, lua_Integer(port))
+            luaRawSetField(L, -2, "port")
+        }
+        lua_pushvalue(L, -1)
+        c.peerRef = luaRef(L)
+        return 1
+    }
+
+    /// `conn:info()` → status, body bytes sent, requests on this connection.
+    private static func info(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        lua_pushinteger(L, lua_Integer(c.status))
+        lua_pushinteger(L, lua_Integer(c.bodyBytes))
+        lua_pushinteger(L, lua_Integer(c.requests))
+        return 3
+    }
+}

@@ -1,0 +1,405 @@
+// One HTTP/1.1 connection (SPEC §11). Between requests it is the host's: the socket's
+// read watcher calls it back (`HostWaiter`), its timer bounds the head and the idle
+// time, and it holds no fiber and no Lua thread. A complete head becomes a request
+// object and a fiber running http.lua's runner; the runner's bindings (HTTPBindings)
+// read the body, queue the response in `output` and hand the connection back.
+//
+// Pipelining: when a response is finished and the next head is already buffered, the
+// next request starts before the output is written, so the responses to the requests
+// found in one read leave in one send.
+import CHTTP
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+final class HTTPConnection: HostWaiter, FiberEndObserver {
+    enum State { case awaitingHead, running, lingering, upgraded, closed }
+
+    enum Body {
+        case none
+        case length(left: Int)
+        case chunked
+    }
+
+    unowned(unsafe) let service: HTTPService
+    let socket: Socket
+    private var socketRef: Int32
+    /// The peer table (`req.peer`), made on first use unless the server gave one.
+    var peerRef: Int32
+    /// The connection's own userdata, made at its first request.
+    var selfRef: Int32 = LUA_NOREF
+    var next: HTTPConnection?
+    unowned(unsafe) var prev: HTTPConnection?
+
+    private(set) var state = State.awaitingHead
+    private var lastLength = 0
+    /// When the head now arriving must be complete; 0 before its first byte.
+    private var headDeadline = 0.0
+    private(set) var requests = 0
+    private let timer: UnsafeMutablePointer<ev_timer>
+    private var watching: IOWatcher?
+
+    // The request being answered.
+    private(set) var fiber: Fiber?
+    var keepAlive = true
+    var minorVersion: UInt8 = 1
+    var isHead = false
+    var body = Body.none
+    var chunked = gs_http_chunked()
+    var expectContinue = false
+    /// The status a body error calls for (413, 400), answered if the handler sends nothing.
+    var bodyError = 0
+
+    // Its response.
+    var headSent = false
+    var responseChunked = false
+    var status = 0
+    var bodyBytes = 0
+    var output: [UInt8] = []
+
+    init(service: HTTPService, socket: Socket, socketRef: Int32, peerRef: Int32) {
+        self.service = service
+        self.socket = socket
+        self.socketRef = socketRef
+        self.peerRef = peerRef
+        timer = .allocate(capacity: 1)
+        gs_timer_init(timer, connectionTimerFired, 0)
+        timer.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        ev_timer_stop(service.runtime.loop, timer)
+        timer.deallocate()
+    }
+
+    private var runtime: Runtime { service.runtime }
+    private var now: Double {
+        ev_now_update(runtime.loop)
+        return ev_now(runtime.loop)
+    }
+
+    func pushSocket(_ L: LuaState) { luaPushRef(L, socketRef) }
+
+    // MARK: - Between requests
+
+    /// Waits for the next request (the first, or the one after a response).
+    func awaitRequest(_ L: LuaState) {
+        state = .awaitingHead
+        lastLength = 0
+        headDeadline = 0
+        readHead(L, mayRead: true)
+    }
+
+    /// Parses what is buffered; reads more while the head is incomplete (when `mayRead`),
+    /// then waits for the descriptor. Returns whether a request was started.
+    @discardableResult
+    func readHead(_ L: LuaState, mayRead: Bool) -> Bool {
+        while true {
+            let bytes = socket.buffer.bytes
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                if headDeadline == 0 { headDeadline = now + service.limits.headerTimeout }
+                let r = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                    gs_http_parse_request($0, bytes.count, lastLength, &service.parserLimits,
+                                          &service.scratchRequest, service.scratchHeaders)
+                }
+                if r >= 0 {
+                    dispatch(L, headLength: r)
+                    return true
+                }
+                if r != GS_HTTP_INCOMPLETE {
+                    reject(Int(gs_http_status(r)), "malformed or over a limit")
+                    return false
+                }
+                lastLength = bytes.count
+            }
+            guard mayRead else { return false }
+            if socket.isClosed { close(); return false }
+            switch socket.fill() {
+            case .data: continue
+            case .closed, .failed: close(); return false
+            case .wait(let direction): waitForInput(direction); return false
+            }
+        }
+    }
+
+    private func waitForInput(_ direction: Socket.Direction) {
+        let watcher = socket.watcher(for: .read, waitingFor: direction)
+        watcher.host = self
+        watching = watcher
+        ev_io_start(runtime.loop, watcher.io)
+        let limit: Double
+        switch state {
+        case .lingering:
+            limit = 2
+        default:
+            if headDeadline == 0 {
+                limit = requests == 0 ? service.limits.headerTimeout : service.limits.keepaliveTimeout
+                // An idle connection holds no buffer memory.
+                if socket.buffer.isEmpty { socket.buffer.release(to: &runtime.spareChunks) }
+            } else {
+                limit = max(0, headDeadline - now)
+            }
+        }
+        runtime.armTimer(timer, limit)
+    }
+
+    private func stopWaiting() {
+        if let watching {
+            watching.host = nil
+            ev_io_stop(runtime.loop, watching.io)
+            self.watching = nil
+        }
+        ev_timer_stop(runtime.loop, timer)
+    }
+
+    func descriptorReady(_ revents: Int32) {
+        stopWaiting()
+        socket.drained = false
+        switch state {
+        case .awaitingHead: readHead(runtime.L, mayRead: true)
+        case .lingering: linger()
+        default: break
+        }
+    }
+
+    fileprivate func timedOut() {
+        stopWaiting()
+        if state == .awaitingHead && headDeadline != 0 {
+            reject(408, "the head did not arrive within header_timeout")
+        } else {
+            close()
+        }
+    }
+
+    // MARK: - Starting a request
+
+    private func dispatch(_ L: LuaState, headLength: Int) {
+        let request = service.scratchRequest
+        let headers = service.scratchHeaders
+        let base = UnsafeRawPointer(socket.buffer.bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+        var contentLength: UInt64 = 0
+        var req = request
+        let framing = gs_http_body_framing(base, &req, headers, &contentLength)
+        if framing < 0 {
+            reject(Int(gs_http_status(ptrdiff_t(framing))), "bad body framing")
+            return
+        }
+        if framing == GS_HTTP_BODY_LENGTH && contentLength > UInt64(service.limits.maxBody) {
+            reject(413, "Content-Length over max_body")
+            return
+        }
+        guard HTTPRequestObject.push(L, base: base, headLength: headLength, request: request, headers: headers)
+        else {
+            reject(400, "bad percent-encoding in the path")
+            return
+        }
+        let requestIndex = lua_gettop(L)
+        pushSelf(L)
+        lua_setiuservalue(L, requestIndex, 2)
+        socket.buffer.consume(headLength)
+        requests += 1
+        state = .running
+        minorVersion = request.minor_version
+        isHead = request.method.len == 4 && memcmp(base + Int(request.method.off), "HEAD", 4) == 0
+        let connection = header(named: "connection", base: base, request: request)
+        if minorVersion == 0 {
+            keepAlive = connection.map { gs_http_list_has($0.0, $0.1, "keep-alive", 10) != 0 } ?? false
+        } else {
+            keepAlive = connection.map { gs_http_list_has($0.0, $0.1, "close", 5) == 0 } ?? true
+        }
+        if requests >= service.limits.keepaliveRequests || service.shuttingDown { keepAlive = false }
+        expectContinue = minorVersion == 1 && (header(named: "expect", base: base, request: request)
+            .map { gs_http_list_has($0.0, $0.1, "100-continue", 12) != 0 } ?? false)
+        switch Int(framing) {
+        case GS_HTTP_BODY_LENGTH: body = .length(left: Int(contentLength))
+        case GS_HTTP_BODY_CHUNKED:
+            body = .chunked
+            gs_http_chunked_init(&chunked, UInt64(service.limits.maxBody))
+        default: body = .none
+        }
+        if case .length(0) = body { body = .none }
+        if body.isNone { expectContinue = false }
+        bodyError = 0
+        headSent = false
+        responseChunked = false
+        status = 0
+        bodyBytes = 0
+        runtime.httpRequests += 1
+
+        // runner(conn, handler, req)
+        luaPushRef(L, service.runnerRef)
+        pushSelf(L)
+        luaPushRef(L, service.handlerRef)
+        lua_pushvalue(L, requestIndex)
+        let started = runtime.makeFiber(from: L, count: 4)
+        lua_settop(L, requestIndex - 1)
+        started.endObserver = self
+        fiber = started
+        runtime.enqueue(started)
+    }
+
+    func pushSelf(_ L: LuaState) {
+        if selfRef == LUA_NOREF {
+            LuaObjects.push(L, self, kind: .httpConnection)
+            lua_pushvalue(L, -1)
+            selfRef = luaRef(L)
+        } else {
+            luaPushRef(L, selfRef)
+        }
+    }
+
+    /// The value of the first field named `name` (lower case) of the head being started.
+    private func header(named name: StaticString, base: UnsafePointer<CChar>,
+                        request: gs_http_request) -> (UnsafePointer<CChar>, Int)? {
+        let i = name.withUTF8Buffer { n in
+            n.withMemoryRebound(to: CChar.self) {
+                gs_http_find_header(base, service.scratchHeaders, Int(request.num_headers), 0, $0.baseAddress, n.count)
+            }
+        }
+        guard i >= 0 else { return nil }
+        let value = service.scratchHeaders[i].value
+        return (base + Int(value.off), Int(value.len))
+    }
+
+    func fiberEnded(_ ended: Fiber) {
+        // A runner that never ran (killed before its start) or that was cut short.
+        if ended === fiber && state == .running { close() }
+    }
+
+    // MARK: - After a response
+
+    /// The response is complete: skips what the handler left of the body, then either
+    /// starts the next pipelined request (its output waits to go with the next one's) or
+    /// says what the runner must do: "flush" then `idle`, or "close" after a flush.
+    enum Next: String { case started, flush, close }
+
+    func responseDone(_ L: LuaState) -> Next {
+        fiber = nil
+        skipBody()
+        guard keepAlive, !socket.isClosed else { return .close }
+        state = .awaitingHead
+        lastLength = 0
+        headDeadline = 0
+        if output.count < 65536 && !socket.buffer.isEmpty && readHead(L, mayRead: false) { return .started }
+        if state != .awaitingHead { return .close }   // a rejected head
+        return .flush
+    }
+
+    /// Discards the rest of the body if it is buffered; otherwise the connection cannot be
+    /// reused (its next request is somewhere behind the body).
+    private func skipBody() {
+        switch body {
+        case .none: return
+        case .length(let left):
+            let n = min(left, socket.buffer.count)
+            socket.buffer.consume(n)
+            body = left == n ? .none : .length(left: left - n)
+        case .chunked:
+            var size = socket.buffer.count
+            if size > 0 {
+                let p = UnsafeMutableRawPointer(mutating: socket.buffer.bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+                let r = gs_http_decode_chunked(&chunked, p, &size)
+                if r >= 0 {
+                    // The bytes after the body moved to p[size ..< size + r].
+                    socket.buffer.consume(size)
+                    socket.buffer.keepFirst(r)
+                    body = .none
+                } else {
+                    socket.buffer.consume(socket.buffer.count)
+                }
+            }
+        }
+        if !body.isNone { keepAlive = false }
+    }
+
+    // MARK: - Errors and closing
+
+    /// Answers a head the server refuses with `status` and `Connection: close`, then closes.
+    func reject(_ status: Int, _ reason: String) {
+        stopWaiting()
+        runtime.httpRejected += 1
+        var response = HTTPResponseHead.errorResponse(status, date: service.currentDateLine())
+        if !output.isEmpty {
+            output.append(contentsOf: response)
+            swap(&output, &response)
+            output.removeAll()
+        }
+        // One write to a socket whose output is drained; what does not fit is dropped.
+        if !socket.isClosed {
+            response.withUnsafeBytes { _ = socket.transportWrite(from: $0.baseAddress!, count: $0.count) }
+        }
+        if let peer = peerText {
+            runtime.logger.info("http: \(status) to \(peer): \(reason)", metadata: ["peer": "\(peer)"])
+        }
+        lingerThenClose()
+    }
+
+    private var peerText: String? {
+        guard socket.family == AF_INET || socket.family == AF_INET6 else { return nil }
+        let (result, address) = Syscall.name(of: socket.fd, peer: true)
+        guard case .ok = result, let address else { return nil }
+        let (host, port, _) = address.hostPortFamily
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Closes after a response the peer may still be sending into: the write side first,
+    /// then what arrives is read and dropped for up to 2 s, so that the peer reads the
+    /// response before a reset could destroy it (nginx's lingering close).
+    func lingerThenClose() {
+        guard !socket.isClosed else { close(); return }
+        _ = Syscall.shutdown(socket.fd, Int32(SHUT_WR))
+        state = .lingering
+        linger()
+    }
+
+    private func linger() {
+        while true {
+            socket.buffer.consume(socket.buffer.count)
+            switch socket.fill() {
+            case .data: continue
+            case .wait(let direction): waitForInput(direction); return
+            case .closed, .failed: close(); return
+            }
+        }
+    }
+
+    /// Stops keep-alive: an idle connection closes now, a busy one after its response.
+    func shutdown() {
+        keepAlive = false
+        if state == .awaitingHead && socket.buffer.isEmpty && headDeadline == 0 { close() }
+    }
+
+    /// Hands the socket to the handler (`res:upgrade()`): the connection only counts it
+    /// from now until the runner closes it.
+    func upgrade() {
+        state = .upgraded
+        body = .none
+    }
+
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        stopWaiting()
+        fiber = nil
+        socket.close()
+        let L = runtime.L
+        luaUnref(L, socketRef)
+        socketRef = LUA_NOREF
+        luaUnref(L, peerRef)
+        peerRef = LUA_NOREF
+        let ref = selfRef
+        selfRef = LUA_NOREF
+        service.connectionClosed(self)
+        luaUnref(L, ref)
+    }
+}
+
+extension HTTPConnection.Body {
+    var isNone: Bool { if case .none = self { return true } else { return false } }
+}
+
+private func connectionTimerFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
+    let connection = Unmanaged<HTTPConnection>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+    withExtendedLifetime(connection) { connection.timedOut() }
+}

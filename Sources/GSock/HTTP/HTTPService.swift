@@ -1,0 +1,133 @@
+// An HTTP/1.1 service (SPEC §11): the limits and Lua functions of one server with
+// `protocol = "http"`, and the connections it holds. Between requests a connection is
+// the host's (HTTPConnection, no fiber, no Lua thread); each request runs in a fiber of
+// its own, started with http.lua's runner.
+import CHTTP
+import CLibev
+import CLua
+import CShims
+import Glibc
+
+/// SPEC §11's limits, each settable per service.
+struct HTTPLimits {
+    var maxRequestLine = 8192
+    var maxHeaderSize = 65536
+    var maxHeaders = 100
+    var maxBody = 1 << 20
+    var headerTimeout = 10.0
+    var bodyTimeout = 30.0
+    var keepaliveTimeout = 75.0
+    var keepaliveRequests = 10_000
+
+    var parser: gs_http_limits {
+        gs_http_limits(max_request_line: UInt32(maxRequestLine), max_header_size: UInt32(maxHeaderSize),
+                       max_headers: UInt32(maxHeaders), flags: 0)
+    }
+}
+
+final class HTTPService {
+    unowned(unsafe) let runtime: Runtime
+    let limits: HTTPLimits
+    var parserLimits: gs_http_limits
+    /// Registry references: http.lua's runner `run(conn, handle, req, res)`, the handler,
+    /// and the function told (with no argument) that a connection closed.
+    let runnerRef: Int32
+    let handlerRef: Int32
+    let onCloseRef: Int32
+    /// The parser's field array, shared by every connection: a head is parsed and copied
+    /// into its request object in one go.
+    let scratchHeaders: UnsafeMutablePointer<gs_http_header>
+    var scratchRequest = gs_http_request()
+    /// The open connections, linked through HTTPConnection.next/prev.
+    var head: HTTPConnection?
+    private(set) var count = 0
+    /// Set by `shutdown`: connections close after their current response.
+    private(set) var shuttingDown = false
+    /// `Date` header value, made once per second.
+    private var dateSecond = -1
+    private(set) var dateLine: [UInt8] = []
+
+    init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, handlerRef: Int32, onCloseRef: Int32) {
+        self.runtime = runtime
+        self.limits = limits
+        parserLimits = limits.parser
+        self.runnerRef = runnerRef
+        self.handlerRef = handlerRef
+        self.onCloseRef = onCloseRef
+        scratchHeaders = .allocate(capacity: max(limits.maxHeaders, 1))
+    }
+
+    deinit {
+        scratchHeaders.deallocate()
+        for ref in [runnerRef, handlerRef, onCloseRef] { luaUnref(runtime.L, ref) }
+    }
+
+    /// Takes over an accepted connection (its socket userdata is on top of `L`'s stack, and
+    /// stays there); `peerRef` is a registry reference to its peer table, or LUA_NOREF to
+    /// make one from the socket when a request asks.
+    func adopt(_ L: LuaState, _ socket: Socket, peerRef: Int32) {
+        lua_pushvalue(L, -1)
+        let connection = HTTPConnection(service: self, socket: socket, socketRef: luaRef(L), peerRef: peerRef)
+        connection.next = head
+        head?.prev = connection
+        head = connection
+        count += 1
+        runtime.httpConnections += 1
+        connection.awaitRequest(L)
+    }
+
+    /// A connection closed: unlinked, and the server's count told.
+    func connectionClosed(_ connection: HTTPConnection) {
+        if let prev = connection.prev { prev.next = connection.next } else { head = connection.next }
+        connection.next?.prev = connection.prev
+        connection.next = nil
+        connection.prev = nil
+        count -= 1
+        runtime.httpConnections -= 1
+        let L = runtime.L
+        luaPushRef(L, onCloseRef)
+        if gs_pcall(L, 0, 0, 0) != LUA_OK {
+            runtime.logger.error("http: the server's connection count failed: \(runtime.popMessage())")
+        }
+    }
+
+    /// Stops keep-alive: idle connections close now, the others after their response.
+    func shutdown() {
+        shuttingDown = true
+        var c = head
+        while let connection = c {
+            c = connection.next
+            connection.shutdown()
+        }
+    }
+
+    /// Closes every connection (after `shutdown` and the drain).
+    func closeAll() {
+        while let connection = head { connection.close() }
+    }
+
+    /// The fibers running requests now.
+    var requestFibers: [Fiber] {
+        var fibers: [Fiber] = []
+        var c = head
+        while let connection = c {
+            if let fiber = connection.fiber { fibers.append(fiber) }
+            c = connection.next
+        }
+        return fibers
+    }
+
+    /// "Date: <IMF-fixdate>\r\n" for now.
+    func currentDateLine() -> [UInt8] {
+        var wall = time(nil)
+        if Int(wall) != dateSecond {
+            dateSecond = Int(wall)
+            var parts = tm()
+            gmtime_r(&wall, &parts)
+            var text = [CChar](repeating: 0, count: 64)
+            let n = strftime(&text, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
+            dateLine = text[0..<n].map { UInt8(bitPattern: $0) }
+        }
+        return dateLine
+    }
+}

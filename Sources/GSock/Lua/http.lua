@@ -1,0 +1,274 @@
+-- HTTP/1.1 services (SPEC §11): the request and response objects and the runner of one
+-- request. The host (Sources/GSock/HTTP) parses heads, holds connections between
+-- requests and starts one fiber per request with `run`; what waits here waits with
+-- gsock.wait_read/wait_write on the connection's descriptor, so a close, a kill or a
+-- timeout ends it as any §3 wait.
+local gsock, host, internal = ...
+
+local error, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall =
+      error, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall
+local concat = table.concat
+local getuservalue = debug.getuservalue
+local field, header_values = host.http_request_field, host.http_header_values
+local wait_read, wait_write, is_timeout, now = gsock.wait_read, gsock.wait_write, gsock.is_timeout, gsock.now
+local log = host.log
+local support = internal.server_support
+local traceback, failure_of, is_killed = support.traceback, support.failure_of, support.is_killed
+
+local registry = debug.getregistry()
+
+-- req.headers: lower-case names (made by the host); other spellings are looked up in
+-- lower case, so req.headers["Content-Type"] == req.headers["content-type"].
+registry["gsock.http.fields"] = {
+  __index = function(t, k)
+    if type(k) == "string" then
+      local lower = k:lower()
+      if lower ~= k then return rawget(t, lower) end
+    end
+  end,
+}
+
+--- Waits as a host binding asked (`false, fd, "read"|"write", timeout`); nil and
+--- "timeout" or "closed" when the wait ends otherwise. A kill goes on up.
+local function wait_for(fd, direction, timeout)
+  local ok, e = pcall(direction == "read" and wait_read or wait_write, fd, timeout)
+  if ok then return true end
+  if is_killed(e) then error(e, 0) end
+  return nil, is_timeout(e) and "timeout" or "closed"
+end
+
+--- Writes what the connection has queued.
+local function flush(conn)
+  while true do
+    local ok, fd, direction, timeout = conn:flush()
+    if ok then return true end
+    if ok == nil then return nil, fd end
+    local waited, err = wait_for(fd, direction, timeout)
+    if not waited then return nil, err end
+  end
+end
+
+-- The request -------------------------------------------------------------------------
+
+local Request = { __name = "gsock.http.request" }
+local methods = {}
+Request.__index = function(req, k)
+  local m = methods[k]
+  if m ~= nil then return m end
+  if k == "peer" then return getuservalue(req, 2):peer() end
+  return field(req, k)
+end
+Request.__tostring = function(req)
+  return ("gsock.http.request (%s %s)"):format(field(req, "method"), field(req, "target"))
+end
+registry["gsock.http.request"] = Request
+
+--- The next bytes of the body, nil at its end, or nil and a message.
+local function read_body(conn, size)
+  while true do
+    local data, fd, direction, timeout = conn:body(size)
+    if data ~= false then return data, fd end
+    local waited, err = wait_for(fd, direction, timeout)
+    if not waited then
+      conn:body_failed(err == "timeout" and 408 or 400)
+      return nil, err
+    end
+  end
+end
+
+function methods.header_values(req, name) return header_values(req, name) end
+
+--- The whole body (at most max_body bytes), or nil and a message.
+function methods.body(req)
+  local conn = getuservalue(req, 2)
+  local parts, n = {}, 0
+  while true do
+    local data, err = read_body(conn)
+    if data == nil then
+      if err then return nil, err end
+      return concat(parts, "", 1, n)
+    end
+    n = n + 1
+    parts[n] = data
+  end
+end
+
+--- A function returning the body in chunks of at most `size` bytes, then nil.
+function methods.reader(req, size)
+  local conn = getuservalue(req, 2)
+  return function() return read_body(conn, size) end
+end
+
+local function unescape_form(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- The query as a table: `a=1&a=2&b` gives { a = { "1", "2" }, b = true }.
+function methods.args(req)
+  local args = {}
+  local query = field(req, "query")
+  if not query then return args end
+  for pair in query:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k then v = unescape_form(v) else k, v = pair, true end
+    k = unescape_form(k)
+    local old = args[k]
+    if old == nil then
+      args[k] = v
+    elseif type(old) == "table" then
+      old[#old + 1] = v
+    else
+      args[k] = { old, v }
+    end
+  end
+  return args
+end
+
+-- The response ------------------------------------------------------------------------
+
+local CONN, DONE, UPGRADED = {}, {}, {}
+
+--- res.headers: a field set in any spelling replaces the one there (its spelling stays).
+local Headers = {
+  __index = function(t, k)
+    if type(k) ~= "string" then return nil end
+    local lower = k:lower()
+    for name, v in next, t do
+      if type(name) == "string" and name:lower() == lower then return v end
+    end
+  end,
+  __newindex = function(t, k, v)
+    if type(k) == "string" then
+      local lower = k:lower()
+      for name in next, t do
+        if type(name) == "string" and name:lower() == lower then rawset(t, name, v) return end
+      end
+    end
+    rawset(t, k, v)
+  end,
+}
+
+local Response = { __name = "gsock.http.response" }
+Response.__index = Response
+
+--- Sends `data` (the head first, on the first write). True, or nil and "closed"/"timeout".
+function Response:write(data)
+  if self[DONE] then error("res:write(): the response is finished", 2) end
+  if data ~= nil and type(data) ~= "string" then data = tostring(data) end
+  local conn = self[CONN]
+  conn:send(self, data, false)
+  return flush(conn)
+end
+
+--- Ends the response, with `data` as its last bytes. Sent when the handler returns.
+function Response:finish(data)
+  if self[DONE] then return true end
+  if data ~= nil and type(data) ~= "string" then data = tostring(data) end
+  self[DONE] = true
+  self[CONN]:send(self, data, true)
+  return true
+end
+
+--- Sends the head (set res.status = 101 and its headers first) and hands over the raw
+--- connection: a §4 socket, with whatever the client sent after the head in its buffer.
+function Response:upgrade()
+  if self[DONE] then error("res:upgrade(): the response is finished", 2) end
+  local conn = self[CONN]
+  conn:upgrade(self)
+  self[DONE], self[UPGRADED] = true, true
+  local ok, err = flush(conn)
+  if not ok then return nil, err end
+  return conn:socket()
+end
+
+-- Running a request ---------------------------------------------------------------------
+
+local function respond(handle, req, res)
+  local status, body, headers = handle(req, res)
+  if res[DONE] then return end
+  res[DONE] = true
+  local conn = res[CONN]
+  if status ~= nil then
+    res.status = status
+    if headers ~= nil then
+      local h = res.headers
+      for k, v in pairs(headers) do h[k] = v end
+    end
+    if body ~= nil and type(body) ~= "string" then body = tostring(body) end
+    conn:send(res, body, true)
+  elseif not conn:fail(0) then
+    conn:send(res, nil, true)
+  end
+end
+
+--- The runner of a server's requests: run(conn, handle, req) in the request's fiber.
+local function runner(server)
+  local name, access_log = server.name, server.access_log
+
+  local function finish(conn, req, res, ok, err)
+    if res[UPGRADED] then
+      conn:socket():close()
+      conn:close()
+      return
+    end
+    if not ok then
+      local failure = failure_of(err)
+      if not is_killed(failure.error) then
+        support.count_error()
+        local peer = req.peer
+        log("error", "handler failed: " .. failure.message,
+            { service = name, peer = peer.host and ("%s:%s"):format(peer.host, peer.port) or peer.path,
+              request = ("%s %s HTTP/%s"):format(req.method, req.target, req.version),
+              traceback = failure.traceback })
+      end
+      if not conn:fail(500) then
+        conn:close()
+        return
+      end
+    end
+    local after = conn:done()
+    if after == "started" then return end
+    local flushed = flush(conn)
+    if not flushed then
+      conn:close()
+    elseif after == "flush" then
+      conn:idle()
+    else
+      conn:linger_close()
+    end
+  end
+
+  return function(conn, handle, req)
+    local started = access_log and now()
+    local res = setmetatable({ status = 200, headers = setmetatable({}, Headers), [CONN] = conn }, Response)
+    local ok, err = xpcall(respond, traceback, handle, req, res)
+    if access_log then
+      local status, bytes = conn:info()
+      local peer = req.peer
+      local ms = (now() - started) * 1000
+      local who = peer.host and ("%s:%s"):format(peer.host, peer.port) or peer.path or "?"
+      log("info", ("%s %s %s %d %d %.1fms"):format(who, req.method, req.target, status, bytes, ms),
+          { service = name, peer = who, method = req.method, target = req.target, status = status,
+            bytes = bytes, ms = math.floor(ms * 10 + 0.5) / 10 })
+    end
+    local done, e = pcall(finish, conn, req, res, ok, err)
+    if not done then
+      conn:close()
+      if not is_killed(e) then log("error", "http: " .. tostring(e), { service = name }) end
+    end
+  end
+end
+
+internal.http_runner = runner
+
+--- gsock.http.server(listen, handler [, opts]): gsock.server with protocol = "http";
+--- `handler` is function(req, res) or a handler table.
+gsock.http = {
+  server = function(listen, handler, opts)
+    if opts ~= nil and type(opts) ~= "table" then error(internal.bad_type(3, "http.server", "table", opts), 2) end
+    local options = { protocol = "http" }
+    for k, v in pairs(opts or {}) do options[k] = v end
+    return gsock.server(listen, handler, options)
+  end,
+}

@@ -17,6 +17,12 @@ public enum ConfigLoader {
     ]
     static let serviceKeys = [
         "listen", "handler", "max_connections", "backlog", "idle_timeout", "nodelay", "env", "tls",
+        "protocol", "access_log",
+    ] + httpLimitKeys
+    /// SPEC §11's limits of an HTTP service: the byte and count limits, then the timeouts.
+    static let httpLimitKeys = [
+        "max_request_line", "max_header_size", "max_headers", "max_body", "keepalive_requests",
+        "header_timeout", "body_timeout", "keepalive_timeout",
     ]
     static let tlsKeys = [
         "cert", "key", "password", "client_ca", "verify_client", "alpn", "protocols", "ciphers", "ciphersuites",
@@ -197,6 +203,7 @@ public enum ConfigLoader {
         if let nodelay = reader.boolean(table["nodelay"], at: key.appending("nodelay")) {
             service.nodelay = nodelay
         }
+        readHTTP(table, at: key, into: &service, reader: &reader)
         if let tls = table["tls"] {
             service.tls = readTLS(tls, at: key.appending("tls"), directory: directory, reader: &reader)
         }
@@ -207,6 +214,27 @@ public enum ConfigLoader {
             }
         }
         return complete && handler != nil ? service : nil
+    }
+
+    /// `protocol = "http"`, `access_log` and the limits of SPEC §11.
+    private static func readHTTP(_ table: TOMLTable, at key: ConfigKey, into service: inout ServiceConfig,
+                                 reader: inout ConfigReader) {
+        if let name = reader.choice(table["protocol"], at: key.appending("protocol"), ["http"]) {
+            service.http["protocol"] = .string(name)
+        }
+        if let v = reader.boolean(table["access_log"], at: key.appending("access_log")) {
+            service.http["access_log"] = .boolean(v)
+        }
+        for name in httpLimitKeys {
+            guard let value = table[name] else { continue }
+            if name.hasSuffix("_timeout") {
+                if let v = reader.seconds(value, at: key.appending(name), allowZero: false) {
+                    service.http[name] = .number(v)
+                }
+            } else if let v = reader.integer(value, at: key.appending(name), atLeast: name == "max_body" ? 0 : 1) {
+                service.http[name] = .integer(v)
+            }
+        }
     }
 
     /// `tls = { cert = ..., key = ... }` (SPEC §10): the table server.lua takes, its files

@@ -18,6 +18,8 @@ public struct ServiceConfig: Sendable {
     public var nodelay: Bool = true
     /// `tls`: the service speaks TLS (SPEC §10), with these settings (files absolute).
     public var tls: [String: LuaValue]?
+    /// `protocol = "http"`, `access_log` and the HTTP limits (SPEC §11), as server.lua takes them.
+    public var http: [String: LuaValue] = [:]
     /// `[services.NAME.env]`, handed to the handler's `init(config)`.
     public var env: [String: LuaValue] = [:]
 

@@ -50,7 +50,9 @@ local function load_handler(file)
   return handler_of(value, file)
 end
 
-local SERVER_OPTIONS = { "max_connections", "backlog", "idle_timeout", "nodelay", "tls" }
+local SERVER_OPTIONS = { "max_connections", "backlog", "idle_timeout", "nodelay", "tls", "protocol", "access_log",
+                         "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
+                         "body_timeout", "keepalive_timeout", "keepalive_requests" }
 
 --- A service's server options: the config's, else the handler table's.
 local function server_options(service)

@@ -11,6 +11,7 @@ enum ServeSpec {
             if let v = s.backlog { serverOptions["backlog"] = .integer(v) }
             if let v = s.idleTimeout { serverOptions["idle_timeout"] = .number(v) }
             if let v = s.tls { serverOptions["tls"] = .table(v) }
+            serverOptions.merge(s.http) { _, http in http }
             services.append(.table([
                 "name": .string(s.name),
                 "listen": .array(s.listen.map { .string($0) }),

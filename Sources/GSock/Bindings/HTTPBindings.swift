@@ -328,6 +328,7 @@ enum HTTPBindings {
             return 1
         }
         c.output += HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine())
+        c.bodyBytes = HTTPResponseHead.reason(status).utf8.count + 1
         c.headSent = true
         c.status = status
         c.keepAlive = false

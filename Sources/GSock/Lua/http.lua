@@ -206,8 +206,23 @@ end
 local function runner(server)
   local name, access_log = server.name, server.access_log
 
-  local function finish(conn, req, res, ok, err)
+  local function peer_text(req)
+    local peer = req.peer
+    if peer.path then return "unix:" .. peer.path end
+    return peer.host and ("%s:%s"):format(peer.host, peer.port) or "?"
+  end
+
+  -- One line per request: the fields carry it (key=value in text, JSON fields in json).
+  local function access(conn, req, started)
+    local status, bytes = conn:info()
+    local ms = (now() - started) * 1000
+    log("info", "request", { service = name, peer = peer_text(req), method = req.method, target = req.target,
+                             status = status, bytes = bytes, ms = math.floor(ms * 10 + 0.5) / 10 })
+  end
+
+  local function finish(conn, req, res, ok, err, started)
     if res[UPGRADED] then
+      if started then access(conn, req, started) end
       conn:socket():close()
       conn:close()
       return
@@ -216,17 +231,19 @@ local function runner(server)
       local failure = failure_of(err)
       if not is_killed(failure.error) then
         support.count_error()
-        local peer = req.peer
+        -- The runner's own frame (respond) is left out: the handler's frames are the story.
+        local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")
         log("error", "handler failed: " .. failure.message,
-            { service = name, peer = peer.host and ("%s:%s"):format(peer.host, peer.port) or peer.path,
-              request = ("%s %s HTTP/%s"):format(req.method, req.target, req.version),
-              traceback = failure.traceback })
+            { service = name, peer = peer_text(req),
+              request = ("%s %s HTTP/%s"):format(req.method, req.target, req.version), traceback = tb })
       end
       if not conn:fail(500) then
+        if started then access(conn, req, started) end
         conn:close()
         return
       end
     end
+    if started then access(conn, req, started) end
     local after = conn:done()
     if after == "started" then return end
     local flushed = flush(conn)
@@ -243,16 +260,7 @@ local function runner(server)
     local started = access_log and now()
     local res = setmetatable({ status = 200, headers = setmetatable({}, Headers), [CONN] = conn }, Response)
     local ok, err = xpcall(respond, traceback, handle, req, res)
-    if access_log then
-      local status, bytes = conn:info()
-      local peer = req.peer
-      local ms = (now() - started) * 1000
-      local who = peer.host and ("%s:%s"):format(peer.host, peer.port) or peer.path or "?"
-      log("info", ("%s %s %s %d %d %.1fms"):format(who, req.method, req.target, status, bytes, ms),
-          { service = name, peer = who, method = req.method, target = req.target, status = status,
-            bytes = bytes, ms = math.floor(ms * 10 + 0.5) / 10 })
-    end
-    local done, e = pcall(finish, conn, req, res, ok, err)
+    local done, e = pcall(finish, conn, req, res, ok, err, started)
     if not done then
       conn:close()
       if not is_killed(e) then log("error", "http: " .. tostring(e), { service = name }) end

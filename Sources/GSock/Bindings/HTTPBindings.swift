@@ -220,6 +220,8 @@ enum HTTPBindings {
                 }
             }
             if socket.isClosed { return closedBody(L, c) }
+            // Called again after a wait for readiness: read, whatever the last read said.
+            socket.drained = false
             switch socket.fill() {
             case .data: continue
             case .wait(let direction): return pushWait(L, c, direction)

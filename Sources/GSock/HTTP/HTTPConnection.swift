@@ -384,6 +384,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         fiber = nil
         socket.close()
         let L = runtime.L
+        if runtime.tracksResources {   // closed here, not by its Lua close: leave the open list too
+            luaPushRef(L, socketRef)
+            SocketBindings.track(L, -1, open: false)
+            gs_pop(L, 1)
+        }
         luaUnref(L, socketRef)
         socketRef = LUA_NOREF
         luaUnref(L, peerRef)

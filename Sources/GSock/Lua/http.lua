@@ -229,7 +229,11 @@ local function runner(server)
     end
     if not ok then
       local failure = failure_of(err)
-      if not is_killed(failure.error) then
+      if is_killed(failure.error) then   -- a killed request ends its connection, answering nothing
+        conn:close()
+        return
+      end
+      do
         support.count_error()
         -- The runner's own frame (respond) is left out: the handler's frames are the story.
         local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")

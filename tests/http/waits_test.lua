@@ -1,0 +1,227 @@
+-- Every wait of the HTTP layer, every way it can end (issue 13): the host's wait for a
+-- head (data, header_timeout, keepalive_timeout, a stop), and a handler's waits for the
+-- body (data, body_timeout, a peer reset, a kill, a stop that kills), and a handler that
+-- retries after the error (it must get the error again at once, not spin or hang).
+local socket = require "socket"
+
+local function connect(srv)
+  local c = socket.tcp()
+  c:settimeout(3)
+  assert(c:connect("127.0.0.1", srv.port))
+  return c
+end
+
+--- Everything until the peer closes (or `limit` seconds pass): the text and how it ended.
+local function drain(c, limit)
+  c:settimeout(limit or 3)
+  local parts = {}
+  while true do
+    local data, err, partial = c:receive(8192)
+    data = data or partial
+    if data and #data > 0 then parts[#parts + 1] = data end
+    if err then return table.concat(parts), err end
+  end
+end
+
+--- Waits (up to 2 s) until the server holds no connection: a close reaches it one loop
+--- turn after the client's.
+local function no_connections(srv)
+  for _ = 1, 200 do
+    if srv:connections() == 0 then return 0 end
+    gsock.sleep(0.01)
+  end
+  return srv:connections()
+end
+
+describe("HTTP waits", function()
+  it("a head: data arriving a byte at a time still makes one request", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req) return 200, req.path end):start()
+    local c = connect(srv)
+    for ch in ("GET /slowly HTTP/1.1\r\nConnection: close\r\n\r\n"):gmatch(".") do
+      assert(c:send(ch))
+      gsock.sleep(0.001)
+    end
+    local text, err = drain(c)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"))
+    assert.truthy(text:find("\r\n\r\n/slowly$"))
+    c:close()
+    srv:stop()
+  end)
+
+  it("a head: header_timeout answers 408 to a partial head and closes; an empty connection is closed silently", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, { header_timeout = 0.2 }):start()
+    local partial, silent = connect(srv), connect(srv)
+    assert(partial:send("GET / HTTP/1.1\r\nHost: a"))
+    local t0 = gsock.now()
+    local text, err = drain(partial)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 408 Request Timeout\r\n"))
+    assert.truthy(text:find("\r\nConnection: close\r\n"))
+    assert.is_true(gsock.now() - t0 < 1)
+    local none, err2 = drain(silent)
+    assert.equals("", none)
+    assert.equals("closed", err2)
+    partial:close()
+    silent:close()
+    srv:stop()
+  end)
+
+  it("a head: keepalive_timeout closes an idle connection without a response", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, { keepalive_timeout = 0.2 }):start()
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    local status = c:receive("*l")
+    assert.equals("HTTP/1.1 200 OK", status)
+    repeat local line = c:receive("*l") until line == ""
+    assert.equals("x", c:receive(1))
+    local t0 = gsock.now()
+    local rest, err = drain(c)
+    assert.equals("", rest)
+    assert.equals("closed", err)
+    assert.is_true(gsock.now() - t0 < 1.5)
+    c:close()
+    srv:stop()
+  end)
+
+  it("a head: stop closes idle keep-alive connections at once and finishes busy ones", function()
+    local release = gsock.event()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/busy" then release:wait(2) end
+      return 200, req.path
+    end, { keepalive_timeout = 60 }):start()
+    local idle, busy = connect(srv), connect(srv)
+    assert(idle:send("GET /idle HTTP/1.1\r\n\r\n"))
+    assert.equals("HTTP/1.1 200 OK", idle:receive("*l"))
+    assert(busy:send("GET /busy HTTP/1.1\r\n\r\n"))
+    gsock.sleep(0.05)
+    local stopper = gsock.spawn(function() srv:stop(3) end)
+    gsock.sleep(0.05)
+    local rest, err = drain(idle, 1)
+    assert.equals("closed", err)
+    assert.truthy(rest:find("/idle$"))
+    release:set()
+    local text, err2 = drain(busy)
+    assert.equals("closed", err2)
+    assert.truthy(text:find("\r\nConnection: close\r\n"))
+    assert.truthy(text:find("/busy$"))
+    stopper:join(3)
+    assert.equals(0, srv:connections())
+    idle:close()
+    busy:close()
+  end)
+
+  it("a body: body_timeout gives the handler nil, 'timeout'; asking again returns at once; the connection then closes", function()
+    local got = {}
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      got[1], got[2] = req:body()
+      local t0 = gsock.now()
+      got[3], got[4] = req:body()
+      got[5] = gsock.now() - t0
+      return 200, "late"
+    end, { body_timeout = 0.2 }):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"))
+    local text, err = drain(c)
+    assert.equals("closed", err)
+    assert.is_nil(got[1])
+    assert.equals("timeout", got[2])
+    assert.is_nil(got[3])
+    assert.is_true(got[5] < 0.05)
+    assert.truthy(text:find("\r\nConnection: close\r\n"))
+    assert.truthy(text:find("late$"))
+    c:close()
+    srv:stop()
+  end)
+
+  it("a body: a handler that sends nothing after the body timed out answers 408", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req) req:body() end, { body_timeout = 0.1 }):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"))
+    local text = drain(c)
+    assert.truthy(text:find("^HTTP/1.1 408 Request Timeout\r\n"))
+    c:close()
+    srv:stop()
+  end)
+
+  it("a body: a peer reset ends the wait with nil, 'closed'", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      local reader = req:reader(4)
+      local chunks = {}
+      while true do
+        local data, err = reader()
+        if not data then result:put({ chunks = table.concat(chunks), err = err }) return end
+        chunks[#chunks + 1] = data
+      end
+    end):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
+    gsock.sleep(0.05)
+    c:setoption("linger", { on = true, timeout = 0 })
+    c:close()
+    local r = result:get(2)
+    assert.equals("hello", r.chunks)
+    assert.equals("closed", r.err)
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("a body: killing the request's fiber closes its connection; the server serves the next", function()
+    local waiting = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/wait" then
+        waiting:put(gsock.current())
+        req:body()
+        return 200, "never"
+      end
+      return 200, "next"
+    end):start()
+    local c = connect(srv)
+    assert(c:send("POST /wait HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
+    local f = waiting:get(2)
+    f:kill()
+    local text, err = drain(c)
+    assert.equals("", text)
+    assert.equals("closed", err)
+    c:close()
+    local d = connect(srv)
+    assert(d:send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    assert.truthy((drain(d)):find("next$"))
+    d:close()
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("a body: stop(timeout) kills a handler still waiting for its body once the timeout passes", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req) req:body() return 200, "never" end):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
+    gsock.sleep(0.05)
+    local t0 = gsock.now()
+    srv:stop(0.2)
+    assert.is_true(gsock.now() - t0 < 1.5)
+    local _, err = drain(c, 1)
+    assert.equals("closed", err)
+    assert.equals(0, srv:connections())
+    c:close()
+  end)
+
+  it("a request killed before its fiber ran closes its connection", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end):start()
+    -- Kill every request fiber the moment it exists: from a fiber that runs first.
+    local c = connect(srv)
+    local killer = gsock.spawn(function()
+      for _ = 1, 200 do
+        for _, f in ipairs(srv.http:fibers()) do f:kill(nil, false) end
+        gsock.sleep(0)
+      end
+    end)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    local _, err = drain(c, 2)
+    killer:kill()
+    assert.equals("closed", err)
+    c:close()
+    srv:stop()
+  end)
+end)

@@ -348,6 +348,12 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// response before a reset could destroy it (nginx's lingering close).
     func lingerThenClose() {
         guard !socket.isClosed else { close(); return }
+        // Nothing unread: the peer sent only what was answered, and closing cannot reset it.
+        if state != .awaitingHead && state != .lingering && socket.buffer.isEmpty && body.isNone
+            && bodyError == 0 {
+            close()
+            return
+        }
         _ = Syscall.shutdown(socket.fd, Int32(SHUT_WR))
         state = .lingering
         linger()
@@ -367,7 +373,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// Stops keep-alive: an idle connection closes now, a busy one after its response.
     func shutdown() {
         keepAlive = false
-        if state == .awaitingHead && socket.buffer.isEmpty && headDeadline == 0 { close() }
+        if state == .lingering || (state == .awaitingHead && socket.buffer.isEmpty && headDeadline == 0) { close() }
     }
 
     /// Hands the socket to the handler (`res:upgrade()`): the connection only counts it

@@ -108,14 +108,23 @@ enum HTTPRequestObject {
             name.withUnsafeBufferPointer { lua_pushlstring(L, $0.baseAddress, n) }
             lua_pushvalue(L, -1)
             if lua_rawget(L, table) == LUA_TSTRING {
-                lua_pushstring(L, ", ")
-                v.push(L, h.value)
-                lua_concat(L, 3)
+                var oldLength = 0
+                let old = lua_tolstring(L, -1, &oldLength)!
+                var joined = [CChar](repeating: 0, count: oldLength + 2 + Int(h.value.len))
+                joined.withUnsafeMutableBufferPointer { out in
+                    let p = out.baseAddress!
+                    p.update(from: old, count: oldLength)
+                    p[oldLength] = 44     // ", "
+                    p[oldLength + 1] = 32
+                    (p + oldLength + 2).update(from: v.bytes + Int(h.value.off), count: Int(h.value.len))
+                }
+                gs_pop(L, 1)
+                joined.withUnsafeBufferPointer { _ = lua_pushlstring(L, $0.baseAddress, $0.count) }
             } else {
                 gs_pop(L, 1)
                 v.push(L, h.value)
             }
-            lua_rawset(L, table)
+            _ = gs_rawset(L, table)
         }
         _ = gs_getmetatable(L, fieldsMetatable)
         lua_setmetatable(L, table)

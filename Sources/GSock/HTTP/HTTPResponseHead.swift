@@ -74,7 +74,7 @@ enum HTTPResponseHead {
         var seen = Seen()
         guard lua_type(L, headers) == LUA_TTABLE else { return seen }
         lua_pushnil(L)
-        while lua_next(L, headers) != 0 {
+        while gs_next(L, headers) != 0 {
             // [key, value]
             guard lua_type(L, -2) == LUA_TSTRING else {
                 throw .raise(L, "res.headers: field names must be strings, got \(String(cString: lua_typename(L, lua_type(L, -2))))")

@@ -191,6 +191,9 @@ local function respond(handle, req, res)
   local conn = res[CONN]
   if status ~= nil then
     res.status = status
+    if headers ~= nil and type(headers) ~= "table" then
+      error(("the handler returned headers that are not a table (a %s)"):format(type(headers)), 0)
+    end
     if headers ~= nil then
       local h = res.headers
       for k, v in pairs(headers) do h[k] = v end

@@ -1,0 +1,331 @@
+-- HTTP/1.1 services on the wire (SPEC §11): raw sockets send exact bytes and read exact
+-- responses. Request forms, bodies both ways, keep-alive rules, pipelining, upgrade, and
+-- every limit and error status with its Connection: close.
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
+local wire = dofile(here .. "support/wire.lua")
+
+-- A server that describes each request back as "key=value" lines.
+local function describe_server(opts)
+  return gsock.http.server("127.0.0.1:0", function(req, res)
+    if req.path == "/echo" then
+      local body = req:body()
+      if not body then return end   -- the server answers the body's error (413, 400)
+      return 200, body
+    end
+    if req.path == "/fixed" then return 200, "sixteen bytes..." end
+    local lines = {
+      "method=" .. req.method, "target=" .. req.target, "path=" .. req.path, "query=" .. tostring(req.query),
+      "version=" .. req.version, "host=" .. tostring(req.headers["HOST"]), "x=" .. tostring(req.headers.x),
+      "xs=" .. #req:header_values("X"), "peer=" .. tostring(req.peer.host),
+    }
+    return 200, table.concat(lines, "\n") .. "\n"
+  end, opts):start()
+end
+
+local function field(body, key) return body:match("\n?" .. key .. "=([^\n]*)") end
+
+describe("HTTP requests", function()
+  local srv
+  before_each(function() srv = describe_server() end)
+  after_each(function() srv:stop() end)
+
+  it("parses every method and target form", function()
+    for _, m in ipairs({ "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE-ALL" }) do
+      local r = wire.once(srv, m .. " /a/b?c=d HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+      assert.equals(200, r.status)
+      assert.equals(m, field(r.body, "method"))
+      assert.equals("/a/b", field(r.body, "path"))
+      assert.equals("c=d", field(r.body, "query"))
+    end
+    local r = wire.once(srv, "OPTIONS * HTTP/1.1\r\n\r\n")
+    assert.equals("*", field(r.body, "target"))
+    r = wire.once(srv, "GET http://example.com/x/y?z HTTP/1.1\r\n\r\n")
+    assert.equals("http://example.com/x/y?z", field(r.body, "target"))
+    assert.equals("/x/y", field(r.body, "path"))
+    assert.equals("z", field(r.body, "query"))
+    r = wire.once(srv, "GET /nq HTTP/1.1\r\n\r\n")
+    assert.equals("nil", field(r.body, "query"))
+    assert.equals("127.0.0.1", field(r.body, "peer"))
+  end)
+
+  it("percent-decodes the path (%2F stays a slash in it) and answers 400 to a bad escape", function()
+    local r = wire.once(srv, "GET /a%20b/%2Fc%C3%A9 HTTP/1.1\r\n\r\n")
+    assert.equals("/a b//cé", field(r.body, "path"))
+    assert.equals("/a%20b/%2Fc%C3%A9", field(r.body, "target"))
+    r = wire.once(srv, "GET /bad%zz HTTP/1.1\r\n\r\n", false, true)
+    assert.equals(400, r.status)
+    assert.equals("close", r.headers.connection)
+    assert.is_true(r.closed_after)
+    r = wire.once(srv, "GET /nul%00 HTTP/1.1\r\n\r\n")
+    assert.equals(400, r.status)
+  end)
+
+  it("looks headers up in any case and joins repeated fields", function()
+    local r = wire.once(srv, "GET / HTTP/1.1\r\nhOsT: example\r\nX: 1\r\nx: 2\r\n\r\n")
+    assert.equals("example", field(r.body, "host"))
+    assert.equals("1, 2", field(r.body, "x"))
+    assert.equals("2", field(r.body, "xs"))
+  end)
+
+  it("reads Content-Length and chunked bodies (extensions and trailers too)", function()
+    local r = wire.once(srv, "POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world")
+    assert.equals("hello world", r.body)
+    r = wire.once(srv, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+    assert.equals("hello world", r.body)
+    assert.equals("11", r.headers["content-length"])
+  end)
+
+  it("answers Expect: 100-continue when the handler reads the body", function()
+    local c = wire.connect(srv)
+    assert(c:send("POST /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"))
+    assert.equals("HTTP/1.1 100 Continue", c:receive("*l"))
+    assert.equals("", c:receive("*l"))
+    assert(c:send("data"))
+    local r = wire.read(c)
+    assert.equals(200, r.status)
+    assert.equals("data", r.body)
+    c:close()
+  end)
+
+  it("sends no body to HEAD, with the Content-Length a GET gets", function()
+    local get = wire.once(srv, "GET /fixed HTTP/1.1\r\n\r\n")
+    assert.equals("16", get.headers["content-length"])
+    local c = wire.connect(srv)
+    assert(c:send("HEAD /fixed HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n"))
+    local head = wire.read(c, true)
+    assert.equals(200, head.status)
+    assert.equals("16", head.headers["content-length"])
+    local after = wire.read(c)   -- the next response follows at once: no body bytes in between
+    assert.equals("/after", field(after.body, "path"))
+    c:close()
+  end)
+
+  it("keeps HTTP/1.0 connections only when asked, and closes on Connection: close", function()
+    local r = wire.once(srv, "GET / HTTP/1.0\r\n\r\n", false, true)
+    assert.equals("close", r.headers.connection)
+    assert.is_true(r.closed_after)
+    local c = wire.connect(srv)
+    assert(c:send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+    r = wire.read(c)
+    assert.equals("keep-alive", r.headers.connection)
+    assert(c:send("GET /2 HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    r = wire.read(c)
+    assert.equals("/2", field(r.body, "path"))
+    assert.equals("close", r.headers.connection)
+    assert.is_true(wire.closed(c))
+    c:close()
+  end)
+
+  it("serves 100 requests on one connection, and 20 pipelined ones in order", function()
+    local c = wire.connect(srv)
+    for i = 1, 100 do
+      assert(c:send(("GET /n%d HTTP/1.1\r\n\r\n"):format(i)))
+      local r = wire.read(c)
+      assert.equals("/n" .. i, field(r.body, "path"))
+      assert.is_nil(r.headers.connection)
+    end
+    local batch = {}
+    for i = 1, 20 do batch[i] = ("GET /p%d HTTP/1.1\r\n\r\n"):format(i) end
+    assert(c:send(table.concat(batch)))
+    for i = 1, 20 do
+      local r = wire.read(c)
+      assert.equals("/p" .. i, field(r.body, "path"))
+    end
+    c:close()
+  end)
+
+  it("counts answered requests in gsock.stats() and holds no fiber for idle connections", function()
+    local before = gsock.stats()
+    local idle = {}
+    for i = 1, 50 do
+      idle[i] = wire.connect(srv)
+      assert(idle[i]:send("GET / HTTP/1.1\r\n\r\n"))
+      assert.equals(200, wire.read(idle[i]).status)
+    end
+    local after = gsock.stats()
+    assert.equals(before.http_requests + 50, after.http_requests)
+    assert.equals(before.fibers, after.fibers)
+    assert.equals(50, srv:connections())
+    for _, c in ipairs(idle) do c:close() end
+  end)
+end)
+
+describe("HTTP responses", function()
+  it("streams chunked without Content-Length, raw to HTTP/1.0 (then closes), and honours res.headers", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      res.headers["Content-Type"] = "text/plain"
+      res.headers["content-type"] = "text/x-replaced"
+      res.headers["Set-Cookie"] = { "a=1", "b=2" }
+      res:write("one,")
+      res:write("two")
+      res:finish(",three")
+    end):start()
+    local r = wire.once(srv, "GET / HTTP/1.1\r\n\r\n")
+    assert.is_true(r.chunked)
+    assert.equals("one,two,three", r.body)
+    assert.equals("text/x-replaced", r.headers["content-type"])
+    assert.equals("a=1, b=2", r.headers["set-cookie"])
+    local cookies = 0
+    for _, f in ipairs(r.fields) do if f:find("^Set%-Cookie: ") then cookies = cookies + 1 end end
+    assert.equals(2, cookies)
+    assert.truthy(r.headers.date:match("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$"))
+    r = wire.once(srv, "GET / HTTP/1.0\r\n\r\n")
+    assert.equals("one,two,three", r.body)
+    assert.is_nil(r.headers["transfer-encoding"])
+    assert.equals("close", r.headers.connection)
+    srv:stop()
+  end)
+
+  it("takes the return shorthand with headers, and refuses a field value with CR/LF (500)", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/split" then return 200, "x", { ["X-Evil"] = "a\r\nInjected: yes" } end
+      return 201, "made", { Location = "/x/1" }
+    end):start()
+    local r = wire.once(srv, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert.equals("HTTP/1.1 201 Created", r.line)
+    assert.equals("/x/1", r.headers.location)
+    assert.equals("made", r.body)
+    r = wire.once(srv, "GET /split HTTP/1.1\r\n\r\n")
+    assert.equals(500, r.status)
+    assert.is_nil(r.headers.injected)
+    srv:stop()
+  end)
+
+  it("answers 500 when the handler raises before its head, closes after it, and goes on serving", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/before" then error("boom before") end
+      if req.path == "/after" then res:write("partial") error("boom after") end
+      return 200, "fine"
+    end):start()
+    local r = wire.once(srv, "GET /before HTTP/1.1\r\n\r\n")
+    assert.equals(500, r.status)
+    assert.equals("close", r.headers.connection)
+    local c = wire.connect(srv)
+    assert(c:send("GET /after HTTP/1.1\r\n\r\n"))
+    local text = c:receive("*a")
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"))
+    assert.is_nil(text:find("0\r\n\r\n$"))    -- no last chunk: the client sees the body cut
+    c:close()
+    assert.equals("fine", wire.once(srv, "GET / HTTP/1.1\r\n\r\n").body)
+    srv:stop()
+  end)
+
+  it("hands over the raw connection on upgrade, with the bytes sent after the head", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      res.status = 101
+      res.headers.Upgrade = "echo"
+      res.headers.Connection = "Upgrade"
+      local sock = assert(res:upgrade())
+      while true do
+        local line = sock:receive("*l")
+        if not line or line == "bye" then break end
+        sock:send("echo " .. line .. "\n")
+      end
+    end):start()
+    local c = wire.connect(srv)
+    assert(c:send("GET /ws HTTP/1.1\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nfirst\n"))
+    local r = wire.read(c, true)
+    assert.equals(101, r.status)
+    assert.is_nil(r.headers["content-length"])
+    assert.equals("echo first", c:receive("*l"))
+    assert(c:send("second\n"))
+    assert.equals("echo second", c:receive("*l"))
+    assert(c:send("bye\n"))
+    assert.is_true(wire.closed(c))
+    c:close()
+    srv:stop()
+  end)
+end)
+
+describe("HTTP limits and errors", function()
+  local srv
+  before_each(function()
+    srv = describe_server({ max_request_line = 64, max_header_size = 256, max_headers = 4, max_body = 16,
+                            keepalive_requests = 3 })
+  end)
+  after_each(function() srv:stop() end)
+
+  local function refused(bytes, status)
+    local r = wire.once(srv, bytes, false, true)
+    assert.equals(status, r.status)
+    assert.equals("close", r.headers.connection)
+    assert.is_true(r.closed_after)
+  end
+
+  it("414 for a long request line; 431 for a large header section and for too many fields", function()
+    refused("GET /" .. ("a"):rep(100) .. " HTTP/1.1\r\n\r\n", 414)
+    refused("GET / HTTP/1.1\r\nX: " .. ("b"):rep(300) .. "\r\n\r\n", 431)
+    refused("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431)
+  end)
+
+  it("413 for a Content-Length or a chunked body past max_body", function()
+    refused("POST /echo HTTP/1.1\r\nContent-Length: 17\r\n\r\n", 413)
+    local r = wire.once(srv, "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" .. ("z"):rep(32) .. "\r\n0\r\n\r\n")
+    assert.equals(200, r.status)   -- the handler never read the body
+    assert.equals("close", r.headers.connection)
+    r = wire.once(srv, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" .. ("z"):rep(32) .. "\r\n0\r\n\r\n")
+    assert.equals(413, r.status)   -- req:body() found it too large and the handler sent nothing else
+  end)
+
+  it("400 for malformed heads and request-smuggling shapes", function()
+    refused("GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400)
+    refused("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400)
+    refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400)
+    refused("GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400)
+    refused("GET / HTTP/1.1\r\nX : a\r\n\r\n", 400)
+    refused("GET / HTTP/1.1\rX: a\r\n\r\n", 400)
+    refused("GET  / HTTP/1.1\r\n\r\n", 400)
+    refused("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400)
+  end)
+
+  it("501 for an unknown transfer coding, 505 for another version", function()
+    refused("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501)
+    refused("GET / HTTP/2.0\r\n\r\n", 505)
+    refused("GET / HTTP/1.2\r\n\r\n", 505)
+  end)
+
+  it("closes after keepalive_requests responses, saying so in the last", function()
+    local c = wire.connect(srv)
+    for i = 1, 3 do
+      assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+      local r = wire.read(c)
+      assert.equals(200, r.status)
+      assert.equals(i == 3 and "close" or nil, r.headers.connection)
+    end
+    assert.is_true(wire.closed(c))
+    c:close()
+  end)
+
+  it("serves other connections while a slow head waits for header_timeout (slowloris)", function()
+    local slow_srv = describe_server({ header_timeout = 0.5 })
+    local slow = wire.connect(slow_srv)
+    assert(slow:send("GET / HTTP/1.1\r\nX-Slow: "))
+    local t0 = gsock.now()
+    for _ = 1, 5 do assert.equals(200, wire.once(slow_srv, "GET / HTTP/1.1\r\n\r\n").status) end
+    assert.is_true(gsock.now() - t0 < 0.4)
+    local r = wire.read(slow)
+    assert.equals(408, r.status)
+    assert.equals("close", r.headers.connection)
+    slow:close()
+    slow_srv:stop()
+  end)
+end)
+
+describe("HTTP handler tables", function()
+  it("checks the HTTP keys of a handler table like the others", function()
+    local ok, err = pcall(gsock.server, "127.0.0.1:0",
+      { protocol = "http", handle = function() end, max_bodyy = 1 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("unknown key 'max_bodyy'; did you mean 'max_body'?", 1, true))
+    ok, err = pcall(gsock.server, "127.0.0.1:0", { protocol = "http", handle = function() end, header_timeout = -1 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("'header_timeout' must be a positive number of seconds", 1, true))
+    ok, err = pcall(gsock.server, "127.0.0.1:0", { protocol = "gopher", handle = function() end })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("'protocol' must be \"http\"", 1, true))
+    ok, err = pcall(gsock.server, "127.0.0.1:0", { handle = function() end, max_body = 1 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("needs protocol = \"http\"", 1, true))
+  end)
+end)

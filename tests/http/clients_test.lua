@@ -1,0 +1,137 @@
+-- HTTP services against real clients (issue 13): curl, python3's http.client with
+-- keep-alive, wrk; a handler waiting on a cooperative call while others are served; idle
+-- keep-alive connections that hold no fiber. The server is `gsockd run app.lua`.
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
+local proc = dofile(here .. "../serve/support/proc.lua")
+local wire = dofile(here .. "support/wire.lua")
+after_each(proc.cleanup)
+
+local APP = [[
+local socket = require "socket"
+return {
+  protocol = "http",
+  listen = "127.0.0.1:0",
+  max_body = 4 * 1024 * 1024,
+  handle = function(req, res)
+    if req.path == "/echo" then
+      local body, err = req:body()
+      if not body then return 400, err end
+      return 200, body, { ["Content-Type"] = "application/octet-stream" }
+    elseif req.path == "/slow" then
+      gsock.sleep(0.4)              -- a cooperative wait: the others go on
+      return 200, "slow"
+    elseif req.path == "/stats" then
+      local s = gsock.stats()
+      return 200, ("fibers=%d connections=%d requests=%d"):format(s.fibers, s.http_connections, s.http_requests)
+    end
+    return 200, "hello " .. req.version .. "\n", { ["Content-Type"] = "text/plain" }
+  end,
+}
+]]
+
+local function serve()
+  local dir = proc.tmpdir()
+  local p = proc.start({ "run", proc.write(dir, "app.lua", APP) }, { cwd = dir, nofile = 8192 })
+  local l = p:listening()[1]
+  return p, l, ("http://127.0.0.1:%d"):format(l.port)
+end
+
+local function sh(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local ok, _, code = f:close()
+  return out, ok and 0 or code
+end
+
+local function stats(l)
+  local r = wire.once({ port = l.port }, "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n")
+  local t = {}
+  for k, v in r.body:gmatch("(%w+)=(%d+)") do t[k] = tonumber(v) end
+  return t
+end
+
+describe("HTTP with real clients", function()
+  it("curl: HTTP/1.1, --http1.0, and a 1 MiB POST echoed byte for byte", function()
+    local _, _, url = serve()
+    local out, code = sh("curl -sS -i " .. url .. "/")
+    assert.equals(0, code)
+    assert.truthy(out:find("^HTTP/1.1 200 OK\r\n"))
+    assert.truthy(out:find("hello 1.1\n$"))
+    out = sh("curl -sS -i --http1.0 " .. url .. "/")
+    assert.truthy(out:find("Connection: close\r\n", 1, true))
+    assert.truthy(out:find("hello 1.0\n$"))
+    local dir = proc.tmpdir()
+    local file = dir .. "/big"
+    assert(os.execute(("head -c 1048576 /dev/urandom > %s"):format(file)))
+    local expected = sh("sha256sum < " .. file)
+    out, code = sh(("curl -sS --data-binary @%s %s/echo | sha256sum"):format(file, url))
+    assert.equals(0, code)
+    assert.equals(expected, out)
+    -- With curl's Expect: 100-continue turned off, the body comes at once.
+    out = sh(("curl -sS -H 'Expect:' --data-binary @%s %s/echo | sha256sum"):format(file, url))
+    assert.equals(expected, out)
+  end)
+
+  it("python3 http.client: several requests on one keep-alive connection", function()
+    local _, l = serve()
+    local script = ([[
+import http.client
+c = http.client.HTTPConnection("127.0.0.1", %d, timeout=5)
+for i in range(5):
+    c.request("POST", "/echo", body=("item%%d" %% i).encode())
+    r = c.getresponse()
+    print(r.status, r.read().decode(), r.getheader("Connection"))
+print("socket reused:", c.sock is not None)
+]]):format(l.port)
+    local out, code = sh("python3 -c " .. ("%q"):format(script):gsub("\\\n", "\n"))
+    assert.equals(0, code, out)
+    for i = 0, 4 do assert.truthy(out:find(("200 item%d None"):format(i), 1, true), out) end
+    assert.truthy(out:find("socket reused: True", 1, true))
+    local s = stats(l)
+    assert.equals(6, s.requests)   -- five on one connection, and this one
+  end)
+
+  it("wrk: 10 connections for a second, no errors and no non-2xx", function()
+    if not sh("command -v wrk"):find("wrk") then pending("wrk is not installed") return end
+    local _, _, url = serve()
+    local out = sh("timeout 10 wrk -t1 -c10 -d1s " .. url .. "/")
+    local requests = tonumber(out:match("(%d+) requests in"))
+    assert.truthy(requests and requests > 100, out)
+    assert.is_nil(out:find("Socket errors", 1, true), out)
+    assert.is_nil(out:find("Non%-2xx"), out)
+  end)
+
+  it("a handler waiting on a cooperative call does not hold up 50 others", function()
+    local _, l = serve()
+    local t0 = gsock.now()
+    local slow = gsock.spawn(function() return wire.once({ port = l.port }, "GET /slow HTTP/1.1\r\n\r\n").body end)
+    local fast = {}
+    for i = 1, 50 do
+      fast[i] = gsock.spawn(function() return wire.once({ port = l.port }, "GET / HTTP/1.1\r\n\r\n").status end)
+    end
+    for i = 1, 50 do assert.equals(200, fast[i]:get(5)) end
+    local fast_done = gsock.now() - t0
+    assert.equals("slow", slow:get(5))
+    local total = gsock.now() - t0
+    assert.is_true(fast_done < 0.4, ("the fast requests took %.2f s"):format(fast_done))
+    assert.is_true(total < 0.4 * 3, ("%.2f s in all: the slow request was not overlapped"):format(total))
+  end)
+
+  it("idle keep-alive connections hold no fiber", function()
+    local _, l = serve()
+    local limit = tonumber((sh("ulimit -n"))) or 1024
+    local n = math.min(2000, (limit - 64) // 2)
+    local before = stats(l)
+    local held = {}
+    for i = 1, n do
+      local c = wire.connect({ port = l.port })
+      assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+      assert.equals(200, wire.read(c).status)
+      held[i] = c
+    end
+    local after = stats(l)
+    assert.equals(n, after.connections - 1)   -- the /stats connection itself counts
+    assert.equals(before.fibers, after.fibers)
+    for _, c in ipairs(held) do c:close() end
+  end)
+end)

@@ -1,0 +1,52 @@
+-- HTTP services in config files (SPEC §6, §11): `protocol = "http"` and the limits are
+-- checked like every key, all problems at once, with the file, the line and the key;
+-- a good one is served.
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
+local proc = dofile(here .. "../serve/support/proc.lua")
+local wire = dofile(here .. "support/wire.lua")
+after_each(proc.cleanup)
+
+local HELLO = [[return function(req, res) return 200, "hi " .. req.path end]]
+
+describe("HTTP services in a config", function()
+  it("gsockd check reports a bad protocol, a bad limit, a bad timeout and a misspelt key, exit 2", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "hello.lua", HELLO)
+    local config = proc.write(dir, "http.toml", [[
+[services.web]
+listen = "127.0.0.1:0"
+handler = "hello.lua"
+protocol = "htttp"
+max_body = "big"
+header_timeout = -1
+max_bodyy = 10
+]])
+    local p = proc.start({ "check", config }, { cwd = dir })
+    assert.equals(2, p:wait_exit(5), p:describe())
+    local err = p:stderr()
+    for _, needle in ipairs({ "http.toml:4", "protocol", "http.toml:5", "max_body", "http.toml:6", "header_timeout",
+                              "http.toml:7", "max_bodyy", "did you mean 'max_body'" }) do
+      assert.truthy(err:find(needle, 1, true), ("'%s' is not in:\n%s"):format(needle, err))
+    end
+  end)
+
+  it("serves protocol = \"http\" with its limits", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "hello.lua", HELLO)
+    local config = proc.write(dir, "http.toml", [[
+[services.web]
+listen = "127.0.0.1:0"
+handler = "hello.lua"
+protocol = "http"
+max_request_line = 32
+]])
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local l = p:listening()[1]
+    local r = wire.once({ port = l.port }, "GET /x HTTP/1.1\r\n\r\n")
+    assert.equals("hi /x", r.body)
+    r = wire.once({ port = l.port }, "GET /" .. ("y"):rep(40) .. " HTTP/1.1\r\n\r\n")
+    assert.equals(414, r.status)
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5))
+  end)
+end)

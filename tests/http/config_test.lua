@@ -49,4 +49,29 @@ max_request_line = 32
     p:signal("TERM")
     assert.equals(0, p:wait_exit(5))
   end)
+
+  it("SIGHUP: the next request on an open keep-alive connection gets the new handler", function()
+    local dir = proc.tmpdir()
+    local handler = proc.write(dir, "hello.lua", [[return function() return 200, "v1" end]])
+    local config = proc.write(dir, "http.toml", [[
+[services.web]
+listen = "127.0.0.1:0"
+handler = "hello.lua"
+protocol = "http"
+]])
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local l = p:listening()[1]
+    local c = wire.connect({ port = l.port })
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    assert.equals("v1", wire.read(c).body)
+    proc.write(dir, "hello.lua", [[return function() return 200, "v2" end]])
+    p:signal("HUP")
+    assert(p:wait_stderr("reloaded 1 service", 5), p:describe())
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    assert.equals("v2", wire.read(c).body)
+    c:close()
+    assert.equals(handler, dir .. "/hello.lua")
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5))
+  end)
 end)

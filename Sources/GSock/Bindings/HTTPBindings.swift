@@ -67,11 +67,11 @@ enum HTTPBindings {
 
     // MARK: - Services
 
-    /// `http_service(limits, runner, handler, on_close)`: limits is a table of the §11 keys
+    /// `http_service(limits, runner, on_close)`: limits is a table of the §11 keys
     /// (already checked by server.lua); missing ones take their defaults.
     private static func newService(_ L: LuaState) throws(LuaError) -> Int32 {
         try Arg.table(L, 1)
-        for i: Int32 in 2...4 where lua_type(L, i) != LUA_TFUNCTION { throw .type(L, i, "function") }
+        for i: Int32 in 2...3 where lua_type(L, i) != LUA_TFUNCTION { throw .type(L, i, "function") }
         var limits = HTTPLimits()
         func number(_ name: String) -> Double? {
             defer { gs_pop(L, 1) }
@@ -86,12 +86,11 @@ enum HTTPBindings {
         if let v = number("keepalive_timeout") { limits.keepaliveTimeout = v }
         if let v = number("keepalive_requests") { limits.keepaliveRequests = Int(v) }
         var refs: [Int32] = []
-        for i: Int32 in 2...4 {
+        for i: Int32 in 2...3 {
             lua_pushvalue(L, i)
             refs.append(luaRef(L))
         }
-        let service = HTTPService(runtime: Runtime.from(L), limits: limits, runnerRef: refs[0], handlerRef: refs[1],
-                                  onCloseRef: refs[2])
+        let service = HTTPService(runtime: Runtime.from(L), limits: limits, runnerRef: refs[0], onCloseRef: refs[1])
         LuaObjects.push(L, service, kind: .httpService)
         return 1
     }

@@ -227,12 +227,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         bodyBytes = 0
         runtime.httpRequests += 1
 
-        // runner(conn, handler, req)
+        // runner(conn, req)
         luaPushRef(L, service.runnerRef)
         pushSelf(L)
-        luaPushRef(L, service.handlerRef)
         lua_pushvalue(L, requestIndex)
-        let started = runtime.makeFiber(from: L, count: 4)
+        let started = runtime.makeFiber(from: L, count: 3)
         lua_settop(L, requestIndex - 1)
         started.endObserver = self
         fiber = started

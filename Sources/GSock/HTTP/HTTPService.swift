@@ -29,10 +29,10 @@ final class HTTPService {
     unowned(unsafe) let runtime: Runtime
     let limits: HTTPLimits
     var parserLimits: gs_http_limits
-    /// Registry references: http.lua's runner `run(conn, handle, req, res)`, the handler,
-    /// and the function told (with no argument) that a connection closed.
+    /// Registry references: http.lua's runner `run(conn, req)` (it reads the server's
+    /// handler at each request, so a reload's new handler answers the next one), and the
+    /// function told (with no argument) that a connection closed.
     let runnerRef: Int32
-    let handlerRef: Int32
     let onCloseRef: Int32
     /// The parser's field array, shared by every connection: a head is parsed and copied
     /// into its request object in one go.
@@ -47,19 +47,18 @@ final class HTTPService {
     private var dateSecond = -1
     private(set) var dateLine: [UInt8] = []
 
-    init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, handlerRef: Int32, onCloseRef: Int32) {
+    init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32) {
         self.runtime = runtime
         self.limits = limits
         parserLimits = limits.parser
         self.runnerRef = runnerRef
-        self.handlerRef = handlerRef
         self.onCloseRef = onCloseRef
         scratchHeaders = .allocate(capacity: max(limits.maxHeaders, 1))
     }
 
     deinit {
         scratchHeaders.deallocate()
-        for ref in [runnerRef, handlerRef, onCloseRef] { luaUnref(runtime.L, ref) }
+        for ref in [runnerRef, onCloseRef] { luaUnref(runtime.L, ref) }
     }
 
     /// Takes over an accepted connection (its socket userdata is on top of `L`'s stack, and

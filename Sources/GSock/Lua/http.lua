@@ -205,7 +205,7 @@ local function respond(handle, req, res)
   end
 end
 
---- The runner of a server's requests: run(conn, handle, req) in the request's fiber.
+--- The runner of a server's requests: run(conn, req) in the request's fiber.
 local function runner(server)
   local name, access_log = server.name, server.access_log
 
@@ -263,10 +263,10 @@ local function runner(server)
     end
   end
 
-  return function(conn, handle, req)
+  return function(conn, req)
     local started = access_log and now()
     local res = setmetatable({ status = 200, headers = setmetatable({}, Headers), [CONN] = conn }, Response)
-    local ok, err = xpcall(respond, traceback, handle, req, res)
+    local ok, err = xpcall(respond, traceback, server.handle, req, res)
     local done, e = pcall(finish, conn, req, res, ok, err, started)
     if not done then
       conn:close()

@@ -592,7 +592,7 @@ function Server:start()
     self.address = address_text({ host = ip, port = port })
   end
   if self.http_limits and not self.http then
-    self.http = host.http_service(self.http_limits, internal.http_runner(self), self.handle, self.on_http_closed)
+    self.http = host.http_service(self.http_limits, internal.http_runner(self), self.on_http_closed)
   end
   self.started = true
   running[self] = true

@@ -8,7 +8,11 @@
  * run out, so every PER_SOURCE (8,000) connections it binds the next loopback source
  * address, 127.0.0.2, 127.0.0.3, ... (the whole of 127/8 is local on Linux), with
  * IP_BIND_ADDRESS_NO_PORT so that the kernel picks the port at connect time. Connects are non-blocking, at most 512 in progress.
- * Nothing is ever sent.
+ * Nothing is ever sent, unless --request: then each connection, once connected, sends
+ * one "GET / HTTP/1.1" (keep-alive) and reads the whole response (Content-Length or
+ * chunked) before it counts as held, idle: an HTTP server's connection that has served
+ * a request and waits for the next. A response that is not 2xx, or a close, counts as
+ * failed.
  *
  * A connect completes when the kernel has done the handshake, before the server has
  * accepted: a client faster than the server's accept loop overflows the listen queue,
@@ -21,7 +25,7 @@
  * descriptors than when it started (/proc/PID/fd).
  *
  *   cc -O2 -o hold_conns hold_conns.c
- *   ./hold_conns HOST PORT COUNT [SECONDS] [--pid PID]
+ *   ./hold_conns HOST PORT COUNT [SECONDS] [--pid PID] [--request]
  *
  * When every connect has finished it prints
  *   READY held=N failed=F seconds=S
@@ -54,6 +58,26 @@
 #define PER_SOURCE 8000
 #define IN_FLIGHT 512
 #define QUEUED 128
+#define RESPONSE_MAX 4096
+
+static const char REQUEST[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/* --request: 1 when resp[0..len) is a whole response (Content-Length or chunked body
+   read), 0 when more is to come, -1 when it is not one or not 2xx. */
+static int response_complete(const char *resp, size_t len) {
+    const char *end = memmem(resp, len, "\r\n\r\n", 4);
+    if (!end) return len < RESPONSE_MAX ? 0 : -1;
+    if (len < 12 || memcmp(resp, "HTTP/1.", 7) || resp[9] != '2') return -1;
+    size_t head = (size_t)(end - resp) + 4;
+    for (const char *p = resp; p < end; p++) {
+        if (p[0] == '\n' && strncasecmp(p + 1, "content-length:", 15) == 0) {
+            size_t body = strtoul(p + 16, NULL, 10);
+            return len >= head + body ? 1 : 0;
+        }
+    }
+    /* chunked (nginx's ngx.print): done at the last chunk */
+    return len >= head + 5 && memcmp(resp + len - 5, "0\r\n\r\n", 5) == 0 ? 1 : 0;
+}
 
 /* The number of descriptors PID holds, or -1. */
 static int fd_count(int pid) {
@@ -99,15 +123,16 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    int pid = 0;
+    int pid = 0, request = 0;
     char *pos[4];
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--pid") && i + 1 < argc) pid = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--request")) request = 1;
         else if (npos < 4) pos[npos++] = argv[i];
     }
     if (npos < 3) {
-        fprintf(stderr, "usage: hold_conns HOST PORT COUNT [SECONDS] [--pid PID]\n");
+        fprintf(stderr, "usage: hold_conns HOST PORT COUNT [SECONDS] [--pid PID] [--request]\n");
         return 2;
     }
     int count = atoi(pos[2]);
@@ -129,7 +154,11 @@ int main(int argc, char **argv) {
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int *fds = malloc(sizeof(int) * (size_t)count);
-    if (ep < 0 || !fds) { perror("hold_conns"); return 1; }
+    /* --request: the response read so far, while it is awaited (NULL before and after) */
+    char **resp = request ? calloc((size_t)count, sizeof *resp) : NULL;
+    size_t *resp_len = request ? calloc((size_t)count, sizeof *resp_len) : NULL;
+    if (ep < 0 || !fds || (request && (!resp || !resp_len))) { perror("hold_conns"); return 1; }
+    static char rbuf[RESPONSE_MAX];
 
     int base = pid ? fd_count(pid) : -1;
     if (pid && base < 0) { fprintf(stderr, "hold_conns: cannot read /proc/%d/fd\n", pid); return 1; }
@@ -166,8 +195,10 @@ int main(int argc, char **argv) {
                 }
             }
             fds[opened++] = fd;
-            if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0) { held++; continue; }
-            if (errno != EINPROGRESS) {
+            if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0) {
+                if (!request) { held++; continue; }
+                /* connected at once: wait for writability as the others do, and send then */
+            } else if (errno != EINPROGRESS) {
                 if (!first_error) first_error = errno;
                 close(fd); fds[opened - 1] = -1; failed++; continue;
             }
@@ -185,8 +216,38 @@ int main(int argc, char **argv) {
         progress = now();
         for (int k = 0; k < n; k++) {
             int i = (int)events[k].data.u32, fd = fds[i], err = 0;
+            if (request && resp[i]) {                /* the response, or part of it */
+                ssize_t r = recv(fd, rbuf, sizeof rbuf, 0);
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                int done = -1;
+                if (r > 0 && resp_len[i] + (size_t)r <= RESPONSE_MAX) {
+                    memcpy(resp[i] + resp_len[i], rbuf, (size_t)r);
+                    resp_len[i] += (size_t)r;
+                    done = response_complete(resp[i], resp_len[i]);
+                }
+                if (done == 0) continue;
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+                pending--;
+                if (done < 0 && !first_error) first_error = r < 0 ? errno : r == 0 ? ECONNRESET : EPROTO;
+                free(resp[i]); resp[i] = NULL;
+                if (done > 0) held++;
+                else { close(fd); fds[i] = -1; failed++; }
+                continue;
+            }
             socklen_t len = sizeof err;
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (!err && request) {                   /* connected: send the request, await the response */
+                resp[i] = malloc(RESPONSE_MAX);
+                if (!resp[i]) err = ENOMEM;
+                else if ((errno = 0, send(fd, REQUEST, sizeof REQUEST - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof REQUEST - 1)))
+                    err = errno ? errno : EIO;
+                if (!err) {
+                    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+                    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+                    continue;
+                }
+                free(resp[i]); resp[i] = NULL;
+            }
             epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
             pending--;
             if (err) { if (!first_error) first_error = err; close(fd); fds[i] = -1; failed++; }
@@ -198,7 +259,7 @@ int main(int argc, char **argv) {
     double settle = now() + 60;
     while (nl >= 0 && accept_queue(nl, dst.sin_port) > 0 && now() < settle) poll(NULL, 0, 1);
     while (pid && fd_count(pid) - base < held && now() < settle) poll(NULL, 0, 2);
-    if (failed) fprintf(stderr, "hold_conns: %d connects failed, the first with: %s\n", failed, strerror(first_error));
+    if (failed) fprintf(stderr, "hold_conns: %d connections failed%s, the first with: %s\n", failed, request ? " (connect, or request and response)" : "", strerror(first_error));
     printf("READY held=%d failed=%d seconds=%.2f\n", held, failed, now() - t0);
     fflush(stdout);
 

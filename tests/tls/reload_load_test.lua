@@ -31,27 +31,35 @@ local function tls_connect(port)
   return conn
 end
 
---- The serial and issuer CN of the certificate a new connection is given.
+--- The pid of the worker serving `conn` (the handler answers "pid").
+local function worker(conn)
+  assert(conn:send("pid\n"))
+  return assert(conn:receive("*l"))
+end
+
+--- The serial and issuer CN of the certificate a new connection is given, and the pid of
+--- the worker that served it.
 local function certificate(port)
   local conn = tls_connect(port)
   local cert = conn:getpeercertificate()
   local serial, cn = cert:serial(), cert:issuer()[1].value
-  conn:send("bye\n")
-  conn:receive("*l")
+  local pid = worker(conn)
   conn:close()
-  return serial, cn
+  return serial, cn, pid
 end
 
 local function reload_under_load(workers)
   need_certs()
   local dir = proc.tmpdir()
   -- The echo handler collects garbage at every line, so the context the reload replaces is
-  -- freed while the connections made with it are still open.
+  -- freed while the connections made with it are still open; it answers "pid" with its
+  -- worker's pid.
   proc.write(dir, "h.lua", [[return function(sock)
   while true do
     local l = sock:receive("*l")
     if not l then return end
     collectgarbage()
+    if l == "pid" then l = io.open("/proc/self/stat"):read("n") end
     sock:send(l .. "\n")
   end
 end]])
@@ -74,11 +82,26 @@ tls = { cert = "cert.pem", key = "key.pem" }
   end
   local old_serial, old_issuer = certificate(port)
 
-  -- Clients that send a line and read its echo without pause until told to stop.
+  -- Clients that send a line and read its echo without pause until told to stop: at
+  -- least 8, and at least 2 on each worker.
   local clients, reloaded, stop = {}, false, false
-  for i = 1, 8 do
+  local per_worker = {}
+  local function enough()
+    if #clients < 8 then return false end
+    local n = 0
+    for _, count in pairs(per_worker) do
+      if count < 2 then return false end
+      n = n + 1
+    end
+    return n == workers
+  end
+  while not enough() do
+    assert.truthy(#clients < 40, "40 connections did not reach every worker")
+    local i = #clients + 1
     local cl = { trips = 0, after = 0 }
     cl.conn = tls_connect(port)
+    local pid = worker(cl.conn)
+    per_worker[pid] = (per_worker[pid] or 0) + 1
     cl.fiber = proc.spawn(function()
       while not stop do
         local line = ("client %d trip %d %s"):format(i, cl.trips, ("x"):rep(200))
@@ -103,7 +126,9 @@ tls = { cert = "cert.pem", key = "key.pem" }
   local expected = workers > 1 and "reloaded 1 service.*reloaded 1 service" or "reloaded 1 service"
   assert.truthy(p:wait_stderr(expected, 10, from), p:stderr())
   reloaded = true
-  local new_serial, new_issuer = certificate(port)
+  local spread = {}
+  for pid, n in pairs(per_worker) do spread[#spread + 1] = ("%s: %d"):format(pid, n) end
+  local new_serial, new_issuer, new_pid = certificate(port)
   gsock.sleep(0.5)
   stop = true
   for i, cl in ipairs(clients) do
@@ -114,11 +139,22 @@ tls = { cert = "cert.pem", key = "key.pem" }
     assert.equals(old_serial, cl.conn:getpeercertificate():serial())
     cl.conn:close()
   end
+  local fewest = math.huge
+  for _, cl in ipairs(clients) do fewest = math.min(fewest, cl.after) end
+  print(("%d connections (by worker pid: %s); the fewest round trips after the reload: %d"):format(
+    #clients, table.concat(spread, ", "), fewest))
   assert.are_not.equal(old_serial, new_serial)
   assert.equals("gsockd test CA", old_issuer)
   assert.equals("gsockd test intermediate", new_issuer)
-  -- with several workers, each worker serves the new certificate
-  for _ = 1, 6 do assert.equals(new_serial, (certificate(port))) end
+  -- every worker serves the new certificate
+  per_worker[new_pid] = nil
+  local tries = 0
+  while next(per_worker) do
+    assert.truthy(tries < 40, "40 new connections did not reach every worker")
+    local serial, _, pid = certificate(port)
+    assert.equals(new_serial, serial)
+    per_worker[pid], tries = nil, tries + 1
+  end
   assert.truthy(p:alive(), p:stderr())
 end
 

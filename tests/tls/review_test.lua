@@ -341,7 +341,9 @@ describe("TLS connections over time", function()
     local grown = rss() - memory
     srv:stop()
     assert.equals(live, gsock.stats().tls_connections)
-    -- An SSL object and its buffers are tens of KiB: 1,000 leaked ones would be 10+ MiB.
-    assert.truthy(grown < 4096, ("RSS grew by %d KiB over 1,000 connections"):format(grown))
+    -- An SSL object and its buffers are tens of KiB: 1,000 leaked ones would be 20+ MiB. In
+    -- the whole suite's process the allocator alone moved RSS by up to 7.6 MiB here (CI), so
+    -- the bound is loose; leak_test.lua holds the strict one over 10,000 connections.
+    assert.truthy(grown < 16384, ("RSS grew by %d KiB over 1,000 connections"):format(grown))
   end)
 end)

@@ -191,7 +191,7 @@ final class ConfigTests: XCTestCase {
             + "max_run_time, max_run_time_action, memory_limit, services, shutdown_timeout, workers)")
         let service = problem(all, key: "services.echo.handeler")
         XCTAssertEqual(service?.line, 4)
-        XCTAssertTrue(service?.message.hasPrefix("unknown key; did you mean 'handler'? (allowed: backlog, env, ") ?? false)
+        XCTAssertTrue(service?.message.hasPrefix("unknown key; did you mean 'handler'? (allowed: access_log, backlog, ") ?? false)
         XCTAssertEqual(all.count, 2)
     }
 

@@ -98,6 +98,17 @@ describe("gsockd test on the fixture suite", function()
     end
   end)
 
+  it("lists every failed test again above the counts, with its file and line", function()
+    local list = output:match("\nfailed:\n(.-)\n%d+ passed")
+    assert.truthy(list, "a 'failed:' list before the counts line")
+    local names = {}
+    for line in list:gmatch("[^\n]+") do names[#names + 1] = line end
+    assert.equals(11, #names, "one line per failure")
+    has(list, "  basic fails an equality (" .. fixtures .. "/basic_spec.lua:")
+    has(list, "  hang sleeps forever (" .. fixtures .. "/hang_spec.lua:")
+    has(list, "  " .. fixtures .. "/syntax_error_spec.lua")
+  end)
+
   it("reports assertion failures at the test file's line, with expected and actual", function()
     local equal = section(output, "FAIL basic fails an equality")
     has(equal, marked("basic_spec.lua", "equal") .. ": values are not equal")

@@ -244,6 +244,7 @@ end
 
 local counts = { passed = 0, failed = 0, skipped = 0 }
 local suites = {}
+local failed_cases = {}
 
 local status_tags = { ok = "ok  ", fail = "FAIL", skip = "skip" }
 
@@ -264,6 +265,7 @@ local function report(suite, case)
     counts.passed = counts.passed + 1
   elseif case.status == "fail" then
     counts.failed = counts.failed + 1
+    failed_cases[#failed_cases + 1] = case
   else
     counts.skipped = counts.skipped + 1
   end
@@ -576,6 +578,16 @@ local function main()
   if host.junit_file then
     local ok, err = write_junit(host.junit_file, suites)
     if not ok then host.report_error = "cannot write the JUnit report: " .. tostring(err) end
+  end
+  -- A long run's failures are far apart in its output: list them again above the summary.
+  if #failed_cases > 0 then
+    say("")
+    say("failed:")
+    for _, case in ipairs(failed_cases) do
+      local where = case.file and case.line and (" (%s:%d)"):format(case.file, case.line)
+        or case.file and case.file ~= case.name and (" (%s)"):format(case.file) or ""
+      say("  " .. case.name .. where)
+    end
   end
   local summary = ("%d passed, %d failed"):format(counts.passed, counts.failed)
   if counts.skipped > 0 then summary = summary .. (", %d skipped"):format(counts.skipped) end

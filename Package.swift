@@ -54,6 +54,7 @@ let package = Package(
                 .embedInCode("Lua/gsock/fibers.lua"), .embedInCode("Lua/gsock/sync.lua"),
                 .embedInCode("Lua/gsock/waits.lua"), .embedInCode("Lua/gsock/stats.lua"),
                 .embedInCode("Lua/gsock/log.lua"), .embedInCode("Lua/gsock/coroutines.lua"),
+                .embedInCode("Lua/gsock/metrics.lua"),
             ]),
         .executableTarget(
             name: "gsockd",

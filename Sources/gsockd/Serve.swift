@@ -19,17 +19,29 @@ struct Serve: ParsableCommand {
     @Argument(help: "The config file.")
     var config: String = "config/gsockd.toml"
 
+    @Option(name: .long, help: ArgumentHelp("The admin listener's address (/metrics, /healthz, /readyz, /debug/fibers), instead of the config's `admin`.", valueName: "address"))
+    var admin: String?
+
     @OptionGroup var logging: LogOptions
 
     func run() throws {
         if Supervisor.isWorker { Supervisor.becomeWorker() }
-        let settings: ServerConfig
+        var settings: ServerConfig
         do {
             settings = try ConfigLoader.load(path: config)
         } catch let error as ConfigError {
             logging.bootstrap()
             fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
         }
+        if let admin {
+            if let problem = ConfigLoader.adminProblem(admin, in: settings) {
+                logging.bootstrap()
+                fail("--admin: \(problem)", status: 2)
+            }
+            settings.admin = admin
+        }
+        // With workers the supervisor holds the admin listener; a worker answers its scrapes.
+        if Supervisor.isWorker { settings.admin = nil }
         logging.bootstrap(level: settings.logLevel, format: settings.logFormat)
         if !Supervisor.isWorker {
             for warning in settings.warnings { Logger(label: "gsockd").warning("\(warning)") }

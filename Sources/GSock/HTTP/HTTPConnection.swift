@@ -57,6 +57,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     var status = 0
     var bodyBytes = 0
     var output: [UInt8] = []
+    /// For /metrics (Operating/Metrics.swift): the request's method and when it started.
+    private var metricsMethod = 0
+    private var metricsStarted = 0.0
 
     init(service: HTTPService, socket: Socket, socketRef: Int32, peerRef: Int32) {
         self.service = service
@@ -226,6 +229,10 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         status = 0
         bodyBytes = 0
         runtime.httpRequests += 1
+        if socket.metrics != nil {
+            metricsMethod = ServiceMetrics.methodIndex(base + Int(request.method.off), Int(request.method.len))
+            metricsStarted = monotonicSeconds()
+        }
 
         // runner(conn, req)
         luaPushRef(L, service.runnerRef)
@@ -275,6 +282,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     func responseDone(_ L: LuaState) -> Next {
         fiber = nil
+        if let m = socket.metrics {
+            m.countResponse(method: metricsMethod, status: status, seconds: monotonicSeconds() - metricsStarted)
+        }
         skipBody()
         guard keepAlive, !socket.isClosed else { return .close }
         state = .awaitingHead

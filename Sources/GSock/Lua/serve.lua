@@ -94,7 +94,47 @@ local function start_all(services, announce)
   return servers
 end
 
+-- The admin listener (SPEC §9) ---------------------------------------------------------
+
+--- Starts the admin listener on `address`: /healthz, /readyz (from `readiness`, a table
+--- whose `why` is nil when ready), /metrics and /debug/fibers. Raises "ADDRESS: reason".
+local function start_admin(address, readiness, max_run_time)
+  local text = { ["Content-Type"] = "text/plain; charset=utf-8" }
+  local metrics_type = { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+  local json = { ["Content-Type"] = "application/json" }
+  local routes = {
+    ["/healthz"] = function()
+      if host.loop_healthy(math.max(max_run_time, 1)) then return 200, "ok\n", text end
+      return 503, ("unhealthy: a fiber blocked the loop past max_run_time (%g s)\n"):format(max_run_time), text
+    end,
+    ["/readyz"] = function()
+      if readiness.why then return 503, "not ready: " .. readiness.why .. "\n", text end
+      return 200, "ready\n", text
+    end,
+    ["/metrics"] = function()
+      return 200, gsock.metrics.render(readiness.extra), metrics_type
+    end,
+    ["/debug/fibers"] = function(req)
+      if (req:args()).format == "json" then return 200, host.fiber_dump(true), json end
+      return 200, host.fiber_dump(false), text
+    end,
+  }
+  local server = gsock.http.server(address, function(req)
+    local route = routes[req.path]
+    if not route then return 404, "not found\n", text end
+    if req.method ~= "GET" and req.method ~= "HEAD" then
+      return 405, "method not allowed\n", { ["Content-Type"] = text["Content-Type"], Allow = "GET, HEAD" }
+    end
+    return route(req)
+  end, { name = "admin" })
+  server.no_metrics = true
+  server:start()
+  host.start_lag_sampler()
+  return server
+end
+
 --- Loads the services again; swaps their handlers only when every one loads and inits.
+--- True when it did.
 local function reload(servers, services, load_services)
   local fresh, err = load_services()
   if not fresh then
@@ -141,6 +181,7 @@ local function reload(servers, services, load_services)
     log("warning", ("reload: new service %s starts at the next restart"):format(name))
   end
   log("notice", ("reloaded %d service(s)"):format(kept))
+  return true
 end
 
 --- Starts the services and serves until SIGTERM or SIGINT.
@@ -151,8 +192,25 @@ local function serve_services(services, options, load_services)
       if not ok then return "usage", ("%s: %s"):format(service.name, err) end
     end
   end
+  -- /readyz fails until every service's init ran and its listeners are bound.
+  local readiness = { why = "starting" }
+  local admin
+  if options.admin then
+    local ok, aerr = pcall(start_admin, options.admin, readiness, options.max_run_time or 1)
+    if not ok then return "fail", "admin: " .. tostring(aerr) end
+    admin = aerr
+    if options.announce ~= false then
+      io.stdout:write(("admin listening on %s\n"):format(admin.address))
+      io.stdout:flush()
+    end
+    log("info", "admin listening on " .. admin.address)
+  end
   local servers, err = start_all(services, options.announce ~= false)
-  if not servers then return "fail", err end
+  if not servers then
+    if admin then admin:stop(0) end
+    return "fail", err
+  end
+  readiness.why = nil
   -- systemd (NOTIFY_SOCKET): with workers, the supervisor speaks for the group.
   local notify = options.announce ~= false and host.notify or function() end
   local function status() return ("STATUS=serving %d service(s)"):format(#servers) end
@@ -167,13 +225,24 @@ local function serve_services(services, options, load_services)
     end
   end)
   local stop = gsock.event()
+  local draining_delayed = false
   host.on_signal(function(name)
     if name == "HUP" then
       notify("RELOADING=1\nSTATUS=reloading")
-      reload(servers, services, load_services)
+      readiness.why = reload(servers, services, load_services) and nil or "the last reload failed"
       notify("READY=1\n" .. status())
       host.worker_ready()
-    else
+    elseif not stop:is_set() then
+      readiness.why = "draining"
+      local delay = options.drain_delay or 0
+      if delay > 0 and not draining_delayed then
+        -- Load balancers stop sending here (readyz fails) while the listeners still accept.
+        draining_delayed = true
+        log("notice", ("SIG%s: not ready; accepting for %g s more (drain_delay)"):format(name, delay))
+        notify(("STOPPING=1\nSTATUS=drain_delay %g s"):format(delay))
+        gsock.sleep(delay)
+        if stop:is_set() then return end
+      end
       log("notice", ("SIG%s: no longer accepting; draining open connections for up to %g s")
         :format(name, options.shutdown_timeout))
       notify(("STOPPING=1\nSTATUS=draining for up to %g s"):format(options.shutdown_timeout))
@@ -185,6 +254,7 @@ local function serve_services(services, options, load_services)
   for i, s in ipairs(servers) do stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout) end
   gsock.joinall(stopping)
   if watchdog then watchdog:kill() end
+  if admin then admin:stop(0) end
 end
 
 --- `gsockd run FILE`: runs the file; if it returns a handler, serves it.

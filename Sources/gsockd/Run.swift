@@ -70,7 +70,8 @@ struct Run: ParsableCommand {
         logging.bootstrap()
         if workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: workers, arguments: CommandLine.arguments,
-                                        shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"))
+                                        shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"),
+                                        admin: admin, drainDelay: drainDelay, maxRunTime: maxRunTime)
             Glibc.exit(supervisor.run())
         }
         var options = Runtime.Options()

@@ -48,7 +48,9 @@ struct Serve: ParsableCommand {
         }
         if settings.workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
-                                        shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"))
+                                        shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"),
+                                        admin: settings.admin, drainDelay: settings.drainDelay,
+                                        maxRunTime: settings.maxRunTime)
             Glibc.exit(supervisor.run())
         }
         var options = Runtime.Options()

@@ -280,6 +280,126 @@ handler = "spin.lua"
   end)
 end)
 
+describe("admin with workers = 2", function()
+  local PID_ECHO = [[
+return function(sock)
+  while true do
+    local l = sock:receive("*l")
+    if not l then return end
+    if l == "pid" then l = io.open("/proc/self/stat"):read("n") end
+    if l == "spin" then
+      local t = os.clock()
+      while os.clock() - t < 2.5 do end
+    end
+    sock:send(l .. "\n")
+  end
+end
+]]
+
+  local function serve_group(top)
+    local dir = proc.tmpdir()
+    proc.write(dir, "echo.lua", PID_ECHO)
+    local config = proc.write(dir, "gsockd.toml", (top or "") .. [[
+
+workers = 2
+admin = "127.0.0.1:0"
+
+[services.echo]
+listen = "127.0.0.1:0"
+handler = "echo.lua"
+]])
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local address
+    for _, l in ipairs(p:listening(2, 8)) do if l.name == "echo" then address = l.address end end
+    local admin = admin_address(p)
+    -- ready once every worker serves
+    local deadline = proc.now() + 8
+    while (proc.http_get(admin, "/readyz")) ~= 200 and proc.now() < deadline do gsock.sleep(0.05) end
+    return p, admin, address
+  end
+
+  it("/metrics sums both workers: accepted and open connections equal those made to both, whichever worker answers", function()
+    local p, admin, address = serve_group()
+    local clients, pids = {}, {}
+    -- connections until both workers hold some (the kernel picks the worker)
+    for i = 1, 40 do
+      local c = assert(proc.connect(address))
+      c:send("pid\n")
+      local pid = assert(c:receive("*l"))
+      clients[i] = c
+      pids[pid] = (pids[pid] or 0) + 1
+      local n = 0
+      for _ in pairs(pids) do n = n + 1 end
+      if n == 2 and i >= 6 then break end
+    end
+    local workers = 0
+    for _ in pairs(pids) do workers = workers + 1 end
+    assert.equals(2, workers, "every connection went to one worker")
+    local made = #clients
+    for _ = 1, 5 do   -- each scrape is the group's, the same whoever answers
+      local values = scrape(admin)
+      assert.equals(made, values['gsockd_accepted_total{service=echo}'])
+      assert.equals(made, values['gsockd_connections{service=echo}'])
+      assert.equals(2, values['gsockd_workers{state=answered}'])
+      assert.equals(0, values['gsockd_workers{state=missing}'])
+      assert.equals(0, values['gsockd_worker_restarts_total{}'])
+    end
+    for i = 1, 3 do clients[i]:close() end
+    scrape_until(admin, 'gsockd_connections{service=echo}', made - 3)
+    assert.equals(200, (proc.http_get(admin, "/healthz")))
+    local status, body = proc.http_get(admin, "/debug/fibers")
+    assert.equals(200, status)
+    assert.matches("worker 1:\ngsockd: fiber dump", body)
+    assert.matches("worker 2:\ngsockd: fiber dump", body)
+    p:signal("TERM")
+    for _, c in ipairs(clients) do c:close() end
+    assert.equals(0, p:wait_exit(8), p:describe())
+  end)
+
+  it("gsockd_worker_restarts_total counts a worker that died and was restarted; the admin listener outlives it", function()
+    local p, admin = serve_group()
+    local kids = proc.children(p.pid)
+    assert.equals(2, #kids, p:describe())
+    os.execute("kill -KILL " .. kids[1])
+    local values = scrape_until(admin, 'gsockd_worker_restarts_total{}', 1, 5)
+    assert.is_not_nil(values['gsockd_accepted_total{service=echo}'])
+    scrape_until(admin, 'gsockd_workers{state=answered}', 2, 5)
+    assert.equals(200, (proc.http_get(admin, "/readyz")))
+  end)
+
+  it("a worker whose loop is blocked is left out of /metrics, which still answers in time; /healthz is 503", function()
+    local _, admin, address = serve_group()
+    local c = assert(proc.connect(address, 5))
+    c:send("spin\n")
+    gsock.sleep(0.3)
+    local t0 = proc.now()
+    local values = scrape(admin)
+    assert.is_true(proc.now() - t0 < 2, "the scrape took " .. (proc.now() - t0) .. " s")
+    assert.equals(1, values['gsockd_workers{state=answered}'])
+    assert.equals(1, values['gsockd_workers{state=missing}'])
+    local status, body = proc.http_get(admin, "/healthz", 5)
+    assert.equals(503, status)
+    -- still blocked (no answer), or just back (its loop was blocked past max_run_time)
+    assert.is_truthy(body:find("1 worker(s) did not answer", 1, true) or body:match("worker %d: unhealthy"), body)
+    assert.equals("spin", c:receive("*l"))
+    scrape_until(admin, 'gsockd_workers{state=answered}', 2, 3)
+  end)
+
+  it("/readyz is 503 during drain_delay while the workers still accept, then they drain", function()
+    local p, admin, address = serve_group("drain_delay = 1.5\nshutdown_timeout = 2\n")
+    assert.equals(200, (proc.http_get(admin, "/readyz")))
+    local t0 = proc.now()
+    p:signal("TERM")
+    gsock.sleep(0.2)
+    local status, body = proc.http_get(admin, "/readyz")
+    assert.equals(503, status, tostring(body))
+    assert.equals("still", proc.request(address, "still"))
+    assert.is_true(proc.now() - t0 < 1.4)
+    assert.equals(0, p:wait_exit(8), p:describe())
+    assert.is_true(proc.now() - t0 >= 1.5)
+  end)
+end)
+
 describe("admin: bad input", function()
   local function check_fails(top, pattern, args)
     local dir = proc.tmpdir()
@@ -321,6 +441,26 @@ handler = "echo.lua"
   it("an unknown top-level key near admin gets a did-you-mean", function()
     check_fails('admn = "127.0.0.1:9100"', "admn.*did you mean 'admin'")
   end)
+  it("an admin address in use: exit 1 saying so, with one process and with workers", function()
+    local socket = require "socket"
+    local taken = proc.track(assert(socket.bind("127.0.0.1", 0)))
+    local _, port = taken:getsockname()
+    for _, workers in ipairs({ 1, 2 }) do
+      local dir = proc.tmpdir()
+      proc.write(dir, "echo.lua", proc.ECHO)
+      local config = proc.write(dir, "gsockd.toml", ([[
+workers = %d
+admin = "127.0.0.1:%s"
+[services.echo]
+listen = "127.0.0.1:0"
+handler = "echo.lua"
+]]):format(workers, port))
+      local p = proc.start({ "serve", config }, { cwd = dir })
+      assert.equals(1, p:wait_exit(8), p:describe())
+      assert.matches("admin: 127%.0%.0%.1:" .. port .. ": address already in use", p:stderr())
+    end
+  end)
+
   it("gsockd run --admin with a bad address exits 2 naming --admin", function()
     local dir = proc.tmpdir()
     local h = proc.write(dir, "echo.lua", proc.ECHO)

@@ -91,7 +91,8 @@ extension Runtime {
         try loadEmbedded(PackageResources.serve_lua, name: "@serve.lua")
         luaPushRef(L, moduleRef)
         lua_createtable(L, 0, 2)
-        luaSetFunctions(L, LogBindings.functions + ProcessBindings.functions + MetricsBindings.functions)
+        luaSetFunctions(L, LogBindings.functions + ProcessBindings.functions + MetricsBindings.functions
+                            + AdminChannel.functions)
         guard gs_pcall(L, 2, 1, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         luaRawGetField(L, -1, name)
         gs_remove(L, -2)

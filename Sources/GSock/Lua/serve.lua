@@ -128,9 +128,45 @@ local function start_admin(address, readiness, max_run_time)
     return route(req)
   end, { name = "admin" })
   server.no_metrics = true
-  server:start()
+  local ok, err = pcall(server.start, server)
+  if not ok then error(err, 0) end
   host.start_lag_sampler()
   return server
+end
+
+--- A worker's side of the admin channel (Serving/AdminChannel.swift): answers the
+--- supervisor's requests from a fiber, waiting on the descriptor, never blocking the loop.
+local function answer_supervisor(fd, readiness, grace)
+  local part_size = 32 * 1024
+  local function reply(id, text)
+    local i = 1
+    repeat
+      local msg = id .. (i + part_size > #text and "." or "+") .. text:sub(i, i + part_size - 1)
+      i = i + part_size
+      while true do
+        local sent = host.message_send(fd, msg)
+        if sent then break end
+        if sent == nil or not pcall(gsock.wait_write, fd, 1) then return end
+      end
+    until i > #text
+  end
+  local answers = {
+    metrics = function() return gsock.metrics.render() end,
+    health = function() return host.loop_healthy(grace) and "ok" or "unhealthy" end,
+    ready = function() return readiness.why and ("not ready: " .. readiness.why) or "ready" end,
+    dump = function() return host.fiber_dump(false) end,
+    dumpjson = function() return host.fiber_dump(true) end,
+  }
+  while pcall(gsock.wait_read, fd) do
+    while true do
+      local msg = host.message_receive(fd)
+      if msg == nil then return end
+      if msg == false then break end
+      local id, what = msg:match("^(%d+) (%a+)$")
+      local answer = answers[what]
+      if answer then reply(id, answer()) end
+    end
+  end
 end
 
 --- Loads the services again; swaps their handlers only when every one loads and inits.
@@ -205,6 +241,12 @@ local function serve_services(services, options, load_services)
     end
     log("info", "admin listening on " .. admin.address)
   end
+  local channel = host.admin_channel()
+  local answering
+  if channel then
+    host.start_lag_sampler()
+    answering = gsock.spawn(answer_supervisor, channel, readiness, math.max(options.max_run_time or 1, 1))
+  end
   local servers, err = start_all(services, options.announce ~= false)
   if not servers then
     if admin then admin:stop(0) end
@@ -255,6 +297,7 @@ local function serve_services(services, options, load_services)
   gsock.joinall(stopping)
   if watchdog then watchdog:kill() end
   if admin then admin:stop(0) end
+  if answering then answering:kill() end
 end
 
 --- `gsockd run FILE`: runs the file; if it returns a handler, serves it.

@@ -31,6 +31,8 @@ public final class Supervisor {
         /// Whether it has said "ready" since the last SIGHUP was passed on.
         var reloaded = true
         var channel: Int32 = -1
+        /// The supervisor's end of the admin channel (AdminChannel), with an admin listener.
+        var adminChannel: Int32 = -1
         let watcher: UnsafeMutablePointer<ev_child>
         let restart: UnsafeMutablePointer<ev_timer>
         let messages: UnsafeMutablePointer<ev_io>
@@ -59,6 +61,13 @@ public final class Supervisor {
     private var reloading = false
     private var stopping = false
     private var exitStatus: Int32 = 0
+    /// The admin listener's address (SPEC §9), and the Lua runtime serving it.
+    private let admin: String?
+    private let drainDelay: Double
+    private let maxRunTime: Double
+    private var adminRuntime: Runtime?
+    /// Workers restarted after dying (gsockd_worker_restarts_total).
+    private var restarts = 0
 
     /// Whether this process is a worker started by a supervisor.
     public static var isWorker: Bool { getenv(workerVariable) != nil }
@@ -75,12 +84,19 @@ public final class Supervisor {
     /// - Parameters:
     ///   - workers: how many worker processes to keep running.
     ///   - arguments: the command line to start each worker with (argv[0] included).
-    public init(workers: Int, arguments: [String], shutdownTimeout: Double, logger: Logger) {
+    ///   - admin: the admin listener's address, served by the supervisor for the group.
+    ///   - drainDelay: seconds workers go on accepting after SIGTERM (drain_delay).
+    ///   - maxRunTime: the workers' runaway limit, as /healthz reports it.
+    public init(workers: Int, arguments: [String], shutdownTimeout: Double, logger: Logger,
+                admin: String? = nil, drainDelay: Double = 0, maxRunTime: Double = 1) {
         loop = gs_default_loop()
         count = workers
         self.arguments = arguments
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
+        self.admin = admin
+        self.drainDelay = drainDelay
+        self.maxRunTime = maxRunTime
         deadline = .allocate(capacity: 1)
         watchdog = .allocate(capacity: 1)
     }
@@ -115,9 +131,56 @@ public final class Supervisor {
             restart.pointee.data = me
             workers.append(Worker(watcher: watcher, restart: restart, messages: messages))
         }
+        if admin != nil && !startAdmin() { return 1 }
         start(0)
         ev_run(loop, 0)
         return exitStatus
+    }
+
+    // MARK: - The admin listener
+
+    /// Starts the admin listener (supervisor_admin.lua) in a Lua runtime on the supervisor's loop.
+    private func startAdmin() -> Bool {
+        var options = Runtime.Options()
+        options.useDefaultLoop = true
+        options.logger = logger
+        do {
+            let runtime = try Runtime(options: options)
+            runtime.register(module: "gsockd.channel", bodies: AdminChannel.functions)
+            runtime.register(module: "gsockd.supervisor", functions: [
+                "settings": { [unowned self] _ in
+                    [.string(self.admin ?? ""), .number(1), .number(self.maxRunTime)]
+                },
+                "workers": { [unowned self] _ in
+                    [.array(self.workers.enumerated().compactMap { i, w in
+                        w.adminChannel >= 0 && w.serving
+                            ? .table(["index": .integer(i + 1), "fd": .integer(Int(w.adminChannel))]) : nil
+                    })]
+                },
+                "count": { [unowned self] _ in [.integer(self.count)] },
+                "restarts": { [unowned self] _ in [.integer(self.restarts)] },
+                "state": { [unowned self] _ in
+                    [.string(self.stopping ? "draining" : !self.groupServed ? "starting" : "serving")]
+                },
+                "started": { [unowned self] args in
+                    if case .string(let a)? = args.first { self.logger.info("admin listening on \(a)") }
+                    return []
+                },
+                "failed": { [unowned self] args in
+                    if case .string(let m)? = args.first { self.logger.error("\(m)") }
+                    self.exitStatus = 1
+                    self.stop(SIGTERM)
+                    return []
+                },
+            ])
+            try runtime.spawn(source: String(decoding: PackageResources.supervisor_admin_lua, as: UTF8.self),
+                              name: "@supervisor_admin.lua")
+            adminRuntime = runtime
+            return true
+        } catch {
+            logger.error("admin: \(error)")
+            return false
+        }
     }
 
     private func start(_ index: Int) {
@@ -131,17 +194,21 @@ public final class Supervisor {
         _ = fcntl(theirs, F_SETFD, 0)  // the worker inherits its end; the supervisor closes it below
         // systemd hears from the supervisor only (NotifyAccess=main).
         let own = [Supervisor.workerVariable, Supervisor.supervisorVariable, WorkerChannel.variable,
-                   "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
+                   AdminChannel.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
         var environment = ProcessInfoLite.environment.filter { entry in !own.contains { entry.hasPrefix($0) } }
         environment += ["\(Supervisor.workerVariable)=\(index + 1)", "\(Supervisor.supervisorVariable)=\(getpid())",
                         "\(WorkerChannel.variable)=\(theirs)"]
+        let adminEnds = admin != nil ? AdminChannel.pair() : nil
+        if let (_, workerEnd) = adminEnds { environment.append("\(AdminChannel.variable)=\(workerEnd)") }
         var pid: pid_t = 0
         let status = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in posix_spawn(&pid, "/proc/self/exe", nil, nil, argv, envp) }
         }
         Glibc.close(theirs)
+        if let (_, workerEnd) = adminEnds { Glibc.close(workerEnd) }
         guard status == 0 else {
             Glibc.close(mine)
+            if let (supervisorEnd, _) = adminEnds { Glibc.close(supervisorEnd) }
             logger.error("cannot start worker \(index + 1): \(String(cString: strerror(status)))")
             scheduleRestart(index)
             return
@@ -151,6 +218,7 @@ public final class Supervisor {
         workers[index].serving = false
         workers[index].reloaded = true
         workers[index].channel = mine
+        workers[index].adminChannel = adminEnds?.0 ?? -1
         let me = Unmanaged.passUnretained(self).toOpaque()
         let w = workers[index].watcher
         gs_child_init(w, supervisorChildExited, pid)
@@ -208,6 +276,11 @@ public final class Supervisor {
         ev_io_stop(loop, workers[index].messages)
         Glibc.close(workers[index].channel)
         workers[index].channel = -1
+        if workers[index].adminChannel >= 0 {
+            adminRuntime?.descriptorClosing(workers[index].adminChannel)  // an ask waiting on it ends
+            Glibc.close(workers[index].adminChannel)
+            workers[index].adminChannel = -1
+        }
     }
 
     private func workerServes(_ index: Int) {
@@ -254,6 +327,7 @@ public final class Supervisor {
             return
         }
         let delay = scheduleRestart(index)
+        restarts += 1
         logger.error("worker \(index + 1) (pid \(pid)) \(how); restarting it in \(delay) s")
     }
 
@@ -308,7 +382,7 @@ public final class Supervisor {
             return
         }
         // Workers drain for up to shutdownTimeout; past that (and a grace second) they are killed.
-        gs_timer_set(deadline, shutdownTimeout + 1)
+        gs_timer_set(deadline, drainDelay + shutdownTimeout + 1)
         ev_timer_start(loop, deadline)
     }
 

@@ -389,6 +389,29 @@ ptrdiff_t gs_http_find_header(const char *buf, const struct gs_http_header *head
     return -1;
 }
 
+int gs_http_response_field(const char *name, size_t len) {
+    const unsigned char *p = (const unsigned char *)name;
+    if (len == 0 || skip_token(p, p + len) != p + len) return GS_HTTP_FIELD_INVALID;
+    switch (len) {
+    case 4: return gs_http_name_equal(name, len, "date", 4) ? GS_HTTP_FIELD_DATE : GS_HTTP_FIELD_OTHER;
+    case 10: return gs_http_name_equal(name, len, "connection", 10) ? GS_HTTP_FIELD_CONNECTION : GS_HTTP_FIELD_OTHER;
+    case 14:
+        return gs_http_name_equal(name, len, "content-length", 14) ? GS_HTTP_FIELD_CONTENT_LENGTH : GS_HTTP_FIELD_OTHER;
+    case 17:
+        return gs_http_name_equal(name, len, "transfer-encoding", 17) ? GS_HTTP_FIELD_TRANSFER_ENCODING
+                                                                      : GS_HTTP_FIELD_OTHER;
+    default: return GS_HTTP_FIELD_OTHER;
+    }
+}
+
+int gs_http_value_safe(const char *value, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c == '\r' || c == '\n' || c == 0) return 0;
+    }
+    return 1;
+}
+
 int gs_http_list_has(const char *value, size_t len, const char *token, size_t token_len) {
     size_t i = 0;
     while (i < len) {

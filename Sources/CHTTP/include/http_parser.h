@@ -147,6 +147,24 @@ ptrdiff_t gs_http_find_header(const char *buf, const struct gs_http_header *head
 /// ASCII case and surrounding SP/HTAB ("close" in `Connection: keep-alive, Close`), else 0.
 int gs_http_list_has(const char *value, size_t len, const char *token, size_t token_len);
 
+// MARK: - Response fields
+
+/// What a response field name is to the server that sends it.
+enum {
+    GS_HTTP_FIELD_INVALID = -1,          ///< empty, or not a token: not sent
+    GS_HTTP_FIELD_OTHER = 0,
+    GS_HTTP_FIELD_CONTENT_LENGTH,
+    GS_HTTP_FIELD_TRANSFER_ENCODING,
+    GS_HTTP_FIELD_DATE,
+    GS_HTTP_FIELD_CONNECTION,
+};
+
+/// Classifies a response field name (any case): one of GS_HTTP_FIELD_*.
+int gs_http_response_field(const char *name, size_t len);
+
+/// 1 when a field value may be sent as it is (it holds no CR, LF or NUL), else 0.
+int gs_http_value_safe(const char *value, size_t len);
+
 // MARK: - Body framing (RFC 9112 §6)
 
 /// Parses a Content-Length value: ASCII digits only (no sign, no list, no inner

@@ -29,6 +29,7 @@ enum HTTPBindings {
     static let connectionMethods: [(String, LuaBody)] = [
         ("body", { L in luaCall(L, body) }),
         ("send", { L in luaCall(L, send) }),
+        ("reply", { L in luaCall(L, reply) }),
         ("flush", { L in luaCall(L, flush) }),
         ("done", { L in luaCall(L, done) }),
         ("idle", { L in luaCall(L) { L throws(LuaError) in try connection(L).awaitRequest(L); return 0 } }),
@@ -129,20 +130,15 @@ enum HTTPBindings {
         return 4
     }
 
-    /// Writes what is queued: true when all is gone, else what to wait for, or nil and "closed".
+    /// Writes what is queued: nil when all is gone, else the count of values pushed: what
+    /// to wait for, or nil and "closed".
     private static func flushOutput(_ L: LuaState, _ c: HTTPConnection) -> Int32? {
-        guard !c.output.isEmpty else { return nil }
-        let step = c.output.withUnsafeBytes { c.socket.send($0.baseAddress!, count: $0.count) }
-        switch step {
-        case .done:
-            c.socket.sendProgress = 0
-            c.output.removeAll(keepingCapacity: c.output.capacity <= 65536)
+        switch c.writeOutput() {
+        case .all:
             return nil
         case .wait(let direction):
             return pushWait(L, c, direction)
         case .failed:
-            c.socket.sendProgress = 0
-            c.output.removeAll()
             lua_pushnil(L)
             lua_pushstring(L, "closed")
             return 2
@@ -170,7 +166,7 @@ enum HTTPBindings {
         }
         if c.expectContinue {
             c.expectContinue = false
-            if !c.headSent { c.output += Array("HTTP/1.1 100 Continue\r\n\r\n".utf8) }
+            if !c.headSent { c.output.append(static: "HTTP/1.1 100 Continue\r\n\r\n") }
         }
         if let n = flushOutput(L, c) { return n }
         let socket = c.socket
@@ -245,26 +241,50 @@ enum HTTPBindings {
         let data = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
         if lua_type(L, 3) > LUA_TNIL && data == nil { throw .type(L, 3, "string") }
         let final = lua_toboolean(L, 4) != 0
-        if !c.headSent { try appendHead(L, c, final: final, bodyLength: length, upgrade: false) }
-        let hasBody = !c.isHead && !HTTPResponseHead.hasNoBody(c.status)
-        if let data, length > 0, hasBody {
-            if c.responseChunked { c.output += Array(String(length, radix: 16).utf8) + [13, 10] }
-            c.output += UnsafeRawBufferPointer(start: data, count: length)
-            if c.responseChunked { c.output += [13, 10] }
-            c.bodyBytes += length
+        if !c.headSent {
+            guard lua_type(L, 2) == LUA_TTABLE else { throw .type(L, 2, "table") }
+            _ = luaRawGetField(L, 2, "status")
+            _ = luaRawGetField(L, 2, "headers")
+            try appendHead(L, c, status: -2, headers: -1, final: final, bodyLength: length, upgrade: false)
+            gs_pop(L, 2)
         }
-        if final && c.responseChunked && hasBody { c.output += Array("0\r\n\r\n".utf8) }
+        appendBody(c, data, length, final: final)
         return 0
     }
 
-    private static func appendHead(_ L: LuaState, _ c: HTTPConnection, final: Bool, bodyLength: Int,
-                                   upgrade: Bool) throws(LuaError) {
-        let res = Int32(2)
-        guard lua_type(L, res) == LUA_TTABLE else { throw .type(L, res, "table") }
+    /// `conn:reply(status, body, headers)`: the whole response at once (the handler's
+    /// `return status, body, headers`), `headers` a table or nil.
+    private static func reply(_ L: LuaState) throws(LuaError) -> Int32 {
+        let c = try connection(L)
+        guard c.state == .running, !c.headSent else { throw .raise(L, "res: the response is already over") }
+        var length = 0
+        let data = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
+        if lua_type(L, 3) > LUA_TNIL && data == nil { throw .type(L, 3, "string") }
+        try appendHead(L, c, status: 2, headers: 4, final: true, bodyLength: length, upgrade: false)
+        appendBody(c, data, length, final: true)
+        return 0
+    }
+
+    private static func appendBody(_ c: HTTPConnection, _ data: UnsafePointer<CChar>?, _ length: Int, final: Bool) {
+        let hasBody = !c.isHead && !HTTPResponseHead.hasNoBody(c.status)
+        if let data, length > 0, hasBody {
+            if c.responseChunked {
+                c.output += Array(String(length, radix: 16).utf8)
+                c.output.append(static: "\r\n")
+            }
+            c.output += UnsafeRawBufferPointer(start: data, count: length)
+            if c.responseChunked { c.output.append(static: "\r\n") }
+            c.bodyBytes += length
+        }
+        if final && c.responseChunked && hasBody { c.output.append(static: "0\r\n\r\n") }
+    }
+
+    /// Queues the head: the status at stack index `status`, the fields of the table at
+    /// `headers` (or none), and the framing, `Date` and `Connection` the server adds.
+    private static func appendHead(_ L: LuaState, _ c: HTTPConnection, status statusIndex: Int32, headers: Int32,
+                                   final: Bool, bodyLength: Int, upgrade: Bool) throws(LuaError) {
         var isInteger: Int32 = 0
-        _ = luaRawGetField(L, res, "status")
-        let status = Int(lua_tointegerx(L, -1, &isInteger))
-        gs_pop(L, 1)
+        let status = Int(lua_tointegerx(L, statusIndex, &isInteger))
         guard isInteger != 0, (100...999).contains(status) else {
             throw .raise(L, "res.status must be an integer status code (100-999)")
         }
@@ -277,43 +297,70 @@ enum HTTPBindings {
             case .chunked: c.keepAlive = false
             }
         }
-        _ = luaRawGetField(L, res, "headers")
-        let headers = lua_gettop(L)
-        var head: [UInt8] = []
-        head.reserveCapacity(256)
-        let seen = try HTTPResponseHead.appendHead(L, status: status, headers: headers, to: &head)
-        gs_pop(L, 1)
+        let start = c.output.count
+        let seen: HTTPResponseHead.Seen
+        do {
+            seen = try HTTPResponseHead.appendHead(L, status: status, headers: lua_absindex(L, headers), to: &c.output)
+        } catch {
+            c.output.removeSubrange(start...)
+            throw error
+        }
         if seen.connectionClose { c.keepAlive = false }
         c.status = status
         c.responseChunked = false
         if !upgrade && !HTTPResponseHead.hasNoBody(status) && !seen.transferEncoding && seen.contentLength == nil {
             if final {
-                head += Array("Content-Length: \(bodyLength)\r\n".utf8)
+                c.output.append(static: "Content-Length: ")
+                c.output.append(decimal: bodyLength)
+                c.output.append(static: "\r\n")
             } else if c.minorVersion == 1 {
-                head += Array("Transfer-Encoding: chunked\r\n".utf8)
+                c.output.append(static: "Transfer-Encoding: chunked\r\n")
                 c.responseChunked = true
             } else {
                 c.keepAlive = false   // the body ends when the connection does
             }
         }
-        if !seen.date { head += c.service.currentDateLine() }
+        if !seen.date { c.service.appendDateLine(to: &c.output) }
         if !upgrade {
             if !c.keepAlive && !seen.connectionClose {
-                head += Array("Connection: close\r\n".utf8)
+                c.output.append(static: "Connection: close\r\n")
             } else if c.keepAlive && c.minorVersion == 0 {
-                head += Array("Connection: keep-alive\r\n".utf8)
+                c.output.append(static: "Connection: keep-alive\r\n")
             }
         }
-        head += [13, 10]
-        c.output += head
+        c.output.append(static: "\r\n")
         c.headSent = true
     }
 
-    /// `conn:done()` → "started" (the next pipelined request runs), "flush" (flush, then
-    /// `idle`) or "close" (flush, then close).
+    /// `conn:done()`: the response is complete. → "started" (the next pipelined request
+    /// runs; its response takes this one's output along), "idle" (all was written and the
+    /// connection awaits its next request), "closed" (written, and the connection closed),
+    /// or "flush" / "close" when the output could not all be written now: the runner
+    /// flushes, then calls `idle` or `linger_close`.
     private static func done(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
-        lua_pushstring(L, c.responseDone(L).rawValue)
+        let next = c.responseDone(L)
+        if next == .started {
+            lua_pushstring(L, "started")
+            return 1
+        }
+        switch c.writeOutput() {
+        case .all: break
+        case .wait:
+            lua_pushstring(L, next.rawValue)
+            return 1
+        case .failed:
+            c.close()
+            lua_pushstring(L, "closed")
+            return 1
+        }
+        if next == .flush {
+            c.awaitRequest(L)
+            lua_pushstring(L, "idle")
+        } else {
+            c.lingerThenClose()
+            lua_pushstring(L, "closed")
+        }
         return 1
     }
 
@@ -329,7 +376,7 @@ enum HTTPBindings {
             return 1
         }
         c.output += HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine())
-        c.bodyBytes = HTTPResponseHead.reason(status).utf8.count + 1
+        c.bodyBytes = HTTPResponseHead.reason(status).utf8CodeUnitCount + 1
         c.headSent = true
         c.status = status
         c.keepAlive = false
@@ -342,7 +389,11 @@ enum HTTPBindings {
     private static func upgrade(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
         guard c.state == .running, !c.headSent else { throw .raise(L, "res:upgrade(): the head was already sent") }
-        try appendHead(L, c, final: false, bodyLength: 0, upgrade: true)
+        guard lua_type(L, 2) == LUA_TTABLE else { throw .type(L, 2, "table") }
+        _ = luaRawGetField(L, 2, "status")
+        _ = luaRawGetField(L, 2, "headers")
+        try appendHead(L, c, status: -2, headers: -1, final: false, bodyLength: 0, upgrade: true)
+        gs_pop(L, 2)
         c.upgrade()
         return 0
     }

@@ -322,6 +322,25 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         if !body.isNone { keepAlive = false }
     }
 
+    enum Written { case all, wait(Socket.Direction), failed }
+
+    /// Writes as much of `output` as the socket takes now.
+    func writeOutput() -> Written {
+        guard !output.isEmpty else { return .all }
+        switch output.withUnsafeBytes({ socket.send($0.baseAddress!, count: $0.count) }) {
+        case .done:
+            socket.sendProgress = 0
+            output.removeAll(keepingCapacity: output.capacity <= 65536)
+            return .all
+        case .wait(let direction):
+            return .wait(direction)
+        case .failed:
+            socket.sendProgress = 0
+            output.removeAll()
+            return .failed
+        }
+    }
+
     // MARK: - Errors and closing
 
     /// Answers a head the server refuses with `status` and `Connection: close`, then closes.

@@ -6,7 +6,7 @@ import CLua
 import CShims
 
 enum HTTPResponseHead {
-    static func reason(_ status: Int) -> String {
+    static func reason(_ status: Int) -> StaticString {
         switch status {
         case 100: return "Continue"
         case 101: return "Switching Protocols"
@@ -52,11 +52,25 @@ enum HTTPResponseHead {
 
     /// A complete response the server answers by itself, ending the connection.
     static func errorResponse(_ status: Int, date: [UInt8]) -> [UInt8] {
-        let text = "\(reason(status))\n"
-        var out = Array("HTTP/1.1 \(status) \(reason(status))\r\n".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(160)
+        appendStatusLine(status, to: &out)
         out += date
-        out += Array("Content-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)".utf8)
+        out.append(static: "Content-Type: text/plain\r\nContent-Length: ")
+        out.append(decimal: reason(status).utf8CodeUnitCount + 1)
+        out.append(static: "\r\nConnection: close\r\n\r\n")
+        out.append(static: reason(status))
+        out.append(10)
         return out
+    }
+
+    /// "HTTP/1.1 200 OK\r\n"
+    static func appendStatusLine(_ status: Int, to out: inout [UInt8]) {
+        out.append(static: "HTTP/1.1 ")
+        out.append(decimal: status)
+        out.append(32)
+        out.append(static: reason(status))
+        out.append(static: "\r\n")
     }
 
     /// What the server adds, decided from the handler's fields.
@@ -68,9 +82,10 @@ enum HTTPResponseHead {
     }
 
     /// Appends the status line and the fields of the table at `headers` (or none when it
-    /// is nil) to `out`; throws a Lua error naming a bad field.
+    /// is nil) to `out`; throws a Lua error naming a bad field (`out` may then hold part
+    /// of the head: the caller drops it).
     static func appendHead(_ L: LuaState, status: Int, headers: Int32, to out: inout [UInt8]) throws(LuaError) -> Seen {
-        out += Array("HTTP/1.1 \(status) \(reason(status))\r\n".utf8)
+        appendStatusLine(status, to: &out)
         var seen = Seen()
         guard lua_type(L, headers) == LUA_TTABLE else { return seen }
         lua_pushnil(L)
@@ -81,65 +96,81 @@ enum HTTPResponseHead {
             }
             var nameLength = 0
             let name = lua_tolstring(L, -2, &nameLength)!
-            let nameBytes = UnsafeRawBufferPointer(start: name, count: nameLength)
-            guard nameLength > 0, nameBytes.allSatisfy(isTokenByte) else {
+            let kind = Int(gs_http_response_field(name, nameLength))
+            guard kind != GS_HTTP_FIELD_INVALID else {
                 throw .raise(L, "res.headers: '\(String(cString: name))' is not a valid field name")
             }
+            let nameBytes = UnsafeRawBufferPointer(start: name, count: nameLength)
             if lua_type(L, -1) == LUA_TTABLE {
                 var i: lua_Integer = 1
                 while lua_rawgeti(L, -1, i) != LUA_TNIL {
-                    try appendField(L, name: nameBytes, value: -1, to: &out, seen: &seen)
+                    try appendField(L, name: nameBytes, kind: kind, value: -1, to: &out, seen: &seen)
                     gs_pop(L, 1)
                     i += 1
                 }
                 gs_pop(L, 1)
             } else {
-                try appendField(L, name: nameBytes, value: -1, to: &out, seen: &seen)
+                try appendField(L, name: nameBytes, kind: kind, value: -1, to: &out, seen: &seen)
             }
             gs_pop(L, 1)
         }
         return seen
     }
 
-    private static func appendField(_ L: LuaState, name: UnsafeRawBufferPointer, value: Int32, to out: inout [UInt8],
-                                    seen: inout Seen) throws(LuaError) {
-        let fieldName = String(decoding: name, as: UTF8.self)
+    private static func appendField(_ L: LuaState, name: UnsafeRawBufferPointer, kind: Int, value: Int32,
+                                    to out: inout [UInt8], seen: inout Seen) throws(LuaError) {
         let type = lua_type(L, value)
         guard type == LUA_TSTRING || type == LUA_TNUMBER else {
-            throw .raise(L, "res.headers['\(fieldName)']: a string expected, got \(String(cString: lua_typename(L, lua_type(L, value))))")
+            throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: a string expected, "
+                + "got \(String(cString: lua_typename(L, lua_type(L, value))))")
         }
         var length = 0
         let v = lua_tolstring(L, value, &length)!   // a number becomes a string on the stack: fine here
-        let bytes = UnsafeRawBufferPointer(start: v, count: length)
-        guard !bytes.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) else {
-            throw .raise(L, "res.headers['\(fieldName)']: the value holds CR, LF or NUL")
+        guard gs_http_value_safe(v, length) != 0 else {
+            throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: the value holds CR, LF or NUL")
         }
-        func named(_ n: String) -> Bool {
-            n.withCString { gs_http_name_equal(name.baseAddress!.assumingMemoryBound(to: CChar.self), name.count, $0, n.utf8.count) != 0 }
-        }
-        if named("content-length") {
-            guard let n = Int(String(decoding: bytes, as: UTF8.self)), n >= 0 else {
-                throw .raise(L, "res.headers['\(fieldName)']: a length expected, got '\(String(decoding: bytes, as: UTF8.self))'")
+        switch kind {
+        case GS_HTTP_FIELD_CONTENT_LENGTH:
+            var n: UInt64 = 0
+            guard gs_http_parse_content_length(v, length, &n) == 0, n <= UInt64(Int.max) else {
+                throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: a length expected, "
+                    + "got '\(String(cString: v))'")
             }
-            seen.contentLength = n
-        } else if named("transfer-encoding") {
-            seen.transferEncoding = true
-        } else if named("date") {
-            seen.date = true
-        } else if named("connection") {
-            if gs_http_list_has(v, length, "close", 5) != 0 { seen.connectionClose = true }
+            seen.contentLength = Int(n)
+        case GS_HTTP_FIELD_TRANSFER_ENCODING: seen.transferEncoding = true
+        case GS_HTTP_FIELD_DATE: seen.date = true
+        case GS_HTTP_FIELD_CONNECTION: if gs_http_list_has(v, length, "close", 5) != 0 { seen.connectionClose = true }
+        default: break
         }
         out += name
-        out += [58, 32]
-        out += bytes
-        out += [13, 10]
+        out.append(static: ": ")
+        out += UnsafeRawBufferPointer(start: v, count: length)
+        out.append(static: "\r\n")
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends a literal's bytes.
+    @inline(__always)
+    mutating func append(static text: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    private static func isTokenByte(_ c: UInt8) -> Bool {
-        switch c {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2a, 0x2b, 0x2d, 0x2e, 0x5e, 0x5f, 0x60, 0x7c, 0x7e: return true
-        default: return false
+    /// Appends `n` (>= 0) in decimal.
+    mutating func append(decimal n: Int) {
+        var digits = 1
+        var rest = n
+        while rest >= 10 { rest /= 10; digits += 1 }
+        let end = count + digits
+        append(contentsOf: repeatElement(UInt8(48), count: digits))
+        withUnsafeMutableBufferPointer { bytes in
+            var v = n
+            var i = end - 1
+            repeat {
+                bytes[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                v /= 10
+                i -= 1
+            } while v > 0
         }
     }
 }

@@ -118,15 +118,23 @@ final class HTTPService {
 
     /// "Date: <IMF-fixdate>\r\n" for now.
     func currentDateLine() -> [UInt8] {
-        var wall = time(nil)
-        if Int(wall) != dateSecond {
-            dateSecond = Int(wall)
-            var parts = tm()
-            gmtime_r(&wall, &parts)
-            var text = [CChar](repeating: 0, count: 64)
-            let n = strftime(&text, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
-            dateLine = text[0..<n].map { UInt8(bitPattern: $0) }
-        }
+        updateDateLine()
         return dateLine
+    }
+
+    func appendDateLine(to out: inout [UInt8]) {
+        updateDateLine()
+        out += dateLine
+    }
+
+    private func updateDateLine() {
+        var wall = time(nil)
+        guard Int(wall) != dateSecond else { return }
+        dateSecond = Int(wall)
+        var parts = tm()
+        gmtime_r(&wall, &parts)
+        var text = [CChar](repeating: 0, count: 64)
+        let n = strftime(&text, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
+        dateLine = text[0..<n].map { UInt8(bitPattern: $0) }
     }
 }

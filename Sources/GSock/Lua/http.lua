@@ -150,10 +150,20 @@ local Headers = {
 }
 
 local Response = { __name = "gsock.http.response" }
-Response.__index = Response
+local response_methods = {}
+-- res.headers is made when the handler first reads it: `return status, body, headers`
+-- then sends the returned table as it is.
+Response.__index = function(res, k)
+  if k == "headers" then
+    local headers = setmetatable({}, Headers)
+    rawset(res, "headers", headers)
+    return headers
+  end
+  return response_methods[k]
+end
 
 --- Sends `data` (the head first, on the first write). True, or nil and "closed"/"timeout".
-function Response:write(data)
+function response_methods.write(self, data)
   if self[DONE] then error("res:write(): the response is finished", 2) end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
   local conn = self[CONN]
@@ -162,7 +172,7 @@ function Response:write(data)
 end
 
 --- Ends the response, with `data` as its last bytes. Sent when the handler returns.
-function Response:finish(data)
+function response_methods.finish(self, data)
   if self[DONE] then return true end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
   self[DONE] = true
@@ -172,7 +182,7 @@ end
 
 --- Sends the head (set res.status = 101 and its headers first) and hands over the raw
 --- connection: a §4 socket, with whatever the client sent after the head in its buffer.
-function Response:upgrade()
+function response_methods.upgrade(self)
   if self[DONE] then error("res:upgrade(): the response is finished", 2) end
   local conn = self[CONN]
   conn:upgrade(self)
@@ -190,16 +200,18 @@ local function respond(handle, req, res)
   res[DONE] = true
   local conn = res[CONN]
   if status ~= nil then
-    res.status = status
     if headers ~= nil and type(headers) ~= "table" then
       error(("the handler returned headers that are not a table (a %s)"):format(type(headers)), 0)
     end
-    if headers ~= nil then
-      local h = res.headers
-      for k, v in pairs(headers) do h[k] = v end
+    local h = rawget(res, "headers")
+    if h ~= nil then
+      if headers ~= nil then
+        for k, v in pairs(headers) do h[k] = v end
+      end
+      headers = h
     end
     if body ~= nil and type(body) ~= "string" then body = tostring(body) end
-    conn:send(res, body, true)
+    conn:reply(status, body, headers)
   elseif not conn:fail(0) then
     conn:send(res, nil, true)
   end
@@ -252,7 +264,7 @@ local function runner(server)
     end
     if started then access(conn, req, started) end
     local after = conn:done()
-    if after == "started" then return end
+    if after == "started" or after == "idle" or after == "closed" then return end
     local flushed = flush(conn)
     if not flushed then
       conn:close()
@@ -265,7 +277,7 @@ local function runner(server)
 
   return function(conn, req)
     local started = access_log and now()
-    local res = setmetatable({ status = 200, headers = setmetatable({}, Headers), [CONN] = conn }, Response)
+    local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false }, Response)
     local ok, err = xpcall(respond, traceback, server.handle, req, res)
     local done, e = pcall(finish, conn, req, res, ok, err, started)
     if not done then

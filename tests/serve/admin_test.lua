@@ -220,6 +220,31 @@ handler = "slow.lua"
     assert.equals(200, status, body)
   end)
 
+  it("/readyz is 503 after a reload that failed, and 200 again after one that worked", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "echo.lua", proc.ECHO)
+    local config = proc.write(dir, "gsockd.toml", [[
+admin = "127.0.0.1:0"
+[services.echo]
+listen = "127.0.0.1:0"
+handler = "echo.lua"
+]])
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local admin = admin_address(p)
+    p:listening(2)
+    assert.equals(200, (proc.http_get(admin, "/readyz")))
+    proc.write(dir, "echo.lua", "return function(sock) sock:send( end")   -- does not compile
+    p:signal("HUP")
+    assert.is_truthy(p:wait_stderr("reload failed", 3), p:describe())
+    local status, body = proc.http_get(admin, "/readyz")
+    assert.equals(503, status)
+    assert.matches("the last reload failed", body)
+    proc.write(dir, "echo.lua", proc.ECHO)
+    p:signal("HUP")
+    assert.is_truthy(p:wait_stderr("reloaded 1 service", 3), p:describe())
+    assert.equals(200, (proc.http_get(admin, "/readyz")))
+  end)
+
   it("on SIGTERM /readyz fails at once while the service still accepts for drain_delay; then it drains and exits 0", function()
     local p, admin, svc = serve_app("drain_delay = 1.5\nshutdown_timeout = 2\n")
     assert.equals(200, (proc.http_get(admin, "/readyz")))

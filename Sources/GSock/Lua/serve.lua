@@ -271,7 +271,8 @@ local function serve_services(services, options, load_services)
   host.on_signal(function(name)
     if name == "HUP" then
       notify("RELOADING=1\nSTATUS=reloading")
-      readiness.why = reload(servers, services, load_services) and nil or "the last reload failed"
+      local reloaded = reload(servers, services, load_services)
+      if readiness.why ~= "draining" then readiness.why = not reloaded and "the last reload failed" or nil end
       notify("READY=1\n" .. status())
       host.worker_ready()
     elseif not stop:is_set() then

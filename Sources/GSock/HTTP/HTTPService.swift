@@ -38,6 +38,8 @@ final class HTTPService {
     /// into its request object in one go.
     let scratchHeaders: UnsafeMutablePointer<gs_http_header>
     var scratchRequest = gs_http_request()
+    /// The response fields being written (HTTPResponseHead.appendHead), shared likewise.
+    var scratchFields = gs_http_fields()
     /// The open connections, linked through HTTPConnection.next/prev.
     var head: HTTPConnection?
     private(set) var count = 0
@@ -58,6 +60,7 @@ final class HTTPService {
 
     deinit {
         scratchHeaders.deallocate()
+        free(scratchFields.data)
         for ref in [runnerRef, onCloseRef] { luaUnref(runtime.L, ref) }
     }
 

@@ -142,6 +142,22 @@ describe("socket activation with systemd-socket-activate", function()
     assert.equals(0, p:wait_exit(5), p:describe())
   end)
 
+  it("ListenStream=PORT's socket ([::]:PORT, taking IPv4 too) stands for a service on :PORT (all interfaces)", function()
+    if skip_without_activate() then return end
+    local dir = proc.tmpdir()
+    local port = proc.free_port()
+    local p = proc.start({ "serve", config(dir, ":" .. port) }, { cwd = dir, exec = { activate_bin, "-l", tostring(port) } })
+    if not p:wait_stderr("Listening on %[::%]:" .. port, 3) then
+      pending("no IPv6 here: " .. p:stderr())
+      return
+    end
+    assert.equals("hi", ask("127.0.0.1:" .. port, "hi"), p:describe())
+    assert.equals("[::]:" .. port, p:listening()[1].address)
+    assert.truthy(p:stderr():find("fd 3 ([::]:" .. port .. "), matched by address", 1, true), p:describe())
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+  end)
+
   it("workers = 2: the supervisor holds the passed sockets (TCP and unix, named) and both workers serve on them; the unix socket's file is left to systemd", function()
     if skip_without_activate() then return end
     local dir = proc.tmpdir()
@@ -258,6 +274,19 @@ os.execv(sys.argv[1], sys.argv[1:])
     local status, err = failing(p)
     assert.equals(2, status, p:describe())
     assert.matches("LISTEN_FDS: fd 3 is a TCP socket that is not listening", err)
+  end)
+
+  it("LISTEN_FDNAMES with another count than LISTEN_FDS, or a LISTEN_FDS that is no number: exit 2", function()
+    for _, case in ipairs({
+      { "LISTEN_FDS=1 LISTEN_FDNAMES=echo:other", "LISTEN_FDNAMES names 2 descriptor%(s%) but LISTEN_FDS passes 1" },
+      { "LISTEN_FDS=many", "LISTEN_FDS: 'many' is not a number of descriptors" },
+    }) do
+      local dir = proc.tmpdir()
+      local p = proc.start({ "serve", config(dir, "127.0.0.1:" .. proc.free_port()) }, { cwd = dir, exec = {
+        "sh", "-c", "export LISTEN_PID=$$ " .. case[1] .. '; exec "$@" 3</dev/null', "sh" } })
+      assert.equals(2, p:wait_exit(5), p:describe())
+      assert.matches(case[2], p:stderr())
+    end
   end)
 
   it("LISTEN_PID of another process: the descriptors are ignored (as sd_listen_fds does) and the config's addresses bound", function()

@@ -158,7 +158,7 @@ describe("socket activation with systemd-socket-activate", function()
     assert.equals(0, p:wait_exit(5), p:describe())
   end)
 
-  it("workers = 2: the supervisor holds the passed sockets (TCP and unix, named) and both workers serve on them; the unix socket's file is left to systemd", function()
+  it("workers = 2: the supervisor holds the passed sockets (TCP and unix, named) and both workers serve on them, a restarted one too; the unix socket's file is left to systemd", function()
     if skip_without_activate() then return end
     local dir = proc.tmpdir()
     local own, passed = proc.free_port(), proc.free_port()
@@ -180,6 +180,13 @@ describe("socket activation with systemd-socket-activate", function()
     assert.equals("LISTEN_FDS=nil LISTEN_PID=nil LISTEN_FDNAMES=nil GSOCKD_LISTEN=nil", ask(address, "env"))
     -- several connections: each worker accepts from the one passed socket
     for i = 1, 10 do assert.equals("n" .. i, ask(address, "n" .. i)) end
+    -- a worker that dies is restarted on the same sockets (it asks the supervisor, binds nothing)
+    local pid = assert(tonumber(p:stderr():match("worker 2 started %(pid (%d+)%)")), p:describe())
+    local before = #p:stderr()
+    os.execute("kill -9 " .. math.tointeger(pid))
+    assert.truthy(p:wait_stderr("worker=2 fiber=%d+ listening on unix:" .. proc.lit(path), 10, before), p:describe())
+    assert.is_nil(p:stderr():find("in use", before, true), p:describe())
+    for i = 1, 10 do assert.equals("r" .. i, ask(address, "r" .. i)) end
     p:signal("TERM")
     assert.equals(0, p:wait_exit(8), p:describe())
     assert.equals("socket", proc.sh("stat -c %F " .. proc.quote(path)):match("socket"),

@@ -143,6 +143,20 @@ local function reload(servers, services, load_services)
   log("notice", ("reloaded %d service(s)"):format(kept))
 end
 
+--- The one line that ends a drain: connections finished and killed over every service
+--- (and per service, when there are several).
+local function drain_summary(servers, seconds)
+  local finished, killed, parts = 0, 0, {}
+  for _, s in ipairs(servers) do
+    local counts = s.drain_counts or { finished = 0, killed = 0 }
+    finished, killed = finished + counts.finished, killed + counts.killed
+    parts[#parts + 1] = ("%s: %d finished, %d killed"):format(s.name, counts.finished, counts.killed)
+  end
+  local text = ("drained: %d connection(s) finished, %d killed in %.1f s"):format(finished, killed, seconds)
+  if #servers > 1 and finished + killed > 0 then text = text .. " (" .. table.concat(parts, "; ") .. ")" end
+  return text
+end
+
 --- Starts the services and serves until SIGTERM or SIGINT.
 local function serve_services(services, options, load_services)
   for _, service in ipairs(services) do
@@ -181,9 +195,13 @@ local function serve_services(services, options, load_services)
     end
   end)
   stop:wait()
-  local stopping = {}
-  for i, s in ipairs(servers) do stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout) end
+  local began, stopping = gsock.now(), {}
+  for i, s in ipairs(servers) do
+    s.quiet_drain = true
+    stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout)
+  end
   gsock.joinall(stopping)
+  log("notice", drain_summary(servers, gsock.now() - began))
   if watchdog then watchdog:kill() end
 end
 

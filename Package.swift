@@ -30,7 +30,7 @@ let package = Package(
             name: "CTLS", dependencies: ["COpenSSL"], path: "Sources/CTLS",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(
-            name: "CShims", dependencies: ["CLua", "CLibev"], path: "Sources/CShims",
+            name: "CShims", dependencies: ["CLua", "CLibev", "CHTTP"], path: "Sources/CShims",
             cSettings: [.unsafeFlags(["-I/usr/include/lua5.4"])],
             linkerSettings: [.linkedLibrary("ev"), .linkedLibrary("lua5.4")]),
         // The HTTP/1.1 request parser (SPEC §11): plain C, no Lua, no libev.

@@ -209,6 +209,10 @@ int gs_resetthread(lua_State *co) {
     return status;
 }
 
+void gs_inherit_hook(lua_State *co, lua_State *from) {
+    lua_sethook(co, lua_gethook(from), lua_gethookmask(from), lua_gethookcount(from));
+}
+
 int gs_tostring(lua_State *L) {
     luaL_tolstring(L, 1, NULL);
     return 1;

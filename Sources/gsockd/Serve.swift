@@ -43,16 +43,40 @@ struct Serve: ParsableCommand {
         // With workers the supervisor holds the admin listener; a worker answers its scrapes.
         if Supervisor.isWorker { settings.admin = nil }
         logging.bootstrap(level: settings.logLevel, format: settings.logFormat)
+        let logger = Logger(label: "gsockd")
         if !Supervisor.isWorker {
-            for warning in settings.warnings { Logger(label: "gsockd").warning("\(warning)") }
+            for warning in settings.warnings { logger.warning("\(warning)") }
         }
+        // Listeners systemd passed (SPEC §9) replace the addresses they stand for; a
+        // worker has its supervisor's list.
+        var activation: SocketActivation?
+        var replaced: [String: [String]] = [:]
+        if Supervisor.isWorker {
+            replaced = SocketActivation.inheritedListen
+            unsetenv(SocketActivation.workerVariable)
+        } else {
+            switch SocketActivation.take(for: settings) {
+            case .success(.none): break
+            case .success(.ignored(let why)): logger.warning("\(why)")
+            case .success(.taken(let passed)):
+                activation = passed
+                replaced = passed.listen
+                for line in passed.summary { logger.notice("\(line)") }
+            case .failure(let problems):
+                fail(problems.lines.map { "LISTEN_FDS: " + $0 }.joined(separator: "\ngsockd: "), status: 2)
+            }
+        }
+        SocketActivation.apply(replaced, to: &settings)
         if settings.workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
-                                        shutdownTimeout: settings.shutdownTimeout, logger: Logger(label: "gsockd"),
+                                        shutdownTimeout: settings.shutdownTimeout, logger: logger,
+                                        passedListeners: activation?.descriptors ?? [:],
+                                        workerEnvironment: activation?.workerEnvironment.map { [$0] } ?? [],
                                         admin: settings.admin, drainDelay: settings.drainDelay,
                                         maxRunTime: settings.maxRunTime)
             Glibc.exit(supervisor.run())
         }
+        activation?.register()
         var options = Runtime.Options()
         options.useDefaultLoop = true
         options.memoryLimit = settings.memoryLimit
@@ -72,7 +96,9 @@ struct Serve: ParsableCommand {
         let path = config
         do {
             let outcome = try runtime.serve(config: settings, options: serveOptions) {
-                try ConfigLoader.load(path: path)
+                var fresh = try ConfigLoader.load(path: path)
+                SocketActivation.apply(replaced, to: &fresh)
+                return fresh
             }
             switch outcome {
             case .finished: break

@@ -356,6 +356,54 @@ describe("gsock.current", function()
   end)
 end)
 
+-- A fiber's Lua thread is reused for a later fiber once it ends (the host keeps a pool):
+-- nothing of the fiber before may show in the next.
+describe("fiber threads", function()
+  it("a thread Lua code was given (coroutine.running) is never another fiber's", function()
+    local seen = setmetatable({}, { __mode = "k" })
+    gsock.spawn(function() seen[coroutine.running()] = "first fiber's" end):join(1)
+    for _ = 1, 50 do
+      local mine
+      gsock.spawn(function() mine = seen[coroutine.running()] end):join(1)
+      assert.is_nil(mine)
+    end
+  end)
+
+  it("a debug hook a fiber set on its thread does not follow the thread into later fibers", function()
+    local hooked = 0
+    for _ = 1, 20 do
+      gsock.spawn(function()
+        debug.sethook(function() hooked = hooked + 1 end, "c")
+        tostring(hooked)
+      end):join(1)
+      local hook = "unset"
+      gsock.spawn(function() hook = debug.gethook() end):join(1)
+      assert.is_nil(hook)
+    end
+    assert.is_true(hooked > 0)
+  end)
+
+  it("a fiber that raised or was killed leaves nothing to the next (locals, to-be-closed, stack)", function()
+    local closed = 0
+    local closer = setmetatable({}, { __close = function() closed = closed + 1 end })
+    for i = 1, 20 do
+      local f = gsock.spawn(function()
+        local big <close> = closer
+        local t = {}
+        for j = 1, 200 do t[j] = j end
+        if i % 2 == 0 then error("raised " .. i) end
+        gsock.sleep(10)
+      end)
+      if i % 2 == 1 then gsock.sleep(0) f:kill() else f:join(1) end
+      local args
+      gsock.spawn(function(...) args = table.pack(...) end, "only"):join(1)
+      assert.equals(1, args.n)
+      assert.equals("only", args[1])
+    end
+    assert.equals(20, closed)
+  end)
+end)
+
 describe("gsock.sleep", function()
   it("blocks the fiber for about the given time", function()
     local t0 = fresh_now()

@@ -192,6 +192,40 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
+  it("names a bad response field in its error, sends nothing of that head, and sends numbers as text", function()
+    local cases = {
+      ["/name"] = { { [1] = "x" }, "res.headers: field names must be strings, got number" },
+      ["/token"] = { { ["Bad Name"] = "x" }, "res.headers: 'Bad Name' is not a valid field name" },
+      ["/empty"] = { { [""] = "x" }, "res.headers: '' is not a valid field name" },
+      ["/type"] = { { ["X-T"] = true }, "res.headers['X-T']: a string expected, got boolean" },
+      ["/nul"] = { { ["X-N"] = "a\0b" }, "res.headers['X-N']: the value holds CR, LF or NUL" },
+      ["/array"] = { { ["X-A"] = { "ok", "b\nc" } }, "res.headers['X-A']: the value holds CR, LF or NUL" },
+      ["/length"] = { { ["Content-Length"] = "-1" }, "res.headers['Content-Length']: a length expected, got '-1'" },
+    }
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/number" then return 200, "n", { ["X-Count"] = 5, ["X-Ratio"] = 0.5 } end
+      local case = cases[req.path]
+      for k, v in pairs(case[1]) do res.headers[k] = v end
+      local ok, err = pcall(res.write, res, "never sent")
+      assert(not ok, "the write was refused")
+      res.headers = {}
+      return 200, err
+    end):start()
+    for path, case in pairs(cases) do
+      local r = wire.once(srv, "GET " .. path .. " HTTP/1.1\r\n\r\n")
+      assert.equals(200, r.status, path)
+      assert.truthy(r.body:find(case[2], 1, true), path .. ": " .. r.body)
+      assert.is_nil(r.body:find("never sent", 1, true), path)
+      for _, f in ipairs(r.fields) do   -- a refused head left behind would show as fields
+        assert.is_nil(f:find("^HTTP/") or f:find("^X%-"), path .. ": " .. f)
+      end
+    end
+    local r = wire.once(srv, "GET /number HTTP/1.1\r\n\r\n")
+    assert.equals("5", r.headers["x-count"])
+    assert.equals("0.5", r.headers["x-ratio"])
+    srv:stop()
+  end)
+
   it("answers 500 when the handler raises before its head, closes after it, and goes on serving", function()
     local srv = gsock.http.server("127.0.0.1:0", function(req, res)
       if req.path == "/before" then error("boom before") end

@@ -40,7 +40,8 @@ end
 local function scrape(address)
   local status, body = proc.http_get(address, "/metrics")
   assert.equals(200, status, tostring(body))
-  return parse(body), body
+  local values, parser = parse(body)
+  return values, body, parser
 end
 
 --- Polls the scrape until `key` has `want` (or `limit` seconds pass); returns the values.
@@ -99,7 +100,7 @@ end
 describe("admin /metrics", function()
   it("counters move with traffic, gsockd_connections matches open connections, parsed by a real parser", function()
     local p, admin, svc = serve_app()
-    local values, parser = scrape(admin)
+    local values, _, parser = scrape(admin)
     assert.equals(0, values['gsockd_accepted_total{service=echo}'])
     assert.equals(0, values['gsockd_connections{service=echo}'])
     print("  (parsed with " .. tostring(parser) .. ")")

@@ -146,3 +146,133 @@ handler = "h.lua"
     assert.matches("log_format", p:stderr())
   end)
 end)
+
+-- Handlers whose errors are logged: a runtime error in a helper (no error() call), error()
+-- itself, and an HTTP handler's.
+local FAILING = [[
+local function helper(line)
+  if line == "raise" then error("raised-5e2") end
+  local t = nil
+  return t.field
+end
+return function(sock)
+  local line = sock:receive("*l")
+  helper(line)
+end
+]]
+local FAILING_HTTP = [[
+return { protocol = "http", handle = function(req, res)
+  local t = nil
+  return t.http_field
+end }
+]]
+
+--- The "stack traceback:" lines that follow the log line matching `pattern` in `err`.
+local function traceback_after(err, pattern)
+  local at = assert(err:find(pattern), "no log line matching " .. pattern .. "\n" .. err)
+  local lines = {}
+  local rest = err:sub(at):match("\nstack traceback:\n(.-)\n%d%d%d%d%-") or err:sub(at):match("\nstack traceback:\n(.*)$")
+  for line in assert(rest, "no traceback after " .. pattern .. "\n" .. err):gmatch("[^\n]+") do
+    lines[#lines + 1] = line
+  end
+  return lines
+end
+
+describe("tracebacks and the drain line", function()
+  it("a handler's error: the traceback's first frame is the handler's file and line (TCP and HTTP), and no frame is gsockd's own Lua", function()
+    local dir = proc.tmpdir()
+    local tcp, http = proc.write(dir, "tcp.lua", FAILING), proc.write(dir, "web.lua", FAILING_HTTP)
+    local a, b = proc.free_port(), proc.free_port()
+    local config = proc.write(dir, "gsockd.toml", ([[
+[services.tcp]
+listen = "127.0.0.1:%d"
+handler = "tcp.lua"
+[services.web]
+listen = "127.0.0.1:%d"
+handler = "web.lua"
+protocol = "http"
+]]):format(a, b))
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    p:listening(2)
+    proc.request("127.0.0.1:" .. a, "x")
+    proc.request("127.0.0.1:" .. a, "raise")
+    assert.equals(500, (proc.http_get("127.0.0.1:" .. b, "/")))
+    assert.truthy(p:wait_stderr("web%.lua:3: attempt", 3), p:describe())
+    assert.truthy(p:wait_stderr("raised%-5e2", 3), p:describe())
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+    local err = p:stderr()
+    local runtime = traceback_after(err, "handler failed: [^\n]*tcp%.lua:4: attempt to index")
+    assert.equals("\t" .. tcp .. ":4: in upvalue 'helper'", runtime[1], err)
+    assert.equals("\t" .. tcp .. ":8: in function <" .. tcp .. ":6>", runtime[2], err)
+    assert.equals(2, #runtime, err)
+    -- error() is a C function the handler called: its frame, then the handler's line
+    local raised = traceback_after(err, "handler failed: [^\n]*tcp%.lua:2: raised%-5e2")
+    assert.equals("\t[C]: in function 'error'", raised[1], err)
+    assert.equals("\t" .. tcp .. ":2: in upvalue 'helper'", raised[2], err)
+    local web = traceback_after(err, "handler failed: [^\n]*web%.lua:3: attempt to index")
+    assert.matches("^\t" .. proc.lit(http) .. ":3: in ", web[1], err)
+    for _, tb in ipairs({ runtime, raised, web }) do
+      for _, line in ipairs(tb) do
+        assert.is_nil(line:find("server%.lua") or line:find("serve%.lua") or line:find("http%.lua"),
+          "a frame of gsockd's own Lua: " .. line)
+      end
+    end
+  end)
+
+  local DRAINING = [[
+local gsock = require "gsock"
+return function(sock)
+  local line = sock:receive("*l")
+  sock:send("started\n")
+  if line == "nap" then gsock.sleep(0.5) else gsock.sleep(30) end
+  sock:send("done\n")
+end
+]]
+
+  it("a drain ends with one line: connections finished and killed, over every service", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "d.lua", DRAINING)
+    local config = proc.write(dir, "gsockd.toml", ([[
+shutdown_timeout = 1
+[services.one]
+listen = "127.0.0.1:%d"
+handler = "d.lua"
+[services.two]
+listen = "127.0.0.1:%d"
+handler = "d.lua"
+]]):format(proc.free_port(), proc.free_port()))
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local l = p:listening(2)
+    local clients = {}
+    for _, want in ipairs({ { l[1], "nap" }, { l[1], "hang" }, { l[2], "hang" } }) do
+      local c = assert(proc.connect(want[1], 5))
+      c:send(want[2] .. "\n")
+      assert.equals("started", c:receive("*l"))
+      clients[#clients + 1] = c
+    end
+    p:signal("TERM")
+    assert.equals("done", clients[1]:receive("*l"))
+    assert.equals(0, p:wait_exit(5), p:describe())
+    local err = p:stderr()
+    local _, lines = err:gsub("drained:", "")
+    assert.equals(1, lines, "one drain line\n" .. err)
+    assert.matches("notice [^\n]*drained: 1 connection%(s%) finished, 2 killed[^\n]*\n", err)
+    assert.matches("drained: [^\n]*one: 1 finished, 1 killed; two: 0 finished, 1 killed", err)
+  end)
+
+  it("a drain with no connection open ends with its line too", function()
+    local dir = proc.tmpdir()
+    proc.write(dir, "d.lua", DRAINING)
+    local config = proc.write(dir, "gsockd.toml", ([[
+[services.one]
+listen = "127.0.0.1:%d"
+handler = "d.lua"
+]]):format(proc.free_port()))
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    p:listening()
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+    assert.matches("notice [^\n]*drained: 0 connection%(s%) finished, 0 killed", p:stderr())
+  end)
+end)

@@ -1,5 +1,6 @@
-// The only C in gsockd: wrappers for libev and Lua macros Swift cannot import,
-// and the trampolines through which every Lua-callable Swift function runs.
+// gsockd's C next to Lua: wrappers for libev and Lua macros Swift cannot import, and the
+// trampolines through which every Lua-callable Swift function runs (gsock_http_fields.h
+// holds the one traversal of a Lua table done in C for speed).
 //
 // Lua raises errors and yields with longjmp. A longjmp across a Swift frame
 // corrupts Swift's state, so Swift bodies never raise or yield themselves: they
@@ -69,6 +70,9 @@ void *gs_park_sentinel(void);
 int gs_resume(lua_State *co, lua_State *from, int nargs, int *nres);
 int gs_pcall(lua_State *L, int nargs, int nresults, int msgh);
 int gs_resetthread(lua_State *co);
+/// Gives `co` the debug hook of `from`, as lua_newthread does for a new thread (a reused
+/// thread must not keep a hook set by the fiber that had it before).
+void gs_inherit_hook(lua_State *co, lua_State *from);
 
 /// Lua C functions that Swift calls through gs_pcall because they may raise.
 int gs_tostring(lua_State *L);      ///< (v) -> luaL_tolstring(v)

@@ -12,7 +12,7 @@ enum FiberBindings {
         ("now", now), ("fiber_dead", dead), ("fiber_successful", successful), ("fiber_id", fiberId),
         ("fiber_error", fiberError), ("fiber_results", results), ("fiber_kill", kill),
         ("fiber_join", join), ("fiber_link", link), ("stats", stats), ("abandon_park", abandonPark),
-        ("live_fibers", liveFibers),
+        ("live_fibers", liveFibers), ("thread_seen", threadSeen),
     ]
 
     static func register(_ L: LuaState) {
@@ -69,6 +69,15 @@ enum FiberBindings {
         luaPushRef(L, fiber.handleRef)
         return 1
     }
+
+    /// `thread_seen(co)`: Lua code was given the thread `co` (coroutine.running); when it
+    /// is the running fiber's own, it is never reused for another fiber.
+    private static let threadSeen: LuaBody = { L in luaCall(L) { L throws(LuaError) in
+        if let fiber = Runtime.from(L).current, let co = lua_tothread(L, 1), co == fiber.thread {
+            fiber.threadSeen = true
+        }
+        return 0
+    } }
 
     // MARK: - Sleeping
 

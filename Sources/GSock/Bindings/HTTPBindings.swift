@@ -300,7 +300,8 @@ enum HTTPBindings {
         let start = c.output.count
         let seen: HTTPResponseHead.Seen
         do {
-            seen = try HTTPResponseHead.appendHead(L, status: status, headers: lua_absindex(L, headers), to: &c.output)
+            seen = try HTTPResponseHead.appendHead(L, status: status, headers: lua_absindex(L, headers),
+                                                   fields: &c.service.scratchFields, to: &c.output)
         } catch {
             c.output.removeSubrange(start...)
             throw error

@@ -36,10 +36,15 @@ enum ProcessBindings {
     ]
 
     /// `shared_listener(address)` → the descriptor of the supervisor's listener on
-    /// `address` (a new one, this process's to close), or nil when it has none.
+    /// `address` (a new one, this process's to close), or of the one systemd passed
+    /// (SocketActivation), or nil when there is none.
     private static let sharedListener: LuaBody = { L in luaCall(L, sharedListener) }
     private static func sharedListener(_ L: LuaState) throws(LuaError) -> Int32 {
         let address = try Arg.string(L, 1)
+        if let fd = SocketActivation.takeListener(address) {
+            lua_pushinteger(L, lua_Integer(fd))
+            return 1
+        }
         guard let answer = WorkerChannel.request("get \(address)"), answer.fd >= 0 else { return 0 }
         lua_pushinteger(L, lua_Integer(answer.fd))
         return 1

@@ -82,70 +82,24 @@ enum HTTPResponseHead {
     }
 
     /// Appends the status line and the fields of the table at `headers` (or none when it
-    /// is nil) to `out`; throws a Lua error naming a bad field (`out` may then hold part
-    /// of the head: the caller drops it).
-    static func appendHead(_ L: LuaState, status: Int, headers: Int32, to out: inout [UInt8]) throws(LuaError) -> Seen {
-        appendStatusLine(status, to: &out)
+    /// is nil) to `out`; throws a Lua error naming a bad field. `fields` is scratch space.
+    static func appendHead(_ L: LuaState, status: Int, headers: Int32, fields: inout gs_http_fields,
+                           to out: inout [UInt8]) throws(LuaError) -> Seen {
         var seen = Seen()
-        guard lua_type(L, headers) == LUA_TTABLE else { return seen }
-        lua_pushnil(L)
-        while gs_next(L, headers) != 0 {
-            // [key, value]
-            guard lua_type(L, -2) == LUA_TSTRING else {
-                throw .raise(L, "res.headers: field names must be strings, got \(String(cString: lua_typename(L, lua_type(L, -2))))")
-            }
-            var nameLength = 0
-            let name = lua_tolstring(L, -2, &nameLength)!
-            let kind = Int(gs_http_response_field(name, nameLength))
-            guard kind != GS_HTTP_FIELD_INVALID else {
-                throw .raise(L, "res.headers: '\(String(cString: name))' is not a valid field name")
-            }
-            let nameBytes = UnsafeRawBufferPointer(start: name, count: nameLength)
-            if lua_type(L, -1) == LUA_TTABLE {
-                var i: lua_Integer = 1
-                while lua_rawgeti(L, -1, i) != LUA_TNIL {
-                    try appendField(L, name: nameBytes, kind: kind, value: -1, to: &out, seen: &seen)
-                    gs_pop(L, 1)
-                    i += 1
-                }
+        appendStatusLine(status, to: &out)
+        if lua_type(L, headers) == LUA_TTABLE {
+            guard gs_http_append_fields(L, headers, &fields) == LUA_OK else {
+                let message = lua_tolstring(L, -1, nil).map { String(cString: $0) } ?? "res.headers: a bad field"
                 gs_pop(L, 1)
-            } else {
-                try appendField(L, name: nameBytes, kind: kind, value: -1, to: &out, seen: &seen)
+                throw .raise(L, message)
             }
-            gs_pop(L, 1)
+            seen.contentLength = fields.content_length >= 0 ? Int(fields.content_length) : nil
+            seen.transferEncoding = fields.transfer_encoding != 0
+            seen.date = fields.date != 0
+            seen.connectionClose = fields.connection_close != 0
+            if let data = fields.data, fields.len > 0 { out += UnsafeRawBufferPointer(start: data, count: fields.len) }
         }
         return seen
-    }
-
-    private static func appendField(_ L: LuaState, name: UnsafeRawBufferPointer, kind: Int, value: Int32,
-                                    to out: inout [UInt8], seen: inout Seen) throws(LuaError) {
-        let type = lua_type(L, value)
-        guard type == LUA_TSTRING || type == LUA_TNUMBER else {
-            throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: a string expected, "
-                + "got \(String(cString: lua_typename(L, lua_type(L, value))))")
-        }
-        var length = 0
-        let v = lua_tolstring(L, value, &length)!   // a number becomes a string on the stack: fine here
-        guard gs_http_value_safe(v, length) != 0 else {
-            throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: the value holds CR, LF or NUL")
-        }
-        switch kind {
-        case GS_HTTP_FIELD_CONTENT_LENGTH:
-            var n: UInt64 = 0
-            guard gs_http_parse_content_length(v, length, &n) == 0, n <= UInt64(Int.max) else {
-                throw .raise(L, "res.headers['\(String(decoding: name, as: UTF8.self))']: a length expected, "
-                    + "got '\(String(cString: v))'")
-            }
-            seen.contentLength = Int(n)
-        case GS_HTTP_FIELD_TRANSFER_ENCODING: seen.transferEncoding = true
-        case GS_HTTP_FIELD_DATE: seen.date = true
-        case GS_HTTP_FIELD_CONNECTION: if gs_http_list_has(v, length, "close", 5) != 0 { seen.connectionClose = true }
-        default: break
-        }
-        out += name
-        out.append(static: ": ")
-        out += UnsafeRawBufferPointer(start: v, count: length)
-        out.append(static: "\r\n")
     }
 }
 

@@ -28,7 +28,7 @@ struct HTTPLimits {
 final class HTTPService {
     unowned(unsafe) let runtime: Runtime
     let limits: HTTPLimits
-    var parserLimits: gs_http_limits
+    @exclusivity(unchecked) var parserLimits: gs_http_limits
     /// Registry references: http.lua's runner `run(conn, req)` (it reads the server's
     /// handler at each request, so a reload's new handler answers the next one), and the
     /// function told (with no argument) that a connection closed.
@@ -37,15 +37,17 @@ final class HTTPService {
     /// The parser's field array, shared by every connection: a head is parsed and copied
     /// into its request object in one go.
     let scratchHeaders: UnsafeMutablePointer<gs_http_header>
-    var scratchRequest = gs_http_request()
+    @exclusivity(unchecked) var scratchRequest = gs_http_request()
+    /// The response fields being written (HTTPResponseHead.appendHead), shared likewise.
+    @exclusivity(unchecked) var scratchFields = gs_http_fields()
     /// The open connections, linked through HTTPConnection.next/prev.
     var head: HTTPConnection?
     private(set) var count = 0
     /// Set by `shutdown`: connections close after their current response.
     private(set) var shuttingDown = false
     /// `Date` header value, made once per second.
-    private var dateSecond = -1
-    private(set) var dateLine: [UInt8] = []
+    @exclusivity(unchecked) private var dateSecond = -1
+    @exclusivity(unchecked) private(set) var dateLine: [UInt8] = []
 
     init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32) {
         self.runtime = runtime
@@ -58,6 +60,7 @@ final class HTTPService {
 
     deinit {
         scratchHeaders.deallocate()
+        free(scratchFields.data)
         for ref in [runnerRef, onCloseRef] { luaUnref(runtime.L, ref) }
     }
 

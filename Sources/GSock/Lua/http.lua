@@ -217,6 +217,20 @@ local function respond(handle, req, res)
   end
 end
 
+--- After conn:done(): flushes what it could not write, then awaits the next request or
+--- closes as it said.
+local function flush_then(conn, after)
+  if after == "started" or after == "idle" or after == "closed" then return end
+  local flushed = flush(conn)
+  if not flushed then
+    conn:close()
+  elseif after == "flush" then
+    conn:idle()
+  else
+    conn:linger_close()
+  end
+end
+
 --- The runner of a server's requests: run(conn, req) in the request's fiber.
 local function runner(server)
   local name, access_log = server.name, server.access_log
@@ -263,27 +277,27 @@ local function runner(server)
       end
     end
     if started then access(conn, req, started) end
-    local after = conn:done()
-    if after == "started" or after == "idle" or after == "closed" then return end
-    local flushed = flush(conn)
-    if not flushed then
+    return flush_then(conn, conn:done())
+  end
+
+  local function ended(conn, done, e)
+    if not done then
       conn:close()
-    elseif after == "flush" then
-      conn:idle()
-    else
-      conn:linger_close()
+      if not is_killed(e) then log("error", "http: " .. tostring(e), { service = name }) end
     end
   end
 
   return function(conn, req)
     local started = access_log and now()
-    local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false }, Response)
+    local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false, [UPGRADED] = false }, Response)
     local ok, err = xpcall(respond, traceback, server.handle, req, res)
-    local done, e = pcall(finish, conn, req, res, ok, err, started)
-    if not done then
-      conn:close()
-      if not is_killed(e) then log("error", "http: " .. tostring(e), { service = name }) end
+    if ok and not started and not res[UPGRADED] then
+      -- The common end, unprotected: conn:done() does not wait and raises nothing.
+      local after = conn:done()
+      if after == "started" or after == "idle" or after == "closed" then return end
+      return ended(conn, pcall(flush_then, conn, after))
     end
+    return ended(conn, pcall(finish, conn, req, res, ok, err, started))
   end
 end
 

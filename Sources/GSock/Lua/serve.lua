@@ -128,6 +128,7 @@ local function start_admin(address, readiness, max_run_time)
     return route(req)
   end, { name = "admin" })
   server.no_metrics = true
+  server.quiet_drain = true   -- the process's one drain line is about its services
   local ok, err = pcall(server.start, server)
   if not ok then error(err, 0) end
   host.start_lag_sampler()
@@ -220,6 +221,20 @@ local function reload(servers, services, load_services)
   return true
 end
 
+--- The one line that ends a drain: connections finished and killed over every service
+--- (and per service, when there are several).
+local function drain_summary(servers, seconds)
+  local finished, killed, parts = 0, 0, {}
+  for _, s in ipairs(servers) do
+    local counts = s.drain_counts or { finished = 0, killed = 0 }
+    finished, killed = finished + counts.finished, killed + counts.killed
+    parts[#parts + 1] = ("%s: %d finished, %d killed"):format(s.name, counts.finished, counts.killed)
+  end
+  local text = ("drained: %d connection(s) finished, %d killed in %.1f s"):format(finished, killed, seconds)
+  if #servers > 1 and finished + killed > 0 then text = text .. " (" .. table.concat(parts, "; ") .. ")" end
+  return text
+end
+
 --- Starts the services and serves until SIGTERM or SIGINT.
 local function serve_services(services, options, load_services)
   for _, service in ipairs(services) do
@@ -293,9 +308,13 @@ local function serve_services(services, options, load_services)
     end
   end)
   stop:wait()
-  local stopping = {}
-  for i, s in ipairs(servers) do stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout) end
+  local began, stopping = gsock.now(), {}
+  for i, s in ipairs(servers) do
+    s.quiet_drain = true
+    stopping[i] = gsock.spawn(s.stop, s, options.shutdown_timeout)
+  end
   gsock.joinall(stopping)
+  log("notice", drain_summary(servers, gsock.now() - began))
   if watchdog then watchdog:kill() end
   if admin then admin:stop(0) end
   if answering then answering:kill() end

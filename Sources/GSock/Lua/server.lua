@@ -639,7 +639,9 @@ function Server:stop(timeout)
     gsock.killall(list, nil, 1)
     if self.http then self.http:close_all() end
   end
-  if open > 0 then
+  self.drain_counts = { finished = open - killed, killed = killed }
+  -- serve.lua writes one line for every service of the process
+  if open > 0 and not self.quiet_drain then
     log("notice", ("drained: %d connection(s) finished, %d killed"):format(open - killed, killed),
         { service = self.name })
   end

@@ -52,6 +52,9 @@ final class Fiber {
     /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
     @exclusivity(unchecked) var timeoutValueRef: Int32 = LUA_NOREF
     var successful = false
+    /// Lua code was given this fiber's thread (coroutine.running): it may keep it as a key,
+    /// so the thread is not reused for another fiber.
+    var threadSeen = false
     /// The name lookup of socket.dns in progress.
     var resolveJob: ResolveJob?
     @exclusivity(unchecked) var hasStarted = false

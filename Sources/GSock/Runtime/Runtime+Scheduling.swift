@@ -67,7 +67,7 @@ extension Runtime {
     /// Creates a fiber whose function and arguments are the top `count` values of `from`.
     /// Pushes the fiber's handle on `from`.
     func makeFiber(from: LuaState, count: Int32) -> Fiber {
-        let co = lua_newthread(from)!
+        let co = takePooledThread(from) ?? lua_newthread(from)!
         let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
         nextFiberId += 1
         gs_setextraspace(co, fiber.opaque)
@@ -85,6 +85,36 @@ extension Runtime {
         linkLive(fiber)
         liveFibers += 1
         return fiber
+    }
+
+    /// A reset thread from the pool, pushed on `L`; nil when the pool is empty.
+    private func takePooledThread(_ L: LuaState) -> LuaState? {
+        guard pooledThreads > 0 else { return nil }
+        luaPushRef(L, threadPoolRef)
+        lua_rawgeti(L, -1, lua_Integer(pooledThreads))   // [pool, thread]
+        lua_pushnil(L)
+        lua_rawseti(L, -3, lua_Integer(pooledThreads))
+        pooledThreads -= 1
+        lua_rotate(L, -2, 1)
+        gs_pop(L, 1)                                      // [thread]
+        let co = lua_tothread(L, -1)!
+        gs_inherit_hook(co, L)
+        return co
+    }
+
+    /// Keeps the reset thread `co` for a later fiber, if the pool has room.
+    private func poolThread(_ co: LuaState) {
+        guard pooledThreads < Runtime.threadPoolLimit, lua_status(co) == LUA_OK, lua_gettop(co) == 0 else { return }
+        if threadPoolRef == LUA_NOREF {
+            lua_createtable(L, Int32(Runtime.threadPoolLimit), 0)
+            threadPoolRef = luaRef(L)
+        }
+        luaPushRef(L, threadPoolRef)
+        _ = lua_pushthread(co)
+        lua_xmove(co, L, 1)
+        pooledThreads += 1
+        lua_rawseti(L, -2, lua_Integer(pooledThreads))
+        gs_pop(L, 1)
     }
 
     func resume(_ fiber: Fiber) {
@@ -362,6 +392,7 @@ extension Runtime {
         }
         _ = gs_resetthread(co)
         gs_setextraspace(co, nil)
+        if ok && !fiber.threadSeen { poolThread(co) }
         if ok {
             lua_setiuservalue(L, handle, 1)   // results replace the thread
         } else {

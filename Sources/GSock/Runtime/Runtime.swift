@@ -47,6 +47,12 @@ public final class Runtime {
     var nextFiberId = 1
     /// The live fibers, linked through `Fiber.liveNext` (`writeDump`, `close`).
     var liveHead: Fiber?
+    /// Threads of fibers that ended, reset and kept for the next fibers (a registry
+    /// reference to a table used as a stack of `pooledThreads` threads), so that a server
+    /// starting a fiber per request does not make and collect a Lua thread per request.
+    var threadPoolRef = LUA_NOREF
+    var pooledThreads = 0
+    static let threadPoolLimit = 64
 
     // MARK: Counters (gsock.stats)
 

@@ -10,7 +10,9 @@
 // doubling to 5 s while it keeps dying young) and why it died is logged, while the others
 // serve. SIGTERM, SIGINT, SIGHUP and SIGUSR1 are passed on. Workers get SIGTERM when the
 // supervisor dies (PR_SET_PDEATHSIG): they drain and exit instead of serving orphaned.
-// The supervisor speaks to systemd for the group (READY=1 once every worker serves).
+// The supervisor speaks to systemd for the group (READY=1 once every worker serves), and
+// holds the listeners systemd passed (SocketActivation) from the start: workers get them
+// on the "get ADDRESS" path like any other, and none binds them.
 import CLibev
 import CShims
 import Glibc
@@ -61,6 +63,8 @@ public final class Supervisor {
     private var reloading = false
     private var stopping = false
     private var exitStatus: Int32 = 0
+    /// What each worker's environment gets besides gsockd's own variables.
+    private let workerEnvironment: [String]
     /// The admin listener's address (SPEC §9), and the Lua runtime serving it.
     private let admin: String?
     private let drainDelay: Double
@@ -84,21 +88,27 @@ public final class Supervisor {
     /// - Parameters:
     ///   - workers: how many worker processes to keep running.
     ///   - arguments: the command line to start each worker with (argv[0] included).
+    ///   - passedListeners: listeners systemd passed, by address: held for the workers
+    ///     (their unix socket files are systemd's, never removed here).
+    ///   - workerEnvironment: "NAME=value" entries added to each worker's environment.
     ///   - admin: the admin listener's address, served by the supervisor for the group.
     ///   - drainDelay: seconds workers go on accepting after SIGTERM (drain_delay).
     ///   - maxRunTime: the workers' runaway limit, as /healthz reports it.
     public init(workers: Int, arguments: [String], shutdownTimeout: Double, logger: Logger,
+                passedListeners: [String: Int32] = [:], workerEnvironment: [String] = [],
                 admin: String? = nil, drainDelay: Double = 0, maxRunTime: Double = 1) {
         loop = gs_default_loop()
         count = workers
         self.arguments = arguments
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
+        self.workerEnvironment = workerEnvironment
         self.admin = admin
         self.drainDelay = drainDelay
         self.maxRunTime = maxRunTime
         deadline = .allocate(capacity: 1)
         watchdog = .allocate(capacity: 1)
+        for (address, fd) in passedListeners { listeners[address] = Listener(fd: fd, socketFile: nil) }
     }
 
     /// Starts the workers and supervises them until SIGTERM or SIGINT has stopped them all.
@@ -194,10 +204,11 @@ public final class Supervisor {
         _ = fcntl(theirs, F_SETFD, 0)  // the worker inherits its end; the supervisor closes it below
         // systemd hears from the supervisor only (NotifyAccess=main).
         let own = [Supervisor.workerVariable, Supervisor.supervisorVariable, WorkerChannel.variable,
-                   AdminChannel.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].map { $0 + "=" }
+                   AdminChannel.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                   SocketActivation.workerVariable].map { $0 + "=" }
         var environment = ProcessInfoLite.environment.filter { entry in !own.contains { entry.hasPrefix($0) } }
         environment += ["\(Supervisor.workerVariable)=\(index + 1)", "\(Supervisor.supervisorVariable)=\(getpid())",
-                        "\(WorkerChannel.variable)=\(theirs)"]
+                        "\(WorkerChannel.variable)=\(theirs)"] + workerEnvironment
         let adminEnds = admin != nil ? AdminChannel.pair() : nil
         if let (_, workerEnd) = adminEnds { environment.append("\(AdminChannel.variable)=\(workerEnd)") }
         var pid: pid_t = 0

@@ -117,7 +117,9 @@ M.now = now
 
 --- Starts BIN with the argument list `argv` in the background.
 --- opts: cwd (default: a new tmpdir), nofile (ulimit -n for the server), env (table of
---- NAME = value added to its environment), wait_pid (seconds, default 3).
+--- NAME = value added to its environment), wait_pid (seconds, default 3), exec (a list
+--- of words run instead, with BIN and `argv` as their last arguments: a program that
+--- execs gsockd in the end, as systemd-socket-activate does, keeps the pid).
 function M.start(argv, opts)
   opts = opts or {}
   local dir = opts.cwd or M.tmpdir()
@@ -131,11 +133,13 @@ function M.start(argv, opts)
   for _, a in ipairs(argv) do args[#args + 1] = q(a) end
   local envs = {}
   for k, v in pairs(opts.env or {}) do envs[#envs + 1] = k .. "=" .. q(v) end
+  local exec = {}
+  for _, w in ipairs(opts.exec or {}) do exec[#exec + 1] = q(w) end
   local lines = {
     "cd " .. q(dir) .. " || { echo 97 > " .. q(p.rcfile) .. "; exit 97; }",
     opts.nofile and ("ulimit -n " .. math.tointeger(opts.nofile)) or "",
-    ("setsid env --default-signal=INT,QUIT %s %s %s </dev/null >%s 2>%s &"):format(
-      table.concat(envs, " "), q(M.bin()), table.concat(args, " "), q(p.out), q(p.err)),
+    ("setsid env --default-signal=INT,QUIT %s %s %s %s </dev/null >%s 2>%s &"):format(
+      table.concat(envs, " "), table.concat(exec, " "), q(M.bin()), table.concat(args, " "), q(p.out), q(p.err)),
     "pid=$!",
     -- the watchdog: only if the test process died before its cleanup (cleanup kills it)
     "( sleep 120; [ \"$(cat /proc/$pid/comm 2>/dev/null)\" = gsockd ] && kill -9 -$pid $pid ) >/dev/null 2>&1 </dev/null &",

@@ -80,6 +80,6 @@ if text_string_to_metric_families:
 if problems:
     print("\n".join(problems), file=sys.stderr)
     sys.exit(1)
-print("parser\t" + ("prometheus_client" if text_string_to_metric_families else "strict only"))
+print("parser\t" + ("prometheus_client" if text_string_to_metric_families else "strict-only") + "\t1")
 for name, pairs, v in samples:
     print(f"{name}\t{','.join(f'{k}={x}' for k, x in sorted(pairs.items()))}\t{v!r}")

@@ -25,6 +25,15 @@ local function forward(co, ok, first, ...)
   return ok, first, ...
 end
 
+-- A fiber's thread is reused for a later fiber once it ends, unless Lua code was given it
+-- (it may be a key of a table of per-coroutine state).
+local co_running, thread_seen = coroutine.running, core.thread_seen
+function coroutine.running()
+  local co, main = co_running()
+  thread_seen(co)
+  return co, main
+end
+
 function coroutine.resume(co, ...)
   return forward(co, co_resume(co, ...))
 end

@@ -7,7 +7,7 @@ import CShims
 enum MetricsBindings {
     /// In `core`, for gsock/metrics.lua and serve.lua's admin handler.
     static let functions: [(String, LuaBody)] = [
-        ("metrics_figures", figures), ("start_lag_sampler", startLagSampler), ("loop_healthy", loopHealthy),
+        ("metrics_figures", figures), ("start_collecting", startCollecting), ("loop_healthy", loopHealthy),
         ("fiber_dump", fiberDump),
     ]
     /// In server.lua's host table.
@@ -29,8 +29,8 @@ enum MetricsBindings {
         return 1
     }
 
-    private static let startLagSampler: LuaBody = { L in
-        Runtime.from(L!).startLagSampler()
+    private static let startCollecting: LuaBody = { L in
+        Runtime.from(L!).startCollecting()
         return 0
     }
 
@@ -52,11 +52,14 @@ enum MetricsBindings {
     }
 
     /// `attach_metrics(listener, service [, tls [, http]])`: connections the listener
-    /// accepts count in the service's figures.
+    /// accepts count in the service's figures (once the runtime collects: startCollecting).
     private static let attach: LuaBody = { L in luaCall(L, attach) }
     private static func attach(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { throw .type(L, 1, "socket") }
-        let m = Runtime.from(L).metrics.service(try Arg.string(L, 2))
+        let rt = Runtime.from(L)
+        let name = try Arg.string(L, 2)
+        guard rt.metrics.collecting else { return 0 }
+        let m = rt.metrics.service(name)
         if lua_toboolean(L, 3) != 0 { m.tls = true }
         if lua_toboolean(L, 4) != 0 { m.http = true }
         s.metrics = m
@@ -65,7 +68,9 @@ enum MetricsBindings {
 
     private static let countHandlerError: LuaBody = { L in luaCall(L, countHandlerError) }
     private static func countHandlerError(_ L: LuaState) throws(LuaError) -> Int32 {
-        Runtime.from(L).metrics.service(try Arg.string(L, 1)).handlerErrors += 1
+        let rt = Runtime.from(L)
+        let name = try Arg.string(L, 1)
+        if rt.metrics.collecting { rt.metrics.service(name).handlerErrors += 1 }
         return 0
     }
 }

@@ -131,7 +131,7 @@ local function start_admin(address, readiness, max_run_time)
   server.quiet_drain = true   -- the process's one drain line is about its services
   local ok, err = pcall(server.start, server)
   if not ok then error(err, 0) end
-  host.start_lag_sampler()
+  host.start_collecting()
   return server
 end
 
@@ -259,7 +259,7 @@ local function serve_services(services, options, load_services)
   local channel = host.admin_channel()
   local answering
   if channel then
-    host.start_lag_sampler()
+    host.start_collecting()
     answering = gsock.spawn(answer_supervisor, channel, readiness, math.max(options.max_run_time or 1, 1))
   end
   local servers, err = start_all(services, options.announce ~= false)

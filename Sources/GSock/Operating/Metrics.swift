@@ -71,13 +71,16 @@ final class ServiceMetrics {
     @exclusivity(unchecked) private(set) var durations = Histogram(bounds: Histogram.requestBounds)
 
     static let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER"]
+    private static let methodNames: [StaticString] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                                      "CONNECT", "TRACE"]
 
     init(name: String) { self.name = name }
 
-    /// The index in `methods` of the request method at `p` (`n` bytes).
+    /// The index in `methods` of the request method at `p` (`n` bytes); once per request.
     static func methodIndex(_ p: UnsafePointer<CChar>, _ n: Int) -> Int {
-        for (i, m) in methods.dropLast().enumerated() where m.utf8.count == n {
-            if m.withCString({ memcmp($0, p, n) }) == 0 { return i }
+        if n == 3 && p[0] == 0x47 && p[1] == 0x45 && p[2] == 0x54 { return 0 }  // GET
+        for i in methodNames.indices where methodNames[i].utf8CodeUnitCount == n {
+            if memcmp(methodNames[i].utf8Start, p, n) == 0 { return i }
         }
         return methods.count - 1
     }
@@ -124,6 +127,9 @@ final class RuntimeMetrics {
     var runawaysSeen: UInt = 0
     var lastRunawayEnded = -Double.infinity
     var loopLag = Histogram(bounds: Histogram.lagBounds)
+    /// Whether services count their figures: only once something reads them (an admin
+    /// listener, or a supervisor's channel), so that a process without one pays nothing.
+    var collecting = false
     var lagTimer: UnsafeMutablePointer<ev_timer>?
     var lagDue = 0.0
     static let lagInterval = 0.5
@@ -150,8 +156,10 @@ extension Runtime {
         gs_coarse_now() - metrics.lastRunawayEnded >= grace
     }
 
-    /// Starts measuring how late the loop runs a timer due every half second (once).
-    func startLagSampler() {
+    /// Starts collecting: services started from now on count their figures, and the loop's
+    /// lag is measured with a timer due every half second (once).
+    func startCollecting() {
+        metrics.collecting = true
         guard metrics.lagTimer == nil else { return }
         let t = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
         gs_timer_init(t, lagTimerFired, 0)

@@ -176,6 +176,54 @@ describe("admin /metrics", function()
   end)
 end)
 
+describe("admin on TLS and unix sockets", function()
+  local certs = dofile(here .. "../tls/support/certs.lua")
+
+  it("gsockd_tls_handshakes_total counts handshakes by result for a TLS service; the admin listens on a unix socket", function()
+    if not certs.available() then pending("no openssl command") return end
+    local c = certs.make()
+    local ok, err = pcall(function()
+      local dir = proc.tmpdir()
+      proc.write(dir, "h.lua", [[return function(sock) local l = sock:receive("*l"); sock:send(l .. "\n") end]])
+      proc.write(dir, "cert.pem", certs.slurp(c.localhost.cert))
+      proc.write(dir, "key.pem", certs.slurp(c.localhost.key))
+      local admin = "unix:" .. proc.unix_path(dir, "admin")
+      proc.write(dir, "s.toml", ([[
+admin = "%s"
+[services.secure]
+listen = "127.0.0.1:0"
+handler = "h.lua"
+tls = { cert = "cert.pem", key = "key.pem", handshake_timeout = 2 }
+]]):format(admin))
+      local p = proc.start({ "serve", "s.toml" }, { cwd = dir })
+      local address = p:listening(2)[2].address
+      assert.equals(admin, admin_address(p))
+      local ssl = require "ssl"
+      local socket = require "socket"
+      local s = socket.tcp()
+      assert(s:connect("127.0.0.1", tonumber(address:match(":(%d+)$"))))
+      local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
+      conn:settimeout(5)
+      assert(conn:dohandshake())
+      assert(conn:send("hi\n"))
+      assert.equals("hi", conn:receive("*l"))
+      conn:close()
+      -- a client that speaks no TLS fails the handshake
+      local plain = assert(proc.connect(address))
+      plain:send("GET / HTTP/1.0\r\n\r\n")
+      plain:receive("*a")
+      plain:close()
+      local values = scrape_until(admin, 'gsockd_tls_handshakes_total{result=failed,service=secure}', 1)
+      assert.equals(1, values['gsockd_tls_handshakes_total{result=ok,service=secure}'])
+      assert.equals(2, values['gsockd_accepted_total{service=secure}'])
+      p:signal("TERM")
+      assert.equals(0, p:wait_exit(5), p:describe())
+    end)
+    certs.remove(c)
+    assert(ok, err)
+  end)
+end)
+
 describe("admin /debug/fibers", function()
   it("is the SIGUSR1 dump, and JSON with ?format=json", function()
     local _, admin = serve_app()
@@ -461,8 +509,8 @@ handler = "echo.lua"
     check_fails("", "%-%-admin: .*services%.echo%.listen", { "--admin", "127.0.0.1:7391" })
   end)
   it("a negative or non-number drain_delay is a config error naming drain_delay", function()
-    check_fails("drain_delay = -1", "drain_delay")
-    check_fails('drain_delay = "5s"', "drain_delay")
+    check_fails("drain_delay = -1", "drain_delay: expected a number of seconds >= 0, got integer %-1")
+    check_fails('drain_delay = "5s"', 'drain_delay: expected a number of seconds >= 0, got string "5s"')
   end)
   it("an unknown top-level key near admin gets a did-you-mean", function()
     check_fails('admn = "127.0.0.1:9100"', "admn.*did you mean 'admin'")
@@ -492,7 +540,7 @@ handler = "echo.lua"
     local h = proc.write(dir, "echo.lua", proc.ECHO)
     local p = proc.start({ "run", h, "--listen", "127.0.0.1:0", "--admin", "bad" }, { cwd = dir })
     assert.equals(2, p:wait_exit(5), p:describe())
-    assert.matches("%-%-admin", p:stderr())
+    assert.matches("%-%-admin: bad address 'bad' %(expected HOST:PORT", p:stderr())
   end)
 end)
 

@@ -135,6 +135,28 @@ describe("HTTP requests", function()
     c:close()
   end)
 
+  it("answers a request sent while the one before still runs, after it, without spinning meanwhile", function()
+    local slow = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/slow" then gsock.sleep(0.3) end
+      return 200, req.path
+    end):start()
+    local c = wire.connect(slow)
+    assert(c:send("GET /first HTTP/1.1\r\n\r\n"))   -- then the connection waits for the next head
+    assert.equals("/first", wire.read(c).body)
+    gsock.sleep(0.05)
+    assert(c:send("GET /slow HTTP/1.1\r\n\r\n"))
+    gsock.sleep(0.05)
+    local cpu = os.clock()
+    assert(c:send("GET /next HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"))   -- while /slow sleeps
+    local first = wire.read(c)
+    cpu = os.clock() - cpu
+    assert.equals("/slow", first.body)
+    assert.equals("/next", wire.read(c).body)
+    assert.is_true(cpu < 0.1, ("%.3f s of CPU while /slow slept 0.25 s"):format(cpu))
+    c:close()
+    slow:stop()
+  end)
+
   it("counts answered requests in gsock.stats() and holds no fiber for idle connections", function()
     local before = gsock.stats()
     local idle = {}

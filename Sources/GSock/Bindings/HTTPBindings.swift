@@ -300,8 +300,9 @@ enum HTTPBindings {
         let start = c.output.count
         let seen: HTTPResponseHead.Seen
         do {
-            seen = try HTTPResponseHead.appendHead(L, status: status, headers: lua_absindex(L, headers),
-                                                   fields: &c.service.scratchFields, to: &c.output)
+            c.service.appendStatusLine(status, to: &c.output)
+            seen = try HTTPResponseHead.appendFields(L, headers: lua_absindex(L, headers),
+                                                     fields: &c.service.scratchFields, to: &c.output)
         } catch {
             c.output.removeSubrange(start...)
             throw error

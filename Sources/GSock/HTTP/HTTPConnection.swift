@@ -130,6 +130,10 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     private func waitForInput(_ direction: Socket.Direction) {
         let watcher = socket.watcher(for: .read, waitingFor: direction)
+        if let watching, watching !== watcher {
+            watching.host = nil
+            ev_io_stop(runtime.loop, watching.io)
+        }
         watcher.host = self
         watching = watcher
         ev_io_start(runtime.loop, watcher.io)
@@ -158,13 +162,16 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         ev_timer_stop(runtime.loop, timer)
     }
 
+    /// The watcher stays started while a request runs: most requests end before the next
+    /// bytes come, and a watcher stopped and started again across loop iterations costs an
+    /// epoll_ctl each time. Bytes that come while a request runs stop it until it is done.
     func descriptorReady(_ revents: Int32) {
-        stopWaiting()
+        ev_timer_stop(runtime.loop, timer)
         socket.drained = false
         switch state {
         case .awaitingHead: readHead(runtime.L, mayRead: true)
         case .lingering: linger()
-        default: break
+        default: stopWaiting()
         }
     }
 
@@ -409,6 +416,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// Hands the socket to the handler (`res:upgrade()`): the connection only counts it
     /// from now until the runner closes it.
     func upgrade() {
+        stopWaiting()
         state = .upgraded
         body = .none
     }

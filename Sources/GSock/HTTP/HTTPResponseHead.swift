@@ -81,12 +81,11 @@ enum HTTPResponseHead {
         var connectionClose = false
     }
 
-    /// Appends the status line and the fields of the table at `headers` (or none when it
-    /// is nil) to `out`; throws a Lua error naming a bad field. `fields` is scratch space.
-    static func appendHead(_ L: LuaState, status: Int, headers: Int32, fields: inout gs_http_fields,
-                           to out: inout [UInt8]) throws(LuaError) -> Seen {
+    /// Appends the fields of the table at `headers` (none when it is not a table) to
+    /// `out`; throws a Lua error naming a bad field. `fields` is scratch space.
+    static func appendFields(_ L: LuaState, headers: Int32, fields: inout gs_http_fields,
+                             to out: inout [UInt8]) throws(LuaError) -> Seen {
         var seen = Seen()
-        appendStatusLine(status, to: &out)
         if lua_type(L, headers) == LUA_TTABLE {
             guard gs_http_append_fields(L, headers, &fields) == LUA_OK else {
                 let message = lua_tolstring(L, -1, nil).map { String(cString: $0) } ?? "res.headers: a bad field"
@@ -112,19 +111,15 @@ extension Array where Element == UInt8 {
 
     /// Appends `n` (>= 0) in decimal.
     mutating func append(decimal n: Int) {
-        var digits = 1
-        var rest = n
-        while rest >= 10 { rest /= 10; digits += 1 }
-        let end = count + digits
-        append(contentsOf: repeatElement(UInt8(48), count: digits))
-        withUnsafeMutableBufferPointer { bytes in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
             var v = n
-            var i = end - 1
+            var i = 20
             repeat {
-                bytes[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                v /= 10
                 i -= 1
+                digits[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                v /= 10
             } while v > 0
+            append(contentsOf: UnsafeBufferPointer(rebasing: digits[i...]))
         }
     }
 }

@@ -119,6 +119,19 @@ final class HTTPService {
         return fibers
     }
 
+    /// Status lines made so far, by status - 100.
+    @exclusivity(unchecked) private var statusLines = [[UInt8]](repeating: [], count: 900)
+
+    /// "HTTP/1.1 200 OK\r\n" for `status` (100...999).
+    func appendStatusLine(_ status: Int, to out: inout [UInt8]) {
+        if statusLines[status - 100].isEmpty {
+            var line: [UInt8] = []
+            HTTPResponseHead.appendStatusLine(status, to: &line)
+            statusLines[status - 100] = line
+        }
+        out += statusLines[status - 100]
+    }
+
     /// "Date: <IMF-fixdate>\r\n" for now.
     func currentDateLine() -> [UInt8] {
         updateDateLine()

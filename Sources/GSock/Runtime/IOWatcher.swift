@@ -68,9 +68,10 @@ private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
         (Unmanaged.passUnretained($0.runtime), $0.waiter)
     }
     guard let fiber = waiter else {
-        ev_io_stop(loop, w)
         if let host = Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue().host {
-            withExtendedLifetime(host) { host.descriptorReady(revents) }
+            withExtendedLifetime(host) { host.descriptorReady(revents) }   // it stops the watcher if it must
+        } else {
+            ev_io_stop(loop, w)
         }
         return
     }
@@ -81,5 +82,6 @@ private func watcherReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
 
 /// What waits on a watcher at loop level, without a fiber.
 protocol HostWaiter: AnyObject {
+    /// The descriptor is ready; the watcher is still started (stop it to stop watching).
     func descriptorReady(_ revents: Int32)
 }

@@ -224,6 +224,33 @@ tls = { cert = "cert.pem", key = "key.pem", handshake_timeout = 2 }
   end)
 end)
 
+describe("admin on a unix socket", function()
+  it("serves there and removes its socket file at the end, with one process and with workers", function()
+    for _, workers in ipairs({ 1, 2 }) do
+      local dir = proc.tmpdir()
+      proc.write(dir, "echo.lua", proc.ECHO)
+      local path = proc.unix_path(dir, "admin")
+      local config = proc.write(dir, "gsockd.toml", ([[
+workers = %d
+admin = "unix:%s"
+[services.echo]
+listen = "127.0.0.1:0"
+handler = "echo.lua"
+]]):format(workers, path))
+      local p = proc.start({ "serve", config }, { cwd = dir })
+      assert.equals("unix:" .. path, admin_address(p))
+      local deadline = proc.now() + 8
+      while (proc.http_get("unix:" .. path, "/readyz")) ~= 200 and proc.now() < deadline do gsock.sleep(0.05) end
+      assert.equals(200, (proc.http_get("unix:" .. path, "/readyz")))
+      local values = scrape("unix:" .. path)
+      assert.equals(0, values['gsockd_accepted_total{service=echo}'])
+      p:signal("TERM")
+      assert.equals(0, p:wait_exit(8), p:describe())
+      assert.is_nil(os.execute("test -e " .. proc.quote(path)), ("workers = %d: %s is still there"):format(workers, path))
+    end
+  end)
+end)
+
 describe("admin /debug/fibers", function()
   it("is the SIGUSR1 dump, and JSON with ?format=json", function()
     local _, admin = serve_app()

@@ -70,6 +70,7 @@ public final class Supervisor {
     private let drainDelay: Double
     private let maxRunTime: Double
     private var adminRuntime: Runtime?
+    private var adminSocketFile: (path: String, identity: String)?
     /// Workers restarted after dying (gsockd_worker_restarts_total).
     private var restarts = 0
 
@@ -173,7 +174,12 @@ public final class Supervisor {
                     [.string(self.stopping ? "draining" : !self.groupServed ? "starting" : "serving")]
                 },
                 "started": { [unowned self] args in
-                    if case .string(let a)? = args.first { self.logger.info("admin listening on \(a)") }
+                    guard case .string(let a)? = args.first else { return [] }
+                    self.logger.info("admin listening on \(a)")
+                    // A unix socket's file is removed at the end, if it is still this one.
+                    if a.hasPrefix("unix:"), case .success(let identity) = FileIdentity.of(String(a.dropFirst(5))) {
+                        self.adminSocketFile = (String(a.dropFirst(5)), identity.id)
+                    }
                     return []
                 },
                 "failed": { [unowned self] args in
@@ -414,9 +420,8 @@ public final class Supervisor {
             ev_ref(loop)
             ev_timer_stop(loop, watchdog)
         }
-        for listener in listeners.values {
-            if let file = listener.socketFile, case .success(let now) = FileIdentity.of(file.path),
-               now.kind == .socket, now.id == file.identity {
+        for file in listeners.values.compactMap(\.socketFile) + (adminSocketFile.map { [$0] } ?? []) {
+            if case .success(let now) = FileIdentity.of(file.path), now.kind == .socket, now.id == file.identity {
                 unlink(file.path)
             }
         }

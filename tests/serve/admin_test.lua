@@ -486,6 +486,28 @@ handler = "echo.lua"
     scrape_until(admin, 'gsockd_workers{state=answered}', 2, 3)
   end)
 
+  it("/readyz is 503 after the workers' reload failed, 200 after one that worked", function()
+    local p, admin = serve_group()
+    local dir = p.dir
+    proc.write(dir, "echo.lua", "return function(sock) sock:send( end")   -- does not compile
+    p:signal("HUP")
+    local deadline, status, body = proc.now() + 5, nil, nil
+    repeat
+      gsock.sleep(0.1)
+      status, body = proc.http_get(admin, "/readyz")
+    until status == 503 or proc.now() > deadline
+    assert.equals(503, status, tostring(body) .. p:describe())
+    assert.matches("worker %d: not ready: the last reload failed", body)
+    proc.write(dir, "echo.lua", PID_ECHO)
+    p:signal("HUP")
+    deadline = proc.now() + 5
+    repeat
+      gsock.sleep(0.1)
+      status, body = proc.http_get(admin, "/readyz")
+    until status == 200 or proc.now() > deadline
+    assert.equals(200, status, tostring(body))
+  end)
+
   it("/readyz is 503 during drain_delay while the workers still accept, then they drain", function()
     local p, admin, address = serve_group("drain_delay = 1.5\nshutdown_timeout = 2\n")
     assert.equals(200, (proc.http_get(admin, "/readyz")))

@@ -49,11 +49,13 @@ let package = Package(
                 .embedInCode("Lua/socket.lua"), .embedInCode("Lua/server.lua"),
                 .embedInCode("Lua/serve.lua"), .embedInCode("Lua/ssl.lua"),
                 .embedInCode("Lua/ssl/https.lua"), .embedInCode("Lua/http.lua"),
+                .embedInCode("Lua/supervisor_admin.lua"),
                 // The modules gsock.lua composes `gsock` from (EmbeddedLua.gsockModules).
                 .embedInCode("Lua/gsock/errors.lua"), .embedInCode("Lua/gsock/timeouts.lua"),
                 .embedInCode("Lua/gsock/fibers.lua"), .embedInCode("Lua/gsock/sync.lua"),
                 .embedInCode("Lua/gsock/waits.lua"), .embedInCode("Lua/gsock/stats.lua"),
                 .embedInCode("Lua/gsock/log.lua"), .embedInCode("Lua/gsock/coroutines.lua"),
+                .embedInCode("Lua/gsock/metrics.lua"),
             ]),
         .executableTarget(
             name: "gsockd",

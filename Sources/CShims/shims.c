@@ -279,10 +279,12 @@ static void runaway_hook(lua_State *L, lua_Debug *ar) {
     snprintf(message, sizeof message, "ran for %.2f s without yielding (max_run_time is %g s)%s",
              elapsed, watch_limit, watch_action == GS_RUNAWAY_ERROR ? "" : "; it goes on");
     if (watch_action == GS_RUNAWAY_ERROR) {
+        if (raised_resume != st->resumes) st->runaways++;
         raised_resume = st->resumes;
         luaL_error(L, "fiber %s", message);
         return;
     }
+    st->runaways++;
     lua_pushstring(L, message);
     luaL_traceback(L, L, lua_tostring(L, -1), 0);
     st->swift_depth++;

@@ -38,6 +38,12 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("What to do with a fiber past --max-run-time: log (its traceback) or error (raise in it).", valueName: "log|error"))
     var maxRunTimeAction: String = "log"
 
+    @Option(name: .long, help: ArgumentHelp("The admin listener's address (/metrics, /healthz, /readyz, /debug/fibers).", valueName: "address"))
+    var admin: String?
+
+    @Option(name: .long, help: "Seconds between SIGTERM and the end of accepting, while /readyz fails.")
+    var drainDelay: Double = 0
+
     @OptionGroup var logging: LogOptions
 
     @Argument(parsing: .postTerminator, help: "Arguments for the script, after `--`.")
@@ -50,6 +56,10 @@ struct Run: ParsableCommand {
         if let memoryLimit, byteCount(memoryLimit) == nil {
             throw ValidationError("--memory-limit must be a number of bytes, with an optional K, M or G suffix")
         }
+        guard drainDelay >= 0 else { throw ValidationError("--drain-delay must not be negative") }
+        if let admin, let problem = ListenAddressCheck.problem(admin) {
+            throw ValidationError("--admin: \(problem)")
+        }
         guard RunawayAction(rawValue: maxRunTimeAction) != nil else {
             throw ValidationError("--max-run-time-action must be 'log' or 'error'")
         }
@@ -60,7 +70,8 @@ struct Run: ParsableCommand {
         logging.bootstrap()
         if workers > 1 && !Supervisor.isWorker {
             let supervisor = Supervisor(workers: workers, arguments: CommandLine.arguments,
-                                        shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"))
+                                        shutdownTimeout: shutdownTimeout, logger: Logger(label: "gsockd"),
+                                        admin: admin, drainDelay: drainDelay, maxRunTime: maxRunTime)
             Glibc.exit(supervisor.run())
         }
         var options = Runtime.Options()
@@ -78,6 +89,9 @@ struct Run: ParsableCommand {
         var serveOptions = ServeOptions()
         serveOptions.listen = listen.isEmpty ? nil : listen
         serveOptions.shutdownTimeout = shutdownTimeout
+        serveOptions.drainDelay = drainDelay
+        serveOptions.maxRunTime = maxRunTime
+        if !Supervisor.isWorker { serveOptions.admin = admin }
         if let index = getenv(Supervisor.workerVariable).map({ String(cString: $0) }) {
             serveOptions.announce = index == "1"
         }

@@ -19,6 +19,9 @@ struct Serve: ParsableCommand {
     @Argument(help: "The config file.")
     var config: String = "config/gsockd.toml"
 
+    @Option(name: .long, help: ArgumentHelp("The admin listener's address (/metrics, /healthz, /readyz, /debug/fibers), instead of the config's `admin`.", valueName: "address"))
+    var admin: String?
+
     @OptionGroup var logging: LogOptions
 
     func run() throws {
@@ -30,6 +33,15 @@ struct Serve: ParsableCommand {
             logging.bootstrap()
             fail(error.problems.map(\.description).joined(separator: "\ngsockd: "), status: 2)
         }
+        if let admin {
+            if let problem = ConfigLoader.adminProblem(admin, in: settings) {
+                logging.bootstrap()
+                fail("--admin: \(problem)", status: 2)
+            }
+            settings.admin = admin
+        }
+        // With workers the supervisor holds the admin listener; a worker answers its scrapes.
+        if Supervisor.isWorker { settings.admin = nil }
         logging.bootstrap(level: settings.logLevel, format: settings.logFormat)
         let logger = Logger(label: "gsockd")
         if !Supervisor.isWorker {
@@ -59,7 +71,9 @@ struct Serve: ParsableCommand {
             let supervisor = Supervisor(workers: settings.workers, arguments: CommandLine.arguments,
                                         shutdownTimeout: settings.shutdownTimeout, logger: logger,
                                         passedListeners: activation?.descriptors ?? [:],
-                                        workerEnvironment: activation?.workerEnvironment.map { [$0] } ?? [])
+                                        workerEnvironment: activation?.workerEnvironment.map { [$0] } ?? [],
+                                        admin: settings.admin, drainDelay: settings.drainDelay,
+                                        maxRunTime: settings.maxRunTime)
             Glibc.exit(supervisor.run())
         }
         activation?.register()

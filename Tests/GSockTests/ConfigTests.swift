@@ -187,7 +187,7 @@ final class ConfigTests: XCTestCase {
             """)
         let top = problem(all, key: "wrokers")
         XCTAssertEqual(top?.line, 1)
-        XCTAssertEqual(top?.message, "unknown key; did you mean 'workers'? (allowed: log_format, log_level, lua_path, "
+        XCTAssertEqual(top?.message, "unknown key; did you mean 'workers'? (allowed: admin, drain_delay, log_format, log_level, lua_path, "
             + "max_run_time, max_run_time_action, memory_limit, services, shutdown_timeout, workers)")
         let service = problem(all, key: "services.echo.handeler")
         XCTAssertEqual(service?.line, 4)
@@ -466,7 +466,7 @@ final class ConfigTests: XCTestCase {
             handler = "handlers/echo.lua"
             """)
         XCTAssertEqual(all.map(\.description), [
-            "\(configPath):2: description: unknown key (allowed: log_format, log_level, lua_path, max_run_time, "
+            "\(configPath):2: description: unknown key (allowed: admin, drain_delay, log_format, log_level, lua_path, max_run_time, "
                 + "max_run_time_action, memory_limit, services, shutdown_timeout, workers)",
             "\(configPath):7: services.\"my api\".listen[2]: bad address 'nope' "
                 + "(expected HOST:PORT, [IPV6]:PORT, :PORT or unix:/path)",

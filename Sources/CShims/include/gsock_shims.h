@@ -43,6 +43,8 @@ typedef struct gs_state {
     /// Set by the watchdog's hook when it yielded out of a fiber that ran on after its
     /// error (GS_RUNAWAY_ERROR): the scheduler then ends that fiber. Loop thread only.
     int runaway_stopped;
+    /// Runs the watchdog found past the limit (counted once per run; loop thread only).
+    unsigned long runaways;
 } gs_state;
 
 /// A new Lua state whose allocator enforces st->limit (outside Swift frames) and counts bytes.

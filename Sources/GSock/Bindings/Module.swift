@@ -18,7 +18,7 @@ extension Runtime {
 
         lua_createtable(L, 0, 40)
         luaSetFunctions(L, FiberBindings.functions + WaitBindings.functions + LogBindings.functions
-                            + ProcessBindings.functions,
+                            + ProcessBindings.functions + MetricsBindings.functions,
                         fdArg: WaitBindings.fdFunctions, readArg: WaitBindings.readFunctions)
         lua_pushlightuserdata(L, gs_park_sentinel())
         luaRawSetField(L, -2, "park_sentinel")
@@ -63,7 +63,8 @@ extension Runtime {
         lua_pushvalue(L, socketModule)
         lua_createtable(L, 0, 10)
         luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)]
-                            + ProcessBindings.listenerSharing + HTTPBindings.hostFunctions)
+                            + ProcessBindings.listenerSharing + HTTPBindings.hostFunctions
+                            + MetricsBindings.hostFunctions)
         pushOpenResources(L)
         luaRawSetField(L, -2, "resources")
         lua_pushinteger(L, lua_Integer(SocketAddress.maxUnixPathBytes))

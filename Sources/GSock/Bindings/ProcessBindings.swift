@@ -153,24 +153,49 @@ extension Runtime {
 
     /// Writes every live fiber, what it waits on and its Lua traceback to stderr.
     public func writeDump() {
+        let text = dumpText()
+        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+
+    /// The dump: a line per live fiber, what it waits on, then its traceback indented.
+    func dumpText() -> String {
         var text = "gsockd: fiber dump (pid \(getpid())): \(liveFibers) fibers\n"
+        for entry in dumpEntries() {
+            text += "fiber \(entry.id) [\(entry.state)]\(entry.running ? " (running)" : ""): \(entry.waiting)\n"
+            text += entry.traceback.map { "    \($0)\n" }.joined()
+        }
+        return text
+    }
+
+    /// The dump as JSON: {"pid":..,"fibers":[{"id","state","running","waiting","traceback":[..]}]}.
+    func dumpJSON() -> String {
+        let fibers = dumpEntries().map { e in
+            "{\"id\":\(e.id),\"state\":\(jsonString("\(e.state)")),\"running\":\(e.running),"
+                + "\"waiting\":\(jsonString(e.waiting)),\"traceback\":[\(e.traceback.map(jsonString).joined(separator: ","))]}"
+        }
+        return "{\"pid\":\(getpid()),\"fibers\":[\(fibers.joined(separator: ","))]}\n"
+    }
+
+    private func dumpEntries() -> [(id: Int, state: Fiber.State, running: Bool, waiting: String, traceback: [String])] {
+        var entries: [(id: Int, state: Fiber.State, running: Bool, waiting: String, traceback: [String])] = []
         var fiber = liveHead
         lua_checkstack(L, 4)
         while let f = fiber {
-            text += "fiber \(f.id) [\(f.state)]\(f === current ? " (running)" : ""): \(f.waitDescription)\n"
+            var lines: [String] = []
             if f !== current {
                 gs_pushcfunction(L, gs_traceback)
                 lua_pushthread(f.thread)
                 lua_xmove(f.thread, L, 1)
                 lua_pushstring(L, "")
                 if gs_pcall(L, 2, 1, 0) == LUA_OK, let tb = luaString(L, -1) {
-                    text += tb.split(separator: "\n").dropFirst().map { "    \($0.drop { $0 == "\t" })\n" }.joined()
+                    lines = tb.split(separator: "\n").dropFirst().map { String($0.drop { $0 == "\t" }) }
                 }
                 gs_pop(L, 1)
             }
+            entries.append((f.id, f.state, f === current, f.waitDescription, lines))
             fiber = f.liveNext
         }
-        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+        return entries
     }
 }
 

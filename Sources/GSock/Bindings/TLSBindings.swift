@@ -201,6 +201,7 @@ enum TLSBindings {
         switch s.handshake() {
         case .done:
             s.runtime.tlsHandshakes += 1
+            if let m = s.metrics { m.tlsSucceeded += 1 }
             if s.tls?.wasResumed == true { s.runtime.tlsResumptions += 1 }
             if luaSec {
                 lua_pushboolean(L, 1)
@@ -242,6 +243,7 @@ enum TLSBindings {
     /// A failed or timed-out handshake closes the connection: no code runs on half a handshake.
     private static func handshakeFailed(_ L: LuaState, _ s: Socket, luaSec: Bool, _ message: String) -> Int32 {
         s.runtime.tlsHandshakeFailures += 1
+        if let m = s.metrics { m.tlsFailed += 1 }
         s.close()
         return luaSec ? failHandshake(L, message) : SocketBindings.fail(L, message)
     }

@@ -13,7 +13,7 @@ public enum ConfigLoader {
 
     static let topLevelKeys = [
         "workers", "log_level", "log_format", "lua_path", "shutdown_timeout", "memory_limit", "max_run_time",
-        "max_run_time_action", "services",
+        "max_run_time_action", "admin", "drain_delay", "services",
     ]
     static let serviceKeys = [
         "listen", "handler", "max_connections", "backlog", "idle_timeout", "nodelay", "env", "tls",
@@ -65,6 +65,10 @@ public enum ConfigLoader {
         readSettings(root, into: &config, directory: directory, reader: &reader)
         var listenings: [Listening] = []
         config.services = readServices(root["services"], directory: directory, listenings: &listenings, reader: &reader)
+        if let admin = readAdmin(root["admin"], reader: &reader) {
+            config.admin = admin.text
+            listenings.append(admin)  // last: a collision is reported at `admin`
+        }
         checkCollisions(listenings, reader: &reader)
         guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problemsInFileOrder) }
         config.warnings = reader.warnings
@@ -116,10 +120,44 @@ public enum ConfigLoader {
         if let s = reader.seconds(root["max_run_time"], at: top.appending("max_run_time"), allowZero: false) {
             config.maxRunTime = s
         }
+        if let s = reader.seconds(root["drain_delay"], at: top.appending("drain_delay"), allowZero: true) {
+            config.drainDelay = s
+        }
         let actions = RunawayAction.allCases.map(\.rawValue)
         if let action = reader.choice(root["max_run_time_action"], at: top.appending("max_run_time_action"), actions) {
             config.maxRunTimeAction = RunawayAction(rawValue: action) ?? .log
         }
+    }
+
+    /// `admin`: the admin listener's address (SPEC §9), or nil when absent or bad.
+    private static func readAdmin(_ value: TOMLValueConvertible?, reader: inout ConfigReader) -> Listening? {
+        let key = ConfigKey.root.appending("admin")
+        guard let value else { return nil }
+        guard let text = reader.string(value, at: key, expected: "an address (\(ListenAddress.forms))") else { return nil }
+        switch ListenAddress.parse(text) {
+        case .success(let address): return Listening(text: text, address: address, key: key)
+        case .failure(let bad):
+            reader.report(key, bad.message)
+            return nil
+        }
+    }
+
+    /// Checks an admin address given on the command line against `config`'s services: nil,
+    /// or what is wrong with it.
+    public static func adminProblem(_ text: String, in config: ServerConfig) -> String? {
+        let address: ListenAddress
+        switch ListenAddress.parse(text) {
+        case .success(let a): address = a
+        case .failure(let bad): return bad.message
+        }
+        for service in config.services {
+            for listen in service.listen {
+                guard case .success(let other) = ListenAddress.parse(listen), address.collision(with: other) != nil
+                else { continue }
+                return "address '\(text)' collides with services.\(service.name).listen ('\(listen)')"
+            }
+        }
+        return nil
     }
 
     /// `lua_path`: templates for `package.path`, such as `"lib/?.lua"`.
@@ -484,5 +522,14 @@ public enum ConfigLoader {
         case .table: return .table(value.table.map(luaFields) ?? [:])
         case .date, .time, .dateTime: return .string(value.debugDescription)
         }
+    }
+}
+
+/// Checks an address given on the command line.
+public enum ListenAddressCheck {
+    /// Nil when `text` is a good listen address, else what is wrong with it.
+    public static func problem(_ text: String) -> String? {
+        if case .failure(let bad) = ListenAddress.parse(text) { return bad.message }
+        return nil
     }
 }

@@ -23,6 +23,10 @@ public struct ServerConfig: Sendable {
     public var maxRunTime: Double = 1
     /// `max_run_time_action`: what happens to a fiber that runs past `maxRunTime`.
     public var maxRunTimeAction: RunawayAction = .log
+    /// `admin`: the address of the admin listener (/metrics, /healthz, /readyz), or nil.
+    public var admin: String?
+    /// `drain_delay`: seconds between SIGTERM and the end of accepting, while /readyz fails.
+    public var drainDelay: Double = 0
     /// The services, sorted by name; never empty in a loaded config.
     public var services: [ServiceConfig]
     /// What `gsockd check` and `gsockd serve` warn about: nothing wrong, but soon to be

@@ -33,6 +33,19 @@ extension Runtime {
         lua_settop(L, -5)
     }
 
+    /// Makes `require(name)` return a table of trampolined Swift bodies (gsockd's own modules).
+    func register(module name: String, bodies: [(String, LuaBody)]) {
+        lua_checkstack(L, 6)
+        lua_createtable(L, 0, Int32(bodies.count))
+        luaSetFunctions(L, bodies)
+        lua_rawgeti(L, gs_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+        luaRawGetField(L, -1, "package")
+        luaRawGetField(L, -1, "loaded")
+        lua_pushvalue(L, -4)
+        luaRawSetField(L, -2, name)
+        lua_settop(L, -5)
+    }
+
     /// Pushes a Lua function that calls `function`; `name` names it in error messages.
     func pushFunction(name: String, _ function: @escaping SwiftFunction) {
         registerBoxMetatable()

@@ -24,6 +24,12 @@ public struct ServeOptions {
     public var reusePort = false
     /// Print `listening on ADDRESS (NAME)` for each listener (one worker of several does).
     public var announce = true
+    /// The admin listener's address (SPEC §9); for a config, instead of its `admin`.
+    public var admin: String?
+    /// Seconds between SIGTERM and the end of accepting (`gsockd run`; a config has `drain_delay`).
+    public var drainDelay: Double = 0
+    /// The runaway limit, for /healthz (a config has `max_run_time`).
+    public var maxRunTime: Double = 1
 
     public init() {}
 }
@@ -54,6 +60,14 @@ extension Runtime {
         luaRawSetField(L, -2, "reuseport")
         lua_pushboolean(L, options.announce ? 1 : 0)
         luaRawSetField(L, -2, "announce")
+        if let admin = options.admin {
+            lua_pushstring(L, admin)
+            luaRawSetField(L, -2, "admin")
+        }
+        lua_pushnumber(L, options.drainDelay)
+        luaRawSetField(L, -2, "drain_delay")
+        lua_pushnumber(L, options.maxRunTime)
+        luaRawSetField(L, -2, "max_run_time")
         lua_checkstack(L, Int32(arguments.count) + 2)
         for a in arguments { lua_pushstring(L, a) }
         return outcome(try runMainFiber(argumentCount: 2 + Int32(arguments.count)))
@@ -77,7 +91,8 @@ extension Runtime {
         try loadEmbedded(PackageResources.serve_lua, name: "@serve.lua")
         luaPushRef(L, moduleRef)
         lua_createtable(L, 0, 2)
-        luaSetFunctions(L, LogBindings.functions + ProcessBindings.functions)
+        luaSetFunctions(L, LogBindings.functions + ProcessBindings.functions + MetricsBindings.functions
+                            + AdminChannel.functions)
         guard gs_pcall(L, 2, 1, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
         luaRawGetField(L, -1, name)
         gs_remove(L, -2)

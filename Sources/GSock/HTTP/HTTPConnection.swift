@@ -59,6 +59,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     @exclusivity(unchecked) var status = 0
     @exclusivity(unchecked) var bodyBytes = 0
     @exclusivity(unchecked) var output: [UInt8] = []
+    /// For /metrics (Operating/Metrics.swift): the request's method and when it started.
+    @exclusivity(unchecked) private var metricsMethod = 0
+    @exclusivity(unchecked) private var metricsStarted = 0.0
 
     init(service: HTTPService, socket: Socket, socketRef: Int32, peerRef: Int32) {
         self.service = service
@@ -235,6 +238,10 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         status = 0
         bodyBytes = 0
         runtime.httpRequests += 1
+        if socket.metrics != nil {
+            metricsMethod = ServiceMetrics.methodIndex(base + Int(request.method.off), Int(request.method.len))
+            metricsStarted = monotonicSeconds()
+        }
 
         // runner(conn, req)
         luaPushRef(L, service.runnerRef)
@@ -284,6 +291,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     func responseDone(_ L: LuaState) -> Next {
         fiber = nil
+        if let m = socket.metrics {
+            m.countResponse(method: metricsMethod, status: status, seconds: monotonicSeconds() - metricsStarted)
+        }
         skipBody()
         guard keepAlive, !socket.isClosed else { return .close }
         state = .awaitingHead

@@ -4,7 +4,7 @@
 -- timer or a wait list, and timeouts. The modules of Lua/gsock/ compose them into
 -- what users call, as gevent's Python layer composes its hub, one concept each:
 -- errors, timeouts, fibers, waits, sync (events, queues, semaphores, pools), stats,
--- log, and coroutines (a wait inside a user's own coroutine reaches the scheduler).
+-- log, metrics, and coroutines (a wait inside a user's own coroutine reaches the scheduler).
 -- Swift loads each and passes them in `core.modules`, so none is a module users can
 -- require; this file runs them and assembles the public table from what they return.
 local core = ...
@@ -19,12 +19,14 @@ local sync = modules.sync(core, errors, deadlines, fibers)
 local waits = modules.waits(core)
 local stats = modules.stats(core)
 local log = modules.log(core, errors)
+local metrics = modules.metrics(core, errors)
 modules.coroutines(core)
 
 local gsock = {
   is_timeout = errors.is_timeout,
   stats = stats.stats,
   log = log.log,
+  metrics = metrics,
 }
 for _, part in pairs({ fibers, timeouts, waits, sync }) do
   for name, value in pairs(part) do gsock[name] = value end

@@ -263,7 +263,7 @@ local function runner(server)
         return
       end
       do
-        support.count_error()
+        support.count_error(name)
         -- The runner's own frame (respond) is left out: the handler's frames are the story.
         local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")
         log("error", "handler failed: " .. failure.message,

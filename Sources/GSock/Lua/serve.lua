@@ -94,7 +94,84 @@ local function start_all(services, announce)
   return servers
 end
 
+-- The admin listener (SPEC §9) ---------------------------------------------------------
+
+--- Starts the admin listener on `address`: /healthz, /readyz (from `readiness`, a table
+--- whose `why` is nil when ready), /metrics and /debug/fibers. Raises "ADDRESS: reason".
+local function start_admin(address, readiness, max_run_time)
+  local text = { ["Content-Type"] = "text/plain; charset=utf-8" }
+  local metrics_type = { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+  local json = { ["Content-Type"] = "application/json" }
+  local routes = {
+    ["/healthz"] = function()
+      if host.loop_healthy(math.max(max_run_time, 1)) then return 200, "ok\n", text end
+      return 503, ("unhealthy: a fiber blocked the loop past max_run_time (%g s)\n"):format(max_run_time), text
+    end,
+    ["/readyz"] = function()
+      if readiness.why then return 503, "not ready: " .. readiness.why .. "\n", text end
+      return 200, "ready\n", text
+    end,
+    ["/metrics"] = function()
+      return 200, gsock.metrics.render(readiness.extra), metrics_type
+    end,
+    ["/debug/fibers"] = function(req)
+      if (req:args()).format == "json" then return 200, host.fiber_dump(true), json end
+      return 200, host.fiber_dump(false), text
+    end,
+  }
+  local server = gsock.http.server(address, function(req)
+    local route = routes[req.path]
+    if not route then return 404, "not found\n", text end
+    if req.method ~= "GET" and req.method ~= "HEAD" then
+      return 405, "method not allowed\n", { ["Content-Type"] = text["Content-Type"], Allow = "GET, HEAD" }
+    end
+    return route(req)
+  end, { name = "admin" })
+  server.no_metrics = true
+  server.quiet_drain = true   -- the process's one drain line is about its services
+  local ok, err = pcall(server.start, server)
+  if not ok then error(err, 0) end
+  host.start_collecting()
+  return server
+end
+
+--- A worker's side of the admin channel (Serving/AdminChannel.swift): answers the
+--- supervisor's requests from a fiber, waiting on the descriptor, never blocking the loop.
+local function answer_supervisor(fd, readiness, grace)
+  local part_size = 32 * 1024
+  local function reply(id, text)
+    local i = 1
+    repeat
+      local msg = id .. (i + part_size > #text and "." or "+") .. text:sub(i, i + part_size - 1)
+      i = i + part_size
+      while true do
+        local sent = host.message_send(fd, msg)
+        if sent then break end
+        if sent == nil or not pcall(gsock.wait_write, fd, 1) then return end
+      end
+    until i > #text
+  end
+  local answers = {
+    metrics = function() return gsock.metrics.render() end,
+    health = function() return host.loop_healthy(grace) and "ok" or "unhealthy" end,
+    ready = function() return readiness.why and ("not ready: " .. readiness.why) or "ready" end,
+    dump = function() return host.fiber_dump(false) end,
+    dumpjson = function() return host.fiber_dump(true) end,
+  }
+  while pcall(gsock.wait_read, fd) do
+    while true do
+      local msg = host.message_receive(fd)
+      if msg == nil then return end
+      if msg == false then break end
+      local id, what = msg:match("^(%d+) (%a+)$")
+      local answer = answers[what]
+      if answer then reply(id, answer()) end
+    end
+  end
+end
+
 --- Loads the services again; swaps their handlers only when every one loads and inits.
+--- True when it did.
 local function reload(servers, services, load_services)
   local fresh, err = load_services()
   if not fresh then
@@ -141,6 +218,7 @@ local function reload(servers, services, load_services)
     log("warning", ("reload: new service %s starts at the next restart"):format(name))
   end
   log("notice", ("reloaded %d service(s)"):format(kept))
+  return true
 end
 
 --- The one line that ends a drain: connections finished and killed over every service
@@ -165,8 +243,31 @@ local function serve_services(services, options, load_services)
       if not ok then return "usage", ("%s: %s"):format(service.name, err) end
     end
   end
+  -- /readyz fails until every service's init ran and its listeners are bound.
+  local readiness = { why = "starting" }
+  local admin
+  if options.admin then
+    local ok, aerr = pcall(start_admin, options.admin, readiness, options.max_run_time or 1)
+    if not ok then return "fail", "admin: " .. tostring(aerr) end
+    admin = aerr
+    if options.announce ~= false then
+      io.stdout:write(("admin listening on %s\n"):format(admin.address))
+      io.stdout:flush()
+    end
+    log("info", "admin listening on " .. admin.address)
+  end
+  local channel = host.admin_channel()
+  local answering
+  if channel then
+    host.start_collecting()
+    answering = gsock.spawn(answer_supervisor, channel, readiness, math.max(options.max_run_time or 1, 1))
+  end
   local servers, err = start_all(services, options.announce ~= false)
-  if not servers then return "fail", err end
+  if not servers then
+    if admin then admin:stop(0) end
+    return "fail", err
+  end
+  readiness.why = nil
   -- systemd (NOTIFY_SOCKET): with workers, the supervisor speaks for the group.
   local notify = options.announce ~= false and host.notify or function() end
   local function status() return ("STATUS=serving %d service(s)"):format(#servers) end
@@ -181,13 +282,25 @@ local function serve_services(services, options, load_services)
     end
   end)
   local stop = gsock.event()
+  local draining_delayed = false
   host.on_signal(function(name)
     if name == "HUP" then
       notify("RELOADING=1\nSTATUS=reloading")
-      reload(servers, services, load_services)
+      local reloaded = reload(servers, services, load_services)
+      if readiness.why ~= "draining" then readiness.why = not reloaded and "the last reload failed" or nil end
       notify("READY=1\n" .. status())
       host.worker_ready()
-    else
+    elseif not stop:is_set() then
+      readiness.why = "draining"
+      local delay = options.drain_delay or 0
+      if delay > 0 and not draining_delayed then
+        -- Load balancers stop sending here (readyz fails) while the listeners still accept.
+        draining_delayed = true
+        log("notice", ("SIG%s: not ready; accepting for %g s more (drain_delay)"):format(name, delay))
+        notify(("STOPPING=1\nSTATUS=drain_delay %g s"):format(delay))
+        gsock.sleep(delay)
+        if stop:is_set() then return end
+      end
       log("notice", ("SIG%s: no longer accepting; draining open connections for up to %g s")
         :format(name, options.shutdown_timeout))
       notify(("STOPPING=1\nSTATUS=draining for up to %g s"):format(options.shutdown_timeout))
@@ -203,6 +316,8 @@ local function serve_services(services, options, load_services)
   gsock.joinall(stopping)
   log("notice", drain_summary(servers, gsock.now() - began))
   if watchdog then watchdog:kill() end
+  if admin then admin:stop(0) end
+  if answering then answering:kill() end
 end
 
 --- `gsockd run FILE`: runs the file; if it returns a handler, serves it.

@@ -178,7 +178,10 @@ end
 
 internal.server_support = {
   traceback = traceback, failure_of = failure_of, is_killed = is_killed,
-  count_error = function() totals.errors = totals.errors + 1 end,
+  count_error = function(service)
+    totals.errors = totals.errors + 1
+    host.count_handler_error(service)
+  end,
 }
 
 -- TCP and unix servers ----------------------------------------------------------------------
@@ -503,6 +506,7 @@ local function handle_connection(self, client, a)
   if failure and not is_killed(failure.error) then
     local who = a.path and ("unix:" .. a.path) or (peer_host and ("%s:%s"):format(peer_host, peer_port))
     totals.errors = totals.errors + 1
+    host.count_handler_error(self.name)
     log("error", "handler failed: " .. failure.message,
         { service = self.name, peer = who or "unknown", traceback = failure.traceback })
   end
@@ -573,6 +577,8 @@ function Server:start()
     end
     self.listeners[i] = listener
     self.socket_files[a.path or i] = identity
+    -- /metrics counts the connections a listener accepts in its service's figures.
+    if not self.no_metrics then host.attach_metrics(listener, self.name, self.tls ~= nil, self.http_limits ~= nil) end
   end
   self.bound = {}
   for i, a in ipairs(self.addresses) do

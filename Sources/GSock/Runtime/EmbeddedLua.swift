@@ -12,6 +12,7 @@ enum EmbeddedLua {
         ("fibers", PackageResources.fibers_lua), ("sync", PackageResources.sync_lua),
         ("waits", PackageResources.waits_lua), ("stats", PackageResources.stats_lua),
         ("log", PackageResources.log_lua), ("coroutines", PackageResources.coroutines_lua),
+        ("metrics", PackageResources.metrics_lua),
     ]
 
     /// Their chunk names as tracebacks print them ("gsock/errors.lua").

@@ -133,6 +133,7 @@ extension Runtime {
         let status = gs_resume(co, nil, nargs, &nres)
         state.pointee.running = nil
         current = nil
+        if state.pointee.runaways != metrics.runawaysSeen { runawayRunEnded() }
         switch status {
         case LUA_YIELD:
             if fiber.state == .parked || fiber.state == .ready {

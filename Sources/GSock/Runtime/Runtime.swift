@@ -71,6 +71,8 @@ public final class Runtime {
     var httpRequests = 0, httpRejected = 0, httpConnections = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// Per-service figures, loop lag and runaways, for the admin listener (Operating/Metrics.swift).
+    let metrics = RuntimeMetrics()
 
     // MARK: What sockets share
 
@@ -104,7 +106,7 @@ public final class Runtime {
         logger = options.logger
         state = .allocate(capacity: 1)
         state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil,
-                                      running: nil, resumes: 0, running_since: 0, runaway_stopped: 0))
+                                      running: nil, resumes: 0, running_since: 0, runaway_stopped: 0, runaways: 0))
         guard let L = gs_newstate(state) else {
             state.deallocate()
             throw RuntimeError.setup("cannot create a Lua state")
@@ -159,6 +161,7 @@ public final class Runtime {
         ev_idle_stop(loop, ready.idle)
         ev_check_stop(loop, ready.check)
         stopWatchingSignals()
+        stopLagSampler()
         lua_close(L)
         spareChunks.removeAll()
         stopPoolSweep()

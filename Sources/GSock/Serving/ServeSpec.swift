@@ -20,12 +20,16 @@ enum ServeSpec {
                 "env": .table(s.env),
             ]))
         }
-        return .table([
+        var spec: [String: LuaValue] = [
             "services": .array(services),
             "shutdown_timeout": .number(config.shutdownTimeout),
             "lua_path": .array(config.luaPath.map { .string($0) }),
             "reuseport": .boolean(options.reusePort),
             "announce": .boolean(options.announce),
-        ])
+            "drain_delay": .number(config.drainDelay),
+            "max_run_time": .number(config.maxRunTime),
+        ]
+        if let admin = options.admin ?? config.admin { spec["admin"] = .string(admin) }
+        return .table(spec)
     }
 }

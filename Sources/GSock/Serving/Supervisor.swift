@@ -33,6 +33,8 @@ public final class Supervisor {
         /// Whether it has said "ready" since the last SIGHUP was passed on.
         var reloaded = true
         var channel: Int32 = -1
+        /// The supervisor's end of the admin channel (AdminChannel), with an admin listener.
+        var adminChannel: Int32 = -1
         let watcher: UnsafeMutablePointer<ev_child>
         let restart: UnsafeMutablePointer<ev_timer>
         let messages: UnsafeMutablePointer<ev_io>
@@ -63,6 +65,14 @@ public final class Supervisor {
     private var exitStatus: Int32 = 0
     /// What each worker's environment gets besides gsockd's own variables.
     private let workerEnvironment: [String]
+    /// The admin listener's address (SPEC §9), and the Lua runtime serving it.
+    private let admin: String?
+    private let drainDelay: Double
+    private let maxRunTime: Double
+    private var adminRuntime: Runtime?
+    private var adminSocketFile: (path: String, identity: String)?
+    /// Workers restarted after dying (gsockd_worker_restarts_total).
+    private var restarts = 0
 
     /// Whether this process is a worker started by a supervisor.
     public static var isWorker: Bool { getenv(workerVariable) != nil }
@@ -82,14 +92,21 @@ public final class Supervisor {
     ///   - passedListeners: listeners systemd passed, by address: held for the workers
     ///     (their unix socket files are systemd's, never removed here).
     ///   - workerEnvironment: "NAME=value" entries added to each worker's environment.
+    ///   - admin: the admin listener's address, served by the supervisor for the group.
+    ///   - drainDelay: seconds workers go on accepting after SIGTERM (drain_delay).
+    ///   - maxRunTime: the workers' runaway limit, as /healthz reports it.
     public init(workers: Int, arguments: [String], shutdownTimeout: Double, logger: Logger,
-                passedListeners: [String: Int32] = [:], workerEnvironment: [String] = []) {
+                passedListeners: [String: Int32] = [:], workerEnvironment: [String] = [],
+                admin: String? = nil, drainDelay: Double = 0, maxRunTime: Double = 1) {
         loop = gs_default_loop()
         count = workers
         self.arguments = arguments
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         self.workerEnvironment = workerEnvironment
+        self.admin = admin
+        self.drainDelay = drainDelay
+        self.maxRunTime = maxRunTime
         deadline = .allocate(capacity: 1)
         watchdog = .allocate(capacity: 1)
         for (address, fd) in passedListeners { listeners[address] = Listener(fd: fd, socketFile: nil) }
@@ -125,9 +142,61 @@ public final class Supervisor {
             restart.pointee.data = me
             workers.append(Worker(watcher: watcher, restart: restart, messages: messages))
         }
+        if admin != nil && !startAdmin() { return 1 }
         start(0)
         ev_run(loop, 0)
         return exitStatus
+    }
+
+    // MARK: - The admin listener
+
+    /// Starts the admin listener (supervisor_admin.lua) in a Lua runtime on the supervisor's loop.
+    private func startAdmin() -> Bool {
+        var options = Runtime.Options()
+        options.useDefaultLoop = true
+        options.logger = logger
+        do {
+            let runtime = try Runtime(options: options)
+            runtime.register(module: "gsockd.channel", bodies: AdminChannel.functions)
+            runtime.register(module: "gsockd.supervisor", functions: [
+                "settings": { [unowned self] _ in
+                    [.string(self.admin ?? ""), .number(1), .number(self.maxRunTime)]
+                },
+                "workers": { [unowned self] _ in
+                    [.array(self.workers.enumerated().compactMap { i, w in
+                        w.adminChannel >= 0 && w.serving
+                            ? .table(["index": .integer(i + 1), "fd": .integer(Int(w.adminChannel))]) : nil
+                    })]
+                },
+                "count": { [unowned self] _ in [.integer(self.count)] },
+                "restarts": { [unowned self] _ in [.integer(self.restarts)] },
+                "state": { [unowned self] _ in
+                    [.string(self.stopping ? "draining" : !self.groupServed ? "starting" : "serving")]
+                },
+                "started": { [unowned self] args in
+                    guard case .string(let a)? = args.first else { return [] }
+                    self.logger.info("admin listening on \(a)")
+                    // A unix socket's file is removed at the end, if it is still this one.
+                    if a.hasPrefix("unix:"), case .success(let identity) = FileIdentity.of(String(a.dropFirst(5))) {
+                        self.adminSocketFile = (String(a.dropFirst(5)), identity.id)
+                    }
+                    return []
+                },
+                "failed": { [unowned self] args in
+                    if case .string(let m)? = args.first { self.logger.error("\(m)") }
+                    self.exitStatus = 1
+                    self.stop(SIGTERM)
+                    return []
+                },
+            ])
+            try runtime.spawn(source: String(decoding: PackageResources.supervisor_admin_lua, as: UTF8.self),
+                              name: "@supervisor_admin.lua")
+            adminRuntime = runtime
+            return true
+        } catch {
+            logger.error("admin: \(error)")
+            return false
+        }
     }
 
     private func start(_ index: Int) {
@@ -141,17 +210,22 @@ public final class Supervisor {
         _ = fcntl(theirs, F_SETFD, 0)  // the worker inherits its end; the supervisor closes it below
         // systemd hears from the supervisor only (NotifyAccess=main).
         let own = [Supervisor.workerVariable, Supervisor.supervisorVariable, WorkerChannel.variable,
-                   "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", SocketActivation.workerVariable].map { $0 + "=" }
+                   AdminChannel.variable, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                   SocketActivation.workerVariable].map { $0 + "=" }
         var environment = ProcessInfoLite.environment.filter { entry in !own.contains { entry.hasPrefix($0) } }
         environment += ["\(Supervisor.workerVariable)=\(index + 1)", "\(Supervisor.supervisorVariable)=\(getpid())",
                         "\(WorkerChannel.variable)=\(theirs)"] + workerEnvironment
+        let adminEnds = admin != nil ? AdminChannel.pair() : nil
+        if let (_, workerEnd) = adminEnds { environment.append("\(AdminChannel.variable)=\(workerEnd)") }
         var pid: pid_t = 0
         let status = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in posix_spawn(&pid, "/proc/self/exe", nil, nil, argv, envp) }
         }
         Glibc.close(theirs)
+        if let (_, workerEnd) = adminEnds { Glibc.close(workerEnd) }
         guard status == 0 else {
             Glibc.close(mine)
+            if let (supervisorEnd, _) = adminEnds { Glibc.close(supervisorEnd) }
             logger.error("cannot start worker \(index + 1): \(String(cString: strerror(status)))")
             scheduleRestart(index)
             return
@@ -161,6 +235,7 @@ public final class Supervisor {
         workers[index].serving = false
         workers[index].reloaded = true
         workers[index].channel = mine
+        workers[index].adminChannel = adminEnds?.0 ?? -1
         let me = Unmanaged.passUnretained(self).toOpaque()
         let w = workers[index].watcher
         gs_child_init(w, supervisorChildExited, pid)
@@ -218,6 +293,11 @@ public final class Supervisor {
         ev_io_stop(loop, workers[index].messages)
         Glibc.close(workers[index].channel)
         workers[index].channel = -1
+        if workers[index].adminChannel >= 0 {
+            adminRuntime?.descriptorClosing(workers[index].adminChannel)  // an ask waiting on it ends
+            Glibc.close(workers[index].adminChannel)
+            workers[index].adminChannel = -1
+        }
     }
 
     private func workerServes(_ index: Int) {
@@ -264,6 +344,7 @@ public final class Supervisor {
             return
         }
         let delay = scheduleRestart(index)
+        restarts += 1
         logger.error("worker \(index + 1) (pid \(pid)) \(how); restarting it in \(delay) s")
     }
 
@@ -318,7 +399,7 @@ public final class Supervisor {
             return
         }
         // Workers drain for up to shutdownTimeout; past that (and a grace second) they are killed.
-        gs_timer_set(deadline, shutdownTimeout + 1)
+        gs_timer_set(deadline, drainDelay + shutdownTimeout + 1)
         ev_timer_start(loop, deadline)
     }
 
@@ -339,9 +420,8 @@ public final class Supervisor {
             ev_ref(loop)
             ev_timer_stop(loop, watchdog)
         }
-        for listener in listeners.values {
-            if let file = listener.socketFile, case .success(let now) = FileIdentity.of(file.path),
-               now.kind == .socket, now.id == file.identity {
+        for file in listeners.values.compactMap(\.socketFile) + (adminSocketFile.map { [$0] } ?? []) {
+            if case .success(let now) = FileIdentity.of(file.path), now.kind == .socket, now.id == file.identity {
                 unlink(file.path)
             }
         }

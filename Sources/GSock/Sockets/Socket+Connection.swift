@@ -69,8 +69,14 @@ extension Socket {
             if isClosed { return .failed(.closed) }
             switch Syscall.accept(fd) {
             case .ok(let client):
-                return .done(Socket(runtime: runtime, fd: Int32(client), family: family,
-                                    socketClass: socketClass.isUnix ? .unixClient : .tcpClient))
+                let accepted = Socket(runtime: runtime, fd: Int32(client), family: family,
+                                      socketClass: socketClass.isUnix ? .unixClient : .tcpClient)
+                if let m = metrics {
+                    accepted.metrics = m
+                    m.accepted += 1
+                    m.connections += 1
+                }
+                return .done(accepted)
             case .failed(let e) where e.errno == ECONNABORTED: continue
             case .wouldBlock: return .wait(.read)
             case .failed(let e): return .failed(.system(e))
@@ -146,6 +152,7 @@ extension Socket {
                 sendProgress += n
                 sent += n
                 withRuntime { $0.bytesOut += n }
+                if let m = metrics { m.bytesOut += n }
             case .wait(let direction): return .wait(direction)
             case .closed: return .failed(.closed)
             case .failed(let failure): return .failed(failure)

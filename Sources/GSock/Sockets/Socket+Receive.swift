@@ -42,6 +42,7 @@ extension Socket {
         case .ok(let n):
             received += n
             withRuntime { $0.bytesIn += n }
+            if let m = metrics { m.bytesIn += n }
             drained = n < space && transportBufferedInput == 0
             return .data
         case .closed:

@@ -90,6 +90,8 @@ final class Socket {
     // Statistics, as getstats/setstats.
     @exclusivity(unchecked) var received = 0
     @exclusivity(unchecked) var sent = 0
+    /// The service whose listener this is, or which accepted this connection (/metrics).
+    @exclusivity(unchecked) var metrics: ServiceMetrics?
     var birthday: Double
 
     /// Bytes received but not yet handed to Lua.
@@ -237,6 +239,10 @@ final class Socket {
     }
 
     private func closeDescriptor() {
+        if let m = metrics, socketClass != .tcpServer && socketClass != .unixServer {
+            m.connections -= 1
+            metrics = nil
+        }
         transport?.willClose()
         let old = detachDescriptor()
         runtime.descriptorClosing(old)

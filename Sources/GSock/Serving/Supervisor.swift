@@ -1,4 +1,5 @@
-// Worker processes (SPEC §6 `workers`): the supervisor runs no Lua. It starts gsockd
+// Worker processes (SPEC §6 `workers`): the supervisor runs none of the user's Lua (with
+// `admin`, only the admin listener's own, Lua/supervisor_admin.lua). It starts gsockd
 // again once per worker (same arguments, GSOCKD_WORKER set) and talks with each over a
 // WorkerChannel. Every listener is bound once: the first worker binds it and hands it to
 // the supervisor, which gives the same socket to every other worker (and to restarted

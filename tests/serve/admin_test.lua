@@ -521,6 +521,18 @@ handler = "echo.lua"
     assert.equals(0, p:wait_exit(8), p:describe())
     assert.is_true(proc.now() - t0 >= 1.5)
   end)
+
+  it("a SIGTERM sent to the whole process group (workers get it twice) still waits drain_delay", function()
+    local p, admin, address = serve_group("drain_delay = 1.5\nshutdown_timeout = 2\n")
+    assert.equals(200, (proc.http_get(admin, "/readyz")))
+    local t0 = proc.now()
+    proc.sh("kill -TERM -" .. p.pid)   -- the group: the supervisor and both workers
+    gsock.sleep(0.3)
+    assert.equals(503, (proc.http_get(admin, "/readyz")))
+    assert.equals("still", proc.request(address, "still"))
+    assert.equals(0, p:wait_exit(8), p:describe())
+    assert.is_true(proc.now() - t0 >= 1.5, ("exited after %.2f s"):format(proc.now() - t0))
+  end)
 end)
 
 describe("admin: bad input", function()

@@ -291,11 +291,15 @@ local function serve_services(services, options, load_services)
       notify("READY=1\n" .. status())
       host.worker_ready()
     elseif not stop:is_set() then
+      -- A signal sent to the process group reaches a worker twice within moments (from
+      -- the sender and passed on by the supervisor): that is one SIGTERM, not a second
+      -- one cutting drain_delay short.
+      if draining_delayed and gsock.now() - draining_delayed < 1 then return end
       readiness.why = "draining"
       local delay = options.drain_delay or 0
       if delay > 0 and not draining_delayed then
         -- Load balancers stop sending here (readyz fails) while the listeners still accept.
-        draining_delayed = true
+        draining_delayed = gsock.now()
         log("notice", ("SIG%s: not ready; accepting for %g s more (drain_delay)"):format(name, delay))
         notify(("STOPPING=1\nSTATUS=drain_delay %g s"):format(delay))
         gsock.sleep(delay)

@@ -111,6 +111,22 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
     assert.equals("ok other", served)
   end)
 
+  it("frees a closed connection's TLS at once, not when Lua collects the socket", function()
+    need_certs()
+    local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key }, function(line) return line end)
+    collectgarbage()
+    collectgarbage()
+    collectgarbage("stop")
+    finally(function() collectgarbage("restart") end)
+    local before = gsock.stats().tls_connections
+    for i = 1, 20 do assert.equals("n" .. i, (ask(port, { mode = "client", cafile = c.ca.cert }, "n" .. i))) end
+    local deadline = gsock.now() + 5
+    while srv.count > 0 and gsock.now() < deadline do gsock.sleep(0.01) end
+    -- the 20 client SSL:Connections wait for the collector; the server's 20 are gone
+    assert.equals(20, gsock.stats().tls_connections - before)
+    srv:stop()
+  end)
+
   it("with verify_client = \"require\" refuses a client without a certificate and names the one that has one",
     function()
       need_certs()

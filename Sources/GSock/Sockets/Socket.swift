@@ -244,6 +244,13 @@ final class Socket {
             metrics = nil
         }
         transport?.willClose()
+        // A server's accepted connection frees its SSL object now, not when Lua collects the
+        // socket: Lua does not see that memory, so closed connections piled up between
+        // collections and every handshake touched fresh pages. (An SSL:Connection keeps its
+        // own, closed: its methods say "closed".)
+        if socketClass != .tlsConnection, let tls = transport as? TLSStream, tls.context.mode == .server {
+            transport = nil
+        }
         let old = detachDescriptor()
         runtime.descriptorClosing(old)
         Syscall.close(old)

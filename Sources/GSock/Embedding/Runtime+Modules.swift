@@ -24,13 +24,7 @@ extension Runtime {
             pushFunction(name: fname, function)
             luaRawSetField(L, -2, fname)
         }
-        // package.loaded[name] = module
-        lua_rawgeti(L, gs_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
-        luaRawGetField(L, -1, "package")
-        luaRawGetField(L, -1, "loaded")
-        lua_pushvalue(L, -4)
-        luaRawSetField(L, -2, name)
-        lua_settop(L, -5)
+        setLoaded(name)
     }
 
     /// Makes `require(name)` return a table of trampolined Swift bodies (gsockd's own modules).
@@ -38,6 +32,11 @@ extension Runtime {
         lua_checkstack(L, 6)
         lua_createtable(L, 0, Int32(bodies.count))
         luaSetFunctions(L, bodies)
+        setLoaded(name)
+    }
+
+    /// package.loaded[name] = the table on top of the stack (popped).
+    private func setLoaded(_ name: String) {
         lua_rawgeti(L, gs_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
         luaRawGetField(L, -1, "package")
         luaRawGetField(L, -1, "loaded")

@@ -56,13 +56,7 @@ local function ask(what)
   return answers, #workers
 end
 
-local function number_text(v)
-  if math.type(v) == "integer" then return format("%d", v) end
-  if v == math.floor(v) and v > -1e15 and v < 1e15 then return format("%d", math.tointeger(v)) end
-  local short = format("%.15g", v)
-  if tonumber(short) == v then return short end
-  return format("%.17g", v)
-end
+local number_text = gsock.metrics._number_text
 
 --- The workers' expositions summed series by series, in the order first seen.
 local function merge(texts, extra)

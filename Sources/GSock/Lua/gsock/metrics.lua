@@ -338,6 +338,9 @@ local function render_builtin(out, figures, extra)
 end
 
 --- The whole exposition: built-in families, then the user's.
+--- A sample value as the exposition format writes it (the supervisor's merge uses it too).
+metrics._number_text = number_text
+
 function metrics.render(extra)
   local out = {}
   render_builtin(out, core.metrics_figures(), extra)

@@ -65,8 +65,9 @@ enum FiberBindings {
 
     private static let current: LuaBody = { L in luaCall(L, current) }
     private static func current(_ L: LuaState) throws(LuaError) -> Int32 {
-        guard let fiber = Runtime.from(L).current else { return 0 }
-        luaPushRef(L, fiber.handleRef)
+        let rt = Runtime.from(L)
+        guard let fiber = rt.current else { return 0 }
+        rt.pushHandle(L, fiber)
         return 1
     }
 
@@ -273,7 +274,7 @@ enum FiberBindings {
         var next = rt.liveHead
         while let fiber = next {
             i += 1
-            luaPushRef(L, fiber.handleRef)
+            rt.pushHandle(L, fiber)
             lua_rawseti(L, -2, i)
             next = fiber.liveNext
         }

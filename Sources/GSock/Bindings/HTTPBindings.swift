@@ -112,9 +112,10 @@ enum HTTPBindings {
 
     private static func fibers(_ L: LuaState) throws(LuaError) -> Int32 {
         let fibers = try service(L).requestFibers
+        let rt = Runtime.from(L)
         lua_createtable(L, Int32(fibers.count), 0)
-        for (i, fiber) in fibers.enumerated() where fiber.handleRef != LUA_NOREF {
-            luaPushRef(L, fiber.handleRef)
+        for (i, fiber) in fibers.enumerated() {
+            rt.pushHandle(L, fiber)
             lua_rawseti(L, -2, lua_Integer(i + 1))
         }
         return 1

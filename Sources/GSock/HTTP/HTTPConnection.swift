@@ -247,7 +247,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         luaPushRef(L, service.runnerRef)
         pushSelf(L)
         lua_pushvalue(L, requestIndex)
-        let started = runtime.makeFiber(from: L, count: 3)
+        let started = runtime.makeFiber(from: L, count: 3, pushingHandle: false)
         lua_settop(L, requestIndex - 1)
         started.endObserver = self
         fiber = started

@@ -113,7 +113,7 @@ final class HTTPService {
         var fibers: [Fiber] = []
         var c = head
         while let connection = c {
-            if let fiber = connection.fiber { fibers.append(fiber) }
+            if let fiber = connection.fiber, fiber.state != .dead { fibers.append(fiber) }
             c = connection.next
         }
         return fibers

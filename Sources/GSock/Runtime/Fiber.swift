@@ -1,9 +1,10 @@
 // A fiber: one Lua thread plus the scheduler's state for it.
 //
-// The Lua side holds a handle (a "gsock.fiber" userdata) that retains this object;
-// while the fiber is alive the runtime anchors that handle in the registry, and the
-// handle's first user value anchors the thread. When the fiber ends, its results
-// (or its error) replace the thread in the handle, and the anchor is dropped.
+// While the fiber is alive the registry anchors its thread (`threadRef`). The Lua side
+// sees it as a handle (a "gsock.fiber" userdata that retains this object), made when the
+// fiber is spawned or first asked for (`Runtime.pushHandle`) and anchored in the registry
+// while the fiber lives; the handle's first user value is the thread. When the fiber ends,
+// its results (or its error) replace the thread in the handle, and the anchors are dropped.
 import CLibev
 import CLua
 import CShims
@@ -43,6 +44,7 @@ final class Fiber {
     unowned(unsafe) let runtime: Runtime
     let id: Int
     let thread: LuaState
+    var threadRef: Int32 = LUA_NOREF
     var handleRef: Int32 = LUA_NOREF
     @exclusivity(unchecked) var state: State = .created
     @exclusivity(unchecked) var wake: Wake = .none

@@ -64,9 +64,10 @@ extension Runtime {
 
     // MARK: - Creating and resuming
 
-    /// Creates a fiber whose function and arguments are the top `count` values of `from`.
-    /// Pushes the fiber's handle on `from`.
-    func makeFiber(from: LuaState, count: Int32) -> Fiber {
+    /// Creates a fiber whose function and arguments are the top `count` values of `from`,
+    /// and pushes its handle on `from` (unless `pushingHandle` is false: an HTTP request's
+    /// fiber gets its handle only if something asks for it, see `pushHandle`).
+    func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true) -> Fiber {
         let co = takePooledThread(from) ?? lua_newthread(from)!
         let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
         nextFiberId += 1
@@ -77,14 +78,26 @@ extension Runtime {
         _ = lua_checkstack(co, count)
         lua_xmove(from, co, count)
         fiber.startArgs = count - 1
-        pushNewHandle(from, fiber)          // [thread, handle]
-        lua_rotate(from, -2, 1)             // [handle, thread]
-        lua_setiuservalue(from, -2, 1)      // the handle anchors the thread
-        lua_pushvalue(from, -1)
-        fiber.handleRef = luaRef(from)      // the registry anchors the handle while alive
+        fiber.threadRef = luaRef(from)      // the registry anchors the thread while alive
         linkLive(fiber)
         liveFibers += 1
+        if pushingHandle { pushHandle(from, fiber) }
         return fiber
+    }
+
+    /// Pushes the handle of the live `fiber`, made on first use: a userdata with two user
+    /// values (the thread, then the results; the error), anchored in the registry until
+    /// the fiber ends so that every push is the same value.
+    func pushHandle(_ L: LuaState, _ fiber: Fiber) {
+        if fiber.handleRef != LUA_NOREF {
+            luaPushRef(L, fiber.handleRef)
+            return
+        }
+        pushNewHandle(L, fiber)
+        luaPushRef(L, fiber.threadRef)
+        lua_setiuservalue(L, -2, 1)
+        lua_pushvalue(L, -1)
+        fiber.handleRef = luaRef(L)
     }
 
     /// A reset thread from the pool, pushed on `L`; nil when the pool is empty.
@@ -358,7 +371,18 @@ extension Runtime {
     /// stack) or raised (the error on top), then releases everything it held.
     func finish(_ fiber: Fiber, ok: Bool, nres: Int32) {
         let co = fiber.thread
-        luaPushRef(L, fiber.handleRef)
+        // Nothing can ask a handle-less fiber for its results: they are dropped with the
+        // thread's stack. A failure, links or the main fiber need the handle.
+        guard fiber.handleRef != LUA_NOREF || !ok || fiber.linksRef != LUA_NOREF || fiber === mainRun.fiber else {
+            _ = gs_resetthread(co)
+            gs_setextraspace(co, nil)
+            if !fiber.threadSeen { poolThread(co) }
+            releaseThread(of: fiber)
+            fiber.successful = true
+            markDead(fiber)
+            return
+        }
+        pushHandle(L, fiber)
         let handle = lua_gettop(L)
         if ok {
             if nres > 0 {
@@ -400,16 +424,9 @@ extension Runtime {
             lua_setiuservalue(L, handle, 1)
             gs_pop(L, 1)                      // the error value (kept as user value 2)
         }
+        releaseThread(of: fiber)
         fiber.successful = ok
-        fiber.state = .dead
-        fiber.releaseWatchers()
-        liveFibers -= 1
-        unlinkLive(fiber)
-        fiber.joiners?.notify(Int.max, runtime: self)
-        if let observer = fiber.endObserver {
-            fiber.endObserver = nil
-            observer.fiberEnded(fiber)
-        }
+        markDead(fiber)
         runLinks(of: fiber, handle: handle)
         let ref = fiber.handleRef
         fiber.handleRef = LUA_NOREF
@@ -419,6 +436,26 @@ extension Runtime {
             ev_break(loop, Int32(EVBREAK_ALL))
         }
         lua_settop(L, handle - 1)
+    }
+
+    /// Drops the registry's anchor of a fiber's thread (after the thread went to the pool,
+    /// or into the handle's place for results).
+    private func releaseThread(of fiber: Fiber) {
+        let ref = fiber.threadRef
+        fiber.threadRef = LUA_NOREF
+        luaUnref(L, ref)
+    }
+
+    private func markDead(_ fiber: Fiber) {
+        fiber.state = .dead
+        fiber.releaseWatchers()
+        liveFibers -= 1
+        unlinkLive(fiber)
+        fiber.joiners?.notify(Int.max, runtime: self)
+        if let observer = fiber.endObserver {
+            fiber.endObserver = nil
+            observer.fiberEnded(fiber)
+        }
     }
 
     private func runLinks(of fiber: Fiber, handle: Int32) {

@@ -213,7 +213,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         requests += 1
         state = .running
         minorVersion = request.minor_version
-        isHead = request.method.len == 4 && memcmp(base + Int(request.method.off), "HEAD", 4) == 0
+        isHead = request.method.len == 4 && memcmp(base + Int(request.method.off), HTTPConnection.head.utf8Start, 4) == 0
         let connection = header(named: "connection", base: base, request: request)
         if minorVersion == 0 {
             keepAlive = connection.map { gs_http_list_has($0.0, $0.1, "keep-alive", 10) != 0 } ?? false
@@ -253,6 +253,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         fiber = started
         runtime.enqueue(started)
     }
+
+    /// A StaticString: a String given to memcmp is copied into a new C string first.
+    private static let head: StaticString = "HEAD"
 
     func pushSelf(_ L: LuaState) {
         if selfRef == LUA_NOREF {

@@ -1,6 +1,7 @@
 // A fiber: one Lua thread plus the scheduler's state for it.
 //
-// While the fiber is alive the registry anchors its thread (`threadRef`). The Lua side
+// While the fiber is alive the runtime's threads table anchors its thread (`threadSlot`,
+// see Runtime.threadsRef). The Lua side
 // sees it as a handle (a "gsock.fiber" userdata that retains this object), made when the
 // fiber is spawned or first asked for (`Runtime.pushHandle`) and anchored in the registry
 // while the fiber lives; the handle's first user value is the thread. When the fiber ends,
@@ -44,7 +45,7 @@ final class Fiber {
     unowned(unsafe) let runtime: Runtime
     let id: Int
     let thread: LuaState
-    var threadRef: Int32 = LUA_NOREF
+    var threadSlot: Int32 = 0
     var handleRef: Int32 = LUA_NOREF
     @exclusivity(unchecked) var state: State = .created
     @exclusivity(unchecked) var wake: Wake = .none

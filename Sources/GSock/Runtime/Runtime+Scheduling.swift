@@ -68,17 +68,16 @@ extension Runtime {
     /// and pushes its handle on `from` (unless `pushingHandle` is false: an HTTP request's
     /// fiber gets its handle only if something asks for it, see `pushHandle`).
     func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true) -> Fiber {
-        let co = takePooledThread(from) ?? lua_newthread(from)!
+        let (co, slot) = takeThread(from)
         let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
+        fiber.threadSlot = slot
         nextFiberId += 1
         gs_setextraspace(co, fiber.opaque)
-        lua_rotate(from, -count - 1, 1)     // thread below the function and arguments
         // A new thread has room for LUA_MINSTACK values; spawn(fn, ...) may pass more. It
         // cannot fail: `from` holds as many.
         _ = lua_checkstack(co, count)
         lua_xmove(from, co, count)
         fiber.startArgs = count - 1
-        fiber.threadRef = luaRef(from)      // the registry anchors the thread while alive
         linkLive(fiber)
         liveFibers += 1
         if pushingHandle { pushHandle(from, fiber) }
@@ -93,41 +92,65 @@ extension Runtime {
             luaPushRef(L, fiber.handleRef)
             return
         }
-        pushNewHandle(L, fiber)
-        luaPushRef(L, fiber.threadRef)
-        lua_setiuservalue(L, -2, 1)
+        pushNewHandle(L, fiber)             // [handle]
+        pushThreads(L)
+        lua_rawgeti(L, -1, lua_Integer(fiber.threadSlot))
+        lua_setiuservalue(L, -3, 1)         // [handle, threads]
+        gs_pop(L, 1)
         lua_pushvalue(L, -1)
         fiber.handleRef = luaRef(L)
     }
 
-    /// A reset thread from the pool, pushed on `L`; nil when the pool is empty.
-    private func takePooledThread(_ L: LuaState) -> LuaState? {
-        guard pooledThreads > 0 else { return nil }
-        luaPushRef(L, threadPoolRef)
-        lua_rawgeti(L, -1, lua_Integer(pooledThreads))   // [pool, thread]
-        lua_pushnil(L)
-        lua_rawseti(L, -3, lua_Integer(pooledThreads))
-        pooledThreads -= 1
-        lua_rotate(L, -2, 1)
-        gs_pop(L, 1)                                      // [thread]
-        let co = lua_tothread(L, -1)!
-        gs_inherit_hook(co, L)
-        return co
+    private func pushThreads(_ L: LuaState) {
+        if threadsRef == LUA_NOREF {
+            lua_createtable(L, Int32(Runtime.threadPoolLimit), 0)
+            lua_pushvalue(L, -1)
+            threadsRef = luaRef(L)
+        } else {
+            luaPushRef(L, threadsRef)
+        }
     }
 
-    /// Keeps the reset thread `co` for a later fiber, if the pool has room.
-    private func poolThread(_ co: LuaState) {
-        guard pooledThreads < Runtime.threadPoolLimit, lua_status(co) == LUA_OK, lua_gettop(co) == 0 else { return }
-        if threadPoolRef == LUA_NOREF {
-            lua_createtable(L, Int32(Runtime.threadPoolLimit), 0)
-            threadPoolRef = luaRef(L)
+    /// A thread for a new fiber and its slot: an idle one's, or a new thread's.
+    private func takeThread(_ L: LuaState) -> (LuaState, Int32) {
+        pushThreads(L)
+        if let slot = idleThreadSlots.popLast() {
+            lua_rawgeti(L, -1, lua_Integer(slot))
+            let co = lua_tothread(L, -1)!
+            gs_pop(L, 2)
+            gs_inherit_hook(co, L)
+            return (co, slot)
         }
-        luaPushRef(L, threadPoolRef)
-        _ = lua_pushthread(co)
-        lua_xmove(co, L, 1)
-        pooledThreads += 1
-        lua_rawseti(L, -2, lua_Integer(pooledThreads))
+        let co = lua_newthread(L)!
+        let slot: Int32
+        if let free = freeThreadSlots.popLast() {
+            slot = free
+        } else {
+            threadSlots += 1
+            slot = threadSlots
+        }
+        lua_rawseti(L, -2, lua_Integer(slot))
         gs_pop(L, 1)
+        return (co, slot)
+    }
+
+    /// Gives up an ended fiber's slot: it keeps the thread for a later fiber when the
+    /// thread is `reusable` (it returned, its stack is empty, Lua code never held it) and
+    /// the pool has room; otherwise the slot is emptied and the thread left to the GC.
+    private func releaseThread(of fiber: Fiber, reusable: Bool) {
+        let slot = fiber.threadSlot
+        fiber.threadSlot = 0
+        let co = fiber.thread
+        if reusable && idleThreadSlots.count < Runtime.threadPoolLimit
+            && lua_status(co) == LUA_OK && lua_gettop(co) == 0 {
+            idleThreadSlots.append(slot)
+            return
+        }
+        pushThreads(L)
+        lua_pushnil(L)
+        lua_rawseti(L, -2, lua_Integer(slot))
+        gs_pop(L, 1)
+        freeThreadSlots.append(slot)
     }
 
     func resume(_ fiber: Fiber) {
@@ -374,10 +397,13 @@ extension Runtime {
         // Nothing can ask a handle-less fiber for its results: they are dropped with the
         // thread's stack. A failure, links or the main fiber need the handle.
         guard fiber.handleRef != LUA_NOREF || !ok || fiber.linksRef != LUA_NOREF || fiber === mainRun.fiber else {
-            _ = gs_resetthread(co)
+            // It returned: its upvalues and to-be-closed variables are closed, and its
+            // stack holds only the results. An emptied thread resumes a new function as a
+            // reset one does (lua_resetthread would also shrink the stack, which the next
+            // request grows again; the GC shrinks idle stacks).
+            lua_settop(co, 0)
             gs_setextraspace(co, nil)
-            if !fiber.threadSeen { poolThread(co) }
-            releaseThread(of: fiber)
+            releaseThread(of: fiber, reusable: !fiber.threadSeen)
             fiber.successful = true
             markDead(fiber)
             return
@@ -414,9 +440,9 @@ extension Runtime {
             lua_pushvalue(L, -1)
             lua_setiuservalue(L, handle, 2)
         }
-        _ = gs_resetthread(co)
+        if ok { lua_settop(co, 0) } else { _ = gs_resetthread(co) }   // a failure's to-be-closed variables close
         gs_setextraspace(co, nil)
-        if ok && !fiber.threadSeen { poolThread(co) }
+        releaseThread(of: fiber, reusable: ok && !fiber.threadSeen)
         if ok {
             lua_setiuservalue(L, handle, 1)   // results replace the thread
         } else {
@@ -424,7 +450,6 @@ extension Runtime {
             lua_setiuservalue(L, handle, 1)
             gs_pop(L, 1)                      // the error value (kept as user value 2)
         }
-        releaseThread(of: fiber)
         fiber.successful = ok
         markDead(fiber)
         runLinks(of: fiber, handle: handle)
@@ -436,14 +461,6 @@ extension Runtime {
             ev_break(loop, Int32(EVBREAK_ALL))
         }
         lua_settop(L, handle - 1)
-    }
-
-    /// Drops the registry's anchor of a fiber's thread (after the thread went to the pool,
-    /// or into the handle's place for results).
-    private func releaseThread(of fiber: Fiber) {
-        let ref = fiber.threadRef
-        fiber.threadRef = LUA_NOREF
-        luaUnref(L, ref)
     }
 
     private func markDead(_ fiber: Fiber) {

@@ -47,11 +47,15 @@ public final class Runtime {
     var nextFiberId = 1
     /// The live fibers, linked through `Fiber.liveNext` (`writeDump`, `close`).
     var liveHead: Fiber?
-    /// Threads of fibers that ended, reset and kept for the next fibers (a registry
-    /// reference to a table used as a stack of `pooledThreads` threads), so that a server
-    /// starting a fiber per request does not make and collect a Lua thread per request.
-    var threadPoolRef = LUA_NOREF
-    var pooledThreads = 0
+    /// Every live fiber's thread sits in a slot of one Lua table (a registry reference),
+    /// which anchors it. The slot of a fiber that ended normally keeps its thread for the
+    /// next fiber (`idleThreadSlots`, at most `threadPoolLimit`), so that a server starting
+    /// a fiber per request neither makes and collects a Lua thread nor takes a registry
+    /// reference per request.
+    var threadsRef = LUA_NOREF
+    var threadSlots: Int32 = 0
+    var idleThreadSlots: [Int32] = []
+    var freeThreadSlots: [Int32] = []
     static let threadPoolLimit = 64
 
     // MARK: Counters (gsock.stats)

@@ -183,6 +183,11 @@ enum Arg {
 // MARK: - Registry references
 
 /// Anchors the value on top of the stack (popping it) and returns its reference.
+/// A StaticString as a C string, without the copy Swift makes of a String passed as one.
+@inline(__always) func cString(_ s: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
 @inline(__always) func luaRef(_ L: LuaState) -> Int32 { luaL_ref(L, gs_registryindex()) }
 @inline(__always) func luaUnref(_ L: LuaState, _ ref: Int32) {
     if ref != LUA_NOREF && ref != LUA_REFNIL { luaL_unref(L, gs_registryindex(), ref) }

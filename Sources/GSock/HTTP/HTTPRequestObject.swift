@@ -10,6 +10,7 @@ import CShims
 
 enum HTTPRequestObject {
     static let metatable = "gsock.http.request"
+    private static let metatableName: StaticString = "gsock.http.request"
     /// Set by http.lua: the case-insensitive lookup of `req.headers`.
     static let fieldsMetatable = "gsock.http.fields"
     private static let tag: UInt64 = 0x6773_6874_7470_7271
@@ -42,7 +43,7 @@ enum HTTPRequestObject {
         p.storeBytes(of: Block(tag: tag, request: request, headLength: UInt32(headLength), pathLength: UInt32(decoded)),
                      as: Block.self)
         (p + headersOffset).copyMemory(from: headers, byteCount: headersSize)
-        _ = gs_getmetatable(L, metatable)
+        _ = gs_getmetatable(L, cString(metatableName))
         lua_setmetatable(L, -2)
         return true
     }

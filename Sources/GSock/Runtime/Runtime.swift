@@ -53,9 +53,9 @@ public final class Runtime {
     /// a fiber per request neither makes and collects a Lua thread nor takes a registry
     /// reference per request.
     var threadsRef = LUA_NOREF
-    var threadSlots: Int32 = 0
-    var idleThreadSlots: [Int32] = []
-    var freeThreadSlots: [Int32] = []
+    @exclusivity(unchecked) var threadSlots: Int32 = 0
+    @exclusivity(unchecked) var idleThreadSlots: [Int32] = []
+    @exclusivity(unchecked) var freeThreadSlots: [Int32] = []
     static let threadPoolLimit = 64
 
     // MARK: Counters (gsock.stats)

@@ -17,7 +17,7 @@ extension Runtime {
         var fibers: [Fiber] = []
         /// The batch `runReady` is running: the queue's previous storage, reused.
         private(set) var batch: [Fiber] = []
-        /// While fibers are queued, runs them after every other callback of the iteration.
+        /// Runs the queued fibers after every other callback of each iteration.
         let check: UnsafeMutablePointer<ev_check> = .allocate(capacity: 1)
         /// While fibers are queued, keeps the poll from blocking.
         let idle: UnsafeMutablePointer<ev_idle> = .allocate(capacity: 1)
@@ -38,10 +38,7 @@ extension Runtime {
     func enqueue(_ fiber: Fiber) {
         fiber.state = .ready
         ready.fibers.append(fiber)
-        if ready.fibers.count == 1 && gs_is_active(ready.check) == 0 {
-            ev_check_start(loop, ready.check)
-            ev_idle_start(loop, ready.idle)
-        }
+        if ready.fibers.count == 1 && gs_is_active(ready.idle) == 0 { ev_idle_start(loop, ready.idle) }
     }
 
     /// Runs the queued fibers, in batches: those a batch wakes run in the next batch, up to
@@ -56,10 +53,7 @@ extension Runtime {
             ready.endBatch()
             batches += 1
         }
-        if ready.fibers.isEmpty {
-            ev_check_stop(loop, ready.check)
-            ev_idle_stop(loop, ready.idle)
-        }
+        if ready.fibers.isEmpty { ev_idle_stop(loop, ready.idle) }
     }
 
     // MARK: - Creating and resuming

@@ -130,8 +130,13 @@ public final class Runtime {
         gs_idle_init(ready.idle, { _, _, _ in })
         gs_check_init(ready.check, readyQueueCheck)
         ready.check.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        // After every other callback of the iteration, so fibers they wake run in the same one.
+        // After every other callback of the iteration, so fibers they wake run in the same
+        // one. Always started: a check watcher started by a callback is first queued in the
+        // next iteration, after a poll that the idle watcher makes non-blocking, which cost
+        // an epoll_wait per batch of requests. Unreferenced: it keeps no loop running.
         gs_set_priority(ready.check, Int32(GS_EV_MINPRI))
+        ev_check_start(loop, ready.check)
+        ev_unref(loop)
         resolver.attach(self)
 
         gs_pushcfunction(L, gs_openlibs)
@@ -163,7 +168,10 @@ public final class Runtime {
             fiber.state = .dead
         }
         ev_idle_stop(loop, ready.idle)
-        ev_check_stop(loop, ready.check)
+        if gs_is_active(ready.check) != 0 {
+            ev_ref(loop)
+            ev_check_stop(loop, ready.check)
+        }
         stopWatchingSignals()
         stopLagSampler()
         lua_close(L)

@@ -383,6 +383,36 @@ describe("fiber threads", function()
     assert.is_true(hooked > 0)
   end)
 
+  it("fibers that return, are killed or were given their thread leave no thread behind", function()
+    -- A slot of the runtime's threads table keeps a thread only for fibers to come: one
+    -- it cannot reuse (killed, seen) is left to the GC, and the pool stays bounded.
+    local live = gsock.stats().fibers
+    local function round(n)
+      local sleepers = {}
+      for i = 1, n do
+        local kind = i % 3
+        local f = gsock.spawn(function()
+          if kind == 1 then gsock.sleep(10) elseif kind == 2 then local _ = coroutine.running() end
+          return i
+        end)
+        if kind == 1 then sleepers[#sleepers + 1] = f end
+      end
+      gsock.sleep(0)
+      for _, f in ipairs(sleepers) do f:kill() end
+      sleepers = nil
+      gsock.sleep(0)
+      assert.equals(live, gsock.stats().fibers)
+      collectgarbage()
+      collectgarbage()
+      return collectgarbage("count")
+    end
+    round(3000)   -- the pool and the tables reach their size (3,000 fibers live at once)
+    local before = round(3000)
+    local after
+    for _ = 1, 10 do after = round(3000) end
+    assert.is_true(after < before + 64, ("Lua heap %.0f KiB -> %.0f KiB"):format(before, after))
+  end)
+
   it("a fiber that raised or was killed leaves nothing to the next (locals, to-be-closed, stack)", function()
     local closed = 0
     local closer = setmetatable({}, { __close = function() closed = closed + 1 end })

@@ -225,3 +225,66 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 end)
+
+describe("HTTP request fibers", function()
+  --- One keep-alive request and its body (the handlers below answer 2 bytes).
+  local function get(c, path)
+    assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: a\r\n\r\n"))
+    local status = assert(c:receive("*l"))
+    repeat local line = assert(c:receive("*l")) until line == ""
+    return status, assert(c:receive(2))
+  end
+
+  it("gsock.current() in a handler is its request's fiber: the same value each time asked, another the next request", function()
+    local seen = {}
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      local a = gsock.current()
+      gsock.sleep(0)   -- still the same fiber after a wait
+      seen[#seen + 1] = { fiber = a, same = rawequal(a, gsock.current()), alive = not a:dead() }
+      return 200, "ok"
+    end):start()
+    local c = connect(srv)
+    for i = 1, 3 do
+      local status, body = get(c, "/" .. i)
+      assert.equals("HTTP/1.1 200 OK", status)
+      assert.equals("ok", body)
+    end
+    assert.equals(3, #seen)
+    for i, s in ipairs(seen) do
+      assert.is_true(s.same)
+      assert.is_true(s.alive)
+      assert.is_true(s.fiber:dead())   -- the request ended
+      assert.is_true(s.fiber:successful())
+      for j = i + 1, #seen do assert.is_false(rawequal(s.fiber, seen[j].fiber)) end
+    end
+    c:close()
+    srv:stop()
+  end)
+
+  it("a handler that raised, one killed and one given its thread leave the next requests a clean fiber", function()
+    local t = {}
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/raise" then error("on purpose") end
+      if req.path == "/seen" then t.co = coroutine.running() end
+      if req.path == "/check" then
+        return 200, (coroutine.running() ~= t.co and debug.gethook() == nil) and "ok" or "no"
+      end
+      if req.path == "/hook" then debug.sethook(function() end, "c") end
+      return 200, "ok"
+    end):start()
+    for _, path in ipairs({ "/raise", "/seen", "/hook" }) do
+      local first = connect(srv)
+      local status = get(first, path)
+      assert.truthy(status:find(path == "/raise" and " 500 " or " 200 "), status)
+      first:close()
+      local c = connect(srv)
+      for _ = 1, 5 do
+        local s, body = get(c, "/check")
+        assert.equals("HTTP/1.1 200 OK", s)
+        assert.equals("ok", body)
+      end
+      c:close()
+    end
+    srv:stop()
+  end)
+end)

@@ -199,6 +199,37 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
+  it("the return shorthand converts a body with tostring, merges returned headers into res.headers, and refuses headers that are no table (500)", function()
+    local shown = setmetatable({}, { __tostring = function() return "shown" end })
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/number" then return 200, 42 end
+      if req.path == "/tostring" then return 200, shown, { ["X-Kind"] = "table" } end
+      if req.path == "/merge" then
+        res.headers["X-Kept"] = "1"
+        res.headers["x-replaced"] = "old"
+        return 200, "merged", { ["X-Replaced"] = "new", ["X-Added"] = "2" }
+      end
+      return 200, "x", "text/plain"
+    end):start()
+    local r = wire.once(srv, "GET /number HTTP/1.1\r\n\r\n")
+    assert.equals("42", r.body)
+    assert.equals("2", r.headers["content-length"])
+    r = wire.once(srv, "GET /tostring HTTP/1.1\r\n\r\n")
+    assert.equals("shown", r.body)
+    assert.equals("table", r.headers["x-kind"])
+    r = wire.once(srv, "GET /merge HTTP/1.1\r\n\r\n")
+    assert.equals("merged", r.body)
+    assert.equals("1", r.headers["x-kept"])
+    assert.equals("new", r.headers["x-replaced"])
+    assert.equals("2", r.headers["x-added"])
+    local replaced = 0
+    for _, f in ipairs(r.fields) do if f:lower():find("^x%-replaced: ") then replaced = replaced + 1 end end
+    assert.equals(1, replaced)
+    r = wire.once(srv, "GET /string-headers HTTP/1.1\r\n\r\n")
+    assert.equals(500, r.status)
+    srv:stop()
+  end)
+
   it("takes the return shorthand with headers, and refuses a field value with CR/LF (500)", function()
     local srv = gsock.http.server("127.0.0.1:0", function(req)
       if req.path == "/split" then return 200, "x", { ["X-Evil"] = "a\r\nInjected: yes" } end

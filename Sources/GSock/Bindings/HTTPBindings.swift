@@ -253,17 +253,30 @@ enum HTTPBindings {
         return 0
     }
 
-    /// `conn:reply(status, body, headers)`: the whole response at once (the handler's
-    /// `return status, body, headers`), `headers` a table or nil.
+    /// `conn:reply(status, body, headers, finishing [, res])`: the whole response at once
+    /// (the handler's `return status, body, headers`) when the body is a string or nil, the
+    /// headers a table or nil, and `res` (when given) holds no res.headers to merge them
+    /// into; else false, with nothing queued (http.lua converts, checks and merges, then
+    /// calls again without `res`). With `finishing`, the response is then done as by
+    /// conn:done(), and this returns what that would; else true.
     private static func reply(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
         guard c.state == .running, !c.headSent else { throw .raise(L, "res: the response is already over") }
+        let bodyType = lua_type(L, 3), headersType = lua_type(L, 4)
+        if (bodyType != LUA_TSTRING && bodyType != LUA_TNIL) || (headersType != LUA_TTABLE && headersType != LUA_TNIL)
+            || (lua_type(L, 6) == LUA_TTABLE && luaRawGetField(L, 6, static: "headers") != LUA_TNIL) {
+            lua_pushboolean(L, 0)
+            return 1
+        }
         var length = 0
-        let data = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
-        if lua_type(L, 3) > LUA_TNIL && data == nil { throw .type(L, 3, "string") }
+        let data = bodyType == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
         try appendHead(L, c, status: 2, headers: 4, final: true, bodyLength: length, upgrade: false)
         appendBody(c, data, length, final: true)
-        return 0
+        guard lua_toboolean(L, 5) != 0 else {
+            lua_pushboolean(L, 1)
+            return 1
+        }
+        return finishResponse(L, c)
     }
 
     private static func appendBody(_ c: HTTPConnection, _ data: UnsafePointer<CChar>?, _ length: Int, final: Bool) {
@@ -287,7 +300,8 @@ enum HTTPBindings {
         var isInteger: Int32 = 0
         let status = Int(lua_tointegerx(L, statusIndex, &isInteger))
         guard isInteger != 0, (100...999).contains(status) else {
-            throw .raise(L, "res.status must be an integer status code (100-999)")
+            lua_pushstring(L, "res.status must be an integer status code (100-999)")
+            throw .value   // without the runner's position, as a bad field's message
         }
         if final {
             // A body the handler left unread and that is not all here yet: the next request
@@ -341,7 +355,10 @@ enum HTTPBindings {
     /// or "flush" / "close" when the output could not all be written now: the runner
     /// flushes, then calls `idle` or `linger_close`.
     private static func done(_ L: LuaState) throws(LuaError) -> Int32 {
-        let c = try connection(L)
+        finishResponse(L, try connection(L))
+    }
+
+    private static func finishResponse(_ L: LuaState, _ c: HTTPConnection) -> Int32 {
         let next = c.responseDone(L)
         if next == .started {
             lua_pushstring(L, "started")

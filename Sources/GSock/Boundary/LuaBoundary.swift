@@ -217,6 +217,13 @@ func luaRawSetField(_ L: LuaState, _ index: Int32, _ name: String) {
 
 /// Pushes `table[name]` without metamethods.
 @discardableResult
+/// luaRawGetField for hot paths: a String name is copied into a new C string per call.
+@inline(__always) func luaRawGetField(_ L: LuaState, _ index: Int32, static name: StaticString) -> Int32 {
+    let t = lua_absindex(L, index)
+    lua_pushstring(L, cString(name))
+    return lua_rawget(L, t)
+}
+
 func luaRawGetField(_ L: LuaState, _ index: Int32, _ name: String) -> Int32 {
     let t = lua_absindex(L, index)
     lua_pushstring(L, name)

@@ -87,11 +87,9 @@ enum HTTPResponseHead {
                              to out: inout [UInt8]) throws(LuaError) -> Seen {
         var seen = Seen()
         if lua_type(L, headers) == LUA_TTABLE {
-            guard gs_http_append_fields(L, headers, &fields) == LUA_OK else {
-                let message = lua_tolstring(L, -1, nil).map { String(cString: $0) } ?? "res.headers: a bad field"
-                gs_pop(L, 1)
-                throw .raise(L, message)
-            }
+            // The message names the field; a position would be the runner's (the handler
+            // may have returned already), so it is raised as it is.
+            guard gs_http_append_fields(L, headers, &fields) == LUA_OK else { throw .value }
             seen.contentLength = fields.content_length >= 0 ? Int(fields.content_length) : nil
             seen.transferEncoding = fields.transfer_encoding != 0
             seen.date = fields.date != 0

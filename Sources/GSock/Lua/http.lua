@@ -194,27 +194,32 @@ end
 
 -- Running a request ---------------------------------------------------------------------
 
-local function respond(handle, req, res)
+--- Runs the handler and sends what it returned; with `finishing`, also ends the response
+--- as conn:done() does and returns what that said (true when it was left to the caller).
+local function respond(reply, handle, req, res, finishing)
   local status, body, headers = handle(req, res)
   if res[DONE] then return end
   res[DONE] = true
   local conn = res[CONN]
-  if status ~= nil then
-    if headers ~= nil and type(headers) ~= "table" then
-      error(("the handler returned headers that are not a table (a %s)"):format(type(headers)), 0)
-    end
-    local h = rawget(res, "headers")
-    if h ~= nil then
-      if headers ~= nil then
-        for k, v in pairs(headers) do h[k] = v end
-      end
-      headers = h
-    end
-    if body ~= nil and type(body) ~= "string" then body = tostring(body) end
-    conn:reply(status, body, headers)
-  elseif not conn:fail(0) then
-    conn:send(res, nil, true)
+  if status == nil then
+    if not conn:fail(0) then conn:send(res, nil, true) end
+    return
   end
+  local replied = reply(conn, status, body, headers, finishing, res)
+  if replied then return replied end
+  -- A body to convert, headers to check, or res.headers to merge the returned ones into.
+  if headers ~= nil and type(headers) ~= "table" then
+    error(("the handler returned headers that are not a table (a %s)"):format(type(headers)), 0)
+  end
+  local h = rawget(res, "headers")
+  if h ~= nil then
+    if headers ~= nil then
+      for k, v in pairs(headers) do h[k] = v end
+    end
+    headers = h
+  end
+  if body ~= nil and type(body) ~= "string" then body = tostring(body) end
+  return reply(conn, status, body, headers, finishing)
 end
 
 --- After conn:done(): flushes what it could not write, then awaits the next request or
@@ -287,17 +292,21 @@ local function runner(server)
     end
   end
 
+  -- The connection's methods of every request, looked up once.
+  local connection_methods = registry["gsock.http.connection"].__index
+  local reply, done = connection_methods.reply, connection_methods.done
+
   return function(conn, req)
     local started = access_log and now()
     local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false, [UPGRADED] = false }, Response)
-    local ok, err = xpcall(respond, traceback, server.handle, req, res)
+    local ok, after = xpcall(respond, traceback, reply, server.handle, req, res, not started)
     if ok and not started and not res[UPGRADED] then
       -- The common end, unprotected: conn:done() does not wait and raises nothing.
-      local after = conn:done()
+      if after == nil then after = done(conn) end   -- else respond ended the response
       if after == "started" or after == "idle" or after == "closed" then return end
       return ended(conn, pcall(flush_then, conn, after))
     end
-    return ended(conn, pcall(finish, conn, req, res, ok, err, started))
+    return ended(conn, pcall(finish, conn, req, res, ok, after, started))
   end
 end
 

@@ -181,9 +181,16 @@ describe("HTTP responses", function()
       res.headers["Set-Cookie"] = { "a=1", "b=2" }
       res:write("one,")
       res:write("two")
+      if req.path == "/sizes" then
+        res:write(("a"):rep(26))     -- chunk sizes in hex: 1a, fff
+        res:write(("b"):rep(4095))
+      end
       res:finish(",three")
     end):start()
-    local r = wire.once(srv, "GET / HTTP/1.1\r\n\r\n")
+    local r = wire.once(srv, "GET /sizes HTTP/1.1\r\n\r\n")
+    assert.is_true(r.chunked)
+    assert.equals("one,two" .. ("a"):rep(26) .. ("b"):rep(4095) .. ",three", r.body)
+    r = wire.once(srv, "GET / HTTP/1.1\r\n\r\n")
     assert.is_true(r.chunked)
     assert.equals("one,two,three", r.body)
     assert.equals("text/x-replaced", r.headers["content-type"])

@@ -283,10 +283,10 @@ enum HTTPBindings {
         let hasBody = !c.isHead && !HTTPResponseHead.hasNoBody(c.status)
         if let data, length > 0, hasBody {
             if c.responseChunked {
-                c.output += Array(String(length, radix: 16).utf8)
+                c.output.append(hex: length)
                 c.output.append(static: "\r\n")
             }
-            c.output += UnsafeRawBufferPointer(start: data, count: length)
+            c.output.append(data, count: length)
             if c.responseChunked { c.output.append(static: "\r\n") }
             c.bodyBytes += length
         }
@@ -319,7 +319,7 @@ enum HTTPBindings {
             seen = try HTTPResponseHead.appendFields(L, headers: lua_absindex(L, headers),
                                                      fields: &c.service.scratchFields, to: &c.output)
         } catch {
-            c.output.removeSubrange(start...)
+            c.output.truncate(to: start)
             throw error
         }
         if seen.connectionClose { c.keepAlive = false }
@@ -395,7 +395,7 @@ enum HTTPBindings {
             lua_pushboolean(L, 0)
             return 1
         }
-        c.output += HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine())
+        c.output.append(HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine()))
         c.bodyBytes = HTTPResponseHead.reason(status).utf8CodeUnitCount + 1
         c.headSent = true
         c.status = status

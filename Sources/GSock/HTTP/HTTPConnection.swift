@@ -58,7 +58,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     @exclusivity(unchecked) var responseChunked = false
     @exclusivity(unchecked) var status = 0
     @exclusivity(unchecked) var bodyBytes = 0
-    @exclusivity(unchecked) var output: [UInt8] = []
+    @exclusivity(unchecked) var output = OutputBuffer()
     /// For /metrics (Operating/Metrics.swift): the request's method and when it started.
     @exclusivity(unchecked) private var metricsMethod = 0
     @exclusivity(unchecked) private var metricsStarted = 0.0
@@ -338,11 +338,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     /// Writes as much of `output` as the socket takes now.
     func writeOutput() -> Written {
-        guard !output.isEmpty else { return .all }
-        switch output.withUnsafeBytes({ socket.send($0.baseAddress!, count: $0.count) }) {
+        guard let base = output.base, !output.isEmpty else { return .all }
+        switch socket.send(base, count: output.count) {
         case .done:
             socket.sendProgress = 0
-            output.removeAll(keepingCapacity: output.capacity <= 65536)
+            output.removeAll(keepingUpTo: 65536)
             return .all
         case .wait(let direction):
             return .wait(direction)
@@ -359,16 +359,12 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     func reject(_ status: Int, _ reason: String) {
         stopWaiting()
         runtime.httpRejected += 1
-        var response = HTTPResponseHead.errorResponse(status, date: service.currentDateLine())
-        if !output.isEmpty {
-            output.append(contentsOf: response)
-            swap(&output, &response)
-            output.removeAll()
-        }
+        output.append(HTTPResponseHead.errorResponse(status, date: service.currentDateLine()))
         // One write to a socket whose output is drained; what does not fit is dropped.
-        if !socket.isClosed {
-            response.withUnsafeBytes { _ = socket.transportWrite(from: $0.baseAddress!, count: $0.count) }
+        if !socket.isClosed, let base = output.base {
+            _ = socket.transportWrite(from: base, count: output.count)
         }
+        output.removeAll()
         if let peer = peerText {
             runtime.logger.info("http: \(status) to \(peer): \(reason)", metadata: ["peer": "\(peer)"])
         }

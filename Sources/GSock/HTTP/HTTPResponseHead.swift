@@ -84,7 +84,7 @@ enum HTTPResponseHead {
     /// Appends the fields of the table at `headers` (none when it is not a table) to
     /// `out`; throws a Lua error naming a bad field. `fields` is scratch space.
     static func appendFields(_ L: LuaState, headers: Int32, fields: inout gs_http_fields,
-                             to out: inout [UInt8]) throws(LuaError) -> Seen {
+                             to out: inout OutputBuffer) throws(LuaError) -> Seen {
         var seen = Seen()
         if lua_type(L, headers) == LUA_TTABLE {
             // The message names the field; a position would be the runner's (the handler
@@ -94,7 +94,7 @@ enum HTTPResponseHead {
             seen.transferEncoding = fields.transfer_encoding != 0
             seen.date = fields.date != 0
             seen.connectionClose = fields.connection_close != 0
-            if let data = fields.data, fields.len > 0 { out += UnsafeRawBufferPointer(start: data, count: fields.len) }
+            if let data = fields.data { out.append(data, count: fields.len) }
         }
         return seen
     }

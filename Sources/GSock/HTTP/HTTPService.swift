@@ -123,13 +123,13 @@ final class HTTPService {
     @exclusivity(unchecked) private var statusLines = [[UInt8]](repeating: [], count: 900)
 
     /// "HTTP/1.1 200 OK\r\n" for `status` (100...999).
-    func appendStatusLine(_ status: Int, to out: inout [UInt8]) {
+    func appendStatusLine(_ status: Int, to out: inout OutputBuffer) {
         if statusLines[status - 100].isEmpty {
             var line: [UInt8] = []
             HTTPResponseHead.appendStatusLine(status, to: &line)
             statusLines[status - 100] = line
         }
-        out += statusLines[status - 100]
+        out.append(statusLines[status - 100])
     }
 
     /// "Date: <IMF-fixdate>\r\n" for now.
@@ -138,9 +138,9 @@ final class HTTPService {
         return dateLine
     }
 
-    func appendDateLine(to out: inout [UInt8]) {
+    func appendDateLine(to out: inout OutputBuffer) {
         updateDateLine()
-        out += dateLine
+        out.append(dateLine)
     }
 
     private func updateDateLine() {

@@ -84,6 +84,41 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 
+  it("a head: each wait has its own limit: header_timeout before the first request, then keepalive_timeout, then header_timeout for a partial head", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end,
+                                  { header_timeout = 0.3, keepalive_timeout = 1.2 }):start()
+    local function answered(c)
+      assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+      repeat local line = c:receive("*l") until line == ""
+      assert.equals("x", c:receive(1))
+    end
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    answered(c)
+    gsock.sleep(0.6)   -- past the first header_timeout, within keepalive_timeout: still open
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    answered(c)
+    assert(c:send("GET / HTTP/1.1\r\nHost: a"))   -- a partial head: header_timeout again
+    local t0 = gsock.now()
+    local text, err = drain(c)
+    local waited = gsock.now() - t0
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 408 "))
+    assert.is_true(waited > 0.2 and waited < 1.0, "408 after " .. waited .. " s")
+    c:close()
+    local idle = connect(srv)
+    assert(idle:send("GET / HTTP/1.1\r\n\r\n"))
+    answered(idle)
+    t0 = gsock.now()
+    text, err = drain(idle)
+    waited = gsock.now() - t0
+    assert.equals("", text)
+    assert.equals("closed", err)
+    assert.is_true(waited > 1.0 and waited < 2.5, "closed after " .. waited .. " s idle")
+    idle:close()
+    srv:stop()
+  end)
+
   it("a head: stop closes idle keep-alive connections at once and finishes busy ones", function()
     local release = gsock.event()
     local srv = gsock.http.server("127.0.0.1:0", function(req)

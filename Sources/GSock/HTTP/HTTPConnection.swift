@@ -40,6 +40,12 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     @exclusivity(unchecked) private var headDeadline = 0.0
     @exclusivity(unchecked) private(set) var requests = 0
     private let timer: UnsafeMutablePointer<ev_timer>
+    /// When the current wait for input must end (the loop's clock, ev_now), and when the
+    /// timer fires while it is started: a later deadline leaves the timer as it is, and a
+    /// timer that fires early starts again for the rest (libev's advice for timeouts that
+    /// move on every request: no timer stopped and started per request).
+    @exclusivity(unchecked) private var deadline = 0.0
+    @exclusivity(unchecked) private var timerAt = 0.0
     @exclusivity(unchecked) private var watching: IOWatcher?
 
     // The request being answered.
@@ -137,20 +143,38 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         watcher.host = self
         watching = watcher
         ev_io_start(runtime.loop, watcher.io)
-        let limit: Double
+        let loopNow = ev_now(runtime.loop)
         switch state {
         case .lingering:
-            limit = 2
+            deadline = loopNow + 2
         default:
             if headDeadline == 0 {
-                limit = requests == 0 ? service.limits.headerTimeout : service.limits.keepaliveTimeout
+                deadline = loopNow + (requests == 0 ? service.limits.headerTimeout : service.limits.keepaliveTimeout)
                 // An idle connection holds no buffer memory.
                 if socket.buffer.isEmpty { socket.buffer.release(to: &runtime.spareChunks) }
             } else {
-                limit = max(0, headDeadline - now)
+                deadline = headDeadline
             }
         }
-        runtime.armTimer(timer, limit)
+        if gs_is_active(timer) == 0 || timerAt > deadline { startTimer(now: loopNow) }
+    }
+
+    private func startTimer(now: Double) {
+        ev_timer_stop(runtime.loop, timer)
+        gs_timer_set(timer, max(0, deadline - now))
+        ev_timer_start(runtime.loop, timer)
+        timerAt = deadline
+    }
+
+    /// Only a wait for input has a deadline; one that moved on starts the timer again.
+    fileprivate func timerFired() {
+        guard state == .awaitingHead || state == .lingering else { return }
+        let now = ev_now(runtime.loop)
+        if now < deadline {
+            startTimer(now: now)
+        } else {
+            timedOut()
+        }
     }
 
     private func stopWaiting() {
@@ -166,7 +190,6 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// bytes come, and a watcher stopped and started again across loop iterations costs an
     /// epoll_ctl each time. Bytes that come while a request runs stop it until it is done.
     func descriptorReady(_ revents: Int32) {
-        ev_timer_stop(runtime.loop, timer)
         socket.drained = false
         switch state {
         case .awaitingHead: readHead(runtime.L, mayRead: true)
@@ -449,5 +472,5 @@ extension HTTPConnection.Body {
 
 private func connectionTimerFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
     let connection = Unmanaged<HTTPConnection>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-    withExtendedLifetime(connection) { connection.timedOut() }
+    withExtendedLifetime(connection) { connection.timerFired() }
 }

@@ -41,6 +41,12 @@ extension Runtime {
         if ready.fibers.count == 1 && gs_is_active(ready.check) == 0 {
             ev_check_start(loop, ready.check)
             ev_idle_start(loop, ready.idle)
+            // libev queues check watchers before the iteration's callbacks: one started by a
+            // callback would run only after another (non-blocking) poll. Fed now, it runs
+            // after this iteration's other callbacks (it has the lowest priority), as its
+            // fibers should: a connection's fiber, spawned by the accept, starts without an
+            // epoll_wait. (While runReady runs, the watcher is active: not fed again.)
+            ev_feed_event(loop, ready.check, Int32(GS_EV_CHECK))
         }
     }
 

@@ -2,6 +2,8 @@
 #include "gsock_shims.h"
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -11,7 +13,17 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 
-int gs_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int gs_accept(int fd, uint64_t *peer) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    int client = accept4(fd, (struct sockaddr *)&address, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    *peer = 0;
+    if (client >= 0 && address.ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&address;
+        *peer = (uint64_t)1 << 48 | (uint64_t)ntohl(in->sin_addr.s_addr) << 16 | ntohs(in->sin_port);
+    }
+    return client;
+}
 
 static char park_sentinel;
 void *gs_park_sentinel(void) { return &park_sentinel; }

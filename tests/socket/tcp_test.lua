@@ -156,6 +156,38 @@ describe("bind, listen, accept and connect", function()
     assert.is_true(dt < 0.05, "accept with timeout 0 took " .. dt .. " s")
   end)
 
+  -- A listener whose last connection came alone waits for readiness before its next accept
+  -- (no accept4 that fails with EAGAIN): what accept returns must not change for it.
+  it("after a connection that came alone, accept still takes the next at once, with settimeout(0) too", function()
+    local srv = net.listen()
+    local _, port = srv:getsockname()
+    local got
+    local f = gsock.spawn(function() got = { srv:accept() } end)
+    gsock.sleep(0.05)                              -- the accept waits, for more than one poll
+    local c1 = net.track(assert(socket.connect("127.0.0.1", tonumber(port))))
+    f:join(2)
+    assert.is_not_nil(got and got[1], got and tostring(got[2]))
+    net.track(got[1])
+    local c2 = net.track(assert(socket.connect("127.0.0.1", tonumber(port))))
+    srv:settimeout(0)
+    local a2 = net.track(assert(srv:accept()))    -- timeout 0: tried, not given up at once
+    assert.equals(tonumber((select(2, c2:getsockname()))), tonumber((select(2, a2:getpeername()))))
+    srv:settimeout(1)
+    local clients = {}
+    for i = 1, 5 do clients[i] = net.track(assert(socket.connect("127.0.0.1", tonumber(port)))) end
+    for i = 1, 5 do
+      local a, err = srv:accept()
+      assert.is_not_nil(a, err)
+      net.track(a)
+      assert.equals(tonumber((select(2, clients[i]:getsockname()))), tonumber((select(2, a:getpeername()))))
+    end
+    srv:settimeout(0)
+    local r = { srv:accept() }
+    assert.is_nil(r[1])
+    assert.equals("timeout", r[2])
+    assert.is_not_nil(c1)
+  end)
+
   it("accept with a timeout waits that long, then nil, 'timeout'", function()
     local srv = net.listen()
     srv:settimeout(0.2)

@@ -14,6 +14,7 @@
 #include <lua5.4/lualib.h>
 #include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -104,7 +105,9 @@ typedef void (*gs_runaway_report)(lua_State *L, const char *traceback);
 int gs_watchdog_start(gs_state *st, double limit, int action, gs_runaway_report report);
 
 /// accept4 with non-blocking, close-on-exec descriptors (Swift does not see accept4).
-int gs_accept(int fd);
+/// `*peer` is the peer of an IPv4 connection, packed as 1 << 48 | address << 16 | port
+/// (what accept4 returns anyway: no getpeername needed), else 0.
+int gs_accept(int fd, uint64_t *peer);
 
 // Between a supervisor and its workers (SOCK_SEQPACKET): one message, with a descriptor
 // passed along (SCM_RIGHTS) when fd >= 0. gs_recv_message returns the message's length
@@ -149,7 +152,8 @@ static inline void gs_setextraspace(lua_State *L, void *p) { *(void **)lua_getex
 /// The registry has no metatable, so this lua_getfield cannot run a metamethod.
 static inline int gs_getmetatable(lua_State *L, const char *name) { return lua_getfield(L, LUA_REGISTRYINDEX, name); }
 static inline void gs_pushcfunction(lua_State *L, lua_CFunction f) { lua_pushcfunction(L, f); }
-enum { GS_EV_READ = EV_READ, GS_EV_WRITE = EV_WRITE, GS_EV_ERROR = EV_ERROR, GS_EV_MINPRI = EV_MINPRI };
+enum { GS_EV_READ = EV_READ, GS_EV_WRITE = EV_WRITE, GS_EV_ERROR = EV_ERROR,
+       GS_EV_MINPRI = EV_MINPRI };
 /// Not from libev: the revents of a descriptor wait woken because the runtime closed the descriptor.
 enum { GS_EV_CLOSED = EV_CUSTOM };
 static inline int gs_upvalueindex(int i) { return lua_upvalueindex(i); }

@@ -62,7 +62,8 @@ extension Runtime {
         lua_pushvalue(L, gsock)
         lua_pushvalue(L, socketModule)
         lua_createtable(L, 0, 10)
-        luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity)]
+        luaSetFunctions(L, LogBindings.functions + [("file_identity", ProcessBindings.fileIdentity),
+                                                     ("accepted_peer", StreamBindings.acceptedPeer)]
                             + ProcessBindings.listenerSharing + HTTPBindings.hostFunctions
                             + MetricsBindings.hostFunctions)
         pushOpenResources(L)

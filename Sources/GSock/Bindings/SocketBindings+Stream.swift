@@ -182,11 +182,11 @@ enum StreamBindings {
         let s = try stream(L, servers)
         if s.isReceiving { return fail(L, "busy") }
         s.receiveDeadline = s.deadline(for: .read)
-        return acceptStep(L, s)
+        return acceptStep(L, s, woken: false)
     }
 
-    private static func acceptStep(_ L: LuaState, _ s: Socket) -> Int32 {
-        switch s.accept() {
+    private static func acceptStep(_ L: LuaState, _ s: Socket, woken: Bool) -> Int32 {
+        switch s.accept(woken: woken) {
         case .done(let client):
             SocketBindings.push(L, client)
             return 1
@@ -203,7 +203,17 @@ enum StreamBindings {
     private static func acceptContinue(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let s = SocketBindings.get(L, 1) else { return 0 }
         if case .timedOut = try Runtime.from(L).woken(L) { return fail(L, "timeout") }
-        return acceptStep(L, s)
+        return acceptStep(L, s, woken: true)
+    }
+
+    /// server.lua's `accepted_peer()`, right after an accept gave it a client: that client's
+    /// peer as an integer (an IPv4 peer, packed as gs_accept packs it; false for another
+    /// family), so that a server has its peer without a getpeername and formats it only when
+    /// something reads it.
+    static let acceptedPeer: LuaBody = { L in
+        let peer = Runtime.from(L!).acceptedPeer
+        if peer != 0 { lua_pushinteger(L, lua_Integer(peer)) } else { lua_pushboolean(L, 0) }
+        return 1
     }
 
     /// Parks the running fiber until the socket is ready for `direction`, bounded by the

@@ -10,7 +10,7 @@ local gsock, socket, host = ...
 
 local error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall =
       error, getmetatable, ipairs, math, pairs, setmetatable, tonumber, tostring, type, xpcall
-local log, resources = host.log, host.resources
+local log, resources, accepted_peer = host.log, host.resources, host.accepted_peer
 local getinfo = debug.getinfo
 local internal = gsock._internal
 local bad_argument, bad_type = internal.bad_argument, internal.bad_type
@@ -469,16 +469,25 @@ function Server:use_tls(ctx, t)
   self.handshake_timeout = t and t.handshake_timeout or 10
 end
 
-local function handle_connection(self, client, a)
-  -- The peer's address is read before the handler runs, while the connection is surely
-  -- open: a failure is logged with it. (Locals cost no memory; the table only if asked.)
+--- The host and port of an IPv4 peer as host.accepted_peer packs them (1 << 48 | address << 16 | port).
+local function unpack_peer(packed)
+  return ("%d.%d.%d.%d"):format(packed >> 40 & 255, packed >> 32 & 255, packed >> 24 & 255, packed >> 16 & 255),
+         packed & 0xffff
+end
+
+local function handle_connection(self, client, a, packed)
+  -- The peer's address is known before the handler runs, while the connection is surely
+  -- open: a failure is logged with it. An IPv4 peer came with the accept (`packed`) and is
+  -- formatted only when something reads it; another is read now. (Locals cost no memory;
+  -- the table only if asked.)
   local peer_host, peer_port
-  if not a.path then
+  if not a.path and not packed then
     peer_host, peer_port = client:getpeername()
     peer_port = tonumber(peer_port)     -- a number: the port string is garbage at once
   end
   local peer
   if self.takes_peer then
+    if packed then peer_host, peer_port, packed = unpack_peer(packed) end
     peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
   end
   if self.tls then
@@ -486,6 +495,7 @@ local function handle_connection(self, client, a)
     client:settimeout(self.handshake_timeout)
     local done, err = client:_tlshandshake(self.tls)
     if not done then
+      if packed then peer_host, peer_port = unpack_peer(packed) end
       local who = a.path and ("unix:" .. a.path) or ("%s:%s"):format(peer_host, peer_port)
       log("info", "TLS handshake failed: " .. err, { service = self.name, peer = who })
       client:close()
@@ -494,6 +504,7 @@ local function handle_connection(self, client, a)
     client:settimeout(self.idle_timeout or -1)
     if self.http then
       self.handlers[gsock.current()] = nil
+      if packed then peer_host, peer_port = unpack_peer(packed) end
       local info = a.path and { path = a.path } or { host = peer_host, port = peer_port }
       info.tls = client:_tlsinfo()
       self.http:adopt(client, info)
@@ -504,6 +515,7 @@ local function handle_connection(self, client, a)
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)
   if failure and not is_killed(failure.error) then
+    if packed then peer_host, peer_port = unpack_peer(packed) end
     local who = a.path and ("unix:" .. a.path) or (peer_host and ("%s:%s"):format(peer_host, peer_port))
     totals.errors = totals.errors + 1
     host.count_handler_error(self.name)
@@ -523,6 +535,7 @@ local function accept_loop(self, listener, a)
     if self.closing then break end
     local client, err = listener:accept()
     if client then
+      local packed = accepted_peer()   -- its peer, from the accept (false: handle_connection reads it)
       backoff = 0
       self.count = self.count + 1
       if self.count == 1 then self.drained:clear() end
@@ -534,7 +547,7 @@ local function accept_loop(self, listener, a)
       if self.http and not self.tls then
         self.http:adopt(client, a.path and { path = a.path } or nil)
       else
-        local f = gsock.spawn(handle_connection, self, client, a)
+        local f = gsock.spawn(handle_connection, self, client, a, packed)
         self.handlers[f] = client
         gsock._link(f, self.on_handler_done)
       end

@@ -75,6 +75,10 @@ public final class Runtime {
     var httpRequests = 0, httpRejected = 0, httpConnections = 0
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// The peer of the connection the last accept took, packed as gs_accept packs it (an
+    /// IPv4 peer; 0 otherwise): read by `_accept` right after, so that a server knows its
+    /// peer without a getpeername.
+    var acceptedPeer: UInt64 = 0
     /// Per-service figures, loop lag and runaways, for the admin listener (Operating/Metrics.swift).
     let metrics = RuntimeMetrics()
 

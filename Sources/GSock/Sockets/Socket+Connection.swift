@@ -64,11 +64,27 @@ extension Socket {
 
     // MARK: - accept
 
-    func accept() -> Step<Socket> {
+    /// Accepts a connection; `woken`: the descriptor was just reported readable.
+    ///
+    /// For a listener `drained` says its backlog is thought empty: the next accept then waits
+    /// for readiness first (libev tells when a connection comes) instead of an accept4 that
+    /// fails with EAGAIN, which is what one connection at a time costs otherwise. It is set
+    /// when an accept after a wait that lasted more than one loop iteration succeeds (the
+    /// connection came alone), cleared when the wait ended at the next poll (more are likely
+    /// queued: accept4 until EAGAIN, as before). With no wait allowed (timeout 0) the
+    /// listener is always tried.
+    func accept(woken: Bool = false) -> Step<Socket> {
+        if drained && !woken && waitLimit(deadline: receiveDeadline) != 0 {
+            acceptWaitIteration = ev_iteration(runtime.loop)
+            return .wait(.read)
+        }
         while true {
             if isClosed { return .failed(.closed) }
-            switch Syscall.accept(fd) {
+            var peer: UInt64 = 0
+            switch Syscall.accept(fd, peer: &peer) {
             case .ok(let client):
+                runtime.acceptedPeer = peer
+                if woken { drained = ev_iteration(runtime.loop) &- acceptWaitIteration > 1 }
                 let accepted = Socket(runtime: runtime, fd: Int32(client), family: family,
                                       socketClass: socketClass.isUnix ? .unixClient : .tcpClient)
                 if let m = metrics {
@@ -78,7 +94,9 @@ extension Socket {
                 }
                 return .done(accepted)
             case .failed(let e) where e.errno == ECONNABORTED: continue
-            case .wouldBlock: return .wait(.read)
+            case .wouldBlock:
+                acceptWaitIteration = ev_iteration(runtime.loop)
+                return .wait(.read)
             case .failed(let e): return .failed(.system(e))
             }
         }

@@ -113,6 +113,9 @@ final class Socket {
     /// Whether the last read found the descriptor drained: the next receive then waits
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
+    /// A listener's: the loop iteration its accept began to wait in (see `accept`). Beside
+    /// `drained`, in what was padding: the object is no bigger for it.
+    @exclusivity(unchecked) var acceptWaitIteration: UInt32 = 0
 
     /// The state of a socket's client side (connecting, name resolution, pooling,
     /// OpenResty's timeouts), kept out of line so that an accepted connection's socket

@@ -58,8 +58,9 @@ enum Syscall {
         call("send") { Glibc.send(fd, buf, n, Int32(MSG_NOSIGNAL)) }
     }
 
-    static func accept(_ fd: Int32) -> Result {
-        call("accept") { Int(gs_accept(fd)) }
+    /// `peer`: the IPv4 peer packed as gs_accept packs it, else 0.
+    static func accept(_ fd: Int32, peer: inout UInt64) -> Result {
+        call("accept") { Int(gs_accept(fd, &peer)) }
     }
 
     /// A connect that has begun but not finished is `.wouldBlock`: its outcome is SO_ERROR's

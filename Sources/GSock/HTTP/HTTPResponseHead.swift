@@ -109,15 +109,23 @@ extension Array where Element == UInt8 {
 
     /// Appends `n` (>= 0) in decimal.
     mutating func append(decimal n: Int) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var v = n
-            var i = 20
-            repeat {
-                i -= 1
-                digits[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                v /= 10
-            } while v > 0
-            append(contentsOf: UnsafeBufferPointer(rebasing: digits[i...]))
-        }
+        withDigits(of: n, radix: 10) { append(contentsOf: UnsafeRawBufferPointer(start: $0, count: $1)) }
+    }
+}
+
+/// Calls `body` with the digits of `n` (>= 0) in `radix` (10, or 16 in lower case) and
+/// their count, from a buffer on the stack.
+@inline(__always)
+func withDigits(of n: Int, radix: Int, _ body: (UnsafeRawPointer, Int) -> Void) {
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+        var v = n
+        var i = 20
+        repeat {
+            i -= 1
+            let d = UInt8(truncatingIfNeeded: v % radix)
+            digits[i] = d < 10 ? 48 + d : 87 + d
+            v /= radix
+        } while v > 0
+        body(digits.baseAddress! + i, 20 - i)
     }
 }

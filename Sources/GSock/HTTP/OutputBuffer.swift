@@ -33,31 +33,12 @@ struct OutputBuffer: ~Copyable {
 
     /// Appends `n` (>= 0) in decimal.
     mutating func append(decimal n: Int) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var v = n
-            var i = 20
-            repeat {
-                i -= 1
-                digits[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                v /= 10
-            } while v > 0
-            append(digits.baseAddress! + i, count: 20 - i)
-        }
+        withDigits(of: n, radix: 10) { append($0, count: $1) }
     }
 
     /// Appends `n` (>= 0) in hexadecimal (a chunk size).
     mutating func append(hex n: Int) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { digits in
-            var v = n
-            var i = 16
-            repeat {
-                i -= 1
-                let d = UInt8(truncatingIfNeeded: v & 15)
-                digits[i] = d < 10 ? 48 + d : 87 + d
-                v >>= 4
-            } while v > 0
-            append(digits.baseAddress! + i, count: 16 - i)
-        }
+        withDigits(of: n, radix: 16) { append($0, count: $1) }
     }
 
     /// Drops everything after the first `n` bytes.

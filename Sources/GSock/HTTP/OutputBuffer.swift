@@ -44,14 +44,12 @@ struct OutputBuffer: ~Copyable {
     /// Drops everything after the first `n` bytes.
     mutating func truncate(to n: Int) { count = min(count, n) }
 
-    /// Empties the buffer; its memory goes too unless it is at most `keepingUpTo` bytes.
-    mutating func removeAll(keepingUpTo limit: Int = 0) {
+    /// Empties the buffer and frees its memory.
+    mutating func removeAll() {
         count = 0
-        if capacity > limit {
-            Glibc.free(base)
-            base = nil
-            capacity = 0
-        }
+        Glibc.free(base)
+        base = nil
+        capacity = 0
     }
 
     private mutating func grow(to needed: Int) {

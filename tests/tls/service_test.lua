@@ -70,6 +70,25 @@ describe("a TLS service", function()
     assert.equals("false", verified)      -- no client certificate was asked for
   end)
 
+  -- OpenSSL completes a certificate loaded without its chain from the context's store
+  -- (here client_ca's file); gsockd builds that chain once, when the context is made.
+  it("sends the intermediate that a leaf-only certificate file lacks when client_ca's store has it", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local store = proc.write(dir, "store.pem", io.open(c.inter.cert):read("a") .. io.open(c.ca.cert):read("a"))
+    local srv, port = tls_server({ cert = c.chained.cert, key = c.chained.key, client_ca = store },
+      function(line) return "ok " .. line end)
+    -- the client trusts the root only: the handshake needs the intermediate from the server
+    for _ = 1, 2 do assert.equals("ok hi", (ask(port, { mode = "client", cafile = c.ca.cert }))) end
+    srv:stop()
+    -- without it in the store, the same client cannot verify the leaf
+    srv, port = tls_server({ cert = c.chained.cert, key = c.chained.key }, function(line) return "ok " .. line end)
+    local answer, err = ask(port, { mode = "client", cafile = c.ca.cert })
+    srv:stop()
+    assert.is_nil(answer)
+    assert.matches("certificate verify failed", err)
+  end)
+
   it("closes a client that fails the handshake, logs why, and serves the next one", function()
     need_certs()
     local dir = proc.tmpdir()

@@ -38,9 +38,12 @@ final class TLSStream: Transport {
     private(set) var isEstablished = false
     /// The direction the last OpenSSL call wanted (LuaSec's `want()`).
     private(set) var lastWant: Socket.Direction?
-    private let verifyInfo: UnsafeMutablePointer<gs_tls_verify_info>
-    /// A client's sessions, as the server sends them.
-    let session: TLSSession
+    /// What the verify callback saw (for the failure's words); nil on a server that asks for
+    /// no client certificate, whose verify callback never runs.
+    private let verifyInfo: UnsafeMutablePointer<gs_tls_verify_info>?
+    /// A client's sessions, as the server sends them; made on first use (a server's
+    /// connections have none).
+    private(set) lazy var session = TLSSession(context: context)
 
     init(context: TLSContext, fd: Int32) throws(TLSError) {
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL("cannot make a TLS connection") }
@@ -50,10 +53,16 @@ final class TLSStream: Transport {
         }
         self.ssl = ssl
         self.context = context
-        session = TLSSession(context: context)
-        verifyInfo = .allocate(capacity: 1)  // after the last throw: nothing to leak
+        // After the last throw: nothing to leak. A server that verifies no client keeps the
+        // context's verify mode (SSL_VERIFY_NONE) and needs no per-connection state for it.
+        if context.mode == .server && context.verifyMode == SSL_VERIFY_NONE {
+            verifyInfo = nil
+        } else {
+            let info = UnsafeMutablePointer<gs_tls_verify_info>.allocate(capacity: 1)
+            gs_tls_set_verify(ssl, context.verifyMode, info)
+            verifyInfo = info
+        }
         Self.live.add(1, ordering: .relaxed)
-        gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
         if context.mode == .client {
             SSL_set_connect_state(ssl)
             gs_tls_set_session_slot(ssl, session.slot)
@@ -76,7 +85,7 @@ final class TLSStream: Transport {
     deinit {
         Self.live.subtract(1, ordering: .relaxed)
         SSL_free(ssl)
-        verifyInfo.deallocate()
+        verifyInfo?.deallocate()
     }
 
     /// The server name to send (SNI) and to verify the certificate against: a host name or
@@ -239,7 +248,7 @@ final class TLSStream: Transport {
         let text = code == 0 ? "TLS failure" : cString(buf)
         let result = Int32(SSL_get_verify_result(ssl))
         guard result != X509_V_OK else { return text }
-        let info = verifyInfo.pointee
+        let info = verifyInfo?.pointee ?? gs_tls_verify_info()
         if result == X509_V_ERR_HOSTNAME_MISMATCH || result == X509_V_ERR_IP_ADDRESS_MISMATCH {
             let names = withUnsafeBytes(of: info.names) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             return "host name mismatch: certificate is for '\(names)', not '\(expectedName ?? "")'"

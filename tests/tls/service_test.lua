@@ -89,6 +89,33 @@ describe("a TLS service", function()
     assert.matches("certificate verify failed", err)
   end)
 
+  -- A server reads ahead during its handshake (one recv per flight): a line that came
+  -- with the client's Finished is then in OpenSSL's buffer, not the socket's. dirty(),
+  -- socket.select and gsock.wait_read(conn) must see it (SPEC §10), not wait on the socket.
+  it("sees a line that came with the client's Finished at once: dirty, select, wait_read", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local h = proc.write(dir, "h.lua", ([[
+local gsock, socket = require "gsock", require "socket"
+return { tls = { cert = %q, key = %q }, handle = function(sock)
+  local dirty = sock:dirty()
+  local t0 = gsock.now()
+  local r = socket.select({ sock }, nil, 3)
+  local selected = #r == 1 and gsock.now() - t0 < 1
+  t0 = gsock.now()
+  local waited = pcall(gsock.wait_read, sock, 3) and gsock.now() - t0 < 1
+  local line = sock:receive("*l")
+  sock:send(("%%s %%s %%s %%s\n"):format(tostring(dirty), tostring(selected), tostring(waited), tostring(line)))
+end }
+]]):format(c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "run", h, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local port = p:listening()[1].port
+    for _ = 1, 3 do
+      local out = proc.sh(("python3 %s %d hi 2>&1"):format(proc.quote(here .. "support/coalesced_client.py"), port))
+      assert.equals("true true true hi", (out:gsub("%s+$", "")), p:stderr())
+    end
+  end)
+
   it("closes a client that fails the handshake, logs why, and serves the next one", function()
     need_certs()
     local dir = proc.tmpdir()

@@ -68,6 +68,10 @@ final class TLSStream: Transport {
             gs_tls_set_session_slot(ssl, session.slot)
         } else {
             SSL_set_accept_state(ssl)
+            // During a server's handshake OpenSSL reads what the socket has, not a record
+            // header then its body: a flight of records costs one recv, not two per record
+            // (nginx reads so too). Off once the handshake is done (see `handshake`).
+            SSL_set_read_ahead(ssl, 1)
         }
     }
 
@@ -156,7 +160,29 @@ final class TLSStream: Transport {
         }
     }
 
-    var bufferedInput: Int { isEstablished ? Int(SSL_pending(ssl)) : 0 }
+    var bufferedInput: Int {
+        guard isEstablished else { return 0 }
+        let pending = Int(SSL_pending(ssl))
+        if pending > 0 || SSL_has_pending(ssl) == 0 { return pending }
+        return decryptReadAhead()
+    }
+
+    /// Records read ahead during the handshake (what came behind the client's Finished) are
+    /// in OpenSSL's buffer, not the socket's, and not decrypted yet: one is decrypted (a peek
+    /// consumes no data) so that `dirty()`, select and the next wait see what it holds. A
+    /// record still incomplete counts nothing (the rest comes through the socket); a close
+    /// or an error counts 1, so that the next read meets it at once.
+    private func decryptReadAhead() -> Int {
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+        var byte: UInt8 = 0, n = 0
+        if SSL_peek_ex(ssl, &byte, 1, &n) == 1 { return max(1, Int(SSL_pending(ssl))) }
+        let error = gs_tls_error(ssl, 0)
+        if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE {
+            ERR_clear_error()
+            return 0
+        }
+        return 1
+    }
 
     // MARK: - The handshake
 
@@ -181,7 +207,12 @@ final class TLSStream: Transport {
         }
         let r = SSL_do_handshake(ssl)
         let result = r == 1 ? TransportResult.ok(0) : failure(r, "SSL_do_handshake")
-        if r == 1 { isEstablished = true }
+        if r == 1 {
+            isEstablished = true
+            // Application data is read a record at a time again (what was read ahead is
+            // used first): bytes OpenSSL holds are then at most the record a read asked for.
+            if context.mode == .server { SSL_set_read_ahead(ssl, 0) }
+        }
         if pendingOutput > 0 {
             // Once more, then the failure (an alert that cannot leave) or the wait to send.
             switch flushOutput() {

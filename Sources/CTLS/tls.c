@@ -359,6 +359,16 @@ int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigne
     return SSL_CTX_set_session_id_context(ctx, id, length);
 }
 
+void gs_tls_prebuild_chain(SSL_CTX *ctx) {
+    STACK_OF(X509) *chain = NULL, *extra = NULL;
+    if (SSL_CTX_get0_certificate(ctx) == NULL) return;
+    if (SSL_CTX_get0_chain_certs(ctx, &chain) != 1 || chain != NULL) return;
+    if (SSL_CTX_get_extra_chain_certs_only(ctx, &extra) != 1 || extra != NULL) return;
+    if (SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR | SSL_BUILD_CHAIN_FLAG_CLEAR_ERROR) <= 0) {
+        ERR_clear_error();
+    }
+}
+
 int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length) {
     return (int)SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, (long)length);
 }

@@ -70,6 +70,52 @@ describe("a TLS service", function()
     assert.equals("false", verified)      -- no client certificate was asked for
   end)
 
+  -- OpenSSL completes a certificate loaded without its chain from the context's store
+  -- (here client_ca's file); gsockd builds that chain once, when the context is made.
+  it("sends the intermediate that a leaf-only certificate file lacks when client_ca's store has it", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local store = proc.write(dir, "store.pem", io.open(c.inter.cert):read("a") .. io.open(c.ca.cert):read("a"))
+    local srv, port = tls_server({ cert = c.chained.cert, key = c.chained.key, client_ca = store },
+      function(line) return "ok " .. line end)
+    -- the client trusts the root only: the handshake needs the intermediate from the server
+    for _ = 1, 2 do assert.equals("ok hi", (ask(port, { mode = "client", cafile = c.ca.cert }))) end
+    srv:stop()
+    -- without it in the store, the same client cannot verify the leaf
+    srv, port = tls_server({ cert = c.chained.cert, key = c.chained.key }, function(line) return "ok " .. line end)
+    local answer, err = ask(port, { mode = "client", cafile = c.ca.cert })
+    srv:stop()
+    assert.is_nil(answer)
+    assert.matches("certificate verify failed", err)
+  end)
+
+  -- A server reads ahead during its handshake (one recv per flight): a line that came
+  -- with the client's Finished is then in OpenSSL's buffer, not the socket's. dirty(),
+  -- socket.select and gsock.wait_read(conn) must see it (SPEC §10), not wait on the socket.
+  it("sees a line that came with the client's Finished at once: dirty, select, wait_read", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local h = proc.write(dir, "h.lua", ([[
+local gsock, socket = require "gsock", require "socket"
+return { tls = { cert = %q, key = %q }, handle = function(sock)
+  local dirty = sock:dirty()
+  local t0 = gsock.now()
+  local r = socket.select({ sock }, nil, 3)
+  local selected = #r == 1 and gsock.now() - t0 < 1
+  t0 = gsock.now()
+  local waited = pcall(gsock.wait_read, sock, 3) and gsock.now() - t0 < 1
+  local line = sock:receive("*l")
+  sock:send(("%%s %%s %%s %%s\n"):format(tostring(dirty), tostring(selected), tostring(waited), tostring(line)))
+end }
+]]):format(c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "run", h, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local port = p:listening()[1].port
+    for _ = 1, 3 do
+      local out = proc.sh(("python3 %s %d hi 2>&1"):format(proc.quote(here .. "support/coalesced_client.py"), port))
+      assert.equals("true true true hi", (out:gsub("%s+$", "")), p:stderr())
+    end
+  end)
+
   it("closes a client that fails the handshake, logs why, and serves the next one", function()
     need_certs()
     local dir = proc.tmpdir()

@@ -69,6 +69,13 @@ int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigne
 
 /// The session ticket keys of a server context: 80 bytes (name, HMAC and AES keys).
 int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length);
+/// For a certificate loaded without chain certificates, builds once the chain OpenSSL
+/// would otherwise build from the context's store at every handshake (ssl_add_cert_chain's
+/// X509_verify_cert, when SSL_MODE_NO_AUTO_CHAIN is unset): the same certificates, as far
+/// as they can be found, errors ignored. Call once the store is loaded. A certificate with
+/// its own chain, or a chain that cannot be built (a security level refusal), is left as
+/// it is.
+void gs_tls_prebuild_chain(SSL_CTX *ctx);
 
 /// A private key's password, copied into the context; NULL: an encrypted key fails to
 /// load instead of OpenSSL asking the terminal.

@@ -325,9 +325,10 @@ enum TLSBindings {
         if !s.buffer.isEmpty { return SocketBindings.fail(L, "unread data in buffer") }
         do {
             let tls = try make()
-            if let host = s.clientState.connectHost { tls.expectName(ifUnset: host) }
+            // (A server's accepted connection has no client state: none is made for it.)
+            if let host = s.connectHostIfSet { tls.expectName(ifUnset: host) }
             s.transport = tls
-            if s.reusePooledTLS(insteadOf: tls) { return sslhandshakeDone(L, s) }
+            if tls.context.mode == .client && s.reusePooledTLS(insteadOf: tls) { return sslhandshakeDone(L, s) }
             logIfUnverified(s, tls)
         } catch {
             return SocketBindings.fail(L, error.message)
@@ -371,11 +372,12 @@ enum TLSBindings {
 
     /// sslhandshake's result: the session, or true when it was called with false.
     private static func sslhandshakeDone(_ L: LuaState, _ s: Socket) -> Int32 {
-        if lua_type(L, 2) == LUA_TBOOLEAN && lua_toboolean(L, 2) == 0 {
+        guard let tls = s.tls else { return SocketBindings.fail(L, "closed") }
+        // A server's connection (_tlshandshake) has no session to give: true.
+        if tls.context.mode == .server || (lua_type(L, 2) == LUA_TBOOLEAN && lua_toboolean(L, 2) == 0) {
             lua_pushboolean(L, 1)
             return 1
         }
-        guard let tls = s.tls else { return SocketBindings.fail(L, "closed") }
         LuaObjects.push(L, tls.session, kind: .tlsSession)
         return 1
     }

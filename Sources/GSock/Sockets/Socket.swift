@@ -142,6 +142,9 @@ final class Socket {
         return made
     }
 
+    /// The host `connect` was given, without making the client state.
+    var connectHostIfSet: String? { clientStateIfMade?.connectHost }
+
     /// OpenResty's settimeouts(connect, send, read): when set, each bounds a whole operation.
     /// Read on every operation, so reading it makes no ClientState.
     var operationTimeouts: (connect: Double?, send: Double?, read: Double?)? {

@@ -155,6 +155,12 @@ final class TLSContext {
             try Self.useSystemStore(ctx)
         }
         SSL_CTX_set_verify_depth(ctx, Int32(clamping: p.depth ?? 9))
+        // A server's single certificate without chain certificates: its chain from the store
+        // is built now, not at every handshake (an X509_verify_cert each; nginx's handshakes
+        // make none).
+        if p.mode == .server && p.certificate != nil && p.additionalCertificates.isEmpty && p.pem == nil {
+            gs_tls_prebuild_chain(ctx)
+        }
 
         if let ciphers = p.ciphers, SSL_CTX_set_cipher_list(ctx, ciphers) != 1 {
             throw .openSSL("invalid ciphers '\(ciphers)'")

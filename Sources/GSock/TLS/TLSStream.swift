@@ -38,9 +38,12 @@ final class TLSStream: Transport {
     private(set) var isEstablished = false
     /// The direction the last OpenSSL call wanted (LuaSec's `want()`).
     private(set) var lastWant: Socket.Direction?
-    private let verifyInfo: UnsafeMutablePointer<gs_tls_verify_info>
-    /// A client's sessions, as the server sends them.
-    let session: TLSSession
+    /// What the verify callback saw (for the failure's words); nil on a server that asks for
+    /// no client certificate, whose verify callback never runs.
+    private let verifyInfo: UnsafeMutablePointer<gs_tls_verify_info>?
+    /// A client's sessions, as the server sends them; made on first use (a server's
+    /// connections have none).
+    private(set) lazy var session = TLSSession(context: context)
 
     init(context: TLSContext, fd: Int32) throws(TLSError) {
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL("cannot make a TLS connection") }
@@ -50,15 +53,25 @@ final class TLSStream: Transport {
         }
         self.ssl = ssl
         self.context = context
-        session = TLSSession(context: context)
-        verifyInfo = .allocate(capacity: 1)  // after the last throw: nothing to leak
+        // After the last throw: nothing to leak. A server that verifies no client keeps the
+        // context's verify mode (SSL_VERIFY_NONE) and needs no per-connection state for it.
+        if context.mode == .server && context.verifyMode == SSL_VERIFY_NONE {
+            verifyInfo = nil
+        } else {
+            let info = UnsafeMutablePointer<gs_tls_verify_info>.allocate(capacity: 1)
+            gs_tls_set_verify(ssl, context.verifyMode, info)
+            verifyInfo = info
+        }
         Self.live.add(1, ordering: .relaxed)
-        gs_tls_set_verify(ssl, context.verifyMode, verifyInfo)
         if context.mode == .client {
             SSL_set_connect_state(ssl)
             gs_tls_set_session_slot(ssl, session.slot)
         } else {
             SSL_set_accept_state(ssl)
+            // During a server's handshake OpenSSL reads what the socket has, not a record
+            // header then its body: a flight of records costs one recv, not two per record
+            // (nginx reads so too). Off once the handshake is done (see `handshake`).
+            SSL_set_read_ahead(ssl, 1)
         }
     }
 
@@ -76,7 +89,7 @@ final class TLSStream: Transport {
     deinit {
         Self.live.subtract(1, ordering: .relaxed)
         SSL_free(ssl)
-        verifyInfo.deallocate()
+        verifyInfo?.deallocate()
     }
 
     /// The server name to send (SNI) and to verify the certificate against: a host name or
@@ -147,7 +160,29 @@ final class TLSStream: Transport {
         }
     }
 
-    var bufferedInput: Int { isEstablished ? Int(SSL_pending(ssl)) : 0 }
+    var bufferedInput: Int {
+        guard isEstablished else { return 0 }
+        let pending = Int(SSL_pending(ssl))
+        if pending > 0 || SSL_has_pending(ssl) == 0 { return pending }
+        return decryptReadAhead()
+    }
+
+    /// Records read ahead during the handshake (what came behind the client's Finished) are
+    /// in OpenSSL's buffer, not the socket's, and not decrypted yet: one is decrypted (a peek
+    /// consumes no data) so that `dirty()`, select and the next wait see what it holds. A
+    /// record still incomplete counts nothing (the rest comes through the socket); a close
+    /// or an error counts 1, so that the next read meets it at once.
+    private func decryptReadAhead() -> Int {
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+        var byte: UInt8 = 0, n = 0
+        if SSL_peek_ex(ssl, &byte, 1, &n) == 1 { return max(1, Int(SSL_pending(ssl))) }
+        let error = gs_tls_error(ssl, 0)
+        if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE {
+            ERR_clear_error()
+            return 0
+        }
+        return 1
+    }
 
     // MARK: - The handshake
 
@@ -172,7 +207,12 @@ final class TLSStream: Transport {
         }
         let r = SSL_do_handshake(ssl)
         let result = r == 1 ? TransportResult.ok(0) : failure(r, "SSL_do_handshake")
-        if r == 1 { isEstablished = true }
+        if r == 1 {
+            isEstablished = true
+            // Application data is read a record at a time again (what was read ahead is
+            // used first): bytes OpenSSL holds are then at most the record a read asked for.
+            if context.mode == .server { SSL_set_read_ahead(ssl, 0) }
+        }
         if pendingOutput > 0 {
             // Once more, then the failure (an alert that cannot leave) or the wait to send.
             switch flushOutput() {
@@ -239,7 +279,7 @@ final class TLSStream: Transport {
         let text = code == 0 ? "TLS failure" : cString(buf)
         let result = Int32(SSL_get_verify_result(ssl))
         guard result != X509_V_OK else { return text }
-        let info = verifyInfo.pointee
+        let info = verifyInfo?.pointee ?? gs_tls_verify_info()
         if result == X509_V_ERR_HOSTNAME_MISMATCH || result == X509_V_ERR_IP_ADDRESS_MISMATCH {
             let names = withUnsafeBytes(of: info.names) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             return "host name mismatch: certificate is for '\(names)', not '\(expectedName ?? "")'"

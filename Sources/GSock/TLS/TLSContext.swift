@@ -73,6 +73,9 @@ final class TLSContext {
     private var sniContexts: [TLSContext] = []
 
     init(_ p: TLSParameters) throws(TLSError) {
+        // A failure names the first error in the thread's queue: none may be left from
+        // earlier (CI once reported a stale "unsupported" for a wrong key password).
+        ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_method()) else { throw .openSSL("cannot make a TLS context") }
         self.ctx = ctx
         mode = p.mode

@@ -9,10 +9,10 @@ import CLua
 import CShims
 
 enum HTTPRequestObject {
-    static let metatable = "gsock.http.request"
-    private static let metatableName: StaticString = "gsock.http.request"
+    // StaticStrings: a String passed as a C string is copied into a new array per call.
+    private static let metatable: StaticString = "gsock.http.request"
     /// Set by http.lua: the case-insensitive lookup of `req.headers`.
-    static let fieldsMetatable = "gsock.http.fields"
+    private static let fieldsMetatable: StaticString = "gsock.http.fields"
     private static let tag: UInt64 = 0x6773_6874_7470_7271
 
     private struct Block {
@@ -43,7 +43,7 @@ enum HTTPRequestObject {
         p.storeBytes(of: Block(tag: tag, request: request, headLength: UInt32(headLength), pathLength: UInt32(decoded)),
                      as: Block.self)
         (p + headersOffset).copyMemory(from: headers, byteCount: headersSize)
-        _ = gs_getmetatable(L, cString(metatableName))
+        _ = gs_getmetatable(L, cString(metatable))
         lua_setmetatable(L, -2)
         return true
     }
@@ -127,7 +127,7 @@ enum HTTPRequestObject {
             }
             _ = gs_rawset(L, table)
         }
-        _ = gs_getmetatable(L, fieldsMetatable)
+        _ = gs_getmetatable(L, cString(fieldsMetatable))
         lua_setmetatable(L, table)
     }
 

@@ -17,6 +17,11 @@ local traceback, failure_of, is_killed = support.traceback, support.failure_of, 
 
 local registry = debug.getregistry()
 
+-- The connection methods every request calls, looked up once (the host registers them
+-- before this chunk runs).
+local connection_methods = registry["gsock.http.connection"].__index
+local reply, done = connection_methods.reply, connection_methods.done
+
 -- req.headers: lower-case names (made by the host); other spellings are looked up in
 -- lower case, so req.headers["Content-Type"] == req.headers["content-type"].
 registry["gsock.http.fields"] = {
@@ -196,7 +201,7 @@ end
 
 --- Runs the handler and sends what it returned; with `finishing`, also ends the response
 --- as conn:done() does and returns what that said (true when it was left to the caller).
-local function respond(reply, handle, req, res, finishing)
+local function respond(handle, req, res, finishing)
   local status, body, headers = handle(req, res)
   if res[DONE] then return end
   res[DONE] = true
@@ -292,14 +297,10 @@ local function runner(server)
     end
   end
 
-  -- The connection's methods of every request, looked up once.
-  local connection_methods = registry["gsock.http.connection"].__index
-  local reply, done = connection_methods.reply, connection_methods.done
-
   return function(conn, req)
     local started = access_log and now()
     local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false, [UPGRADED] = false }, Response)
-    local ok, after = xpcall(respond, traceback, reply, server.handle, req, res, not started)
+    local ok, after = xpcall(respond, traceback, server.handle, req, res, not started)
     if ok and not started and not res[UPGRADED] then
       -- The common end, unprotected: conn:done() does not wait and raises nothing.
       if after == nil then after = done(conn) end   -- else respond ended the response

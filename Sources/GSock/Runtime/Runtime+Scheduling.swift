@@ -87,7 +87,7 @@ extension Runtime {
             return
         }
         pushNewHandle(L, fiber)             // [handle]
-        pushThreads(L)
+        luaPushRef(L, threadsRef)
         lua_rawgeti(L, -1, lua_Integer(fiber.threadSlot))
         lua_setiuservalue(L, -3, 1)         // [handle, threads]
         gs_pop(L, 1)
@@ -95,19 +95,9 @@ extension Runtime {
         fiber.handleRef = luaRef(L)
     }
 
-    private func pushThreads(_ L: LuaState) {
-        if threadsRef == LUA_NOREF {
-            lua_createtable(L, Int32(Runtime.threadPoolLimit), 0)
-            lua_pushvalue(L, -1)
-            threadsRef = luaRef(L)
-        } else {
-            luaPushRef(L, threadsRef)
-        }
-    }
-
     /// A thread for a new fiber and its slot: an idle one's, or a new thread's.
     private func takeThread(_ L: LuaState) -> (LuaState, Int32) {
-        pushThreads(L)
+        luaPushRef(L, threadsRef)
         if let slot = idleThreadSlots.popLast() {
             lua_rawgeti(L, -1, lua_Integer(slot))
             let co = lua_tothread(L, -1)!
@@ -140,7 +130,7 @@ extension Runtime {
             idleThreadSlots.append(slot)
             return
         }
-        pushThreads(L)
+        luaPushRef(L, threadsRef)
         lua_pushnil(L)
         lua_rawseti(L, -2, lua_Integer(slot))
         gs_pop(L, 1)

@@ -145,6 +145,8 @@ public final class Runtime {
 
         gs_pushcfunction(L, gs_openlibs)
         guard gs_pcall(L, 0, 0, 0) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        lua_createtable(L, Int32(Runtime.threadPoolLimit), 0)
+        threadsRef = luaRef(L)
         try openModule()
         linePatternName = anchoredString("*l")
         allPatternName = anchoredString("*a")

@@ -225,6 +225,22 @@ void gs_inherit_hook(lua_State *co, lua_State *from) {
     lua_sethook(co, lua_gethook(from), lua_gethookmask(from), lua_gethookcount(from));
 }
 
+int gs_first_call_locals(lua_State *co, lua_State *to, int n) {
+    lua_Debug ar;
+    int level = 0;
+    if (!lua_getstack(co, 0, &ar)) return 0;
+    while (lua_getstack(co, level + 1, &ar)) level++;
+    lua_getstack(co, level, &ar);
+    int pushed = 0;
+    for (int i = 1; i <= n; i++) {
+        if (!lua_checkstack(co, 1) || !lua_checkstack(to, 1)) break;
+        if (lua_getlocal(co, &ar, i) == NULL) break;
+        lua_xmove(co, to, 1);
+        pushed++;
+    }
+    return pushed;
+}
+
 int gs_tostring(lua_State *L) {
     luaL_tolstring(L, 1, NULL);
     return 1;

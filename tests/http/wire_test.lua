@@ -305,6 +305,89 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
+  it("a handler that returns nothing answers res.status and res.headers with an empty body; a bad status answers 500", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/nothing" then
+        res.status = 204
+        res.headers["X-Note"] = "empty"
+        return
+      end
+      if req.path == "/created" then
+        res.status = 201
+        return nil
+      end
+      if req.path == "/bad-field" then res.status = "soon" return end
+      if req.path == "/word" then return "ok", "body" end
+      if req.path == "/small" then return 99, "body" end
+      if req.path == "/large" then return 1000, "body" end
+      if req.path == "/fraction" then return 200.5, "body" end
+      return 200, "fine"
+    end):start()
+    local r = wire.once(srv, "GET /nothing HTTP/1.1\r\n\r\n")
+    assert.equals(204, r.status)
+    assert.equals("empty", r.headers["x-note"])
+    assert.is_nil(r.headers["content-length"])    -- a 204 has no body and says no length
+    assert.is_true(r.body == nil or r.body == "")
+    r = wire.once(srv, "GET /created HTTP/1.1\r\n\r\n")
+    assert.equals(201, r.status)
+    assert.equals("0", r.headers["content-length"])
+    for _, path in ipairs({ "/bad-field", "/word", "/small", "/large", "/fraction" }) do
+      r = wire.once(srv, "GET " .. path .. " HTTP/1.1\r\n\r\n", false, true)
+      assert.equals(500, r.status, path)
+      assert.equals("close", r.headers.connection, path)
+      assert.is_true(r.closed_after, path)
+    end
+    assert.equals("fine", wire.once(srv, "GET / HTTP/1.1\r\n\r\n").body)
+    srv:stop()
+  end)
+
+  it("a returned body larger than the socket takes is flushed as the client reads, then the connection serves the next request", function()
+    local big = ("0123456789abcdef"):rep(256 * 1024)   -- 4 MiB
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/big" then return 200, big end
+      return 200, "after"
+    end):start()
+    local c = wire.connect(srv)
+    assert(c:send("GET /big HTTP/1.1\r\n\r\n"))
+    gsock.sleep(0.2)                          -- the server meets a full socket and waits
+    local r = assert(wire.read(c))
+    assert.equals(200, r.status)
+    assert.equals(#big, #r.body)
+    assert.is_true(r.body == big)
+    assert(c:send("GET /next HTTP/1.1\r\n\r\n"))
+    assert.equals("after", assert(wire.read(c)).body)
+    c:close()
+    srv:stop()
+  end)
+
+  it("a client that leaves while its large response is flushed is closed, and the server goes on", function()
+    local big = ("x"):rep(8 * 1024 * 1024)
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/big" then return 200, big end
+      return 200, "still here"
+    end):start()
+    local c = wire.connect(srv)
+    assert(c:send("GET /big HTTP/1.1\r\n\r\n"))
+    assert(c:receive(100))                    -- the response started
+    c:setoption("linger", { on = true, timeout = 0 })
+    c:close()                                 -- a reset under the server's flush
+    gsock.sleep(0.1)
+    assert.equals("still here", wire.once(srv, "GET / HTTP/1.1\r\n\r\n").body)
+    local deadline = gsock.now() + 2
+    while srv.http:count() > 0 and gsock.now() < deadline do gsock.sleep(0.02) end
+    assert.equals(0, srv.http:count(), "the reset connection is still held")
+    srv:stop()
+  end)
+
+  it("a callable table is a handler too", function()
+    local handler = setmetatable({ word = "called" }, { __call = function(self, req, res)
+      return 200, self.word .. " " .. req.path
+    end })
+    local srv = gsock.http.server("127.0.0.1:0", handler):start()
+    assert.equals("called /x", wire.once(srv, "GET /x HTTP/1.1\r\n\r\n").body)
+    srv:stop()
+  end)
+
   it("hands over the raw connection on upgrade, with the bytes sent after the head", function()
     local srv = gsock.http.server("127.0.0.1:0", function(req, res)
       res.status = 101

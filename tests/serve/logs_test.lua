@@ -220,6 +220,48 @@ protocol = "http"
     end
   end)
 
+  it("an HTTP handler's failure names the request, also when the handler is a callable table or replaced its arguments", function()
+    local dir = proc.tmpdir()
+    local web = proc.write(dir, "web.lua", [[
+local callable = setmetatable({}, { __call = function(self, req, res)
+  error("table handler broke")
+end })
+return { protocol = "http", handle = function(req, res)
+  if req.path == "/table" then return callable(req, res) end
+  if req.path == "/replaced" then
+    req, res = nil, nil
+    error("arguments gone")
+  end
+  return 200, "fine"
+end }
+]])
+    local tabled = proc.write(dir, "tabled.lua", [[
+return { protocol = "http", handle = setmetatable({}, { __call = function(self, req, res)
+  if req.path == "/raise" then error("callable handler broke") end
+  return 200, "called"
+end }) }
+]])
+    local p = proc.start({ "run", web, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local address = p:listening()[1].address
+    local q = proc.start({ "run", tabled, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local qaddress = q:listening()[1].address
+    assert.equals(500, (proc.http_get(address, "/table")))
+    assert.equals(500, (proc.http_get(address, "/replaced")))
+    assert.equals(500, (proc.http_get(qaddress, "/raise")))
+    assert.equals("called", select(2, proc.http_get(qaddress, "/")))
+    assert.equals("fine", select(2, proc.http_get(address, "/")))
+    assert.truthy(p:wait_stderr("arguments gone", 3), p:describe())
+    assert.truthy(q:wait_stderr("callable handler broke", 3), q:describe())
+    local err, qerr = p:stderr(), q:stderr()
+    assert.matches('request="GET /table HTTP/1%.0" handler failed: [^\n]*web%.lua:2: table handler broke', err)
+    assert.matches('request="GET /raise HTTP/1%.0" handler failed: [^\n]*tabled%.lua:2: callable handler broke', qerr)
+    -- its arguments gone, the request is not named, but the error and its traceback are
+    assert.matches('peer=127%.0%.0%.1:%d+ handler failed: [^\n]*web%.lua:8: arguments gone', err)
+    local replaced = traceback_after(err, "web%.lua:8: arguments gone")
+    assert.equals("\t[C]: in function 'error'", replaced[1], err)
+    assert.matches("^\t" .. proc.lit(web) .. ":8: in ", replaced[2], err)
+  end)
+
   local DRAINING = [[
 local gsock = require "gsock"
 return function(sock)

@@ -74,6 +74,10 @@ int gs_resetthread(lua_State *co);
 /// Gives `co` the debug hook of `from`, as lua_newthread does for a new thread (a reused
 /// thread must not keep a hook set by the fiber that had it before).
 void gs_inherit_hook(lua_State *co, lua_State *from);
+/// Pushes on `to` the values of the first `n` locals (the arguments, as they are now) of the
+/// first call on `co`, a thread that raised: its stack is not unwound, but the API indexes
+/// it from the frame that raised. Returns how many it pushed. Never raises.
+int gs_first_call_locals(lua_State *co, lua_State *to, int n);
 
 /// Lua C functions that Swift calls through gs_pcall because they may raise.
 int gs_tostring(lua_State *L);      ///< (v) -> luaL_tolstring(v)

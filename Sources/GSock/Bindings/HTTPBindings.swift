@@ -13,6 +13,7 @@ enum HTTPBindings {
 
     static let hostFunctions: [(String, LuaBody)] = [
         ("http_service", { L in luaCall(L, newService) }),
+        ("http_response_setup", { L in luaCall(L, responseSetup) }),
         ("http_request_field", HTTPRequestObject.field),
         ("http_header_values", HTTPRequestObject.headerValues),
     ]
@@ -24,6 +25,7 @@ enum HTTPBindings {
         ("count", { L in luaCall(L) { L throws(LuaError) in
             lua_pushinteger(L, lua_Integer(try service(L).count)); return 1 } }),
         ("fibers", { L in luaCall(L, fibers) }),
+        ("set_handle", { L in luaCall(L, setHandle) }),
     ]
 
     static let connectionMethods: [(String, LuaBody)] = [
@@ -68,11 +70,52 @@ enum HTTPBindings {
 
     // MARK: - Services
 
-    /// `http_service(limits, runner, on_close)`: limits is a table of the §11 keys
-    /// (already checked by server.lua); missing ones take their defaults.
+    /// `http_response_setup(metatable, connection_key, describe)`: what the host needs of
+    /// http.lua to make a request's `res` and to describe a handler's failure.
+    private static func responseSetup(_ L: LuaState) throws(LuaError) -> Int32 {
+        try Arg.table(L, 1)
+        try Arg.table(L, 2)
+        guard lua_type(L, 3) == LUA_TFUNCTION else { throw .type(L, 3, "function") }
+        var refs = [Int32]()
+        for i: Int32 in 1...3 {
+            lua_pushvalue(L, i)
+            refs.append(luaRef(L))
+        }
+        let rt = Runtime.from(L)
+        for old in [rt.httpResponseRefs.metatable, rt.httpResponseRefs.connectionKey, rt.httpResponseRefs.describe] {
+            luaUnref(L, old)
+        }
+        rt.httpResponseRefs = (metatable: refs[0], connectionKey: refs[1], describe: refs[2])
+        return 0
+    }
+
+    /// `service:set_handle(handle)`: the handler the host runs from the next request on
+    /// (nil: the runner runs every request).
+    private static func setHandle(_ L: LuaState) throws(LuaError) -> Int32 {
+        let s = try service(L)
+        let ref = try handleRef(L, 2)
+        luaUnref(L, s.handleRef)
+        s.handleRef = ref
+        return 0
+    }
+
+    /// A reference to the handler at `i` (a function, or a table or userdata a call
+    /// reaches through __call: server.lua has checked it), or LUA_NOREF for nil.
+    private static func handleRef(_ L: LuaState, _ i: Int32) throws(LuaError) -> Int32 {
+        if luaIsNoneOrNil(L, i) { return LUA_NOREF }
+        guard lua_type(L, i) >= LUA_TTABLE else { throw .type(L, i, "function") }
+        lua_pushvalue(L, i)
+        return luaRef(L)
+    }
+
+    /// `http_service(limits, runner, on_close, complete [, handle])`: limits is a table of
+    /// the §11 keys (already checked by server.lua); missing ones take their defaults.
     private static func newService(_ L: LuaState) throws(LuaError) -> Int32 {
         try Arg.table(L, 1)
-        for i: Int32 in 2...3 where lua_type(L, i) != LUA_TFUNCTION { throw .type(L, i, "function") }
+        for i: Int32 in 2...4 where lua_type(L, i) != LUA_TFUNCTION { throw .type(L, i, "function") }
+        guard Runtime.from(L).httpResponseRefs.metatable != LUA_NOREF else {
+            throw .raise(L, "http_service: http.lua has not called http_response_setup")
+        }
         var limits = HTTPLimits()
         func number(_ name: String) -> Double? {
             defer { gs_pop(L, 1) }
@@ -86,12 +129,14 @@ enum HTTPBindings {
         if let v = number("body_timeout") { limits.bodyTimeout = v }
         if let v = number("keepalive_timeout") { limits.keepaliveTimeout = v }
         if let v = number("keepalive_requests") { limits.keepaliveRequests = Int(v) }
+        let handle = try handleRef(L, 5)
         var refs: [Int32] = []
-        for i: Int32 in 2...3 {
+        for i: Int32 in 2...4 {
             lua_pushvalue(L, i)
             refs.append(luaRef(L))
         }
-        let service = HTTPService(runtime: Runtime.from(L), limits: limits, runnerRef: refs[0], onCloseRef: refs[1])
+        let service = HTTPService(runtime: Runtime.from(L), limits: limits, runnerRef: refs[0], onCloseRef: refs[1],
+                                  completeRef: refs[2], handleRef: handle)
         LuaObjects.push(L, service, kind: .httpService)
         return 1
     }
@@ -250,6 +295,7 @@ enum HTTPBindings {
             gs_pop(L, 2)
         }
         appendBody(c, data, length, final: final)
+        if final { c.finished = true }
         return 0
     }
 
@@ -272,6 +318,7 @@ enum HTTPBindings {
         let data = bodyType == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
         try appendHead(L, c, status: 2, headers: 4, final: true, bodyLength: length, upgrade: false)
         appendBody(c, data, length, final: true)
+        c.finished = true
         guard lua_toboolean(L, 5) != 0 else {
             lua_pushboolean(L, 1)
             return 1
@@ -279,7 +326,7 @@ enum HTTPBindings {
         return finishResponse(L, c)
     }
 
-    private static func appendBody(_ c: HTTPConnection, _ data: UnsafePointer<CChar>?, _ length: Int, final: Bool) {
+    static func appendBody(_ c: HTTPConnection, _ data: UnsafePointer<CChar>?, _ length: Int, final: Bool) {
         let hasBody = !c.isHead && !HTTPResponseHead.hasNoBody(c.status)
         if let data, length > 0, hasBody {
             if c.responseChunked {
@@ -295,7 +342,7 @@ enum HTTPBindings {
 
     /// Queues the head: the status at stack index `status`, the fields of the table at
     /// `headers` (or none), and the framing, `Date` and `Connection` the server adds.
-    private static func appendHead(_ L: LuaState, _ c: HTTPConnection, status statusIndex: Int32, headers: Int32,
+    static func appendHead(_ L: LuaState, _ c: HTTPConnection, status statusIndex: Int32, headers: Int32,
                                    final: Bool, bodyLength: Int, upgrade: Bool) throws(LuaError) {
         var isInteger: Int32 = 0
         let status = Int(lua_tointegerx(L, statusIndex, &isInteger))
@@ -359,28 +406,7 @@ enum HTTPBindings {
     }
 
     private static func finishResponse(_ L: LuaState, _ c: HTTPConnection) -> Int32 {
-        let next = c.responseDone(L)
-        if next == .started {
-            lua_pushstring(L, "started")
-            return 1
-        }
-        switch c.writeOutput() {
-        case .all: break
-        case .wait:
-            lua_pushstring(L, next.rawValue)
-            return 1
-        case .failed:
-            c.close()
-            lua_pushstring(L, "closed")
-            return 1
-        }
-        if next == .flush {
-            c.awaitRequest(L)
-            lua_pushstring(L, "idle")
-        } else {
-            c.lingerThenClose()
-            lua_pushstring(L, "closed")
-        }
+        lua_pushstring(L, cString(c.finishResponse(L).name))
         return 1
     }
 
@@ -395,11 +421,7 @@ enum HTTPBindings {
             lua_pushboolean(L, 0)
             return 1
         }
-        c.output.append(HTTPResponseHead.errorResponse(status, date: c.service.currentDateLine()))
-        c.bodyBytes = HTTPResponseHead.reason(status).utf8CodeUnitCount + 1
-        c.headSent = true
-        c.status = status
-        c.keepAlive = false
+        c.queueErrorResponse(status)
         lua_pushboolean(L, 1)
         return 1
     }

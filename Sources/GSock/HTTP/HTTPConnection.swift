@@ -1,8 +1,11 @@
 // One HTTP/1.1 connection (SPEC §11). Between requests it is the host's: the socket's
 // read watcher calls it back (`HostWaiter`), its timer bounds the head and the idle
 // time, and it holds no fiber and no Lua thread. A complete head becomes a request
-// object and a fiber running http.lua's runner; the runner's bindings (HTTPBindings)
-// read the body, queue the response in `output` and hand the connection back.
+// object, a response table and a fiber whose function is the handler (http.lua's runner
+// when the service keeps an access log); the handler's return ends the response here
+// (`fiberFinishing`), and only what needs Lua goes on in http.lua's `complete`. The
+// bindings the handler's res methods call (HTTPBindings) read the body and queue the
+// response in `output`.
 //
 // Pipelining: when a response is finished and the next head is already buffered, the
 // next request starts before the output is written, so the responses to the requests
@@ -50,6 +53,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // The request being answered.
     @exclusivity(unchecked) private(set) var fiber: Fiber?
+    /// `fiber`'s function is the handler itself, with req and res kept below it.
+    @exclusivity(unchecked) private var runsHandler = false
     @exclusivity(unchecked) var keepAlive = true
     @exclusivity(unchecked) var minorVersion: UInt8 = 1
     @exclusivity(unchecked) var isHead = false
@@ -61,6 +66,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // Its response.
     @exclusivity(unchecked) var headSent = false
+    /// The response was ended (res:finish, the shorthand, an error response, an upgrade):
+    /// what the handler returns after that changes nothing.
+    @exclusivity(unchecked) var finished = false
     @exclusivity(unchecked) var responseChunked = false
     @exclusivity(unchecked) var status = 0
     @exclusivity(unchecked) var bodyBytes = 0
@@ -257,6 +265,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         if body.isNone { expectContinue = false }
         bodyError = 0
         headSent = false
+        finished = false
         responseChunked = false
         status = 0
         bodyBytes = 0
@@ -266,15 +275,41 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
             metricsStarted = monotonicSeconds()
         }
 
-        // runner(conn, req)
-        luaPushRef(L, service.runnerRef)
-        pushSelf(L)
-        lua_pushvalue(L, requestIndex)
-        let started = runtime.makeFiber(from: L, count: 3, pushingHandle: false)
+        let started: Fiber
+        if service.handleRef != LUA_NOREF {
+            // handle(req, res), with req and res kept below it for fiberFinishing.
+            pushResponse(L)
+            luaPushRef(L, service.handleRef)
+            lua_pushvalue(L, requestIndex)
+            lua_pushvalue(L, requestIndex + 1)
+            started = runtime.makeFiber(from: L, count: 5, pushingHandle: false, keeping: 2)
+            runsHandler = true
+        } else {
+            // runner(conn, req)
+            luaPushRef(L, service.runnerRef)
+            pushSelf(L)
+            lua_pushvalue(L, requestIndex)
+            started = runtime.makeFiber(from: L, count: 3, pushingHandle: false)
+            runsHandler = false
+        }
         lua_settop(L, requestIndex - 1)
         started.endObserver = self
         fiber = started
         runtime.enqueue(started)
+    }
+
+    /// Pushes a new `res`: { status = 200, [connection key] = this connection }, with
+    /// http.lua's response metatable.
+    private func pushResponse(_ L: LuaState) {
+        let refs = runtime.httpResponseRefs
+        lua_createtable(L, 0, 2)
+        lua_pushinteger(L, 200)
+        luaRawSetField(L, -2, static: "status")
+        luaPushRef(L, refs.connectionKey)
+        pushSelf(L)
+        _ = gs_rawset(L, -3)
+        luaPushRef(L, refs.metatable)
+        lua_setmetatable(L, -2)
     }
 
     /// A StaticString: a String given to memcmp is copied into a new C string first.
@@ -303,6 +338,178 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         return (base + Int(value.off), Int(value.len))
     }
 
+    // MARK: - The handler's end
+
+    /// What is left to http.lua's `complete`, in a fiber of its own.
+    private enum Completion {
+        /// The handler's results (the first `count`, at most 3, from `first` on its thread).
+        case returned(first: Int32, count: Int32)
+        /// It raised: its error is on top of its thread, which is still unreset.
+        case raised
+        /// Ending the response failed (a bad status or field): the message is on top.
+        case failed
+        /// The output waits for the socket: flush, then what `after` says.
+        case flush(After)
+    }
+
+    /// The handler returned or raised (see `FiberEndObserver`): sends the response a plain
+    /// `return status, body, headers` (or res:finish, or nothing) makes, or leaves the rest
+    /// to Lua. Its thread holds req and res at 1 and 2, then the results or the error.
+    func fiberFinishing(_ ended: Fiber, ok: Bool, results: Int32) -> Bool {
+        guard ended === fiber, runsHandler else { return false }
+        runsHandler = false
+        switch state {
+        case .running: break
+        case .upgraded:
+            close()       // the handed-over socket ends with the handler
+            return true
+        default:
+            return true   // closed while the handler ran
+        }
+        let co = ended.thread
+        guard ok else {
+            // A killed request ends its connection, answering nothing.
+            if ended.killed { close() } else { complete(co, .raised) }
+            return true
+        }
+        guard lua_checkstack(co, 8) != 0 else { close(); return true }
+        if !finished {
+            let first = lua_gettop(co) - results + 1
+            let status = results > 0 ? lua_type(co, first) : LUA_TNIL
+            do {
+                if status == LUA_TNIL {
+                    try endWithoutResults(co)
+                } else if !headSent, let body = plainBody(co, first, results) {
+                    try HTTPBindings.appendHead(co, self, status: first, headers: first + 2, final: true,
+                                                bodyLength: body.count, upgrade: false)
+                    HTTPBindings.appendBody(self, body.base, body.count, final: true)
+                } else {
+                    complete(co, .returned(first: first, count: min(results, 3)))
+                    return true
+                }
+            } catch {
+                complete(co, .failed)
+                return true
+            }
+            finished = true
+        }
+        let after = finishResponse(runtime.L)
+        if after == .flush || after == .close { complete(co, .flush(after)) }
+        return true
+    }
+
+    /// The handler returned nothing (or nil) and did not end the response: the body's
+    /// error when reading it failed, else the end of what res:write sent, or the head of
+    /// res.status and res.headers with an empty body, as `conn:send(res, nil, true)`.
+    private func endWithoutResults(_ co: LuaState) throws(LuaError) {
+        if !headSent {
+            if bodyError != 0 {
+                queueErrorResponse(bodyError)
+                return
+            }
+            _ = luaRawGetField(co, 2, static: "status")
+            _ = luaRawGetField(co, 2, static: "headers")
+            try HTTPBindings.appendHead(co, self, status: -2, headers: -1, final: true, bodyLength: 0, upgrade: false)
+            gs_pop(co, 2)
+        }
+        HTTPBindings.appendBody(self, nil, 0, final: true)
+    }
+
+    /// The body of a `return status, body, headers` the host sends as it is: a string or
+    /// nil body, table or nil headers, and no res.headers to merge them into.
+    private func plainBody(_ co: LuaState, _ first: Int32, _ results: Int32)
+        -> (base: UnsafePointer<CChar>?, count: Int)? {
+        let bodyType = results >= 2 ? lua_type(co, first + 1) : LUA_TNIL
+        let headersType = results >= 3 ? lua_type(co, first + 2) : LUA_TNIL
+        guard bodyType == LUA_TSTRING || bodyType == LUA_TNIL, headersType == LUA_TTABLE || headersType == LUA_TNIL,
+              luaRawGetField(co, 2, static: "headers") == LUA_TNIL else { return nil }
+        gs_pop(co, 1)
+        var length = 0
+        let base = bodyType == LUA_TSTRING ? lua_tolstring(co, first + 1, &length) : nil
+        return (base, length)
+    }
+
+    /// Pushes the req and res of the handler that raised on `co` (the connection's userdata
+    /// is on top of `L`), or false and false. The kept values at the bottom of its thread
+    /// cannot be indexed once it raised: they are read as the arguments of its first call
+    /// (the handler's; after a __call table's self), and checked to be this request's.
+    private func pushFailedRequest(_ co: LuaState, _ L: LuaState) {
+        let conn = lua_gettop(L)
+        let n = gs_first_call_locals(co, L, 3)
+        func isRequest(_ i: Int32) -> Bool {
+            guard lua_type(L, i) == LUA_TUSERDATA else { return false }
+            lua_getiuservalue(L, i, 2)
+            defer { gs_pop(L, 1) }
+            return lua_rawequal(L, -1, conn) != 0
+        }
+        func isResponse(_ i: Int32) -> Bool {
+            guard lua_type(L, i) == LUA_TTABLE else { return false }
+            luaPushRef(L, runtime.httpResponseRefs.connectionKey)
+            _ = lua_rawget(L, i)
+            defer { gs_pop(L, 1) }
+            return lua_rawequal(L, -1, conn) != 0
+        }
+        for skip: Int32 in 0...1 where n >= skip + 2 {
+            let req = conn + 1 + skip
+            if isRequest(req) && isResponse(req + 1) {
+                if skip > 0 { lua_rotate(L, conn + 1, -skip) }
+                lua_settop(L, conn + 2)
+                return
+            }
+        }
+        lua_settop(L, conn)
+        lua_pushboolean(L, 0)
+        lua_pushboolean(L, 0)
+    }
+
+    /// Starts http.lua's `complete(conn, req, res, how, ...)` in a fiber of its own.
+    private func complete(_ co: LuaState, _ how: Completion) {
+        let L = runtime.L
+        _ = lua_checkstack(co, 4)
+        let errorIndex = lua_gettop(co)
+        luaPushRef(L, service.completeRef)
+        pushSelf(L)
+        if case .raised = how {
+            pushFailedRequest(co, L)
+        } else {
+            for i: Int32 in 1...2 {       // req, res
+                lua_pushvalue(co, i)
+                lua_xmove(co, L, 1)
+            }
+        }
+        var count: Int32 = 5
+        switch how {
+        case .returned(let first, let n):
+            lua_pushboolean(L, 1)
+            for i in 0..<n {
+                lua_pushvalue(co, first + i)
+                lua_xmove(co, L, 1)
+            }
+            count += n
+        case .raised:
+            lua_pushboolean(L, 0)
+            luaPushRef(L, runtime.httpResponseRefs.describe)
+            lua_pushthread(co)
+            lua_xmove(co, L, 1)
+            lua_pushvalue(co, errorIndex)
+            lua_xmove(co, L, 1)
+            _ = gs_pcall(L, 2, 1, 0)   // its failure, or describe's own error: either is the error
+            count += 1
+        case .failed:
+            lua_pushboolean(L, 0)
+            lua_xmove(co, L, 1)
+            count += 1
+        case .flush(let after):
+            lua_pushstring(L, "flush")
+            lua_pushstring(L, cString(after.name))
+            count += 1
+        }
+        let completing = runtime.makeFiber(from: L, count: count, pushingHandle: false)
+        completing.endObserver = self
+        fiber = completing
+        runtime.enqueue(completing)
+    }
+
     func fiberEnded(_ ended: Fiber) {
         // A runner that never ran (killed before its start) or that was cut short.
         if ended === fiber && state == .running { close() }
@@ -310,12 +517,50 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // MARK: - After a response
 
-    /// The response is complete: skips what the handler left of the body, then either
-    /// starts the next pipelined request (its output waits to go with the next one's) or
-    /// says what the runner must do: "flush" then `idle`, or "close" after a flush.
-    enum Next: String { case started, flush, close }
+    /// What finishing a response did: the next pipelined request `started` (its response
+    /// takes this one's output along), the connection is `idle` (all was written, it awaits
+    /// its next request) or `closed` (written, then closed); or the output could not all be
+    /// written now, and the caller flushes it, then calls `awaitRequest` (`flush`) or
+    /// `lingerThenClose` (`close`).
+    enum After {
+        case started, idle, closed, flush, close
 
-    func responseDone(_ L: LuaState) -> Next {
+        var name: StaticString {
+            switch self {
+            case .started: "started"
+            case .idle: "idle"
+            case .closed: "closed"
+            case .flush: "flush"
+            case .close: "close"
+            }
+        }
+    }
+
+    /// The response is complete (conn:done()): see `After`.
+    func finishResponse(_ L: LuaState) -> After {
+        let next = responseDone(L)
+        if next == .started { return .started }
+        switch writeOutput() {
+        case .all: break
+        case .wait: return next == .flush ? .flush : .close
+        case .failed:
+            close()
+            return .closed
+        }
+        if next == .flush {
+            awaitRequest(L)
+            return .idle
+        }
+        lingerThenClose()
+        return .closed
+    }
+
+    /// Skips what the handler left of the body, then either starts the next pipelined
+    /// request (its output waits to go with the next one's) or says what comes after the
+    /// flush: awaiting the next request, or closing.
+    private enum Next { case started, flush, close }
+
+    private func responseDone(_ L: LuaState) -> Next {
         fiber = nil
         if let m = socket.metrics {
             m.countResponse(method: metricsMethod, status: status, seconds: monotonicSeconds() - metricsStarted)
@@ -380,6 +625,16 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // MARK: - Errors and closing
 
+    /// Queues the error response for `status` (before the head) and ends keep-alive.
+    func queueErrorResponse(_ status: Int) {
+        output.append(HTTPResponseHead.errorResponse(status, date: service.currentDateLine()))
+        bodyBytes = HTTPResponseHead.reason(status).utf8CodeUnitCount + 1
+        headSent = true
+        finished = true
+        self.status = status
+        keepAlive = false
+    }
+
     /// Answers a head the server refuses with `status` and `Connection: close`, then closes.
     func reject(_ status: Int, _ reason: String) {
         stopWaiting()
@@ -441,6 +696,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// from now until the runner closes it.
     func upgrade() {
         stopWaiting()
+        finished = true
         state = .upgraded
         body = .none
     }

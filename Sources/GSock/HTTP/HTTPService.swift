@@ -1,7 +1,7 @@
 // An HTTP/1.1 service (SPEC §11): the limits and Lua functions of one server with
 // `protocol = "http"`, and the connections it holds. Between requests a connection is
 // the host's (HTTPConnection, no fiber, no Lua thread); each request runs in a fiber of
-// its own, started with http.lua's runner.
+// its own: the handler itself, or http.lua's runner when the service keeps an access log.
 import CHTTP
 import CLibev
 import CLua
@@ -30,10 +30,15 @@ final class HTTPService {
     let limits: HTTPLimits
     @exclusivity(unchecked) var parserLimits: gs_http_limits
     /// Registry references: http.lua's runner `run(conn, req)` (it reads the server's
-    /// handler at each request, so a reload's new handler answers the next one), and the
-    /// function told (with no argument) that a connection closed.
+    /// handler at each request, so a reload's new handler answers the next one), the
+    /// function told (with no argument) that a connection closed, and http.lua's
+    /// `complete(conn, req, res, how, ...)`, which ends what the host leaves to Lua.
     let runnerRef: Int32
     let onCloseRef: Int32
+    let completeRef: Int32
+    /// The handler the host resumes itself (`handle(req, res)`), or LUA_NOREF: requests
+    /// then go through the runner. A reload replaces it (`set_handle`).
+    var handleRef: Int32
     /// The parser's field array, shared by every connection: a head is parsed and copied
     /// into its request object in one go.
     let scratchHeaders: UnsafeMutablePointer<gs_http_header>
@@ -49,19 +54,22 @@ final class HTTPService {
     @exclusivity(unchecked) private var dateSecond = -1
     @exclusivity(unchecked) private(set) var dateLine: [UInt8] = []
 
-    init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32) {
+    init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32, completeRef: Int32,
+         handleRef: Int32) {
         self.runtime = runtime
         self.limits = limits
         parserLimits = limits.parser
         self.runnerRef = runnerRef
         self.onCloseRef = onCloseRef
+        self.completeRef = completeRef
+        self.handleRef = handleRef
         scratchHeaders = .allocate(capacity: max(limits.maxHeaders, 1))
     }
 
     deinit {
         scratchHeaders.deallocate()
         free(scratchFields.data)
-        for ref in [runnerRef, onCloseRef] { luaUnref(runtime.L, ref) }
+        for ref in [runnerRef, onCloseRef, completeRef, handleRef] { luaUnref(runtime.L, ref) }
     }
 
     /// Takes over an accepted connection (its socket userdata is on top of `L`'s stack, and

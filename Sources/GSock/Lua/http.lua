@@ -198,14 +198,19 @@ function response_methods.upgrade(self)
 end
 
 -- Running a request ---------------------------------------------------------------------
+--
+-- Most services never come here for a request: the host resumes the handler itself on a
+-- pooled thread (a fiber with `handle(req, res)` as its function, no runner, no xpcall)
+-- and sends a plain `return status, body, headers` without Lua. What needs Lua (a body
+-- or headers to convert or merge, an error to log, output to flush when the socket is
+-- full) comes to `complete` below, in a fiber of its own. A service with access_log runs
+-- each request through `run`, which times it.
 
---- Runs the handler and sends what it returned; with `finishing`, also ends the response
---- as conn:done() does and returns what that said (true when it was left to the caller).
-local function respond(handle, req, res, finishing)
-  local status, body, headers = handle(req, res)
+--- Sends what the handler returned; with `finishing`, also ends the response as
+--- conn:done() does and returns what that said (true when it was left to the caller).
+local function apply(conn, res, finishing, status, body, headers)
   if res[DONE] then return end
   res[DONE] = true
-  local conn = res[CONN]
   if status == nil then
     if not conn:fail(0) then conn:send(res, nil, true) end
     return
@@ -227,6 +232,11 @@ local function respond(handle, req, res, finishing)
   return reply(conn, status, body, headers, finishing)
 end
 
+--- Runs the handler and sends what it returned (see `apply`).
+local function respond(handle, req, res, finishing)
+  return apply(res[CONN], res, finishing, handle(req, res))
+end
+
 --- After conn:done(): flushes what it could not write, then awaits the next request or
 --- closes as it said.
 local function flush_then(conn, after)
@@ -241,7 +251,19 @@ local function flush_then(conn, after)
   end
 end
 
---- The runner of a server's requests: run(conn, req) in the request's fiber.
+--- A failed handler's error and traceback, for `complete`: `co` is its dead thread (the
+--- host calls this before the thread is reset; the stack is still there to read).
+local function describe(co, e)
+  local message = tostring(e)
+  local tb = debug.traceback(co, "", 0)
+  return { error = e, message = message, traceback = (tb:gsub("^\n", "")) }
+end
+
+--- The runner of a server's requests: run(conn, req) in the request's fiber (access_log),
+--- and complete(conn, req, res, how, ...) for what the host leaves to Lua when it ran the
+--- handler itself: how is true (the handler's results follow), false (its failure, from
+--- `describe`; req and res are false when the host could not find them) or "flush" (what
+--- conn:done() said follows).
 local function runner(server)
   local name, access_log = server.name, server.access_log
 
@@ -278,7 +300,8 @@ local function runner(server)
         local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")
         log("error", "handler failed: " .. failure.message,
             { service = name, peer = peer_text(req),
-              request = ("%s %s HTTP/%s"):format(req.method, req.target, req.version), traceback = tb })
+              request = req.method and ("%s %s HTTP/%s"):format(req.method, req.target, req.version),
+              traceback = tb })
       end
       if not conn:fail(500) then
         if started then access(conn, req, started) end
@@ -297,21 +320,39 @@ local function runner(server)
     end
   end
 
-  return function(conn, req)
-    local started = access_log and now()
-    local res = setmetatable({ status = 200, [CONN] = conn, [DONE] = false, [UPGRADED] = false }, Response)
-    local ok, after = xpcall(respond, traceback, server.handle, req, res, not started)
+  local function settle(conn, req, res, ok, after, started)
     if ok and not started and not res[UPGRADED] then
       -- The common end, unprotected: conn:done() does not wait and raises nothing.
-      if after == nil then after = done(conn) end   -- else respond ended the response
+      if after == nil then after = done(conn) end   -- else apply ended the response
       if after == "started" or after == "idle" or after == "closed" then return end
       return ended(conn, pcall(flush_then, conn, after))
     end
     return ended(conn, pcall(finish, conn, req, res, ok, after, started))
   end
+
+  local function run(conn, req)
+    local started = access_log and now()
+    local res = setmetatable({ status = 200, [CONN] = conn }, Response)
+    local ok, after = xpcall(respond, traceback, server.handle, req, res, not started)
+    return settle(conn, req, res, ok, after, started)
+  end
+
+  local function complete(conn, req, res, how, ...)
+    if how == "flush" then return ended(conn, pcall(flush_then, conn, ...)) end
+    if how then
+      return settle(conn, req, res, xpcall(apply, traceback, conn, res, true, ...))
+    end
+    if not req then   -- the handler replaced its arguments before it raised
+      req, res = { peer = conn:peer() }, {}
+    end
+    return settle(conn, req, res, false, ...)
+  end
+
+  return run, complete
 end
 
 internal.http_runner = runner
+host.http_response_setup(Response, CONN, describe)
 
 --- gsock.http.server(listen, handler [, opts]): gsock.server with protocol = "http";
 --- `handler` is function(req, res) or a handler table.

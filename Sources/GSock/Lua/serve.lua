@@ -205,7 +205,7 @@ local function reload(servers, services, load_services)
   for i, s in ipairs(services) do
     local new = by_name[s.name]
     if new then
-      servers[i].handle = new.handler.handle
+      servers[i]:set_handle(new.handler.handle)
       if contexts[i] then servers[i]:use_tls(contexts[i][1], contexts[i][2]) end
       s.handler = new.handler
       by_name[s.name] = nil

@@ -456,6 +456,12 @@ end
 
 function Server:connections() return self.count end
 
+--- Replaces the handler (a reload): the next request or connection gets the new one.
+function Server:set_handle(handle)
+  self.handle = handle
+  if self.http and not self.access_log then self.http:set_handle(handle) end
+end
+
 --- The TLS context a reload would give this server (SIGHUP reloads certificates): its
 --- `tls` table made into a context, or nil and what is wrong. Connections already open keep
 --- the context they began with.
@@ -611,7 +617,10 @@ function Server:start()
     self.address = address_text({ host = ip, port = port })
   end
   if self.http_limits and not self.http then
-    self.http = host.http_service(self.http_limits, internal.http_runner(self), self.on_http_closed)
+    local run, complete = internal.http_runner(self)
+    -- With no access log to time requests, the host runs the handler itself.
+    self.http = host.http_service(self.http_limits, run, self.on_http_closed, complete,
+                                  not self.access_log and self.handle or nil)
   end
   self.started = true
   running[self] = true

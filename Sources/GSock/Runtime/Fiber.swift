@@ -52,6 +52,9 @@ final class Fiber {
     @exclusivity(unchecked) var site: Site = .none
     /// Values on the thread's stack for its first resume (function and arguments).
     @exclusivity(unchecked) var startArgs: Int32 = 0
+    /// Values below its function on the thread's stack, left there for its end observer
+    /// (an HTTP request's req and res): not results.
+    @exclusivity(unchecked) var kept: Int32 = 0
     /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
     @exclusivity(unchecked) var timeoutValueRef: Int32 = LUA_NOREF
     var successful = false
@@ -154,5 +157,14 @@ private func fiberIOReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
 
 /// What must know when a fiber ends, even one killed before it ran.
 protocol FiberEndObserver: AnyObject {
+    /// The fiber's function returned (`ok`, its `results` on top of its thread) or raised
+    /// (the error on top), before the runtime records the outcome. True when the observer
+    /// took the outcome: the runtime then keeps no results and logs no failure.
+    func fiberFinishing(_ fiber: Fiber, ok: Bool, results: Int32) -> Bool
+    /// Told when the fiber ends, however it ends.
     func fiberEnded(_ fiber: Fiber)
+}
+
+extension FiberEndObserver {
+    func fiberFinishing(_ fiber: Fiber, ok: Bool, results: Int32) -> Bool { false }
 }

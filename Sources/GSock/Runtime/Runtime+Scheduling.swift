@@ -60,8 +60,10 @@ extension Runtime {
 
     /// Creates a fiber whose function and arguments are the top `count` values of `from`,
     /// and pushes its handle on `from` (unless `pushingHandle` is false: an HTTP request's
-    /// fiber gets its handle only if something asks for it, see `pushHandle`).
-    func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true) -> Fiber {
+    /// fiber gets its handle only if something asks for it, see `pushHandle`). The first
+    /// `keeping` of the values are not the function's: they stay below it on the thread's
+    /// stack for the fiber's end observer (`Fiber.kept`).
+    func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true, keeping: Int32 = 0) -> Fiber {
         let (co, slot) = takeThread(from)
         let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
         fiber.threadSlot = slot
@@ -71,7 +73,8 @@ extension Runtime {
         // cannot fail: `from` holds as many.
         _ = lua_checkstack(co, count)
         lua_xmove(from, co, count)
-        fiber.startArgs = count - 1
+        fiber.startArgs = count - 1 - keeping
+        fiber.kept = keeping
         linkLive(fiber)
         liveFibers += 1
         if pushingHandle { pushHandle(from, fiber) }
@@ -378,6 +381,16 @@ extension Runtime {
     /// stack) or raised (the error on top), then releases everything it held.
     func finish(_ fiber: Fiber, ok: Bool, nres: Int32) {
         let co = fiber.thread
+        // lua_resume counts the kept values as results.
+        var ok = ok, nres = ok ? nres - fiber.kept : nres, reusable = true
+        if let observer = fiber.endObserver, observer.fiberFinishing(fiber, ok: ok, results: nres) {
+            if !ok {
+                _ = gs_resetthread(co)   // a failure's to-be-closed variables close
+                reusable = false
+            }
+            ok = true
+            nres = 0
+        }
         // Nothing can ask a handle-less fiber for its results: they are dropped with the
         // thread's stack. A failure, links or the main fiber need the handle.
         guard fiber.handleRef != LUA_NOREF || !ok || fiber.linksRef != LUA_NOREF || fiber === mainRun.fiber else {
@@ -387,7 +400,7 @@ extension Runtime {
             // request grows again; the GC shrinks idle stacks).
             lua_settop(co, 0)
             gs_setextraspace(co, nil)
-            releaseThread(of: fiber, reusable: !fiber.threadSeen)
+            releaseThread(of: fiber, reusable: reusable && !fiber.threadSeen)
             fiber.successful = true
             markDead(fiber)
             return
@@ -426,7 +439,7 @@ extension Runtime {
         }
         if ok { lua_settop(co, 0) } else { _ = gs_resetthread(co) }   // a failure's to-be-closed variables close
         gs_setextraspace(co, nil)
-        releaseThread(of: fiber, reusable: ok && !fiber.threadSeen)
+        releaseThread(of: fiber, reusable: ok && reusable && !fiber.threadSeen)
         if ok {
             lua_setiuservalue(L, handle, 1)   // results replace the thread
         } else {

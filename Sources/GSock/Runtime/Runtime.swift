@@ -73,6 +73,10 @@ public final class Runtime {
     var tlsHandshakes = 0, tlsHandshakeFailures = 0, tlsResumptions = 0
     /// HTTP requests started, heads refused with an error status, connections held.
     var httpRequests = 0, httpRejected = 0, httpConnections = 0
+    /// Registry references to http.lua's response metatable, the response's key of its
+    /// connection and its `describe` (host.http_response_setup), for the requests whose
+    /// handler the host runs itself (HTTPConnection).
+    var httpResponseRefs = (metatable: LUA_NOREF, connectionKey: LUA_NOREF, describe: LUA_NOREF)
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
     /// The peer of the connection the last accept took, packed as gs_accept packs it (an

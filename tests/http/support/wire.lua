@@ -28,7 +28,9 @@ function wire.read(c, head_only)
   end
   if head_only or (r.status and (r.status < 200 or r.status == 204 or r.status == 304)) then return r end
   if r.headers["content-length"] then
-    r.body = assert(c:receive(tonumber(r.headers["content-length"])))
+    local length = tonumber(r.headers["content-length"])
+    -- receive(0) waits for a byte as LuaSocket's does; an empty body has none to wait for.
+    r.body = length == 0 and "" or assert(c:receive(length))
   elseif (r.headers["transfer-encoding"] or ""):lower() == "chunked" then
     local parts = {}
     while true do

@@ -46,10 +46,14 @@ typedef struct gs_state {
     int runaway_stopped;
     /// Runs the watchdog found past the limit (counted once per run; loop thread only).
     unsigned long runaways;
+    /// The allocator's free lists of small blocks (made by gs_newstate).
+    struct gs_pool *pool;
 } gs_state;
 
 /// A new Lua state whose allocator enforces st->limit (outside Swift frames) and counts bytes.
 lua_State *gs_newstate(gs_state *st);
+/// Closes a state made by gs_newstate and frees what its allocator kept.
+void gs_closestate(lua_State *L, gs_state *st);
 
 static inline gs_state *gs_getstate(lua_State *L) {
     void *ud = NULL;

@@ -118,7 +118,8 @@ public final class Runtime {
         logger = options.logger
         state = .allocate(capacity: 1)
         state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil,
-                                      running: nil, resumes: 0, running_since: 0, runaway_stopped: 0, runaways: 0))
+                                      running: nil, resumes: 0, running_since: 0, runaway_stopped: 0, runaways: 0,
+                                      pool: nil))
         guard let L = gs_newstate(state) else {
             state.deallocate()
             throw RuntimeError.setup("cannot create a Lua state")
@@ -184,7 +185,7 @@ public final class Runtime {
         }
         stopWatchingSignals()
         stopLagSampler()
-        lua_close(L)
+        gs_closestate(L, state)
         spareChunks.removeAll()
         stopPoolSweep()
         connectionPool.values.forEach { $0.forEach { Syscall.close($0.fd) } }

@@ -305,7 +305,7 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
-  it("a handler that returns nothing answers res.status and res.headers with an empty body; a bad status answers 500", function()
+  it("res.status reads 200 until set; a handler that returns nothing answers res.status and res.headers with an empty body; a bad status answers 500", function()
     local srv = gsock.http.server("127.0.0.1:0", function(req, res)
       if req.path == "/nothing" then
         res.status = 204
@@ -316,6 +316,7 @@ describe("HTTP responses", function()
         res.status = 201
         return nil
       end
+      if req.path == "/default" then return res.status + 1, "res.status was " .. res.status end
       if req.path == "/bad-field" then res.status = "soon" return end
       if req.path == "/word" then return "ok", "body" end
       if req.path == "/small" then return 99, "body" end
@@ -328,6 +329,9 @@ describe("HTTP responses", function()
     assert.equals("empty", r.headers["x-note"])
     assert.is_nil(r.headers["content-length"])    -- a 204 has no body and says no length
     assert.is_true(r.body == nil or r.body == "")
+    r = wire.once(srv, "GET /default HTTP/1.1\r\n\r\n")
+    assert.equals(201, r.status)
+    assert.equals("res.status was 200", r.body)
     r = wire.once(srv, "GET /created HTTP/1.1\r\n\r\n")
     assert.equals(201, r.status)
     assert.equals("0", r.headers["content-length"])

@@ -340,12 +340,13 @@ enum HTTPBindings {
         if final && c.responseChunked && hasBody { c.output.append(static: "0\r\n\r\n") }
     }
 
-    /// Queues the head: the status at stack index `status`, the fields of the table at
-    /// `headers` (or none), and the framing, `Date` and `Connection` the server adds.
+    /// Queues the head: the status at stack index `status` (nil: res.status was not set,
+    /// 200), the fields of the table at `headers` (or none), and the framing, `Date` and
+    /// `Connection` the server adds.
     static func appendHead(_ L: LuaState, _ c: HTTPConnection, status statusIndex: Int32, headers: Int32,
-                                   final: Bool, bodyLength: Int, upgrade: Bool) throws(LuaError) {
-        var isInteger: Int32 = 0
-        let status = Int(lua_tointegerx(L, statusIndex, &isInteger))
+                           final: Bool, bodyLength: Int, upgrade: Bool) throws(LuaError) {
+        var isInteger: Int32 = lua_type(L, statusIndex) == LUA_TNIL ? 1 : 0
+        let status = isInteger != 0 ? 200 : Int(lua_tointegerx(L, statusIndex, &isInteger))
         guard isInteger != 0, (100...999).contains(status) else {
             lua_pushstring(L, "res.status must be an integer status code (100-999)")
             throw .value   // without the runner's position, as a bad field's message

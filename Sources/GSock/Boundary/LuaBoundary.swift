@@ -215,14 +215,6 @@ func luaRawSetField(_ L: LuaState, _ index: Int32, _ name: String) {
     _ = gs_rawset(L, t)  // a string key: always set
 }
 
-/// luaRawSetField for hot paths (see luaRawGetField(_:_:static:)).
-@inline(__always) func luaRawSetField(_ L: LuaState, _ index: Int32, static name: StaticString) {
-    let t = lua_absindex(L, index)
-    lua_pushstring(L, cString(name))
-    lua_rotate(L, -2, 1)
-    _ = gs_rawset(L, t)
-}
-
 /// Pushes `table[name]` without metamethods.
 @discardableResult
 /// luaRawGetField for hot paths: a String name is copied into a new C string per call.

@@ -298,13 +298,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         runtime.enqueue(started)
     }
 
-    /// Pushes a new `res`: { status = 200, [connection key] = this connection }, with
-    /// http.lua's response metatable.
+    /// Pushes a new `res`: { [connection key] = this connection }, with http.lua's response
+    /// metatable (which says 200 for a res.status not set).
     private func pushResponse(_ L: LuaState) {
         let refs = runtime.httpResponseRefs
-        lua_createtable(L, 0, 2)
-        lua_pushinteger(L, 200)
-        luaRawSetField(L, -2, static: "status")
+        lua_createtable(L, 0, 1)
         luaPushRef(L, refs.connectionKey)
         pushSelf(L)
         _ = gs_rawset(L, -3)

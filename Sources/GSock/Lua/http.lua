@@ -157,13 +157,15 @@ local Headers = {
 local Response = { __name = "gsock.http.response" }
 local response_methods = {}
 -- res.headers is made when the handler first reads it: `return status, body, headers`
--- then sends the returned table as it is.
+-- then sends the returned table as it is. res.status is 200 until the handler sets it
+-- (a new res holds only its connection: one field less to set per request).
 Response.__index = function(res, k)
   if k == "headers" then
     local headers = setmetatable({}, Headers)
     rawset(res, "headers", headers)
     return headers
   end
+  if k == "status" then return 200 end
   return response_methods[k]
 end
 
@@ -332,7 +334,7 @@ local function runner(server)
 
   local function run(conn, req)
     local started = access_log and now()
-    local res = setmetatable({ status = 200, [CONN] = conn }, Response)
+    local res = setmetatable({ [CONN] = conn }, Response)
     local ok, after = xpcall(respond, traceback, server.handle, req, res, not started)
     return settle(conn, req, res, ok, after, started)
   end

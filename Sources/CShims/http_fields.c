@@ -130,6 +130,48 @@ full:
     return 0;
 }
 
+/// Whether the table at `t` holds exactly the cached strings, in the cached order.
+static int matches_cache(lua_State *L, int t, struct gs_http_fields *o) {
+    if (!lua_checkstack(L, 3)) return 0;
+    int top = lua_gettop(L), i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (i == o->cached_count || lua_type(L, -1) != LUA_TSTRING || lua_topointer(L, -2) != o->cached[2 * i]
+            || lua_topointer(L, -1) != o->cached[2 * i + 1]) {
+            lua_settop(L, top);
+            return 0;
+        }
+        i++;
+        lua_pop(L, 1);
+    }
+    return i == o->cached_count;
+}
+
+/// Caches the rendering just made of the table at `t` when its names and values are all
+/// strings (at most GS_HTTP_CACHED_FIELDS), anchoring them in an array.
+static void remember(lua_State *L, int t, struct gs_http_fields *o) {
+    if (!lua_checkstack(L, 4)) return;
+    int top = lua_gettop(L), n = 0;
+    lua_createtable(L, 2 * GS_HTTP_CACHED_FIELDS, 0);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (n == GS_HTTP_CACHED_FIELDS || lua_type(L, -1) != LUA_TSTRING) {
+            lua_settop(L, top);
+            return;
+        }
+        o->cached[2 * n] = lua_topointer(L, -2);
+        o->cached[2 * n + 1] = lua_topointer(L, -1);
+        lua_rawseti(L, top + 1, 2 * n + 2);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, top + 1, 2 * n + 1);
+        n++;
+    }
+    if (o->anchor > 0) luaL_unref(L, LUA_REGISTRYINDEX, o->anchor);
+    o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);   // pops the array
+    o->cached_count = n;
+    o->cached_table = lua_topointer(L, t);
+}
+
 static void reset(struct gs_http_fields *out) {
     out->len = 0;
     out->content_length = -1;
@@ -138,8 +180,16 @@ static void reset(struct gs_http_fields *out) {
 
 int gs_http_append_fields(lua_State *L, int t, struct gs_http_fields *out) {
     t = lua_absindex(L, t);
+    const void *table = lua_topointer(L, t);
+    if (table == out->cached_table && matches_cache(L, t, out)) return LUA_OK;
+    out->cached_table = NULL;
     reset(out);
-    if (append_plain_fields(L, t, out)) return LUA_OK;
+    if (append_plain_fields(L, t, out)) {
+        if (table == out->candidate) remember(L, t, out);
+        out->candidate = table;
+        return LUA_OK;
+    }
+    out->candidate = NULL;
     reset(out);
     lua_pushcfunction(L, append_fields);
     lua_pushvalue(L, t);

@@ -383,6 +383,58 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
+  it("a headers table returned again and again is sent as it is each time, changed or not", function()
+    local shared = { ["Content-Type"] = "text/plain", ["X-Fixed"] = "same" }
+    local n = 0
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      n = n + 1
+      if req.path == "/count" then shared["X-Count"] = tostring(n) end   -- a new string each time
+      if req.path == "/drop" then shared["X-Count"] = nil end
+      if req.path == "/cookies" then shared["Set-Cookie"] = { "a=" .. n, "b=2" } end
+      if req.path == "/uncookie" then shared["Set-Cookie"] = nil end
+      if req.path == "/number" then shared["X-Number"] = n end
+      if req.path == "/unnumber" then shared["X-Number"] = nil end
+      collectgarbage()   -- strings of earlier heads are collected; their addresses may come back
+      return 200, "ok", shared
+    end):start()
+    local c = wire.connect(srv)
+    local function get(path)
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\n\r\n"))
+      return assert(wire.read(c))
+    end
+    for _ = 1, 3 do
+      local r = get("/")
+      assert.equals("same", r.headers["x-fixed"])
+      assert.equals("text/plain", r.headers["content-type"])
+      assert.is_nil(r.headers["x-count"])
+    end
+    for _ = 1, 5 do
+      local r = get("/count")
+      assert.equals(tostring(n), r.headers["x-count"])
+      assert.equals("same", r.headers["x-fixed"])
+    end
+    local last = tostring(n)
+    for _ = 1, 2 do assert.equals(last, get("/").headers["x-count"]) end
+    for _ = 1, 2 do assert.is_nil(get("/drop").headers["x-count"]) end
+    shared["X-Fixed"] = "changed"   -- changed between requests, outside the handler
+    assert.equals("changed", get("/").headers["x-fixed"])
+    assert.equals("changed", get("/").headers["x-fixed"])
+    for _ = 1, 2 do
+      local r = get("/cookies")
+      assert.equals(("a=%d, b=2"):format(n), r.headers["set-cookie"])
+    end
+    for _ = 1, 2 do assert.is_nil(get("/uncookie").headers["set-cookie"]) end
+    for _ = 1, 2 do
+      local r = get("/number")
+      assert.equals(tostring(n), r.headers["x-number"])
+    end
+    for _ = 1, 2 do assert.is_nil(get("/unnumber").headers["x-number"]) end
+    local fields = get("/").fields
+    assert.equals(4, #fields, table.concat(fields, "\n"))   -- the two, Content-Length, Date
+    c:close()
+    srv:stop()
+  end)
+
   it("a callable table is a handler too", function()
     local handler = setmetatable({ word = "called" }, { __call = function(self, req, res)
       return 200, self.word .. " " .. req.path

@@ -69,6 +69,7 @@ final class HTTPService {
     deinit {
         scratchHeaders.deallocate()
         free(scratchFields.data)
+        if scratchFields.anchor > 0 { luaUnref(runtime.L, scratchFields.anchor) }
         for ref in [runnerRef, onCloseRef, completeRef, handleRef] { luaUnref(runtime.L, ref) }
     }
 

@@ -50,9 +50,10 @@ final class HTTPService {
     private(set) var count = 0
     /// Set by `shutdown`: connections close after their current response.
     private(set) var shuttingDown = false
-    /// `Date` header value, made once per second.
+    /// "Date: ...\r\n", made once per second, in `dateLine` (64 bytes).
     @exclusivity(unchecked) private var dateSecond = -1
-    @exclusivity(unchecked) private(set) var dateLine: [UInt8] = []
+    private let dateLine = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
+    @exclusivity(unchecked) private var dateLineLength = 0
 
     init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32, completeRef: Int32,
          handleRef: Int32) {
@@ -68,6 +69,9 @@ final class HTTPService {
 
     deinit {
         scratchHeaders.deallocate()
+        statusLines.deallocate()
+        statusLineLengths.deallocate()
+        dateLine.deallocate()
         free(scratchFields.data)
         if scratchFields.anchor > 0 { luaUnref(runtime.L, scratchFields.anchor) }
         for ref in [runnerRef, onCloseRef, completeRef, handleRef] { luaUnref(runtime.L, ref) }
@@ -128,28 +132,38 @@ final class HTTPService {
         return fibers
     }
 
-    /// Status lines made so far, by status - 100.
-    @exclusivity(unchecked) private var statusLines = [[UInt8]](repeating: [], count: 900)
+    /// Status lines made so far: status - 100's line in the 64 bytes at (status - 100) * 64,
+    /// its length in statusLineLengths (0 until made). Raw memory: no array to retain per
+    /// response. The longest (a 3-digit code and the longest reason) takes 46 bytes.
+    private let statusLines = UnsafeMutablePointer<UInt8>.allocate(capacity: 900 * 64)
+    private let statusLineLengths: UnsafeMutablePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 900)
+        p.initialize(repeating: 0, count: 900)
+        return p
+    }()
 
     /// "HTTP/1.1 200 OK\r\n" for `status` (100...999).
     func appendStatusLine(_ status: Int, to out: inout OutputBuffer) {
-        if statusLines[status - 100].isEmpty {
+        let i = status - 100
+        if statusLineLengths[i] == 0 {
             var line: [UInt8] = []
             HTTPResponseHead.appendStatusLine(status, to: &line)
-            statusLines[status - 100] = line
+            guard line.count <= 64 else { out.append(line); return }
+            line.withUnsafeBufferPointer { (statusLines + i * 64).update(from: $0.baseAddress!, count: $0.count) }
+            statusLineLengths[i] = UInt8(line.count)
         }
-        out.append(statusLines[status - 100])
+        out.append(statusLines + i * 64, count: Int(statusLineLengths[i]))
     }
 
     /// "Date: <IMF-fixdate>\r\n" for now.
     func currentDateLine() -> [UInt8] {
         updateDateLine()
-        return dateLine
+        return Array(UnsafeBufferPointer(start: dateLine, count: dateLineLength))
     }
 
     func appendDateLine(to out: inout OutputBuffer) {
         updateDateLine()
-        out.append(dateLine)
+        out.append(dateLine, count: dateLineLength)
     }
 
     private func updateDateLine() {
@@ -158,8 +172,8 @@ final class HTTPService {
         dateSecond = Int(wall)
         var parts = tm()
         gmtime_r(&wall, &parts)
-        var text = [CChar](repeating: 0, count: 64)
-        let n = strftime(&text, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
-        dateLine = text[0..<n].map { UInt8(bitPattern: $0) }
+        dateLineLength = dateLine.withMemoryRebound(to: CChar.self, capacity: 64) {
+            strftime($0, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
+        }
     }
 }

@@ -178,9 +178,9 @@ size_t gs_tls_pending_output(SSL *ssl) {
     return st ? st->end - st->start : 0;
 }
 
-int gs_tls_output_broken(SSL *ssl) {
+int gs_tls_peer_gone(SSL *ssl) {
     socket_bio *st = BIO_get_data(SSL_get_wbio(ssl));
-    return st ? st->broken : 0;
+    return st ? st->broken || st->eof : 0;
 }
 
 int gs_tls_flush(SSL *ssl) {

@@ -1,8 +1,13 @@
 """How a gsockd TLS service ends a connection, seen from a python3 ssl client (TLS 1.3).
+The service answers the line "hi" with one line, then reads on until the client's end.
 
-    close_client.py PORT notify   sends "hi", reads the one-line answer, then reads on:
-                                  prints the answer and "close_notify" when the server's
-                                  close came with a close_notify, "ragged" when it did not
+    close_client.py PORT notify   sends "hi", reads the answer, then ends with a close_notify
+                                  and waits for the server's (unwrap): prints the answer and
+                                  "close_notify" when it came, "ragged" when the connection
+                                  ended without one
+    close_client.py PORT ragged   sends "hi", reads the answer, then shuts down its side of the
+                                  TCP connection without a close_notify and reads on: prints the
+                                  answer and "close_notify" or "ragged", as the server's end came
     close_client.py PORT reset    handshakes, then resets the connection at once (SO_LINGER
                                   0), before the server's session tickets; prints "reset"
 """
@@ -31,14 +36,16 @@ while b"\n" not in data:
         sys.exit("closed before the answer: %r" % data)
     data += chunk
 answer, rest = data.split(b"\n", 1)
-end = "data after the answer: %r" % rest if rest else None
+if rest:
+    sys.exit("data after the answer: %r" % rest)
 try:
-    while end is None:
+    if mode == "notify":
+        conn.unwrap()
+        end = "close_notify"
+    else:
+        socket.socket.shutdown(conn, socket.SHUT_WR)  # the TCP socket's, under the TLS layer
         chunk = conn.recv(4096)
-        if not chunk:
-            end = "close_notify"
-        else:
-            end = "data after the answer: %r" % chunk
-except ssl.SSLEOFError:
-    end = "ragged"
+        end = "close_notify" if not chunk else "data after the answer: %r" % chunk
+except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError) as e:
+    end = "ragged" if isinstance(e, ssl.SSLEOFError) else "%s: %s" % (type(e).__name__, e)
 print(answer.decode(), end)

@@ -542,7 +542,6 @@ local function accept_loop(self, listener, a)
       self.accepted = self.accepted + 1
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1
-      if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
       if self.idle_timeout then client:settimeout(self.idle_timeout) end
       if self.http and not self.tls then
         self.http:adopt(client, a.path and { path = a.path } or nil)
@@ -590,6 +589,10 @@ function Server:start()
     end
     self.listeners[i] = listener
     self.socket_files[a.path or i] = identity
+    -- TCP_NODELAY on the listener: Linux gives it to every connection accepted from it, which
+    -- then needs no setsockopt of its own. Set either way: a listener shared by the supervisor
+    -- may have been set by a configuration before this one.
+    if not a.path then listener:setoption("tcp-nodelay", self.nodelay) end
     -- /metrics counts the connections a listener accepts in its service's figures.
     if not self.no_metrics then host.attach_metrics(listener, self.name, self.tls ~= nil, self.http_limits ~= nil) end
   end

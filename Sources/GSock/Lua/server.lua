@@ -437,11 +437,15 @@ local function server(listen, handler, opts)
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
   -- The handler's wrapper closes the client; a fiber killed before it started did not.
+  -- The events are set only when someone may wait on them: `slot` when the count falls below
+  -- max_connections (the accept loop waits only at max_connections), `drained` when the last
+  -- connection closes after stop began (only stop waits on it, and only with connections
+  -- open). A connection costs no event calls otherwise.
   local function closed()
     self.count = self.count - 1
     totals.connections = totals.connections - 1
-    self.slot:set()
-    if self.count == 0 then self.drained:set() end
+    if self.count == self.max_connections - 1 then self.slot:set() end
+    if self.count == 0 and self.closing then self.drained:set() end
   end
   function self.on_handler_done(done)
     local client = self.handlers[done]
@@ -538,7 +542,6 @@ local function accept_loop(self, listener, a)
       local packed = accepted_peer()   -- its peer, from the accept (false: handle_connection reads it)
       backoff = 0
       self.count = self.count + 1
-      if self.count == 1 then self.drained:clear() end
       self.accepted = self.accepted + 1
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1

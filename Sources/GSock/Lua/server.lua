@@ -495,9 +495,9 @@ local function handle_connection(self, client, a, packed)
     peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
   end
   if self.tls then
-    -- The handshake finishes before the handler runs, bounded by handshake_timeout.
-    client:settimeout(self.handshake_timeout)
-    local done, err = client:_tlshandshake(self.tls)
+    -- The handshake finishes before the handler runs, bounded by handshake_timeout in all;
+    -- the connection's own timeout (idle_timeout) starts after it.
+    local done, err = client:_tlshandshake(self.tls, self.handshake_timeout)
     if not done then
       if packed then peer_host, peer_port = unpack_peer(packed) end
       local who = a.path and ("unix:" .. a.path) or ("%s:%s"):format(peer_host, peer_port)
@@ -505,7 +505,7 @@ local function handle_connection(self, client, a, packed)
       client:close()
       return
     end
-    client:settimeout(self.idle_timeout or -1)
+    if self.idle_timeout then client:settimeout(self.idle_timeout) end
     if self.http then
       self.handlers[gsock.current()] = nil
       if packed then peer_host, peer_port = unpack_peer(packed) end
@@ -515,6 +515,8 @@ local function handle_connection(self, client, a, packed)
       return
     end
     if peer then peer.tls = client:_tlsinfo() end
+  elseif self.idle_timeout then
+    client:settimeout(self.idle_timeout)
   end
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)
@@ -545,10 +547,10 @@ local function accept_loop(self, listener, a)
       self.accepted = self.accepted + 1
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1
-      if self.idle_timeout then client:settimeout(self.idle_timeout) end
       if self.http and not self.tls then
+        if self.idle_timeout then client:settimeout(self.idle_timeout) end
         self.http:adopt(client, a.path and { path = a.path } or nil)
-      else
+      else   -- (handle_connection sets idle_timeout: for TLS, after the handshake)
         local f = gsock.spawn(handle_connection, self, client, a, packed)
         self.handlers[f] = client
         gsock._link(f, self.on_handler_done)

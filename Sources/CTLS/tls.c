@@ -71,6 +71,7 @@ int gs_tls_option(const char *name, uint64_t *bit) {
 typedef struct {
     int fd;
     int eof;  ///< recv returned 0: OpenSSL asks (BIO_CTRL_EOF) to tell a close from an error
+    int broken;  ///< a send failed with EPIPE or ECONNRESET: nothing sent later can arrive
     unsigned char *out;
     size_t start, end, capacity;
 } socket_bio;
@@ -83,7 +84,10 @@ static int bio_write(BIO *b, const char *data, int length) {
     if (st->end == st->start) {
         ssize_t n;
         do n = send(st->fd, data, (size_t)length, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (errno == EPIPE || errno == ECONNRESET) st->broken = 1;
+            return -1;
+        }
         if (n > 0) sent = (size_t)n;
     }
     size_t rest = (size_t)length - sent;
@@ -174,13 +178,20 @@ size_t gs_tls_pending_output(SSL *ssl) {
     return st ? st->end - st->start : 0;
 }
 
+int gs_tls_peer_gone(SSL *ssl) {
+    socket_bio *st = BIO_get_data(SSL_get_wbio(ssl));
+    return st ? st->broken || st->eof : 0;
+}
+
 int gs_tls_flush(SSL *ssl) {
     socket_bio *st = BIO_get_data(SSL_get_wbio(ssl));
     while (st && st->end > st->start) {
         ssize_t n = send(st->fd, st->out + st->start, st->end - st->start, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+            if (errno == EPIPE || errno == ECONNRESET) st->broken = 1;
+            return -1;
         }
         st->start += (size_t)n;
     }

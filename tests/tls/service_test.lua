@@ -139,6 +139,27 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
     assert.equals("tls hi", (ask(port, { mode = "client", cafile = c.ca.cert })))
   end)
 
+  it("ends a connection with close_notify when the client sent one, without one when the client "
+     .. "is gone (a ragged EOF, a reset after the handshake), and serves the next client", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    local h = proc.write(dir, "h.lua", ([[
+return { tls = { cert = %q, key = %q }, handle = function(sock)
+  local l = sock:receive("*l"); if l then sock:send("tls " .. l .. "\n") end
+  sock:receive("*l") end }
+]]):format(c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "run", h, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    local port = p:listening()[1].port
+    local client = proc.quote(here .. "support/close_client.py")
+    local function run(mode) return (proc.sh(("python3 %s %d %s 2>&1"):format(client, port, mode)):gsub("%s+$", "")) end
+    for round = 1, 2 do
+      assert.equals("reset", run("reset"))
+      assert.equals("tls hi close_notify", run("notify"), ("round %d: %s"):format(round, p:stderr()))
+      assert.equals("tls hi ragged", run("ragged"), ("round %d: %s"):format(round, p:stderr()))
+    end
+    assert.falsy(p:stderr():find("error", 1, true), p:stderr())
+  end)
+
   it("cuts a handshake that stalls at handshake_timeout while other clients are served", function()
     need_certs()
     local srv, port = tls_server({ cert = c.localhost.cert, key = c.localhost.key, handshake_timeout = 0.3 },
@@ -158,6 +179,31 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
     assert.equals("closed", err)            -- closed by the server, not by our 3 s timeout
     assert.truthy(took >= 0.25 and took < 2, ("closed after %.2f s"):format(took))
     assert.equals("ok other", served)
+  end)
+
+  it("bounds the handshake by handshake_timeout, not idle_timeout, which starts after it", function()
+    need_certs()
+    local srv = gsock.server("127.0.0.1:0", function(sock)
+      local t0 = gsock.now()
+      local line, err = sock:receive("*l")
+      sock:send(("%s %s %.1f\n"):format(tostring(line), tostring(err), gsock.now() - t0))
+    end, { tls = { cert = c.localhost.cert, key = c.localhost.key, handshake_timeout = 5 }, idle_timeout = 0.3 })
+    srv:start()
+    local _, port = srv.listeners[1]:getsockname()
+    local ssl = require "ssl"
+    local s = socket.tcp()
+    assert(s:connect("localhost", tonumber(port)))
+    gsock.sleep(0.7)                 -- silent for longer than idle_timeout before the ClientHello
+    local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
+    conn:settimeout(5)
+    assert.is_true(conn:dohandshake())
+    local answer = conn:receive("*l") -- says nothing: the handler's receive meets idle_timeout
+    conn:close()
+    srv:stop()
+    local line, err, took = (answer or ""):match("^(%S+) (%S+) ([%d.]+)$")
+    assert.equals("nil", line, answer)
+    assert.equals("timeout", err, answer)
+    assert.truthy(tonumber(took) >= 0.2 and tonumber(took) < 2, answer)
   end)
 
   it("frees a closed connection's TLS at once, not when Lua collects the socket", function()

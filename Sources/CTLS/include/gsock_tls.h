@@ -36,6 +36,10 @@ size_t gs_tls_pending_output(SSL *ssl);
 /// Sends what the BIO keeps: 1 when nothing is left, 0 when the socket would block, -1 on
 /// an error (errno says which).
 int gs_tls_flush(SSL *ssl);
+/// 1 once the peer is gone: a send failed with EPIPE or ECONNRESET (it reset or closed the
+/// connection), or a recv met the end of the stream (the peer closed it without a
+/// close_notify first: OpenSSL reads no further than a close_notify). 0 otherwise.
+int gs_tls_peer_gone(SSL *ssl);
 
 /// The first verification failure of a connection, as its verify callback saw it.
 typedef struct {

@@ -125,7 +125,7 @@ enum SocketBindings {
     /// `nil, message` (and a third value if given).
     static func fail(_ L: LuaState, _ message: String, partial: UnsafeBufferPointer<UInt8>? = nil) -> Int32 {
         lua_pushnil(L)
-        lua_pushstring(L, message)
+        message.withCString { _ = lua_pushstring(L, $0) }  // no heap copy of a short message ("closed")
         if let partial {
             lua_pushlstring(L, partial.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }, partial.count)
             return 3

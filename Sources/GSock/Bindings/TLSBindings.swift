@@ -28,7 +28,8 @@ enum TLSBindings {
     ] + X509Bindings.connectionMethods
 
     /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
-    /// (server.lua: `_tlshandshake(ctx)` then `_tlsinfo()` for the handler's peer.tls).
+    /// (server.lua: `_tlshandshake(ctx, handshake_timeout)` then `_tlsinfo()` for the handler's
+    /// peer.tls).
     static let tcpMethods: [(String, LuaBody)] = [
         ("sslhandshake", { L in luaCall(L, sslhandshake) }), ("setclientcert", { L in luaCall(L, setclientcert) }),
         ("_tlshandshake", { L in luaCall(L, tlshandshake) }), ("_tlsinfo", { L in luaCall(L, tlsinfo) }),
@@ -296,14 +297,19 @@ enum TLSBindings {
         return 1
     }
 
-    /// `sock:_tlshandshake(ctx)`: the handshake of `ctx`'s mode on this socket, in place (a
-    /// server's accepted connection).
+    /// `sock:_tlshandshake(ctx [, limit])`: the handshake of `ctx`'s mode on this socket, in
+    /// place (a server's accepted connection). `limit` (seconds) bounds the whole handshake
+    /// instead of the socket's timeouts, which it leaves as they are: a server that sets no
+    /// timeout on its connection needs no settimeout before and after.
     private static func tlshandshake(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try plainClient(L)
         guard let context = LuaObjects.get(L, 2, kind: .tlsContext, as: TLSContext.self) else {
             throw .type(L, 2, contextMetatable)
         }
-        return try startHandshake(L, s) { () throws(TLSError) in try TLSStream(context: context, fd: s.fd) }
+        let limit = try Arg.timeout(L, 3)
+        return try startHandshake(L, s, limit: limit) { () throws(TLSError) in
+            try TLSStream(context: context, fd: s.fd)
+        }
     }
 
     private static func plainClient(_ L: LuaState) throws(LuaError) -> Socket {
@@ -313,8 +319,9 @@ enum TLSBindings {
         return s
     }
 
-    /// Gives `s` the TLS transport `make` makes (unless it has one) and runs its handshake.
-    private static func startHandshake(_ L: LuaState, _ s: Socket,
+    /// Gives `s` the TLS transport `make` makes (unless it has one) and runs its handshake,
+    /// bounded by `limit` seconds when given, else by the socket's timeouts.
+    private static func startHandshake(_ L: LuaState, _ s: Socket, limit: Double? = nil,
                                        make: () throws(TLSError) -> TLSStream) throws(LuaError) -> Int32 {
         if s.isClosed { return SocketBindings.fail(L, "closed") }
         if let tls = s.tls {
@@ -333,7 +340,7 @@ enum TLSBindings {
         } catch {
             return SocketBindings.fail(L, error.message)
         }
-        s.receiveDeadline = s.handshakeDeadline()
+        s.receiveDeadline = s.handshakeDeadline(limit: limit)
         return handshakeStep(L, s, luaSec: false)
     }
 

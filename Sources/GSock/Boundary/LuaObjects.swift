@@ -48,7 +48,9 @@ enum LuaObjects {
         let block = lua_newuserdatauv(L, blockSize, userValues)!
         block.storeBytes(of: Unmanaged.passRetained(object).toOpaque(), as: UnsafeMutableRawPointer.self)
         block.storeBytes(of: kind.rawValue, toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
-        _ = gs_getmetatable(L, metatable ?? kind.metatable)
+        // withCString: a short name (most are) is copied to the stack; passed as an argument,
+        // a small String is copied to a heap array (utf8CString) on every push.
+        _ = (metatable ?? kind.metatable).withCString { gs_getmetatable(L, $0) }
         lua_setmetatable(L, -2)
     }
 

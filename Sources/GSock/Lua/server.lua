@@ -437,11 +437,15 @@ local function server(listen, handler, opts)
   }, Server)
   -- Linked to every connection's fiber (one function for all: no closure per connection).
   -- The handler's wrapper closes the client; a fiber killed before it started did not.
+  -- The events are set only when someone may wait on them: `slot` when the count falls below
+  -- max_connections (the accept loop waits only at max_connections), `drained` when the last
+  -- connection closes after stop began (only stop waits on it, and only with connections
+  -- open). A connection costs no event calls otherwise.
   local function closed()
     self.count = self.count - 1
     totals.connections = totals.connections - 1
-    self.slot:set()
-    if self.count == 0 then self.drained:set() end
+    if self.count == self.max_connections - 1 then self.slot:set() end
+    if self.count == 0 and self.closing then self.drained:set() end
   end
   function self.on_handler_done(done)
     local client = self.handlers[done]
@@ -497,9 +501,9 @@ local function handle_connection(self, client, a, packed)
     peer = a.path and { path = a.path } or { host = peer_host, port = peer_port }
   end
   if self.tls then
-    -- The handshake finishes before the handler runs, bounded by handshake_timeout.
-    client:settimeout(self.handshake_timeout)
-    local done, err = client:_tlshandshake(self.tls)
+    -- The handshake finishes before the handler runs, bounded by handshake_timeout in all;
+    -- the connection's own timeout (idle_timeout) starts after it.
+    local done, err = client:_tlshandshake(self.tls, self.handshake_timeout)
     if not done then
       if packed then peer_host, peer_port = unpack_peer(packed) end
       local who = a.path and ("unix:" .. a.path) or ("%s:%s"):format(peer_host, peer_port)
@@ -507,7 +511,7 @@ local function handle_connection(self, client, a, packed)
       client:close()
       return
     end
-    client:settimeout(self.idle_timeout or -1)
+    if self.idle_timeout then client:settimeout(self.idle_timeout) end
     if self.http then
       self.handlers[gsock.current()] = nil
       if packed then peer_host, peer_port = unpack_peer(packed) end
@@ -517,6 +521,8 @@ local function handle_connection(self, client, a, packed)
       return
     end
     if peer then peer.tls = client:_tlsinfo() end
+  elseif self.idle_timeout then
+    client:settimeout(self.idle_timeout)
   end
   local ok, result = xpcall(self.handle, traceback, client, peer)
   local failure = not ok and failure_of(result)
@@ -544,15 +550,13 @@ local function accept_loop(self, listener, a)
       local packed = accepted_peer()   -- its peer, from the accept (false: handle_connection reads it)
       backoff = 0
       self.count = self.count + 1
-      if self.count == 1 then self.drained:clear() end
       self.accepted = self.accepted + 1
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1
-      if self.nodelay and not a.path then client:setoption("tcp-nodelay", true) end
-      if self.idle_timeout then client:settimeout(self.idle_timeout) end
       if self.http and not self.tls then
+        if self.idle_timeout then client:settimeout(self.idle_timeout) end
         self.http:adopt(client, a.path and { path = a.path } or nil)
-      else
+      else   -- (handle_connection sets idle_timeout: for TLS, after the handshake)
         local f = gsock.spawn(handle_connection, self, client, a, packed)
         self.handlers[f] = client
         gsock._link(f, self.on_handler_done)
@@ -596,6 +600,10 @@ function Server:start()
     end
     self.listeners[i] = listener
     self.socket_files[a.path or i] = identity
+    -- TCP_NODELAY on the listener: Linux gives it to every connection accepted from it, which
+    -- then needs no setsockopt of its own. Set either way: a listener shared by the supervisor
+    -- may have been set by a configuration before this one.
+    if not a.path then listener:setoption("tcp-nodelay", self.nodelay) end
     -- /metrics counts the connections a listener accepts in its service's figures.
     if not self.no_metrics then host.attach_metrics(listener, self.name, self.tls ~= nil, self.http_limits ~= nil) end
   end

@@ -19,10 +19,11 @@ extension Socket {
     /// How long a handshake may take in all: nil for ever.
     var handshakeLimit: Double? { operationTimeouts.map { $0.connect } ?? (blockTimeout ?? totalTimeout) }
 
-    /// The deadline of a handshake starting now: the whole handshake is bounded by the
-    /// connect timeout of settimeouts when set, else by the socket's timeout.
-    func handshakeDeadline() -> Double? {
-        guard let limit = handshakeLimit else { return nil }
+    /// The deadline of a handshake starting now: the whole handshake is bounded by `limit`
+    /// when given (a server's handshake_timeout), else by the connect timeout of settimeouts
+    /// when set, else by the socket's timeout.
+    func handshakeDeadline(limit given: Double? = nil) -> Double? {
+        guard let limit = given ?? handshakeLimit else { return nil }
         ev_now_update(runtime.loop)
         return ev_now(runtime.loop) + limit
     }

@@ -333,11 +333,18 @@ final class TLSStream: Transport {
     }
 
     /// Sends close_notify once, without waiting for the peer's (the descriptor is closing).
+    /// Not when the peer is gone, as nginx does: a send failed because it reset or closed the
+    /// connection (a client that closes right after the handshake makes the session tickets'
+    /// send fail), or it closed the connection without a close_notify (a ragged EOF, as
+    /// `openssl s_time` and python3's ssl do). A close_notify could not arrive, or would meet
+    /// a closed socket and its reset; it costs an SSL_shutdown and a send. A peer that sent
+    /// its close_notify gets ours.
     func willClose() {
         guard isEstablished else { return }
         isEstablished = false
+        if gs_tls_peer_gone(ssl) != 0 { return }
         _ = gs_tls_flush(ssl)  // what the socket still takes: the descriptor is closing
-        if failedFatally { return }  // no close_notify after a fatal error
+        if failedFatally || gs_tls_peer_gone(ssl) != 0 { return }  // no close_notify after a fatal error
         if ERR_peek_error() != 0 { ERR_clear_error() }
         _ = SSL_shutdown(ssl)
         _ = gs_tls_flush(ssl)

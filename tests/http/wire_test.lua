@@ -345,14 +345,21 @@ describe("HTTP responses", function()
     srv:stop()
   end)
 
-  it("a returned body larger than the socket takes is flushed as the client reads, then the connection serves the next request", function()
-    local big = ("0123456789abcdef"):rep(256 * 1024)   -- 4 MiB
-    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+  --- A server answering /big with `big` and any other path with `other`, and a connection
+  --- to it that asked for /big.
+  local function big_response(big, other)
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
       if req.path == "/big" then return 200, big end
-      return 200, "after"
+      return 200, other
     end):start()
     local c = wire.connect(srv)
     assert(c:send("GET /big HTTP/1.1\r\n\r\n"))
+    return srv, c
+  end
+
+  it("a returned body larger than the socket takes is flushed as the client reads, then the connection serves the next request", function()
+    local big = ("0123456789abcdef"):rep(256 * 1024)   -- 4 MiB
+    local srv, c = big_response(big, "after")
     gsock.sleep(0.2)                          -- the server meets a full socket and waits
     local r = assert(wire.read(c))
     assert.equals(200, r.status)
@@ -365,13 +372,7 @@ describe("HTTP responses", function()
   end)
 
   it("a client that leaves while its large response is flushed is closed, and the server goes on", function()
-    local big = ("x"):rep(8 * 1024 * 1024)
-    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
-      if req.path == "/big" then return 200, big end
-      return 200, "still here"
-    end):start()
-    local c = wire.connect(srv)
-    assert(c:send("GET /big HTTP/1.1\r\n\r\n"))
+    local srv, c = big_response(("x"):rep(8 * 1024 * 1024), "still here")
     assert(c:receive(100))                    -- the response started
     c:setoption("linger", { on = true, timeout = 0 })
     c:close()                                 -- a reset under the server's flush

@@ -419,9 +419,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         -> (base: UnsafePointer<CChar>?, count: Int)? {
         let bodyType = results >= 2 ? lua_type(co, first + 1) : LUA_TNIL
         let headersType = results >= 3 ? lua_type(co, first + 2) : LUA_TNIL
-        guard bodyType == LUA_TSTRING || bodyType == LUA_TNIL, headersType == LUA_TTABLE || headersType == LUA_TNIL,
-              luaRawGetField(co, 2, static: "headers") == LUA_TNIL else { return nil }
+        guard bodyType == LUA_TSTRING || bodyType == LUA_TNIL, headersType == LUA_TTABLE || headersType == LUA_TNIL
+        else { return nil }
+        let merged = luaRawGetField(co, 2, static: "headers") != LUA_TNIL
         gs_pop(co, 1)
+        guard !merged else { return nil }
         var length = 0
         let base = bodyType == LUA_TSTRING ? lua_tolstring(co, first + 1, &length) : nil
         return (base, length)

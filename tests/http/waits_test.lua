@@ -119,6 +119,66 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 
+  it("a head: the waits of many connections share the service's timer: each ends at its own deadline, and one that leaves early disturbs none", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end,
+                                  { header_timeout = 0.6, keepalive_timeout = 0.3 }):start()
+    local function answered(c)
+      assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+      repeat local line = c:receive("*l") until line == ""
+      assert.equals("x", c:receive(1))
+    end
+    -- Staggered arrivals of four kinds: idle after a response (keepalive_timeout), a
+    -- partial head (header_timeout), one whose peer leaves while it waits (out of the middle
+    -- of its queue), and one that sends a request every 0.1 s for 1.2 s (it leaves and
+    -- rejoins the idle queue each time, and outlives both limits).
+    local kinds = { "idle", "partial", "leaver", "busy" }
+    local ends, fibers = {}, {}
+    for i = 1, 24 do
+      fibers[i] = gsock.spawn(function()
+        gsock.sleep((i % 5) * 0.04)
+        local kind = kinds[(i - 1) % 4 + 1]
+        local c = connect(srv)
+        if kind == "partial" then
+          assert(c:send("GET / HTTP/1.1\r\nHost: a"))
+        else
+          assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+          answered(c)
+        end
+        local t0 = gsock.now()
+        if kind == "leaver" then
+          gsock.sleep(0.1)
+          c:close()
+          ends[i] = { kind = kind }
+          return
+        elseif kind == "busy" then
+          for _ = 1, 12 do
+            gsock.sleep(0.1)
+            assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+            answered(c)
+          end
+          t0 = gsock.now()
+        end
+        local text, err = drain(c)
+        ends[i] = { kind = kind, waited = gsock.now() - t0, text = text, err = err }
+        c:close()
+      end)
+    end
+    gsock.joinall(fibers)
+    local limits = { idle = { 0.25, 0.55 }, partial = { 0.55, 0.9 }, busy = { 0.25, 0.55 } }
+    for i = 1, 24 do
+      local e = ends[i]
+      assert.is_table(e, "connection " .. i .. " did not finish")
+      if e.kind ~= "leaver" then
+        assert.equals("closed", e.err)
+        local lo, hi = limits[e.kind][1], limits[e.kind][2]
+        assert.is_true(e.waited > lo and e.waited < hi, ("%s connection %d closed after %.2f s"):format(e.kind, i, e.waited))
+        if e.kind == "partial" then assert.truthy(e.text:find("^HTTP/1.1 408 ")) else assert.equals("", e.text) end
+      end
+    end
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
   it("a head: stop closes idle keep-alive connections at once and finishes busy ones", function()
     local release = gsock.event()
     local srv = gsock.http.server("127.0.0.1:0", function(req)

@@ -1,11 +1,11 @@
 // One HTTP/1.1 connection (SPEC §11). Between requests it is the host's: the socket's
-// read watcher calls it back (`HostWaiter`), its timer bounds the head and the idle
-// time, and it holds no fiber and no Lua thread. A complete head becomes a request
-// object, a response table and a fiber whose function is the handler (http.lua's runner
-// when the service keeps an access log); the handler's return ends the response here
-// (`fiberFinishing`), and only what needs Lua goes on in http.lua's `complete`. The
-// bindings the handler's res methods call (HTTPBindings) read the body and queue the
-// response in `output`.
+// read watcher calls it back (`HostWaiter`), the service's timer (HTTPWaits.swift) bounds
+// the head and the idle time, and it holds no fiber and no Lua thread. A complete head
+// becomes a request object, a response table and a fiber whose function is the handler
+// (http.lua's runner when the service keeps an access log); the handler's return ends the
+// response here (`fiberFinishing`), and only what needs Lua goes on in http.lua's
+// `complete`. The bindings the handler's res methods call (HTTPBindings) read the body
+// and queue the response in `output`.
 //
 // Pipelining: when a response is finished and the next head is already buffered, the
 // next request starts before the output is written, so the responses to the requests
@@ -42,13 +42,12 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// When the head now arriving must be complete; 0 before its first byte.
     @exclusivity(unchecked) private var headDeadline = 0.0
     @exclusivity(unchecked) private(set) var requests = 0
-    private let timer: UnsafeMutablePointer<ev_timer>
-    /// When the current wait for input must end (the loop's clock, ev_now), and when the
-    /// timer fires while it is started: a later deadline leaves the timer as it is, and a
-    /// timer that fires early starts again for the rest (libev's advice for timeouts that
-    /// move on every request: no timer stopped and started per request).
-    @exclusivity(unchecked) private var deadline = 0.0
-    @exclusivity(unchecked) private var timerAt = 0.0
+    /// When the current wait for input must end (the loop's clock, ev_now), and the
+    /// service's queue of that kind of wait it is in (HTTPWaits.swift).
+    @exclusivity(unchecked) var deadline = 0.0
+    @exclusivity(unchecked) var waitKind = HTTPWaitKind.none
+    @exclusivity(unchecked) var waitNext: Unmanaged<HTTPConnection>?
+    @exclusivity(unchecked) var waitPrev: Unmanaged<HTTPConnection>?
     @exclusivity(unchecked) private var watching: IOWatcher?
 
     // The request being answered.
@@ -82,17 +81,16 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         self.socket = socket
         self.socketRef = socketRef
         self.peerRef = peerRef
-        timer = .allocate(capacity: 1)
-        gs_timer_init(timer, connectionTimerFired, 0)
-        timer.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-    }
-
-    deinit {
-        ev_timer_stop(service.runtime.loop, timer)
-        timer.deallocate()
     }
 
     private var runtime: Runtime { service.runtime }
+
+    /// The service's wait queues, lent without the retain and release a call through the
+    /// unowned `service` costs (HTTPWaits.swift).
+    @inline(__always)
+    private func waits(_ body: (HTTPService) -> Void) {
+        Unmanaged.passUnretained(service)._withUnsafeGuaranteedRef(body)
+    }
     private var now: Double {
         ev_now_update(runtime.loop)
         return ev_now(runtime.loop)
@@ -154,34 +152,19 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         let loopNow = ev_now(runtime.loop)
         switch state {
         case .lingering:
-            deadline = loopNow + 2
+            waits { $0.wait(self, .linger, until: loopNow + 2) }
         default:
-            if headDeadline == 0 {
-                deadline = loopNow + (requests == 0 ? service.limits.headerTimeout : service.limits.keepaliveTimeout)
+            if headDeadline != 0 {
+                waits { $0.wait(self, .head, until: headDeadline) }
+            } else {
+                if requests == 0 {
+                    waits { $0.wait(self, .head, until: loopNow + service.limits.headerTimeout) }
+                } else {
+                    waits { $0.wait(self, .idle, until: loopNow + service.limits.keepaliveTimeout) }
+                }
                 // An idle connection holds no buffer memory.
                 if socket.buffer.isEmpty { socket.buffer.release(to: &runtime.spareChunks) }
-            } else {
-                deadline = headDeadline
             }
-        }
-        if gs_is_active(timer) == 0 || timerAt > deadline { startTimer(now: loopNow) }
-    }
-
-    private func startTimer(now: Double) {
-        ev_timer_stop(runtime.loop, timer)
-        gs_timer_set(timer, max(0, deadline - now))
-        ev_timer_start(runtime.loop, timer)
-        timerAt = deadline
-    }
-
-    /// Only a wait for input has a deadline; one that moved on starts the timer again.
-    fileprivate func timerFired() {
-        guard state == .awaitingHead || state == .lingering else { return }
-        let now = ev_now(runtime.loop)
-        if now < deadline {
-            startTimer(now: now)
-        } else {
-            timedOut()
         }
     }
 
@@ -191,7 +174,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
             ev_io_stop(runtime.loop, watching.io)
             self.watching = nil
         }
-        ev_timer_stop(runtime.loop, timer)
+        waits { $0.endWait(self) }
     }
 
     /// The watcher stays started while a request runs: most requests end before the next
@@ -206,7 +189,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         }
     }
 
-    fileprivate func timedOut() {
+    /// The wait's deadline passed (the service's timer took it out of its queue).
+    func timedOut() {
         stopWaiting()
         if state == .awaitingHead && headDeadline != 0 {
             reject(408, "the head did not arrive within header_timeout")
@@ -243,6 +227,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         socket.buffer.consume(headLength)
         requests += 1
         state = .running
+        waits { $0.endWait(self) }
         minorVersion = request.minor_version
         isHead = request.method.len == 4 && memcmp(base + Int(request.method.off), HTTPConnection.head.utf8Start, 4) == 0
         let connection = header(named: "connection", base: base, request: request)
@@ -726,9 +711,4 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
 extension HTTPConnection.Body {
     var isNone: Bool { if case .none = self { return true } else { return false } }
-}
-
-private func connectionTimerFired(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
-    let connection = Unmanaged<HTTPConnection>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-    withExtendedLifetime(connection) { connection.timerFired() }
 }

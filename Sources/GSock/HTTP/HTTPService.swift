@@ -54,6 +54,15 @@ final class HTTPService {
     @exclusivity(unchecked) private var dateSecond = -1
     private let dateLine = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
     @exclusivity(unchecked) private var dateLineLength = 0
+    /// The connections waiting for input, by the limit their wait has (HTTPWaits.swift):
+    /// a head's header_timeout (and a new connection's first), an idle connection's
+    /// keepalive_timeout, a lingering close's 2 s; and their one timer.
+    @exclusivity(unchecked) var headWaits = HTTPWaitQueue()
+    @exclusivity(unchecked) var idleWaits = HTTPWaitQueue()
+    @exclusivity(unchecked) var lingerWaits = HTTPWaitQueue()
+    let waitTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    /// When the timer fires while it is started.
+    @exclusivity(unchecked) var waitTimerAt = 0.0
 
     init(runtime: Runtime, limits: HTTPLimits, runnerRef: Int32, onCloseRef: Int32, completeRef: Int32,
          handleRef: Int32) {
@@ -65,9 +74,13 @@ final class HTTPService {
         self.completeRef = completeRef
         self.handleRef = handleRef
         scratchHeaders = .allocate(capacity: max(limits.maxHeaders, 1))
+        gs_timer_init(waitTimer, httpWaitTimerFired, 0)
+        waitTimer.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
     deinit {
+        ev_timer_stop(runtime.loop, waitTimer)
+        waitTimer.deallocate()
         scratchHeaders.deallocate()
         statusLines.deallocate()
         statusLineLengths.deallocate()
@@ -99,6 +112,7 @@ final class HTTPService {
         connection.prev = nil
         count -= 1
         runtime.httpConnections -= 1
+        if count == 0 { ev_timer_stop(runtime.loop, waitTimer) }   // no wait left: it keeps no loop alive
         let L = runtime.L
         luaPushRef(L, onCloseRef)
         if gs_pcall(L, 0, 0, 0) != LUA_OK {

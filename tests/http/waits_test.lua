@@ -23,6 +23,13 @@ local function drain(c, limit)
   end
 end
 
+--- Reads a 200 response whose body is "x" (the handlers below answer that).
+local function answered(c)
+  assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+  repeat local line = c:receive("*l") until line == ""
+  assert.equals("x", c:receive(1))
+end
+
 --- Waits (up to 2 s) until the server holds no connection: a close reaches it one loop
 --- turn after the client's.
 local function no_connections(srv)
@@ -87,11 +94,6 @@ describe("HTTP waits", function()
   it("a head: each wait has its own limit: header_timeout before the first request, then keepalive_timeout, then header_timeout for a partial head", function()
     local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end,
                                   { header_timeout = 0.3, keepalive_timeout = 1.2 }):start()
-    local function answered(c)
-      assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
-      repeat local line = c:receive("*l") until line == ""
-      assert.equals("x", c:receive(1))
-    end
     local c = connect(srv)
     assert(c:send("GET / HTTP/1.1\r\n\r\n"))
     answered(c)
@@ -122,11 +124,6 @@ describe("HTTP waits", function()
   it("a head: the waits of many connections share the service's timer: each ends at its own deadline, and one that leaves early disturbs none", function()
     local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end,
                                   { header_timeout = 0.6, keepalive_timeout = 0.3 }):start()
-    local function answered(c)
-      assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
-      repeat local line = c:receive("*l") until line == ""
-      assert.equals("x", c:receive(1))
-    end
     -- Staggered arrivals of four kinds: idle after a response (keepalive_timeout), a
     -- partial head (header_timeout), one whose peer leaves while it waits (out of the middle
     -- of its queue), and one that sends a request every 0.1 s for 1.2 s (it leaves and

@@ -25,56 +25,60 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         case chunked
     }
 
+    // The stored properties are in order of size, since Swift lays them out in the order
+    // declared: the words, then the byte-sized state and flags, then the Int32 registry
+    // references (248 bytes instead of 296 in the order of their meaning).
     unowned(unsafe) let service: HTTPService
     let socket: Socket
-    private var socketRef: Int32
-    /// The peer table (`req.peer`), made on first use unless the server gave one.
-    var peerRef: Int32
-    /// The connection's own userdata, made at its first request.
-    var selfRef: Int32 = LUA_NOREF
     var next: HTTPConnection?
     unowned(unsafe) var prev: HTTPConnection?
 
     // Only the loop thread touches the state below, never overlapping itself: no dynamic
     // exclusivity checks (they cost 1,600 instructions a request, callgrind said).
-    @exclusivity(unchecked) private(set) var state = State.awaitingHead
     @exclusivity(unchecked) private var lastLength = 0
     /// When the head now arriving must be complete; 0 before its first byte.
     @exclusivity(unchecked) private var headDeadline = 0.0
     @exclusivity(unchecked) private(set) var requests = 0
     /// When the current wait for input must end (the loop's clock, ev_now), and the
-    /// service's queue of that kind of wait it is in (HTTPWaits.swift).
+    /// service's queue of that kind of wait it is in (HTTPWaits.swift, `waitKind`).
     @exclusivity(unchecked) var deadline = 0.0
-    @exclusivity(unchecked) var waitKind = HTTPWaitKind.none
     @exclusivity(unchecked) var waitNext: Unmanaged<HTTPConnection>?
     @exclusivity(unchecked) var waitPrev: Unmanaged<HTTPConnection>?
     @exclusivity(unchecked) private var watching: IOWatcher?
 
-    // The request being answered.
+    // The request being answered (and below, its flags).
     @exclusivity(unchecked) private(set) var fiber: Fiber?
+    /// The status a body error calls for (413, 400), answered if the handler sends nothing.
+    @exclusivity(unchecked) var bodyError = 0
+    // Its response.
+    @exclusivity(unchecked) var status = 0
+    @exclusivity(unchecked) var bodyBytes = 0
+    /// For /metrics (Operating/Metrics.swift): when the request started (and its method).
+    @exclusivity(unchecked) private var metricsStarted = 0.0
+    @exclusivity(unchecked) var output = OutputBuffer()
+    @exclusivity(unchecked) var chunked = gs_http_chunked()
+    @exclusivity(unchecked) var body = Body.none
+
+    @exclusivity(unchecked) private(set) var state = State.awaitingHead
+    @exclusivity(unchecked) var waitKind = HTTPWaitKind.none
     /// `fiber`'s function is the handler itself, with req and res kept below it.
     @exclusivity(unchecked) private var runsHandler = false
     @exclusivity(unchecked) var keepAlive = true
     @exclusivity(unchecked) var minorVersion: UInt8 = 1
     @exclusivity(unchecked) var isHead = false
-    @exclusivity(unchecked) var body = Body.none
-    @exclusivity(unchecked) var chunked = gs_http_chunked()
     @exclusivity(unchecked) var expectContinue = false
-    /// The status a body error calls for (413, 400), answered if the handler sends nothing.
-    @exclusivity(unchecked) var bodyError = 0
-
-    // Its response.
     @exclusivity(unchecked) var headSent = false
     /// The response was ended (res:finish, the shorthand, an error response, an upgrade):
     /// what the handler returns after that changes nothing.
     @exclusivity(unchecked) var finished = false
     @exclusivity(unchecked) var responseChunked = false
-    @exclusivity(unchecked) var status = 0
-    @exclusivity(unchecked) var bodyBytes = 0
-    @exclusivity(unchecked) var output = OutputBuffer()
-    /// For /metrics (Operating/Metrics.swift): the request's method and when it started.
-    @exclusivity(unchecked) private var metricsMethod = 0
-    @exclusivity(unchecked) private var metricsStarted = 0.0
+    @exclusivity(unchecked) private var metricsMethod: UInt8 = 0
+
+    private var socketRef: Int32
+    /// The peer table (`req.peer`), made on first use unless the server gave one.
+    var peerRef: Int32
+    /// The connection's own userdata, made at its first request.
+    var selfRef: Int32 = LUA_NOREF
 
     init(service: HTTPService, socket: Socket, socketRef: Int32, peerRef: Int32) {
         self.service = service
@@ -256,7 +260,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         bodyBytes = 0
         runtime.httpRequests += 1
         if socket.metrics != nil {
-            metricsMethod = ServiceMetrics.methodIndex(base + Int(request.method.off), Int(request.method.len))
+            metricsMethod = UInt8(ServiceMetrics.methodIndex(base + Int(request.method.off), Int(request.method.len)))
             metricsStarted = monotonicSeconds()
         }
 
@@ -548,7 +552,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     private func responseDone(_ L: LuaState) -> Next {
         fiber = nil
         if let m = socket.metrics {
-            m.countResponse(method: metricsMethod, status: status, seconds: monotonicSeconds() - metricsStarted)
+            m.countResponse(method: Int(metricsMethod), status: status, seconds: monotonicSeconds() - metricsStarted)
         }
         skipBody()
         guard keepAlive, !socket.isClosed else { return .close }

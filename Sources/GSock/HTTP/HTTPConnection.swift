@@ -44,7 +44,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     @exclusivity(unchecked) var deadline = 0.0
     @exclusivity(unchecked) var waitNext: Unmanaged<HTTPConnection>?
     @exclusivity(unchecked) var waitPrev: Unmanaged<HTTPConnection>?
-    @exclusivity(unchecked) private var watching: IOWatcher?
+    /// The socket's watcher the connection waits on; unretained: the socket owns it.
+    @exclusivity(unchecked) private var watching: Unmanaged<IOWatcher>?
 
     // The request being answered (and below, its flags).
     @exclusivity(unchecked) private(set) var fiber: Fiber?
@@ -145,15 +146,16 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     }
 
     private func waitForInput(_ direction: Socket.Direction) {
-        let watcher = socket.watcher(for: .read, waitingFor: direction)
-        if let watching, watching !== watcher {
-            watching.host = nil
-            ev_io_stop(runtime.loop, watching.io)
+        let watcher = Unmanaged.passUnretained(direction == .read ? socket.reader
+                                               : socket.watcher(for: .read, waitingFor: direction))
+        let loop = runtime.loop
+        if let watching, watching.toOpaque() != watcher.toOpaque() { stop(watching, loop) }
+        watcher._withUnsafeGuaranteedRef {
+            $0.host = self
+            ev_io_start(loop, $0.io)
         }
-        watcher.host = self
         watching = watcher
-        ev_io_start(runtime.loop, watcher.io)
-        let loopNow = ev_now(runtime.loop)
+        let loopNow = ev_now(loop)
         switch state {
         case .lingering:
             waits { $0.wait(self, .linger, until: loopNow + 2) }
@@ -167,15 +169,25 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
                     waits { $0.wait(self, .idle, until: loopNow + service.limits.keepaliveTimeout) }
                 }
                 // An idle connection holds no buffer memory.
-                if socket.buffer.isEmpty { socket.buffer.release(to: &runtime.spareChunks) }
+                if socket.buffer.isEmpty {
+                    Unmanaged.passUnretained(runtime)._withUnsafeGuaranteedRef {
+                        socket.buffer.release(to: &$0.spareChunks)
+                    }
+                }
             }
+        }
+    }
+
+    private func stop(_ watcher: Unmanaged<IOWatcher>, _ loop: OpaquePointer) {
+        watcher._withUnsafeGuaranteedRef {
+            $0.host = nil
+            ev_io_stop(loop, $0.io)
         }
     }
 
     private func stopWaiting() {
         if let watching {
-            watching.host = nil
-            ev_io_stop(runtime.loop, watching.io)
+            stop(watching, runtime.loop)
             self.watching = nil
         }
         waits { $0.endWait(self) }

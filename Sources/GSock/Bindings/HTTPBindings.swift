@@ -363,9 +363,11 @@ enum HTTPBindings {
         let start = c.output.count
         let seen: HTTPResponseHead.Seen
         do {
-            c.service.appendStatusLine(status, to: &c.output)
-            seen = try HTTPResponseHead.appendFields(L, headers: lua_absindex(L, headers),
-                                                     fields: &c.service.scratchFields, to: &c.output)
+            seen = try c.withService { (service) throws(LuaError) in
+                service.appendStatusLine(status, to: &c.output)
+                return try HTTPResponseHead.appendFields(L, headers: lua_absindex(L, headers),
+                                                         fields: &service.scratchFields, to: &c.output)
+            }
         } catch {
             c.output.truncate(to: start)
             throw error
@@ -385,7 +387,7 @@ enum HTTPBindings {
                 c.keepAlive = false   // the body ends when the connection does
             }
         }
-        if !seen.date { c.service.appendDateLine(to: &c.output) }
+        if !seen.date { c.withService { $0.appendDateLine(to: &c.output) } }
         if !upgrade {
             if !c.keepAlive && !seen.connectionClose {
                 c.output.append(static: "Connection: close\r\n")

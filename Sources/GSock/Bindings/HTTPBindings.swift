@@ -236,7 +236,7 @@ enum HTTPBindings {
                     var size = buffered
                     let p = UnsafeMutableRawPointer(mutating: socket.buffer.bytes.baseAddress!)
                         .assumingMemoryBound(to: CChar.self)
-                    let r = gs_http_decode_chunked(&c.chunked, p, &size)
+                    let r = gs_http_decode_chunked(c.chunked, p, &size)
                     if r == GS_HTTP_INCOMPLETE {
                         if size > 0 { lua_pushlstring(L, p, size) }
                         socket.buffer.consume(buffered)

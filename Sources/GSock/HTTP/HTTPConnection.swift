@@ -27,7 +27,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // The stored properties are in order of size, since Swift lays them out in the order
     // declared: the words, then the byte-sized state and flags, then the Int32 registry
-    // references (248 bytes instead of 296 in the order of their meaning).
+    // references (208 bytes instead of 296 in the order of their meaning).
     unowned(unsafe) let service: HTTPService
     let socket: Socket
     var next: HTTPConnection?
@@ -57,7 +57,9 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     /// For /metrics (Operating/Metrics.swift): when the request started (and its method).
     @exclusivity(unchecked) private var metricsStarted = 0.0
     @exclusivity(unchecked) var output = OutputBuffer()
-    @exclusivity(unchecked) var chunked = gs_http_chunked()
+    /// The chunked body's decoder, made for the connection's first chunked request: most
+    /// connections never have one (41 bytes less for each of them).
+    @exclusivity(unchecked) private(set) var chunked: UnsafeMutablePointer<gs_http_chunked>?
     @exclusivity(unchecked) var body = Body.none
 
     @exclusivity(unchecked) private(set) var state = State.awaitingHead
@@ -87,6 +89,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         self.socketRef = socketRef
         self.peerRef = peerRef
     }
+
+    deinit { chunked?.deallocate() }
 
     private var runtime: Runtime { service.runtime }
 
@@ -261,7 +265,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         case GS_HTTP_BODY_LENGTH: body = .length(left: Int(contentLength))
         case GS_HTTP_BODY_CHUNKED:
             body = .chunked
-            gs_http_chunked_init(&chunked, UInt64(service.limits.maxBody))
+            if chunked == nil { chunked = .allocate(capacity: 1) }
+            gs_http_chunked_init(chunked, UInt64(service.limits.maxBody))
         default: body = .none
         }
         if case .length(0) = body { body = .none }
@@ -593,7 +598,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
             var size = socket.buffer.count
             if size > 0 {
                 let p = UnsafeMutableRawPointer(mutating: socket.buffer.bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
-                let r = gs_http_decode_chunked(&chunked, p, &size)
+                let r = gs_http_decode_chunked(chunked, p, &size)
                 if r >= 0 {
                     // The bytes after the body moved to p[size ..< size + r].
                     socket.buffer.consume(size)

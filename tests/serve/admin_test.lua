@@ -224,6 +224,62 @@ tls = { cert = "cert.pem", key = "key.pem", handshake_timeout = 2 }
   end)
 end)
 
+describe("admin and ssl.wrap", function()
+  local certs = dofile(here .. "../tls/support/certs.lua")
+
+  it("a connection a handler wraps with ssl.wrap stays its service's: open in gsockd_connections, its bytes counted, gone when it closes", function()
+    if not certs.available() then pending("no openssl command") return end
+    local c = certs.make()
+    local ok, err = pcall(function()
+      local dir = proc.tmpdir()
+      proc.write(dir, "h.lua", [[
+local ssl = require "ssl"
+return function(sock)
+  local conn = assert(ssl.wrap(sock, { mode = "server", certificate = "cert.pem", key = "key.pem" }))
+  conn:settimeout(5)
+  assert(conn:dohandshake())
+  while true do
+    local l = conn:receive("*l")
+    if not l then break end
+    conn:send(l .. "\n")
+  end
+  conn:close()
+end]])
+      proc.write(dir, "cert.pem", certs.slurp(c.localhost.cert))
+      proc.write(dir, "key.pem", certs.slurp(c.localhost.key))
+      proc.write(dir, "s.toml", [[
+admin = "127.0.0.1:0"
+[services.wrapped]
+listen = "127.0.0.1:0"
+handler = "h.lua"
+]])
+      local p = proc.start({ "serve", "s.toml" }, { cwd = dir })
+      local address
+      for _, l in ipairs(p:listening(2)) do if l.name == "wrapped" then address = l.address end end
+      local admin = admin_address(p)
+      local ssl = require "ssl"
+      local socket = require "socket"
+      local s = socket.tcp()
+      assert(s:connect("127.0.0.1", tonumber(address:match(":(%d+)$"))))
+      local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
+      conn:settimeout(5)
+      assert(conn:dohandshake())
+      assert(conn:send("hello\n"))
+      assert.equals("hello", conn:receive("*l"))
+      local values = scrape(admin)
+      assert.equals(1, values['gsockd_connections{service=wrapped}'])
+      assert.equals(6, values['gsockd_bytes_received_total{service=wrapped}'])   -- "hello\n", decrypted
+      assert.equals(6, values['gsockd_bytes_sent_total{service=wrapped}'])
+      conn:close()
+      scrape_until(admin, 'gsockd_connections{service=wrapped}', 0)
+      p:signal("TERM")
+      assert.equals(0, p:wait_exit(5), p:describe())
+    end)
+    certs.remove(c)
+    assert(ok, err)
+  end)
+end)
+
 describe("admin on a unix socket", function()
   it("serves there and removes its socket file at the end, with one process and with workers", function()
     for _, workers in ipairs({ 1, 2 }) do

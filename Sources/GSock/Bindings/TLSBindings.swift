@@ -159,6 +159,9 @@ enum TLSBindings {
         let conn = Socket(runtime: old.runtime, fd: fd, family: family, socketClass: .tlsConnection)
         conn.clientState.poolKey = old.clientState.poolKey  // a pooled TLS connection may stand in
         conn.clientState.connectHost = host
+        // An accepted connection stays its service's in /metrics (open, bytes) as a TLS one.
+        conn.metrics = old.metrics
+        old.metrics = nil
         do {
             let tls = try TLSStream(context: context, fd: fd)
             if let host { tls.expectName(ifUnset: host) }

@@ -179,14 +179,38 @@ end)
 describe("admin on TLS and unix sockets", function()
   local certs = dofile(here .. "../tls/support/certs.lua")
 
-  it("gsockd_tls_handshakes_total counts handshakes by result for a TLS service; the admin listens on a unix socket", function()
+  --- The localhost certificate and key of `c` as cert.pem and key.pem in `dir`.
+  local function write_cert(dir, c)
+    proc.write(dir, "cert.pem", certs.slurp(c.localhost.cert))
+    proc.write(dir, "key.pem", certs.slurp(c.localhost.key))
+  end
+
+  --- Runs fn(c) with fresh test certificates `c` (certs.make), removed after; pending
+  --- without the openssl command.
+  local function with_certs(fn)
     if not certs.available() then pending("no openssl command") return end
     local c = certs.make()
-    local ok, err = pcall(function()
+    local ok, err = pcall(fn, c)
+    certs.remove(c)
+    assert(ok, err)
+  end
+
+  --- A TLS client connection (gsockd's ssl) to ADDRESS, handshaken, verifying with `c`'s CA.
+  local function tls_connect(address, c)
+    local ssl = require "ssl"
+    local s = require("socket").tcp()
+    assert(s:connect("127.0.0.1", tonumber(address:match(":(%d+)$"))))
+    local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
+    conn:settimeout(5)
+    assert(conn:dohandshake())
+    return conn
+  end
+
+  it("gsockd_tls_handshakes_total counts handshakes by result for a TLS service; the admin listens on a unix socket", function()
+    with_certs(function(c)
       local dir = proc.tmpdir()
       proc.write(dir, "h.lua", [[return function(sock) local l = sock:receive("*l"); sock:send(l .. "\n") end]])
-      proc.write(dir, "cert.pem", certs.slurp(c.localhost.cert))
-      proc.write(dir, "key.pem", certs.slurp(c.localhost.key))
+      write_cert(dir, c)
       local admin = "unix:" .. proc.unix_path(dir, "admin")
       proc.write(dir, "s.toml", ([[
 admin = "%s"
@@ -198,13 +222,7 @@ tls = { cert = "cert.pem", key = "key.pem", handshake_timeout = 2 }
       local p = proc.start({ "serve", "s.toml" }, { cwd = dir })
       local address = p:listening(2)[2].address
       assert.equals(admin, admin_address(p))
-      local ssl = require "ssl"
-      local socket = require "socket"
-      local s = socket.tcp()
-      assert(s:connect("127.0.0.1", tonumber(address:match(":(%d+)$"))))
-      local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
-      conn:settimeout(5)
-      assert(conn:dohandshake())
+      local conn = tls_connect(address, c)
       assert(conn:send("hi\n"))
       assert.equals("hi", conn:receive("*l"))
       conn:close()
@@ -219,18 +237,10 @@ tls = { cert = "cert.pem", key = "key.pem", handshake_timeout = 2 }
       p:signal("TERM")
       assert.equals(0, p:wait_exit(5), p:describe())
     end)
-    certs.remove(c)
-    assert(ok, err)
   end)
-end)
-
-describe("admin and ssl.wrap", function()
-  local certs = dofile(here .. "../tls/support/certs.lua")
 
   it("a connection a handler wraps with ssl.wrap stays its service's: open in gsockd_connections, its bytes counted, gone when it closes", function()
-    if not certs.available() then pending("no openssl command") return end
-    local c = certs.make()
-    local ok, err = pcall(function()
+    with_certs(function(c)
       local dir = proc.tmpdir()
       proc.write(dir, "h.lua", [[
 local ssl = require "ssl"
@@ -245,8 +255,7 @@ return function(sock)
   end
   conn:close()
 end]])
-      proc.write(dir, "cert.pem", certs.slurp(c.localhost.cert))
-      proc.write(dir, "key.pem", certs.slurp(c.localhost.key))
+      write_cert(dir, c)
       proc.write(dir, "s.toml", [[
 admin = "127.0.0.1:0"
 [services.wrapped]
@@ -257,13 +266,7 @@ handler = "h.lua"
       local address
       for _, l in ipairs(p:listening(2)) do if l.name == "wrapped" then address = l.address end end
       local admin = admin_address(p)
-      local ssl = require "ssl"
-      local socket = require "socket"
-      local s = socket.tcp()
-      assert(s:connect("127.0.0.1", tonumber(address:match(":(%d+)$"))))
-      local conn = assert(ssl.wrap(s, { mode = "client", cafile = c.ca.cert }))
-      conn:settimeout(5)
-      assert(conn:dohandshake())
+      local conn = tls_connect(address, c)
       assert(conn:send("hello\n"))
       assert.equals("hello", conn:receive("*l"))
       local values = scrape(admin)
@@ -275,8 +278,6 @@ handler = "h.lua"
       p:signal("TERM")
       assert.equals(0, p:wait_exit(5), p:describe())
     end)
-    certs.remove(c)
-    assert(ok, err)
   end)
 end)
 

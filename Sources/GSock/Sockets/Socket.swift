@@ -64,11 +64,23 @@ final class Socket {
 
     enum Direction { case read, write }
 
+    // Every accepted connection has one of these: the stored properties are laid out in
+    // the order declared, each at its alignment, so the small ones sit together and no
+    // optional scalar is stored (a Double? takes 16 bytes; nil is NaN in a Double here).
     unowned(unsafe) let runtime: Runtime
     @exclusivity(unchecked) private(set) var fd: Int32
     /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC until `tcp()`'s first bind or connect.
     @exclusivity(unchecked) var family: Int32
     @exclusivity(unchecked) var socketClass: Class
+    /// The direction of the socket's last wait (a TLS read may wait to write).
+    @exclusivity(unchecked) var parkedDirection: Direction = .read
+    /// tcp6()/udp6() sockets keep IPV6_V6ONLY when their descriptor is made again.
+    var v6only = false
+    /// Whether the last read found the descriptor drained: the next receive then waits
+    /// for readiness first instead of probing with a recv that would fail.
+    @exclusivity(unchecked) var drained = false
+    /// A listener's: the loop iteration its accept began to wait in (see `accept`).
+    @exclusivity(unchecked) var acceptWaitIteration: UInt32 = 0
     /// How the bytes of a stream socket cross the descriptor: nil for the descriptor itself.
     @exclusivity(unchecked) var transport: (any Transport)?
     let reader: IOWatcher
@@ -81,8 +93,8 @@ final class Socket {
     private var writerWantingReadIfMade: IOWatcher?
 
     // LuaSocket's timeouts: nil waits for ever.
-    @exclusivity(unchecked) var blockTimeout: Double?
-    @exclusivity(unchecked) var totalTimeout: Double?
+    @exclusivity(unchecked) private var blockTimeoutValue = Double.nan
+    @exclusivity(unchecked) private var totalTimeoutValue = Double.nan
     /// The values settimeout was given, which gettimeout returns as they were (-1: none).
     /// Kept inline: servers with an idle timeout set one on every connection.
     var timeoutSettings: (block: Double, total: Double) = (-1, -1)
@@ -101,21 +113,27 @@ final class Socket {
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
     /// Bytes of the accumulator that came from `receive`'s prefix argument.
     var receivePrefixLength = 0
-    @exclusivity(unchecked) var receiveDeadline: Double?
-    @exclusivity(unchecked) var sendDeadline: Double?
-    /// The direction of the socket's last wait (a TLS read may wait to write).
-    @exclusivity(unchecked) var parkedDirection: Direction = .read
+    @exclusivity(unchecked) private var receiveDeadlineValue = Double.nan
+    @exclusivity(unchecked) private var sendDeadlineValue = Double.nan
     /// Bytes of the current send already written.
     @exclusivity(unchecked) var sendProgress = 0
 
-    /// tcp6()/udp6() sockets keep IPV6_V6ONLY when their descriptor is made again.
-    var v6only = false
-    /// Whether the last read found the descriptor drained: the next receive then waits
-    /// for readiness first instead of probing with a recv that would fail.
-    @exclusivity(unchecked) var drained = false
-    /// A listener's: the loop iteration its accept began to wait in (see `accept`). Beside
-    /// `drained`, in what was padding: the object is no bigger for it.
-    @exclusivity(unchecked) var acceptWaitIteration: UInt32 = 0
+    var blockTimeout: Double? {
+        get { blockTimeoutValue.isNaN ? nil : blockTimeoutValue }
+        set { blockTimeoutValue = newValue ?? .nan }
+    }
+    var totalTimeout: Double? {
+        get { totalTimeoutValue.isNaN ? nil : totalTimeoutValue }
+        set { totalTimeoutValue = newValue ?? .nan }
+    }
+    var receiveDeadline: Double? {
+        get { receiveDeadlineValue.isNaN ? nil : receiveDeadlineValue }
+        set { receiveDeadlineValue = newValue ?? .nan }
+    }
+    var sendDeadline: Double? {
+        get { sendDeadlineValue.isNaN ? nil : sendDeadlineValue }
+        set { sendDeadlineValue = newValue ?? .nan }
+    }
 
     /// The state of a socket's client side (connecting, name resolution, pooling,
     /// OpenResty's timeouts), kept out of line so that an accepted connection's socket

@@ -84,13 +84,35 @@ final class Socket {
     /// How the bytes of a stream socket cross the descriptor: nil for the descriptor itself.
     @exclusivity(unchecked) var transport: (any Transport)?
     let reader: IOWatcher
-    /// Made on the first wait to send: most connections never have to wait for that.
-    private var writerIfMade: IOWatcher?
-    /// TLS only: a receive that must wait until it can write, and a send that must wait
-    /// until it can read, each wait on a watcher of their own, so that one fiber may
-    /// receive while another sends whatever OpenSSL needs (the crossed WANT_* of SPEC §10).
-    private var readerWantingWriteIfMade: IOWatcher?
-    private var writerWantingReadIfMade: IOWatcher?
+    /// The other watchers, made on first need, out of line: most connections never have one.
+    final class MoreWatchers {
+        /// For a wait to send.
+        var writer: IOWatcher?
+        /// TLS only: a receive that must wait until it can write, and a send that must wait
+        /// until it can read, each wait on a watcher of their own, so that one fiber may
+        /// receive while another sends whatever OpenSSL needs (the crossed WANT_* of SPEC §10).
+        var readerWantingWrite: IOWatcher?
+        var writerWantingRead: IOWatcher?
+    }
+    private var moreWatchersIfMade: MoreWatchers?
+    private var moreWatchers: MoreWatchers {
+        if let moreWatchersIfMade { return moreWatchersIfMade }
+        let made = MoreWatchers()
+        moreWatchersIfMade = made
+        return made
+    }
+    private var writerIfMade: IOWatcher? {
+        get { moreWatchersIfMade?.writer }
+        set { moreWatchers.writer = newValue }
+    }
+    private var readerWantingWriteIfMade: IOWatcher? {
+        get { moreWatchersIfMade?.readerWantingWrite }
+        set { moreWatchers.readerWantingWrite = newValue }
+    }
+    private var writerWantingReadIfMade: IOWatcher? {
+        get { moreWatchersIfMade?.writerWantingRead }
+        set { moreWatchers.writerWantingRead = newValue }
+    }
 
     // LuaSocket's timeouts: nil waits for ever.
     @exclusivity(unchecked) private var blockTimeoutValue = Double.nan

@@ -115,8 +115,8 @@ final class Socket {
     }
 
     // LuaSocket's timeouts: nil waits for ever.
-    @exclusivity(unchecked) private var blockTimeoutValue = Double.nan
-    @exclusivity(unchecked) private var totalTimeoutValue = Double.nan
+    @NaNForNil var blockTimeout: Double?
+    @NaNForNil var totalTimeout: Double?
     /// The values settimeout was given, which gettimeout returns as they were (-1: none).
     /// Kept inline: servers with an idle timeout set one on every connection.
     var timeoutSettings: (block: Double, total: Double) = (-1, -1)
@@ -135,27 +135,10 @@ final class Socket {
     @exclusivity(unchecked) var receiveAccumulator: [UInt8] = []
     /// Bytes of the accumulator that came from `receive`'s prefix argument.
     var receivePrefixLength = 0
-    @exclusivity(unchecked) private var receiveDeadlineValue = Double.nan
-    @exclusivity(unchecked) private var sendDeadlineValue = Double.nan
+    @NaNForNil var receiveDeadline: Double?
+    @NaNForNil var sendDeadline: Double?
     /// Bytes of the current send already written.
     @exclusivity(unchecked) var sendProgress = 0
-
-    var blockTimeout: Double? {
-        get { blockTimeoutValue.isNaN ? nil : blockTimeoutValue }
-        set { blockTimeoutValue = newValue ?? .nan }
-    }
-    var totalTimeout: Double? {
-        get { totalTimeoutValue.isNaN ? nil : totalTimeoutValue }
-        set { totalTimeoutValue = newValue ?? .nan }
-    }
-    var receiveDeadline: Double? {
-        get { receiveDeadlineValue.isNaN ? nil : receiveDeadlineValue }
-        set { receiveDeadlineValue = newValue ?? .nan }
-    }
-    var sendDeadline: Double? {
-        get { sendDeadlineValue.isNaN ? nil : sendDeadlineValue }
-        set { sendDeadlineValue = newValue ?? .nan }
-    }
 
     /// The state of a socket's client side (connecting, name resolution, pooling,
     /// OpenResty's timeouts), kept out of line so that an accepted connection's socket
@@ -397,5 +380,20 @@ final class Socket {
             limit = min(limit ?? left, left)
         }
         return limit
+    }
+}
+
+/// A `Double?` stored in 8 bytes, NaN standing for nil: a `Double?` takes 9, which
+/// padding makes 16 in a class. For the socket's timeouts and deadlines, which no
+/// caller sets to NaN (settimeout takes negative or nil for none).
+@propertyWrapper
+struct NaNForNil {
+    private var raw: Double
+
+    init(wrappedValue: Double?) { raw = wrappedValue ?? .nan }
+
+    var wrappedValue: Double? {
+        get { raw.isNaN ? nil : raw }
+        set { raw = newValue ?? .nan }
     }
 }

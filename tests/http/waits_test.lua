@@ -299,20 +299,33 @@ describe("HTTP waits", function()
     c:close()
   end)
 
-  it("a request killed before its fiber ran closes its connection", function()
+  it("a request killed before its fiber ran closes its connection, after the responses pipelined ahead of it", function()
     local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end):start()
-    -- Kill every request fiber the moment it exists: from a fiber that runs first.
     local c = connect(srv)
+    for _ = 1, 200 do
+      if srv:connections() == 1 then break end
+      gsock.sleep(0.01)
+    end
+    assert(c:send("GET /0 HTTP/1.1\r\n\r\n"))
+    answered(c)
+    -- A request read by the descriptor's callback runs at once; one pipelined behind it is
+    -- queued. Kill every request fiber the moment it exists: from a fiber that is always
+    -- queued ahead of it (it sleeps 0 in a loop).
     local killer = gsock.spawn(function()
-      for _ = 1, 200 do
+      while true do
         for _, f in ipairs(srv.http:fibers()) do f:kill(nil, false) end
         gsock.sleep(0)
       end
     end)
-    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
-    local _, err = drain(c, 2)
+    assert(c:send("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"))
+    local text, err = drain(c, 2)
     killer:kill()
     assert.equals("closed", err)
+    -- /1 was answered (its response waited to go with /2's), /2 never ran.
+    local _, answers = text:gsub("HTTP/1.1 200 OK", "")
+    assert.equals(1, answers)
+    assert.truthy(text:find("\r\n\r\nx$"))
+    assert.equals(0, no_connections(srv))
     c:close()
     srv:stop()
   end)

@@ -124,9 +124,11 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     }
 
     /// Parses what is buffered; reads more while the head is incomplete (when `mayRead`),
-    /// then waits for the descriptor. Returns whether a request was started.
+    /// then waits for the descriptor. Returns whether a request was started. With `runNow`
+    /// (at loop level, from the descriptor's callback) a request's fiber runs at once
+    /// instead of at the end of the loop iteration.
     @discardableResult
-    func readHead(_ L: LuaState, mayRead: Bool) -> Bool {
+    func readHead(_ L: LuaState, mayRead: Bool, runNow: Bool = false) -> Bool {
         while true {
             let bytes = socket.buffer.bytes
             if let base = bytes.baseAddress, bytes.count > 0 {
@@ -136,7 +138,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
                                           &service.scratchRequest, service.scratchHeaders)
                 }
                 if r >= 0 {
-                    dispatch(L, headLength: r)
+                    dispatch(L, headLength: r, runNow: runNow)
                     return true
                 }
                 if r != GS_HTTP_INCOMPLETE {
@@ -205,7 +207,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     func descriptorReady(_ revents: Int32) {
         socket.drained = false
         switch state {
-        case .awaitingHead: readHead(runtime.L, mayRead: true)
+        case .awaitingHead: readHead(runtime.L, mayRead: true, runNow: !runtime.isInFiber)
         case .lingering: linger()
         default: stopWaiting()
         }
@@ -223,7 +225,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     // MARK: - Starting a request
 
-    private func dispatch(_ L: LuaState, headLength: Int) {
+    private func dispatch(_ L: LuaState, headLength: Int, runNow: Bool) {
         let request = service.scratchRequest
         let headers = service.scratchHeaders
         let base = UnsafeRawPointer(socket.buffer.bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
@@ -303,8 +305,16 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
             }
             lua_settop(L, requestIndex - 1)
             started.endObserver = self
-            runtime.enqueue(started)
-            fiber = consume started
+            if runNow {
+                // Not queued: the ready queue's idle watcher and batch cost more than the
+                // handler of a hello. A pipelined request is queued (responseDone), so
+                // requests do not nest.
+                fiber = started
+                runtime.resume(started)
+            } else {
+                runtime.enqueue(started)
+                fiber = consume started
+            }
         }
     }
 
@@ -377,7 +387,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         let co = ended.thread
         guard ok else {
             // A killed request ends its connection, answering nothing.
-            if ended.killed { close() } else { complete(co, .raised) }
+            if ended.killed { endCutShort() } else { complete(co, .raised) }
             return true
         }
         guard lua_checkstack(co, 8) != 0 else { close(); return true }
@@ -522,7 +532,21 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     func fiberEnded(_ ended: Fiber) {
         // A runner that never ran (killed before its start) or that was cut short.
-        if ended === fiber && state == .running { close() }
+        if ended === fiber && state == .running { endCutShort() }
+    }
+
+    /// Ends the connection of a request whose fiber was killed or cut short. Before its
+    /// head the output holds only the complete responses of the requests pipelined ahead
+    /// of it: they are sent (one write, as `reject`'s) before the close.
+    private func endCutShort() {
+        if !headSent, !output.isEmpty, !socket.isClosed, let base = output.base {
+            _ = socket.transportWrite(from: base, count: output.count)
+            output.removeAll()
+            fiber = nil
+            lingerThenClose()
+            return
+        }
+        close()
     }
 
     // MARK: - After a response

@@ -219,6 +219,7 @@ describe("HTTP waits", function()
     assert.is_nil(got[1])
     assert.equals("timeout", got[2])
     assert.is_nil(got[3])
+    assert.equals("timeout", got[4])
     assert.is_true(got[5] < 0.05)
     assert.truthy(text:find("\r\nConnection: close\r\n"))
     assert.truthy(text:find("late$"))
@@ -255,6 +256,106 @@ describe("HTTP waits", function()
     local r = result:get(2)
     assert.equals("hello", r.chunks)
     assert.equals("closed", r.err)
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("a body: after a peer reset every retry says 'closed' at once, never an empty body", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      local got = { req:body() }
+      local t0 = gsock.now()
+      for i = 1, 100 do
+        local data, err = req:body()
+        if data ~= nil or err ~= "closed" then got.bad = { i, data, err } break end
+      end
+      local reader = req:reader()
+      got.reader = { reader() }
+      got.seconds = gsock.now() - t0
+      result:put(got)
+    end):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
+    gsock.sleep(0.05)
+    c:setoption("linger", { on = true, timeout = 0 })
+    c:close()
+    local got = result:get(2)
+    assert.is_nil(got[1])
+    assert.equals("closed", got[2])
+    assert.is_nil(got.bad)
+    assert.is_nil(got.reader[1])
+    assert.equals("closed", got.reader[2])
+    assert.is_true(got.seconds < 0.1)
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("a write: body_timeout gives res:write nil, 'timeout', every later write the same at once, and closes the connection", function()
+    local result = gsock.queue()
+    local big = ("z"):rep(16 * 1024 * 1024)
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/next" then return 200, "next" end
+      local got = { res:write(big) }
+      local t0 = gsock.now()
+      got.again = { res:write("more") }
+      got.finish = { res:finish("end") }
+      got.seconds = gsock.now() - t0
+      result:put(got)
+    end, { body_timeout = 0.2 }):start()
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))   -- and read nothing until the write timed out
+    local got = result:get(5)
+    assert.is_nil(got[1])
+    assert.equals("timeout", got[2])
+    assert.same({ nil, "timeout" }, got.again)
+    assert.same({ nil, "timeout" }, got.finish)
+    assert.is_true(got.seconds < 0.05)
+    -- The client gets part of the body, then the close: no last chunk, no "more".
+    local text, err = drain(c, 5)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"))
+    assert.is_true(#text < #big)
+    assert.is_nil(text:find("0\r\n\r\n$"))
+    assert.is_nil(text:find("more", 1, true))
+    c:close()
+    assert.equals(0, no_connections(srv))
+    local d = connect(srv)
+    assert(d:send("GET /next HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    assert.truthy((drain(d)):find("next$"))
+    d:close()
+    srv:stop()
+  end)
+
+  it("a write: a retry loop on res:write's error ends at once (the connection was closed), it does not spin", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      local chunk = ("w"):rep(1024 * 1024)
+      local tries, errors = 0, {}
+      local t0 = gsock.now()
+      while tries < 1000 do
+        tries = tries + 1
+        local ok, err = res:write(chunk)
+        if not ok then
+          errors[err] = (errors[err] or 0) + 1
+          if errors[err] >= 100 then break end
+        end
+      end
+      result:put({ errors = errors, seconds = gsock.now() - t0 })
+    end, { body_timeout = 0.2 }):start()
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+    gsock.sleep(0.05)
+    c:setoption("linger", { on = true, timeout = 0 })
+    c:close()   -- a reset under the writer
+    local r = result:get(5)
+    local kinds = 0
+    for err, n in pairs(r.errors) do
+      kinds = kinds + 1
+      assert.equals("closed", err)
+      assert.equals(100, n)
+    end
+    assert.equals(1, kinds)
+    assert.is_true(r.seconds < 1)
     assert.equals(0, no_connections(srv))
     srv:stop()
   end)
@@ -297,6 +398,26 @@ describe("HTTP waits", function()
     assert.equals("closed", err)
     assert.equals(0, srv:connections())
     c:close()
+  end)
+
+  it("a pipelined request that waits lets the complete responses ahead of it go first", function()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/slow" then gsock.sleep(0.5) end
+      return 200, req.path
+    end):start()
+    local c = connect(srv)
+    local t0 = gsock.now()
+    assert(c:send("GET /fast HTTP/1.1\r\n\r\nGET /slow HTTP/1.1\r\n\r\n"))
+    assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+    repeat local line = c:receive("*l") until line == ""
+    assert.equals("/fast", c:receive(5))
+    assert.is_true(gsock.now() - t0 < 0.3)
+    assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+    repeat local line = c:receive("*l") until line == ""
+    assert.equals("/slow", c:receive(5))
+    assert.is_true(gsock.now() - t0 >= 0.5)
+    c:close()
+    srv:stop()
   end)
 
   it("a request killed before its fiber ran closes its connection, after the responses pipelined ahead of it", function()

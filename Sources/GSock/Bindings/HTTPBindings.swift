@@ -50,14 +50,22 @@ enum HTTPBindings {
         LuaObjects.register(L, connectionMetatable, methods: connectionMethods)
     }
 
-    /// `conn:body_failed(status)`: reading the body ended (a timeout, a close): the
-    /// connection ends with this response, and a handler that sends nothing answers `status`.
+    /// `conn:body_failed(err)`: waiting for the body ended ("timeout" or "closed"): the
+    /// connection ends with this response, a handler that sends nothing answers 408 (or
+    /// 400), and every later read of the body says `err` again.
     private static func bodyFailed(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
-        c.bodyError = try Arg.integer(L, 2)
-        c.keepAlive = false
-        c.body = .none
+        let timedOut = try Arg.string(L, 2) == "timeout"
+        c.failBody(timedOut ? 408 : 400, closed: !timedOut)
         return 0
+    }
+
+    /// nil, the message and the status of the body's error.
+    private static func pushBodyError(_ L: LuaState, _ c: HTTPConnection) -> Int32 {
+        lua_pushnil(L)
+        lua_pushstring(L, cString(c.bodyErrorMessage))
+        lua_pushinteger(L, lua_Integer(c.bodyError))
+        return 3
     }
 
     private static func service(_ L: LuaState) throws(LuaError) -> HTTPService {
@@ -204,12 +212,7 @@ enum HTTPBindings {
     private static func body(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
         let most = max(1, try Arg.optionalInteger(L, 2) ?? 65536)
-        if c.bodyError != 0 {
-            lua_pushnil(L)
-            lua_pushstring(L, c.bodyError == 413 ? "request body too large" : "malformed request body")
-            lua_pushinteger(L, lua_Integer(c.bodyError))
-            return 3
-        }
+        if c.bodyError != 0 { return pushBodyError(L, c) }
         if c.expectContinue {
             c.expectContinue = false
             if !c.headSent { c.output.append(static: "HTTP/1.1 100 Continue\r\n\r\n") }
@@ -244,14 +247,9 @@ enum HTTPBindings {
                         continue
                     }
                     if r < 0 {
-                        c.bodyError = Int(gs_http_status(r))
-                        c.keepAlive = false
-                        c.body = .none
+                        c.failBody(Int(gs_http_status(r)), closed: false)
                         socket.buffer.consume(buffered)
-                        lua_pushnil(L)
-                        lua_pushstring(L, c.bodyError == 413 ? "request body too large" : "malformed request body")
-                        lua_pushinteger(L, lua_Integer(c.bodyError))
-                        return 3
+                        return pushBodyError(L, c)
                     }
                     if size > 0 { lua_pushlstring(L, p, size) }
                     socket.buffer.consume(size)
@@ -272,11 +270,8 @@ enum HTTPBindings {
     }
 
     private static func closedBody(_ L: LuaState, _ c: HTTPConnection) -> Int32 {
-        c.keepAlive = false
-        c.body = .none
-        lua_pushnil(L)
-        lua_pushstring(L, "closed")
-        return 2
+        c.failBody(400, closed: true)
+        return pushBodyError(L, c)
     }
 
     /// `conn:send(res, data, final)`: queues the head (on the first call) and `data`.

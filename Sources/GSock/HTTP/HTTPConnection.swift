@@ -16,7 +16,7 @@ import CLua
 import CShims
 import Glibc
 
-final class HTTPConnection: HostWaiter, FiberEndObserver {
+final class HTTPConnection: HostWaiter, FiberObserver {
     enum State { case awaitingHead, running, lingering, upgraded, closed }
 
     enum Body {
@@ -76,6 +76,8 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
     @exclusivity(unchecked) var finished = false
     @exclusivity(unchecked) var responseChunked = false
     @exclusivity(unchecked) private var metricsMethod: UInt8 = 0
+    /// The body's error is the peer's close (or the socket's, from another fiber).
+    @exclusivity(unchecked) private var bodyClosed = false
 
     private var socketRef: Int32
     /// The peer table (`req.peer`), made on first use unless the server gave one.
@@ -274,6 +276,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         if case .length(0) = body { body = .none }
         if body.isNone { expectContinue = false }
         bodyError = 0
+        bodyClosed = false
         headSent = false
         finished = false
         responseChunked = false
@@ -304,7 +307,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
                 runsHandler = false
             }
             lua_settop(L, requestIndex - 1)
-            started.endObserver = self
+            started.observer = self
             if runNow {
                 // Not queued: the ready queue's idle watcher and batch cost more than the
                 // handler of a hello. A pipelined request is queued (responseDone), so
@@ -356,6 +359,25 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         return (base + Int(value.off), Int(value.len))
     }
 
+    /// Reading the body failed with `status` (413, 400, 408): the connection ends with
+    /// this response, and a handler that sends nothing answers `status`.
+    func failBody(_ status: Int, closed: Bool) {
+        bodyError = status
+        bodyClosed = closed
+        keepAlive = false
+        body = .none
+    }
+
+    /// What every read of a body that failed says, the first time and on each retry.
+    var bodyErrorMessage: StaticString {
+        if bodyClosed { return "closed" }
+        switch bodyError {
+        case 413: return "request body too large"
+        case 408: return "timeout"
+        default: return "malformed request body"
+        }
+    }
+
     // MARK: - The handler's end
 
     /// What is left to http.lua's `complete`, in a fiber of its own.
@@ -370,7 +392,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         case flush(After)
     }
 
-    /// The handler returned or raised (see `FiberEndObserver`): sends the response a plain
+    /// The handler returned or raised (see `FiberObserver`): sends the response a plain
     /// `return status, body, headers` (or res:finish, or nothing) makes, or leaves the rest
     /// to Lua. Its thread holds req and res at 1 and 2, then the results or the error.
     func fiberFinishing(_ ended: Fiber, ok: Bool, results: Int32) -> Bool {
@@ -525,9 +547,17 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
             count += 1
         }
         let completing = runtime.makeFiber(from: L, count: count, pushingHandle: false)
-        completing.endObserver = self
+        completing.observer = self
         fiber = completing
         runtime.enqueue(completing)
+    }
+
+    /// The request's fiber waits: the complete responses of the requests pipelined ahead
+    /// of it, which wait in the output to go with its response, go now (what the socket
+    /// does not take now goes with the next write).
+    func fiberParking(_ parking: Fiber) {
+        guard parking === fiber, state == .running, !headSent, !output.isEmpty else { return }
+        _ = writeOutput()   // a failure shows at the response's own write
     }
 
     func fiberEnded(_ ended: Fiber) {
@@ -572,6 +602,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
 
     /// The response is complete (conn:done()): see `After`.
     func finishResponse(_ L: LuaState) -> After {
+        guard state != .closed else { return .closed }   // a failed res:write closed it
         let next = responseDone(L)
         if next == .started { return .started }
         switch writeOutput() {
@@ -740,6 +771,7 @@ final class HTTPConnection: HostWaiter, FiberEndObserver {
         state = .closed
         stopWaiting()
         fiber = nil
+        output.removeAll()
         socket.close()
         let L = runtime.L
         if runtime.tracksResources {   // closed here, not by its Lua close: leave the open list too

@@ -75,7 +75,7 @@ local function read_body(conn, size)
     if data ~= false then return data, fd end
     local waited, err = wait_for(fd, direction, timeout)
     if not waited then
-      conn:body_failed(err == "timeout" and 408 or 400)
+      conn:body_failed(err)
       return nil, err
     end
   end
@@ -132,7 +132,7 @@ end
 
 -- The response ------------------------------------------------------------------------
 
-local CONN, DONE, UPGRADED = {}, {}, {}
+local CONN, DONE, UPGRADED, FAILED = {}, {}, {}, {}
 
 --- res.headers: a field set in any spelling replaces the one there (its spelling stays).
 local Headers = {
@@ -170,16 +170,27 @@ Response.__index = function(res, k)
 end
 
 --- Sends `data` (the head first, on the first write). True, or nil and "closed"/"timeout".
+--- A failed write ends the response and closes the connection (as nginx's send_timeout):
+--- the peer has part of a response; later writes give the same error at once.
 function response_methods.write(self, data)
+  local failed = self[FAILED]
+  if failed then return nil, failed end
   if self[DONE] then error("res:write(): the response is finished", 2) end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
   local conn = self[CONN]
   conn:send(self, data, false)
-  return flush(conn)
+  local ok, err = flush(conn)
+  if not ok then
+    self[FAILED], self[DONE] = err, true
+    conn:close()
+  end
+  return ok, err
 end
 
 --- Ends the response, with `data` as its last bytes. Sent when the handler returns.
 function response_methods.finish(self, data)
+  local failed = self[FAILED]
+  if failed then return nil, failed end
   if self[DONE] then return true end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
   self[DONE] = true

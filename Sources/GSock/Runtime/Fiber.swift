@@ -52,7 +52,7 @@ final class Fiber {
     @exclusivity(unchecked) var site: Site = .none
     /// Values on the thread's stack for its first resume (function and arguments).
     @exclusivity(unchecked) var startArgs: Int32 = 0
-    /// Values below its function on the thread's stack, left there for its end observer
+    /// Values below its function on the thread's stack, left there for its observer
     /// (an HTTP request's req and res): not results.
     @exclusivity(unchecked) var kept: Int32 = 0
     /// The value `timeout_exc` of the current wait, or LUA_NOREF for the default error.
@@ -75,8 +75,9 @@ final class Fiber {
     var joiners: WaitList?
     /// Registry reference to a table of functions to call at death (pools use it).
     var linksRef: Int32 = LUA_NOREF
-    /// Told when the fiber ends, however it ends (an HTTP request's connection).
-    var endObserver: (any FiberEndObserver)?
+    /// Told when the fiber waits and when it ends, however it ends (an HTTP request's
+    /// connection).
+    var observer: (any FiberObserver)?
 
     // Membership of one WaitList at a time.
     @exclusivity(unchecked) var listNext: Fiber?
@@ -155,8 +156,10 @@ private func fiberIOReady(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_i
     withExtendedLifetime(fiber) { fiber.runtime.wake(fiber, .ready(revents), direct: true) }
 }
 
-/// What must know when a fiber ends, even one killed before it ran.
-protocol FiberEndObserver: AnyObject {
+/// What must know when a fiber waits, and when it ends, even one killed before it ran.
+protocol FiberObserver: AnyObject {
+    /// The fiber is about to wait (it parks; others run before it goes on).
+    func fiberParking(_ fiber: Fiber)
     /// The fiber's function returned (`ok`, its `results` on top of its thread) or raised
     /// (the error on top), before the runtime records the outcome. True when the observer
     /// took the outcome: the runtime then keeps no results and logs no failure.
@@ -165,6 +168,7 @@ protocol FiberEndObserver: AnyObject {
     func fiberEnded(_ fiber: Fiber)
 }
 
-extension FiberEndObserver {
+extension FiberObserver {
+    func fiberParking(_ fiber: Fiber) {}
     func fiberFinishing(_ fiber: Fiber, ok: Bool, results: Int32) -> Bool { false }
 }

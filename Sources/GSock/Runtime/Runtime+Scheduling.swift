@@ -62,7 +62,7 @@ extension Runtime {
     /// and pushes its handle on `from` (unless `pushingHandle` is false: an HTTP request's
     /// fiber gets its handle only if something asks for it, see `pushHandle`). The first
     /// `keeping` of the values are not the function's: they stay below it on the thread's
-    /// stack for the fiber's end observer (`Fiber.kept`).
+    /// stack for the fiber's observer (`Fiber.kept`).
     func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true, keeping: Int32 = 0) -> Fiber {
         let (co, slot) = takeThread(from)
         let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
@@ -197,6 +197,7 @@ extension Runtime {
             return luaRaise(L, "\(what): cannot wait here: Lua cannot yield across the C function that called "
                 + "this code (such as a table.sort comparator or a string.gsub callback)")
         }
+        fiber.observer?.fiberParking(fiber)
         fiber.site = site
         fiber.wake = .none
         fiber.state = .parked
@@ -383,7 +384,7 @@ extension Runtime {
         let co = fiber.thread
         // lua_resume counts the kept values as results.
         var ok = ok, nres = ok ? nres - fiber.kept : nres, reusable = true
-        if let observer = fiber.endObserver, observer.fiberFinishing(fiber, ok: ok, results: nres) {
+        if let observer = fiber.observer, observer.fiberFinishing(fiber, ok: ok, results: nres) {
             if !ok {
                 _ = gs_resetthread(co)   // a failure's to-be-closed variables close
                 reusable = false
@@ -466,8 +467,8 @@ extension Runtime {
         liveFibers -= 1
         unlinkLive(fiber)
         fiber.joiners?.notify(Int.max, runtime: self)
-        if let observer = fiber.endObserver {
-            fiber.endObserver = nil
+        if let observer = fiber.observer {
+            fiber.observer = nil
             observer.fiberEnded(fiber)
         }
     }

@@ -40,6 +40,15 @@ local function no_connections(srv)
   return srv:connections()
 end
 
+--- Sends 5 bytes of a 100-byte body, then resets the connection.
+local function reset_mid_body(srv)
+  local c = connect(srv)
+  assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
+  gsock.sleep(0.05)
+  c:setoption("linger", { on = true, timeout = 0 })
+  c:close()
+end
+
 describe("HTTP waits", function()
   it("a head: data arriving a byte at a time still makes one request", function()
     local srv = gsock.http.server("127.0.0.1:0", function(req) return 200, req.path end):start()
@@ -248,11 +257,7 @@ describe("HTTP waits", function()
         chunks[#chunks + 1] = data
       end
     end):start()
-    local c = connect(srv)
-    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
-    gsock.sleep(0.05)
-    c:setoption("linger", { on = true, timeout = 0 })
-    c:close()
+    reset_mid_body(srv)
     local r = result:get(2)
     assert.equals("hello", r.chunks)
     assert.equals("closed", r.err)
@@ -274,11 +279,7 @@ describe("HTTP waits", function()
       got.seconds = gsock.now() - t0
       result:put(got)
     end):start()
-    local c = connect(srv)
-    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
-    gsock.sleep(0.05)
-    c:setoption("linger", { on = true, timeout = 0 })
-    c:close()
+    reset_mid_body(srv)
     local got = result:get(2)
     assert.is_nil(got[1])
     assert.equals("closed", got[2])

@@ -28,6 +28,20 @@ describe("HTTP services in a config", function()
     end
   end)
 
+  it("gsockd check and serve refuse HTTP settings on a service without protocol = \"http\", naming each, exit 2", function()
+    local dir, config = http_service('max_body = 10\naccess_log = true\n')
+    for _, command in ipairs({ "check", "serve" }) do
+      local p = proc.start({ command, config }, { cwd = dir })
+      assert.equals(2, p:wait_exit(5), p:describe())
+      local err = p:stderr()
+      for _, needle in ipairs({ "http.toml:4: services.web.max_body: 'max_body' is an HTTP setting: it needs protocol = \"http\"",
+                                "http.toml:5: services.web.access_log" }) do
+        assert.truthy(err:find(needle, 1, true), ("'%s' is not in:\n%s"):format(needle, err))
+      end
+      assert.is_nil(err:find("traceback", 1, true), err)
+    end
+  end)
+
   it("serves protocol = \"http\" with its limits", function()
     local dir, config = http_service('protocol = "http"\nmax_request_line = 32\n')
     local p = proc.start({ "serve", config }, { cwd = dir })

@@ -259,6 +259,12 @@ public enum ConfigLoader {
                                  reader: inout ConfigReader) {
         if let name = reader.choice(table["protocol"], at: key.appending("protocol"), ["http"]) {
             service.http["protocol"] = .string(name)
+        } else if table["protocol"] == nil {
+            // As gsock.server says at serve time, said by check, with the key's line.
+            for name in ["access_log"] + httpLimitKeys where table[name] != nil {
+                reader.report(key.appending(name), "'\(name)' is an HTTP setting: it needs protocol = \"http\"")
+            }
+            return
         }
         if let v = reader.boolean(table["access_log"], at: key.appending("access_log")) {
             service.http["access_log"] = .boolean(v)

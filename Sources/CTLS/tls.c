@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <openssl/x509v3.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,8 +367,10 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     return 1;
 }
 
-int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigned int length) {
-    return SSL_CTX_set_session_id_context(ctx, id, length);
+int gs_tls_set_session_id_digest(SSL_CTX *ctx, const unsigned char *bytes, size_t length) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(bytes, length, digest);
+    return SSL_CTX_set_session_id_context(ctx, digest, sizeof digest);
 }
 
 void gs_tls_prebuild_chain(SSL_CTX *ctx) {

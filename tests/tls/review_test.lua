@@ -71,6 +71,52 @@ describe("TLS sessions", function()
     assert.is_false(other)
   end)
 
+  it("resume per pool key without being handed one: wrap + dohandshake with a new, same context each time (as pgmoon)", function()
+    need_certs()
+    local ssl = require "ssl"
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    --- A connection to 127.0.0.1:port (or `other`'s port) checked for `name`: whether it resumed.
+    local function connect(name, params, other)
+      local s = socket.tcp()
+      s:settimeout(5)
+      assert(s:connect("127.0.0.1", other or port))
+      local conn = proc.track(assert(ssl.wrap(s, params or { mode = "client", cafile = c.ca.cert })))
+      conn:settimeout(5)
+      conn:sni(name)
+      local before = gsock.stats().tls_resumptions
+      assert(conn:dohandshake())
+      assert(conn:send("x\n"))   -- a round trip brings TLS 1.3's tickets
+      assert.equals("x", (conn:receive("*l")))
+      conn:close()
+      -- both ends run in this process: a resumption counts twice
+      return gsock.stats().tls_resumptions - before == 2
+    end
+    assert.is_false(connect("localhost"))
+    assert.is_true(connect("localhost"))
+    assert.is_true(connect("localhost"))
+    -- another key: another server name, other verification settings, another port
+    assert.is_false(connect("127.0.0.1", { mode = "client", verify = "none" }))
+    assert.is_false(connect("localhost", { mode = "client", cafile = c.ca.cert, verify = "none" }))
+    local other, other_port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    assert.is_false(connect("localhost", nil, other_port))
+    assert.is_true(connect("localhost", nil, other_port))
+    other:stop()
+    srv:stop()
+  end)
+
+  it("resume per pool key with sslhandshake too, unless handed a session", function()
+    need_certs()
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local first, resumed = handshake(port, nil, "localhost", false)
+    assert.is_false(resumed)
+    local _, again = handshake(port, nil, "localhost", false)
+    assert.is_true(again)
+    -- a session handed in for another name is not offered
+    local _, handed = handshake(port, first, "other.example", false)
+    assert.is_false(handed)
+    srv:stop()
+  end)
+
   it("count in gsock.stats(): handshakes, failures and resumptions", function()
     need_certs()
     local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })

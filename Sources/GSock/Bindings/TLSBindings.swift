@@ -197,6 +197,7 @@ enum TLSBindings {
         }
         if s.isReceiving || s.isSending { return failHandshake(L, "busy") }
         logIfUnverified(s, tls)
+        s.shareTLSSessions(tls)
         s.receiveDeadline = s.handshakeDeadline()
         return handshakeStep(L, s, luaSec: true)
     }
@@ -340,6 +341,7 @@ enum TLSBindings {
             s.transport = tls
             if tls.context.mode == .client && s.reusePooledTLS(insteadOf: tls) { return sslhandshakeDone(L, s) }
             logIfUnverified(s, tls)
+            s.shareTLSSessions(tls)
         } catch {
             return SocketBindings.fail(L, error.message)
         }

@@ -71,6 +71,9 @@ public final class Runtime {
     var bytesOut = 0
     /// TLS handshakes that finished, failed (or timed out), and resumed a session.
     var tlsHandshakes = 0, tlsHandshakeFailures = 0, tlsResumptions = 0
+    /// The newest TLS session of client connections, by pool key (address, context settings,
+    /// server name): a connection to the same key resumes it (Socket.shareTLSSessions).
+    var clientSessions: [String: TLSSession] = [:]
     /// HTTP requests started, heads refused with an error status, connections held.
     var httpRequests = 0, httpRejected = 0, httpConnections = 0
     /// Registry references to http.lua's response metatable, the response's key of its

@@ -227,6 +227,30 @@ extension Socket {
                                key: key, poolSize: poolSize)
     }
 
+    /// Before a client handshake begins: the connection resumes the newest session of the
+    /// last connection made to the same pool key, and the sessions its server sends are kept
+    /// for the next. (OpenSSL's own client cache is off: it would key sessions by context
+    /// only, not by address and server name.)
+    func shareTLSSessions(_ tls: TLSStream) {
+        guard tls.context.mode == .client, !tls.hasStarted, let base = clientState.poolKey else { return }
+        let name = tls.poolKeyName
+        let key = TLSStream.poolKey(base, context: tls.context, serverName: name)
+        let runtime = self.runtime
+        if let shared = runtime.clientSessions[key] {
+            tls.shareSessions(shared)
+            return
+        }
+        if runtime.clientSessions.count >= Socket.clientSessionKeys {
+            runtime.clientSessions.remove(at: runtime.clientSessions.startIndex)
+        }
+        let shared = TLSSession(context: tls.context, serverName: name)
+        runtime.clientSessions[key] = shared
+        tls.shareSessions(shared)
+    }
+
+    /// Pool keys whose newest session is kept; past that, one is forgotten for each new one.
+    static let clientSessionKeys = 1024
+
     /// Before `fresh`'s handshake begins: takes a pooled TLS connection to this socket's
     /// address made with the same context for the same server name, in place of the
     /// connection just made, so that the handshake is skipped.

@@ -72,6 +72,19 @@ final class TLSContext {
     /// The contexts of sniCertificates (OpenSSL holds them too, as long as this one).
     private var sniContexts: [TLSContext] = []
 
+    /// What a server's session id context digests, as nginx's does: its settings and the
+    /// certificates and client CAs it loaded. A session resumes only on a context that would
+    /// make the same: after a reload to another certificate or CA file, or on another
+    /// service, the handshake is full (and the client sees the new certificate).
+    private static func sessionContext(_ p: TLSParameters, identity: String) -> [UInt8] {
+        var bytes = Array(identity.utf8)
+        let files = [p.certificate, p.cafile].compactMap { $0 } + p.additionalCertificates.map(\.certificate)
+        for path in files {
+            if case .success(let text) = FilePaths.read(path) { bytes += text.utf8 }
+        }
+        return bytes
+    }
+
     init(_ p: TLSParameters) throws(TLSError) {
         // A failure names the first error in the thread's queue: none may be left from
         // earlier (CI once reported a stale "unsupported" for a wrong key password).
@@ -140,8 +153,6 @@ final class TLSContext {
         if p.mode == .server {
             let keys = TicketKeys.shared
             _ = keys.withUnsafeBufferPointer { gs_tls_set_ticket_keys(ctx, $0.baseAddress, $0.count) }
-            let id = Array("gsockd".utf8)
-            _ = gs_tls_set_session_id_context(ctx, id, UInt32(id.count))
         }
 
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
@@ -191,6 +202,10 @@ final class TLSContext {
                     (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
                     p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
+        if p.mode == .server {
+            let id = Self.sessionContext(p, identity: identity)
+            _ = gs_tls_set_session_id_digest(ctx, id, id.count)
+        }
         // Set last: once every stored property is, a throw would run deinit too, and the
         // defer above must stay the only one to free ctx.
         verifyMode = built.verify

@@ -8,15 +8,18 @@ import Glibc
 import Synchronization
 
 /// A client connection's newest TLS session, kept for resumption (OpenResty's session
-/// object: `sslhandshake` returns it, and takes it back to resume).
+/// object: `sslhandshake` returns it, and takes it back to resume), or the newest of every
+/// connection to one pool key (`Runtime.clientSessions`).
 final class TLSSession {
     let slot = UnsafeMutablePointer<gs_tls_session_slot>.allocate(capacity: 1)
-    /// What the session was made with: a session is only offered again to the same context
-    /// and server name (OpenSSL does not verify a resumed peer again).
-    unowned(unsafe) let context: TLSContext
+    /// What the session was made with: a session is only offered again to a context of the
+    /// same settings (verification, CAs, client certificate) and to the same server name:
+    /// OpenSSL does not verify a resumed peer again.
+    let contextIdentity: String
     var serverName: String?
-    init(context: TLSContext) {
-        self.context = context
+    init(context: TLSContext, serverName: String? = nil) {
+        contextIdentity = context.identity
+        self.serverName = serverName
         slot.initialize(to: gs_tls_session_slot(session: nil))
     }
     deinit {
@@ -78,9 +81,18 @@ final class TLSStream: Transport {
     /// Offers `previous`'s session for resumption (before the handshake), when it was made
     /// by the same context for the same server name.
     func resume(_ previous: TLSSession) {
-        guard previous.context === context, previous.serverName == (serverName ?? expectedName),
+        guard previous.contextIdentity == context.identity, previous.serverName == (serverName ?? expectedName),
               let s = previous.slot.pointee.session else { return }
         _ = SSL_set_session(ssl, s)
+    }
+
+    /// Makes `shared` where this client connection's sessions go, and offers its newest for
+    /// resumption; not when a session was offered already (sslhandshake's reused_session).
+    func shareSessions(_ shared: TLSSession) {
+        guard context.mode == .client, !hasStarted, shared !== session, SSL_get_session(ssl) == nil else { return }
+        session = shared
+        gs_tls_set_session_slot(ssl, shared.slot)
+        resume(shared)
     }
 
     /// Whether the handshake resumed a session.

@@ -4,6 +4,7 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
 local proc = dofile(here .. "../serve/support/proc.lua")
 local wire = dofile(here .. "support/wire.lua")
+local certs = dofile(here .. "../tls/support/certs.lua")
 after_each(proc.cleanup)
 
 local APP = [[
@@ -20,6 +21,15 @@ return {
     elseif req.path == "/slow" then
       gsock.sleep(0.4)              -- a cooperative wait: the others go on
       return 200, "slow"
+    elseif req.path == "/fetch" then   -- socket.http on gsockd's cooperative sockets, to the URL in the query
+      local body, code = require("socket.http").request(req.query)
+      if not body then return 502, tostring(code) end
+      return 200, body
+    elseif req.path == "/tls" then
+      local t = req.peer.tls
+      if not t then return 200, "no tls" end
+      return 200, ("version=%s cipher=%s sni=%s verified=%s host=%s"):format(t.version, tostring(t.cipher),
+        tostring(t.sni), tostring(t.verified), req.peer.host)
     elseif req.path == "/stats" then
       local s = gsock.stats()
       return 200, ("fibers=%d connections=%d requests=%d"):format(s.fibers, s.http_connections, s.http_requests)
@@ -29,9 +39,15 @@ return {
 }
 ]]
 
-local function serve()
+--- Serves APP with `gsockd run` (with `tls`, a table of cert and key paths: over TLS);
+--- returns the process, its listen line and its base URL.
+local function serve(tls)
   local dir = proc.tmpdir()
-  local p = proc.start({ "run", proc.write(dir, "app.lua", APP) }, { cwd = dir, nofile = 8192 })
+  local app = APP
+  if tls then
+    app = APP:gsub('protocol = "http",', ('protocol = "http",\n  tls = { cert = %q, key = %q },'):format(tls.cert, tls.key), 1)
+  end
+  local p = proc.start({ "run", proc.write(dir, "app.lua", app) }, { cwd = dir, nofile = 8192 })
   local l = p:listening()[1]
   return p, l, ("http://127.0.0.1:%d"):format(l.port)
 end
@@ -115,6 +131,68 @@ print("socket reused:", c.sock is not None)
     local total = gsock.now() - t0
     assert.is_true(fast_done < 0.4, ("the fast requests took %.2f s"):format(fast_done))
     assert.is_true(total < 0.4 * 3, ("%.2f s in all: the slow request was not overlapped"):format(total))
+  end)
+
+  it("a handler waiting on socket.http's request to a slow server does not hold up 49 others doing the same", function()
+    local _, l = serve()
+    local served = 0
+    local slow = gsock.http.server("127.0.0.1:0", function()
+      served = served + 1
+      gsock.sleep(0.3)
+      return 200, "slow"
+    end):start()
+    local request = ("GET /fetch?http://127.0.0.1:%d/ HTTP/1.1\r\n\r\n"):format(slow.port)
+    local t0 = gsock.now()
+    local clients = {}
+    for i = 1, 50 do
+      clients[i] = gsock.spawn(function()
+        local r, err = wire.once({ port = l.port }, request)
+        return r and (r.status .. " " .. r.body) or ("no response: " .. tostring(err))
+      end)
+    end
+    for i = 1, 50 do assert.equals("200 slow", clients[i]:get(10)) end
+    local total = gsock.now() - t0
+    assert.equals(50, served)
+    assert.is_true(total >= 0.3, ("%.2f s: the slow server was not waited for"):format(total))
+    assert.is_true(total < 2, ("%.2f s for 50 requests of 0.3 s each (15 s in a row)"):format(total))
+    slow:stop()
+  end)
+
+  it("TLS: curl -k and python3's ssl http.client (keep-alive) get the body, and req.peer.tls is set", function()
+    if not certs.available() then pending("no openssl command") return end
+    local c = certs.make()
+    local ok, err = pcall(function()
+      local _, l = serve(c.localhost)
+      local out, code = sh(("curl -sS -k --resolve localhost:%d:127.0.0.1 https://localhost:%d/tls"):format(l.port, l.port))
+      assert.equals(0, code, out)
+      assert.matches("^version=TLSv1%.[23] cipher=%S+ sni=localhost verified=false host=127%.0%.0%.1$", out)
+      out = sh(("curl -sS -i -k --resolve localhost:%d:127.0.0.1 https://localhost:%d/"):format(l.port, l.port))
+      assert.truthy(out:find("^HTTP/1.1 200 OK\r\n"), out)
+      assert.truthy(out:find("hello 1.1\n$"), out)
+      local script = ([[
+import http.client, ssl
+ctx = ssl.create_default_context(cafile=%q)
+c = http.client.HTTPSConnection("127.0.0.1", %d, timeout=5, context=ctx)
+socks = []   # held, so that no id is reused
+for i in range(3):
+    c.request("POST", "/echo", body=("tls%%d" %% i).encode())
+    r = c.getresponse()
+    print(r.status, r.read().decode())
+    socks.append(c.sock)
+c.request("GET", "/tls")
+print(c.getresponse().read().decode())
+socks.append(c.sock)
+print("connections:", len({id(s) for s in socks}))
+]]):format(c.ca.cert, l.port)
+      out, code = sh("python3 -c " .. proc.quote(script))
+      assert.equals(0, code, out)
+      for i = 0, 2 do assert.truthy(out:find(("200 tls%d\n"):format(i), 1, true), out) end
+      -- No SNI for an IP literal; verified is false (no client certificate was asked for).
+      assert.truthy(out:find("\nversion=TLSv1%.[23] cipher=%S+ sni=nil verified=false host=127%.0%.0%.1\n"), out)
+      assert.truthy(out:find("\nconnections: 1\n", 1, true), out)   -- all four on one kept-alive connection
+    end)
+    certs.remove(c)
+    assert(ok, err)
   end)
 
   it("idle keep-alive connections hold no fiber", function()

@@ -54,6 +54,74 @@ describe("HTTP services in a config", function()
     assert.equals(0, p:wait_exit(5))
   end)
 
+  --- Serves `config` (in `dir`), sends GET /a?b=c (200, "hi /a": 5 bytes) and POST /made
+  --- (201, "made!": 5 bytes), waits for their access lines; returns the process's stderr.
+  local function two_logged_requests(dir, config)
+    local p = proc.start({ "serve", config }, { cwd = dir })
+    local l = p:listening()[1]
+    local r = wire.once({ port = l.port }, "GET /a?b=c HTTP/1.1\r\n\r\n")
+    assert.equals("hi /a", r.body)
+    r = wire.once({ port = l.port }, "POST /made HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert.equals(201, r.status)
+    assert(p:wait_stderr("/made", 5), p:describe())
+    p:signal("TERM")
+    assert.equals(0, p:wait_exit(5), p:describe())
+    return p:stderr()
+  end
+  local LOGGED = [[return function(req) if req.path == "/made" then return 201, "made!" end return 200, "hi " .. req.path end]]
+
+  it("access_log = true: one text line per request with peer, method, target, status, bytes and ms", function()
+    local dir, config = http_service('protocol = "http"\naccess_log = true\n', LOGGED)
+    local err = two_logged_requests(dir, config)
+    local lines = {}
+    for line in err:gmatch("[^\n]+") do
+      if line:find(" target=", 1, true) then lines[#lines + 1] = line end
+    end
+    assert.equals(2, #lines, err)
+    local expected = { { "GET", '"/a%?b=c"', 200 }, { "POST", "/made", 201 } }   -- a value with "=" is quoted
+    for i, e in ipairs(expected) do
+      local line = lines[i]
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z info ", line)
+      assert.matches(" service=web ", line)
+      assert.matches(" peer=127%.0%.0%.1:%d+ ", line)
+      assert.matches(" method=" .. e[1] .. " ", line)
+      assert.matches(" target=" .. e[2] .. " ", line)
+      assert.matches(" status=" .. e[3] .. " ", line)
+      assert.matches(" bytes=5 ", line)
+      assert.matches(" ms=%d+%.?%d* ", line)
+    end
+  end)
+
+  it("access_log = true with log_format = \"json\": one object per request with peer, method, target, status, bytes and ms", function()
+    local cjson = require "cjson"   -- Debian's lua-cjson: a parser apart from gsockd's log writer
+    local dir = proc.tmpdir()
+    proc.write(dir, "hello.lua", LOGGED)
+    local config = proc.write(dir, "http.toml", 'log_format = "json"\n[services.web]\nlisten = "127.0.0.1:0"\n'
+      .. 'handler = "hello.lua"\nprotocol = "http"\naccess_log = true\n')
+    local err = two_logged_requests(dir, config)
+    local objects = {}
+    for line in err:gmatch("[^\n]+") do
+      local o = assert(cjson.decode(line), line)   -- every line is an object
+      if o.target then objects[#objects + 1] = o end
+    end
+    assert.equals(2, #objects, err)
+    local expected = { { "GET", "/a?b=c", 200 }, { "POST", "/made", 201 } }
+    for i, e in ipairs(expected) do
+      local o = objects[i]
+      assert.equals("info", o.level)
+      assert.equals("web", o.service)
+      assert.matches("^127%.0%.0%.1:%d+$", o.peer)
+      assert.equals(e[1], o.method)
+      assert.equals(e[2], o.target)
+      -- gsock.log writes every field's value as a JSON string (fiber alone is a number).
+      assert.equals(tostring(e[3]), tostring(o.status))
+      assert.equals(5, tonumber(o.bytes))
+      local ms = tonumber(o.ms)
+      assert.is_true(ms ~= nil and ms >= 0 and ms < 5000, tostring(o.ms))
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z$", o.ts)
+    end
+  end)
+
   -- With access_log each request goes through http.lua's runner; without, the host
   -- runs the handler itself: a reload must reach both.
   for _, access_log in ipairs({ false, true }) do

@@ -40,13 +40,79 @@ local function no_connections(srv)
   return srv:connections()
 end
 
+--- Closes `c` with a reset (RST) instead of a FIN.
+local function reset(c)
+  c:setoption("linger", { on = true, timeout = 0 })
+  c:close()
+end
+
 --- Sends 5 bytes of a 100-byte body, then resets the connection.
 local function reset_mid_body(srv)
   local c = connect(srv)
   assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
   gsock.sleep(0.05)
-  c:setoption("linger", { on = true, timeout = 0 })
+  reset(c)
+end
+
+--- Asks for /next on a new connection: the server (whose handler answers "next" there)
+--- still serves.
+local function serves_next(srv)
+  local d = connect(srv)
+  assert(d:send("GET /next HTTP/1.1\r\nConnection: close\r\n\r\n"))
+  local text = drain(d)
+  assert.truthy(text:find("next$"), text)
+  d:close()
+end
+
+--- Sends a POST head with Expect: 100-continue and a 5-byte body to come; returns the
+--- connection once it read the 100 Continue (the handler is then waiting for the body).
+local function continued(srv)
+  local c = connect(srv)
+  assert(c:send("POST /wait HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
+  assert.equals("HTTP/1.1 100 Continue", c:receive("*l"))
+  assert.equals("", c:receive("*l"))
+  return c
+end
+
+--- A server whose handler answers /next with "next" and upgrades any other path, then
+--- calls use(sock); and a client connection that has read the 101 head.
+local function upgraded(use)
+  local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+    if req.path == "/next" then return 200, "next" end
+    res.status = 101
+    res.headers.Upgrade = "test"
+    res.headers.Connection = "Upgrade"
+    use(assert(res:upgrade()))
+  end):start()
+  local c = connect(srv)
+  assert(c:send("GET /up HTTP/1.1\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n"))
+  assert.equals("HTTP/1.1 101 Switching Protocols", c:receive("*l"))
+  repeat local line = assert(c:receive("*l")) until line == ""
+  return srv, c
+end
+
+--- Kills `f`, a request's fiber waiting on connection `c`: the client sees the connection
+--- closed with nothing more sent, and `srv` (answering /next) serves the next; stops srv.
+local function kill_closes(srv, f, c)
+  assert.is_false(f:dead(), "the request's fiber is not waiting")
+  f:kill()
+  local text, err = drain(c)
+  assert.equals("", text)
+  assert.equals("closed", err)
   c:close()
+  serves_next(srv)
+  assert.equals(0, no_connections(srv))
+  srv:stop()
+end
+
+--- What a handler put in `result` ({ value, err, waited = seconds }): asserts nil and
+--- `err`, and (with `lo`, `hi`) that the wait took between lo and hi seconds; returns it.
+local function failed_with(result, err, lo, hi)
+  local got = result:get(3)
+  assert.is_nil(got[1])
+  assert.equals(err, got[2])
+  if lo then assert.is_true(got.waited > lo and got.waited < hi, ("nil, %q after %.2f s"):format(err, got.waited)) end
+  return got
 end
 
 describe("HTTP waits", function()
@@ -346,8 +412,7 @@ describe("HTTP waits", function()
     local c = connect(srv)
     assert(c:send("GET / HTTP/1.1\r\n\r\n"))
     gsock.sleep(0.05)
-    c:setoption("linger", { on = true, timeout = 0 })
-    c:close()   -- a reset under the writer
+    reset(c)   -- a reset under the writer
     local r = result:get(5)
     local kinds = 0
     for err, n in pairs(r.errors) do
@@ -373,16 +438,149 @@ describe("HTTP waits", function()
     end):start()
     local c = connect(srv)
     assert(c:send("POST /wait HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
-    local f = waiting:get(2)
-    f:kill()
+    kill_closes(srv, waiting:get(2), c)
+  end)
+
+  it("100-continue: a client that sends nothing after the 100 Continue gives the handler nil, 'timeout' at body_timeout; the connection then closes", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      local t0 = gsock.now()
+      local body, err = req:body()
+      result:put({ body, err, waited = gsock.now() - t0 })
+      return 200, "late"
+    end, { body_timeout = 0.2 }):start()
+    local c = continued(srv)
+    failed_with(result, "timeout", 0.15, 1)
+    local text, err = drain(c)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"), text)
+    assert.truthy(text:find("\r\nConnection: close\r\n"), text)
+    c:close()
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("100-continue: a peer reset after the 100 Continue gives the waiting handler nil, 'closed'", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req) result:put({ req:body() }) end):start()
+    reset(continued(srv))
+    failed_with(result, "closed")
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("100-continue: killing the handler while it waits after the 100 Continue closes the connection; the server serves the next", function()
+    local waiting = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/next" then return 200, "next" end
+      waiting:put(gsock.current())
+      req:body()
+      return 200, "never"
+    end):start()
+    local c = continued(srv)
+    kill_closes(srv, waiting:get(2), c)
+  end)
+
+  it("100-continue: a handler that never reads the body sends no 100 Continue, and its response says Connection: close", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end):start()
+    local c = connect(srv)
+    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
+    local text, err = drain(c)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"), text)   -- not 100 Continue first
+    assert.is_nil(text:find("100 Continue", 1, true), text)
+    assert.truthy(text:find("\r\nConnection: close\r\n"), text)
+    assert.truthy(text:find("\r\n\r\nx$"), text)
+    c:close()
+    srv:stop()
+  end)
+
+  it("upgrade: a receive on the handed-over socket times out with nil, 'timeout' and the partial line; the socket still works after", function()
+    local result = gsock.queue()
+    local srv, c = upgraded(function(sock)
+      sock:settimeout(0.2)
+      local t0 = gsock.now()
+      local data, err, partial = sock:receive("*l")
+      result:put({ data, err, partial = partial, waited = gsock.now() - t0 })
+      sock:send("still here\n")
+    end)
+    assert(c:send("par"))
+    assert.equals("par", failed_with(result, "timeout", 0.15, 1).partial)
+    local text, err = drain(c)
+    assert.equals("still here\n", text)
+    assert.equals("closed", err)   -- the handler returned
+    c:close()
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("upgrade: a close from another fiber wakes a receive waiting on the handed-over socket with nil, 'closed'", function()
+    local result = gsock.queue()
+    local srv, c = upgraded(function(sock)
+      local closer = gsock.spawn(function()
+        gsock.sleep(0.1)
+        sock:close()
+      end)
+      local t0 = gsock.now()
+      local data, err = sock:receive("*l")
+      result:put({ data, err, waited = gsock.now() - t0 })
+      closer:join(1)
+    end)
+    failed_with(result, "closed", 0.05, 1)
     local text, err = drain(c)
     assert.equals("", text)
     assert.equals("closed", err)
     c:close()
-    local d = connect(srv)
-    assert(d:send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
-    assert.truthy((drain(d)):find("next$"))
-    d:close()
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("upgrade: a peer reset ends a receive waiting on the handed-over socket with nil, 'closed'", function()
+    local result = gsock.queue()
+    local srv, c = upgraded(function(sock) result:put({ sock:receive("*l") }) end)
+    gsock.sleep(0.05)
+    reset(c)
+    failed_with(result, "closed")
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
+  it("upgrade: killing the handler while it waits on the handed-over socket closes the connection; the server serves the next", function()
+    local waiting = gsock.queue()
+    local srv, c = upgraded(function(sock)
+      waiting:put(gsock.current())
+      sock:receive("*l")
+      sock:send("never\n")
+    end)
+    local f = waiting:get(2)
+    gsock.sleep(0.05)
+    kill_closes(srv, f, c)
+  end)
+
+  it("a write: killing the handler while res:write waits on a full socket closes the connection; the server serves the next", function()
+    local waiting = gsock.queue()
+    local big = ("z"):rep(16 * 1024 * 1024)
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/next" then return 200, "next" end
+      waiting:put(gsock.current())
+      res:write(big)
+      res:write("never")
+    end):start()
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\n\r\n"))   -- and read nothing while the write waits
+    local f = waiting:get(2)
+    gsock.sleep(0.2)
+    assert.is_false(f:dead(), "res:write did not wait")
+    f:kill()
+    -- The client gets part of the body, then the close: no last chunk, no "never".
+    local text, err = drain(c, 5)
+    assert.equals("closed", err)
+    assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"))
+    assert.is_true(#text < #big, "the whole body arrived: " .. #text .. " bytes")
+    assert.is_nil(text:find("never", 1, true))
+    assert.is_nil(text:find("0\r\n\r\n$"))
+    c:close()
+    serves_next(srv)
     assert.equals(0, no_connections(srv))
     srv:stop()
   end)
@@ -484,6 +682,28 @@ describe("HTTP request fibers", function()
       assert.is_true(s.fiber:successful())
       for j = i + 1, #seen do assert.is_false(rawequal(s.fiber, seen[j].fiber)) end
     end
+    c:close()
+    srv:stop()
+  end)
+
+  it("the Lua threads that run requests are reused: 200 sequential requests run on a few threads; a thread given to Lua code is not reused", function()
+    -- A fiber handle holds its thread as user value 1 while it runs (Runtime.pushHandle):
+    -- the thread without coroutine.running(), which would keep it from being reused.
+    local threads, count = {}, 0
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/seen" then coroutine.running() end
+      local co = debug.getuservalue(gsock.current(), 1)
+      if type(co) ~= "thread" then return 500, "no thread: " .. type(co) end
+      if not threads[co] then threads[co], count = true, count + 1 end   -- held: never collected, never a new one at its address
+      return 200, "ok"
+    end):start()
+    local c = connect(srv)
+    for _ = 1, 200 do assert.equals("ok", select(2, get(c, "/"))) end
+    local reused = count
+    assert.is_true(reused <= 4, reused .. " threads for 200 sequential requests")
+    for _ = 1, 10 do assert.equals("ok", select(2, get(c, "/seen"))) end
+    -- Each of those threads was seen by Lua code and dropped: the measure sees new ones.
+    assert.is_true(count >= 10, count .. " threads after 10 requests whose thread was seen")
     c:close()
     srv:stop()
   end)

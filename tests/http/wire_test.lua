@@ -217,14 +217,19 @@ describe("HTTP requests", function()
     local tail = " err=nil again=nil body=" .. READER_BODY
     assert.equals(tail, r.body:sub(-#tail))
     local n, longest = r.body:match("^n=(%d+) longest=(%d+) ")
-    -- BUG (pending until fixed): conn:body(size) in HTTPBindings.swift ignores size for a
-    -- chunked body and returns everything decoded from the buffer at once (n=1 longest=32).
-    if tonumber(longest) > 3 then
-      pending("BUG: req:reader(3) on a chunked body gave " .. n .. " chunk(s), the longest " .. longest .. " bytes")
-      return
-    end
     assert.is_true(tonumber(n) >= 11, r.body)   -- 32 bytes in pieces of at most 3
     assert.equals("3", longest)
+  end)
+
+  it("req:reader(size): a chunked body read in small pieces leaves the request pipelined behind it intact", function()
+    local reader_srv = reader_server()
+    local c = wire.connect(reader_srv)
+    assert(c:send("POST /?2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+      .. "POST /?4 HTTP/1.1\r\nContent-Length: 32\r\n\r\n" .. READER_BODY))
+    assert.equals("n=3 longest=2 err=nil again=nil body=hello", wire.read(c).body)
+    assert.equals("n=8 longest=4 err=nil again=nil body=" .. READER_BODY, wire.read(c).body)
+    c:close()
+    reader_srv:stop()
   end)
 
   it("counts answered requests in gsock.stats() and holds no fiber for idle connections", function()

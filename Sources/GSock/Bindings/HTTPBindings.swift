@@ -236,13 +236,15 @@ enum HTTPBindings {
                 }
             case .chunked:
                 if buffered > 0 {
-                    var size = buffered
+                    // At most `most` bytes in: decoding never makes more than it is given.
+                    let fed = min(buffered, most)
+                    var size = fed
                     let p = UnsafeMutableRawPointer(mutating: socket.buffer.bytes.baseAddress!)
                         .assumingMemoryBound(to: CChar.self)
                     let r = gs_http_decode_chunked(c.chunked, p, &size)
                     if r == GS_HTTP_INCOMPLETE {
                         if size > 0 { lua_pushlstring(L, p, size) }
-                        socket.buffer.consume(buffered)
+                        socket.buffer.consume(fed)
                         if size > 0 { return 1 }
                         continue
                     }
@@ -252,8 +254,12 @@ enum HTTPBindings {
                         return pushBodyError(L, c)
                     }
                     if size > 0 { lua_pushlstring(L, p, size) }
+                    // What follows the body: the r bytes after it in what was fed, then
+                    // what was not fed.
+                    let unfed = buffered - fed
+                    if unfed > 0 { memmove(p + size + Int(r), p + fed, unfed) }
                     socket.buffer.consume(size)
-                    socket.buffer.keepFirst(r)
+                    socket.buffer.keepFirst(Int(r) + unfed)
                     c.body = .none
                     return size > 0 ? 1 : 0
                 }

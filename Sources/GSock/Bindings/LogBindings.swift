@@ -21,9 +21,10 @@ enum LogBindings {
             for (key, value) in fields {
                 switch value {
                 case .string(let s): metadata[key] = "\(s)"
-                case .integer(let i): metadata[key] = "\(i)"
-                case .number(let d): metadata[key] = "\(d)"
-                case .boolean(let b): metadata[key] = "\(b)"
+                // Values, not text: a JSON log writes them as numbers and booleans.
+                case .integer(let i): metadata[key] = .stringConvertible(Int(i))
+                case .number(let d): metadata[key] = .stringConvertible(d)
+                case .boolean(let b): metadata[key] = .stringConvertible(b)
                 default: break
                 }
             }

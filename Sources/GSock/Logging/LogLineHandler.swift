@@ -59,9 +59,15 @@ public struct LogLineHandler: LogHandler {
                      format: LogFormat) -> String {
         let traceback = fields["traceback"].map { "\($0)" }
         var ordered: [(String, String)] = []
-        for key in leadingFields { if let v = fields[key] { ordered.append((key, "\(v)")) } }
+        /// The fields whose values are numbers or booleans (given so, not as text).
+        var literal: Set<String> = []
+        func add(_ key: String, _ value: Logger.MetadataValue) {
+            ordered.append((key, "\(value)"))
+            if case .stringConvertible(let v) = value, isJSONLiteral(v) { literal.insert(key) }
+        }
+        for key in leadingFields { if let v = fields[key] { add(key, v) } }
         for key in fields.keys.sorted() where !leadingFields.contains(key) && key != "traceback" {
-            ordered.append((key, "\(fields[key]!)"))
+            add(key, fields[key]!)
         }
         switch format {
         case .text:
@@ -74,11 +80,22 @@ public struct LogLineHandler: LogHandler {
             var out = "{\"ts\":\(jsonString(timestamp)),\"level\":\(jsonString(level.rawValue)),\"msg\":\(jsonString(message))"
             for (k, v) in ordered {
                 // Numbers stay numbers, so that collectors can compare them.
-                let isNumber = (k == "worker" || k == "fiber") && !v.isEmpty && v.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+                let isNumber = literal.contains(k)
+                    || (k == "worker" || k == "fiber") && !v.isEmpty && v.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
                 out += ",\(jsonString(k)):\(isNumber ? v : jsonString(v))"
             }
             if let traceback { out += ",\"traceback\":\(jsonString(traceback))" }
             return out + "}\n"
+        }
+    }
+
+    /// Whether a field given as a value (gsock.log's fields) is written bare in JSON: an
+    /// integer, a finite number or a boolean.
+    private static func isJSONLiteral(_ v: any CustomStringConvertible & Sendable) -> Bool {
+        switch v {
+        case is Int, is Bool: return true
+        case let d as Double: return d.isFinite
+        default: return false
         }
     }
 

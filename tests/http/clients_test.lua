@@ -41,13 +41,13 @@ return {
 
 --- Serves APP with `gsockd run` (with `tls`, a table of cert and key paths: over TLS);
 --- returns the process, its listen line and its base URL.
-local function serve(tls)
+local function serve(tls, exec)
   local dir = proc.tmpdir()
   local app = APP
   if tls then
     app = APP:gsub('protocol = "http",', ('protocol = "http",\n  tls = { cert = %q, key = %q },'):format(tls.cert, tls.key), 1)
   end
-  local p = proc.start({ "run", proc.write(dir, "app.lua", app) }, { cwd = dir, nofile = 8192 })
+  local p = proc.start({ "run", proc.write(dir, "app.lua", app) }, { cwd = dir, nofile = 8192, exec = exec })
   local l = p:listening()[1]
   return p, l, ("http://127.0.0.1:%d"):format(l.port)
 end
@@ -211,5 +211,35 @@ print("connections:", len({id(s) for s in socks}))
     assert.equals(n, after.connections - 1)   -- the /stats connection itself counts
     assert.equals(before.fibers, after.fibers)
     for _, c in ipairs(held) do c:close() end
+  end)
+end)
+
+describe("HTTP responses and system calls", function()
+  it("the responses to the requests of one read go in one send; one at a time, one send each (strace counts)", function()
+    local _, code = sh("command -v strace")
+    if code ~= 0 then pending("strace is not installed") end
+    local trace = proc.tmpdir() .. "/trace"
+    local p, l = serve(nil, { "strace", "-f", "-qq", "-s", "16", "-e", "trace=sendto,sendmsg,writev", "-o", trace })
+    local c = wire.connect(l)
+    local pipelined = {}
+    for i = 1, 16 do pipelined[i] = ("GET /%d HTTP/1.1\r\nHost: a\r\n\r\n"):format(i) end
+    assert(c:send(table.concat(pipelined)))
+    for _ = 1, 16 do assert.equals(200, wire.read(c).status) end
+    for i = 1, 4 do
+      assert(c:send(("GET /one%d HTTP/1.1\r\nHost: a\r\n\r\n"):format(i)))
+      assert.equals(200, wire.read(c).status)
+    end
+    c:close()
+    p:signal("TERM")
+    p:wait_exit(5)
+    local sends = {}
+    for line in io.lines(trace) do
+      if line:find('"HTTP/1.1 200', 1, true) then sends[#sends + 1] = line end
+    end
+    assert.equals(5, #sends, table.concat(sends, "\n"))
+    -- the first carries all 16 responses: its result is 16 times one response's length
+    local first = tonumber(sends[1]:match("= (%d+)$"))
+    local one = tonumber(sends[2]:match("= (%d+)$"))
+    assert.is_true(first >= 16 * (one - 2), sends[1])
   end)
 end)

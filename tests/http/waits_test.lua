@@ -149,6 +149,28 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 
+  it("a head: a client dribbling a byte every 0.05 s does not move header_timeout (slowloris)", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, { header_timeout = 0.4 }):start()
+    local c = connect(srv)
+    local t0 = gsock.now()
+    local dribbler = gsock.spawn(function()
+      local head = "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " .. ("y"):rep(200)
+      for i = 1, #head do
+        if not c:send(head:sub(i, i)) then return end
+        gsock.sleep(0.05)
+      end
+    end)
+    c:settimeout(3)
+    local line = c:receive("*l")
+    local waited = gsock.now() - t0
+    dribbler:kill()
+    assert.equals("HTTP/1.1 408 Request Timeout", line)
+    assert.is_true(waited >= 0.35 and waited < 1, tostring(waited))
+    c:close()
+    assert.equals(0, no_connections(srv))
+    srv:stop()
+  end)
+
   it("a head: keepalive_timeout closes an idle connection without a response", function()
     local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, { keepalive_timeout = 0.2 }):start()
     local c = connect(srv)

@@ -17,18 +17,43 @@ static int copy_out(const char *text, size_t n, char *out, size_t size) {
     return (int)n;
 }
 
-long gs_x509_pem(X509 *cert, char **out) {
+/// What `write` (PEM_write_bio_X509, PEM_write_bio_PUBKEY) writes of `object`, in a new
+/// malloc'd *out; its length, or -1.
+static long pem_of(int (*write)(BIO *, void *), void *object, char **out) {
     BIO *bio = BIO_new(BIO_s_mem());
     if (!bio) return -1;
     long n = -1;
-    if (PEM_write_bio_X509(bio, cert) == 1) {
+    if (write(bio, object) == 1) {
         char *data;
         n = BIO_get_mem_data(bio, &data);
-        *out = malloc((size_t)n);
+        *out = n > 0 ? malloc((size_t)n) : NULL;
         if (*out) memcpy(*out, data, (size_t)n);
         else n = -1;
     }
     BIO_free(bio);
+    ERR_clear_error();
+    return n;
+}
+
+static int write_certificate(BIO *bio, void *cert) { return PEM_write_bio_X509(bio, cert); }
+static int write_public_key(BIO *bio, void *key) { return PEM_write_bio_PUBKEY(bio, key); }
+
+long gs_x509_pem(X509 *cert, char **out) { return pem_of(write_certificate, cert, out); }
+
+long gs_x509_pubkey(X509 *cert, char **out, char *type, size_t type_size, int *bits) {
+    EVP_PKEY *key = X509_get0_pubkey(cert);
+    if (!key) { ERR_clear_error(); return -1; }
+    long n = pem_of(write_public_key, key, out);
+    const char *name;
+    switch (EVP_PKEY_base_id(key)) {
+    case EVP_PKEY_RSA: name = "RSA"; break;
+    case EVP_PKEY_DSA: name = "DSA"; break;
+    case EVP_PKEY_DH: name = "DH"; break;
+    case EVP_PKEY_EC: name = "EC"; break;
+    default: name = "Unknown"; break;
+    }
+    copy_out(name, strlen(name), type, type_size);
+    *bits = EVP_PKEY_get_bits(key);
     return n;
 }
 

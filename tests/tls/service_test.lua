@@ -274,7 +274,10 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
       assert.is_false(ok)
       return err
     end
-    assert.matches("unknown key 'tls.kee'", problem({ cert = c.localhost.cert, kee = c.localhost.key }))
+    assert.equals("bad argument #3 to 'server' (unknown key 'tls.kee'; did you mean 'tls.key'?)",
+      problem({ cert = c.localhost.cert, kee = c.localhost.key }):match("bad argument.*"))
+    assert.equals("bad argument #3 to 'server' (unknown key 'tls.colour')",
+      problem({ cert = c.localhost.cert, key = c.localhost.key, colour = "red" }):match("bad argument.*"))
     assert.matches("'tls.handshake_timeout' must be a positive number", problem({
       cert = c.localhost.cert, key = c.localhost.key, handshake_timeout = -1 }))
     assert.matches("cannot read certificate '" .. proc.lit(c.missing) .. "'", problem({
@@ -283,6 +286,36 @@ return { tls = { cert = %q, key = %q }, handle = function(sock)
     assert.matches("'tls.verify_client' needs 'tls.client_ca'", problem({
       cert = c.localhost.cert, key = c.localhost.key, verify_client = "require" }))
     assert.matches("'tls.certs' must be a list of", problem({ certs = { { cert = c.localhost.cert } } }))
+  end)
+end)
+
+describe("a handler table's tls table", function()
+  it("with an unknown key or a wrong type: gsockd run exits 2 naming the file, line and key", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    for _, case in ipairs({
+      { ("{ cert = %q, kee = %q }"):format(c.localhost.cert, c.localhost.key),
+        "h.lua:3: handler table: unknown key 'tls.kee'; did you mean 'tls.key'?" },
+      { ("{ cert = %q, key = %q, handshake_timeout = \"soon\" }"):format(c.localhost.cert, c.localhost.key),
+        "h.lua:3: handler table: 'tls.handshake_timeout' must be a positive number of seconds, got string" },
+    }) do
+      proc.write(dir, "h.lua", "return {\n  handle = function() end,\n  tls = " .. case[1] .. ",\n}\n")
+      local p = proc.start({ "run", "h.lua", "--listen", "127.0.0.1:0" }, { cwd = dir })
+      assert.equals(2, p:wait_exit(10), p:describe())
+      assert.truthy(p:stderr():find(case[2], 1, true), p:describe())
+    end
+  end)
+
+  it("with an unknown key in a config service's handler file: gsockd check exits 2 naming it", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", ("return {\n  handle = function() end,\n  tls = { cert = %q, kee = %q },\n}\n")
+      :format(c.localhost.cert, c.localhost.key))
+    proc.write(dir, "s.toml", ('[services.typo]\nlisten = "127.0.0.1:%d"\nhandler = "h.lua"\n'):format(proc.free_port()))
+    local check = proc.start({ "check", "s.toml" }, { cwd = dir })
+    assert.equals(2, check:wait_exit(10), check:describe())
+    assert.truthy(check:stderr():find("h.lua:3: handler table: unknown key 'tls.kee'; did you mean 'tls.key'?", 1, true),
+      check:describe())
   end)
 end)
 

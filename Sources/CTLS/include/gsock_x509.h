@@ -9,6 +9,10 @@
 
 /// The certificate in PEM form; the caller frees *out with free().
 long gs_x509_pem(X509 *cert, char **out);
+/// The public key in PEM form (the caller frees *out with free()), the name of its type
+/// into `type` ("RSA", "DSA", "DH", "EC" or "Unknown", LuaSec's words) and its bits into
+/// *bits; -1 when there is none.
+long gs_x509_pubkey(X509 *cert, char **out, char *type, size_t type_size, int *bits);
 /// A certificate from PEM text (a new reference), or NULL.
 X509 *gs_x509_load_pem(const char *pem, size_t length);
 /// notBefore (which 0) or notAfter (which 1), as "Jan  1 00:00:00 2026 GMT".

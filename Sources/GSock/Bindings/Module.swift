@@ -88,7 +88,8 @@ extension Runtime {
         lua_createtable(L, 0, Int32(TLSBindings.functions.count))
         luaSetFunctions(L, TLSBindings.functions)
         try loadEmbedded(PackageResources.https_lua, name: "@ssl/https.lua")  // ssl.https, run on require
-        guard gs_pcall(L, 2, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
+        lua_pushvalue(L, gsock)
+        guard gs_pcall(L, 3, 0, msgh) == LUA_OK else { throw RuntimeError.setup(popMessage()) }
     }
 
 }

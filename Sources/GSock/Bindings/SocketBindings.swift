@@ -219,8 +219,11 @@ enum SocketBindings {
             lua_pushstring(L, "socket (collected): 0x\(address)")
             return 1
         }
-        let name = s.socketClass == .tlsConnection ? "SSL connection" : s.socketClass.rawValue  // LuaSec's words
-        lua_pushstring(L, "\(name): 0x\(address)")
+        guard s.socketClass == .tlsConnection else {
+            lua_pushstring(L, "\(s.socketClass.rawValue): 0x\(address)")
+            return 1
+        }
+        lua_pushstring(L, "SSL connection: 0x\(address)\(s.isClosed ? " (closed)" : "")")  // LuaSec's words
         return 1
     }
 
@@ -230,6 +233,7 @@ enum SocketBindings {
         let s = try socket(L, expected: "socket")
         s.close()
         if s.runtime.tracksResources { track(L, 1, open: false) }
+        if s.socketClass == .tlsConnection { return 0 }  // LuaSec's close returns nothing
         return ok(L)
     }
 

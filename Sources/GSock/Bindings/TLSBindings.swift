@@ -36,12 +36,18 @@ enum TLSBindings {
     ]
 
     static func register(_ L: LuaState) {
-        LuaObjects.register(L, contextMetatable, methods: [])
+        LuaObjects.register(L, contextMetatable, methods: [], extra: [("__tostring", contextToString)])
         LuaObjects.register(L, sessionMetatable, methods: [])
         X509Bindings.register(L)
     }
 
     // MARK: - Contexts
+
+    /// LuaSec's "SSL context: 0x...".
+    private static let contextToString: LuaBody = { L in
+        lua_pushstring(L, "SSL context: 0x\(String(UInt(bitPattern: lua_touserdata(L, 1)), radix: 16))")
+        return 1
+    }
 
     /// `newcontext(params)` with params as ssl.lua normalized them (strings and lists of
     /// strings): a context, or nil and the reason.
@@ -438,18 +444,24 @@ enum TLSBindings {
         return 1
     }
 
-    /// `true`, or `false` and the reasons (a list of strings).
+    /// `true`, or `false` and the reason, a string, as LuaSec gives it (its table of reasons
+    /// by depth comes only with verifyext = "lsec_continue", which gsockd does not take);
+    /// `false, "closed"` before the handshake and after a close, as LuaSec.
     private static func getpeerverification(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, found) = try tlsConnection(L)
-        guard let reason = found.map({ $0.verificationFailure }) ?? "closed" else {
+        guard let tls = try established(L) else { return failHandshake(L, "closed") }
+        guard let reason = tls.verificationFailure else {
             lua_pushboolean(L, 1)
             return 1
         }
-        lua_pushboolean(L, 0)
-        lua_createtable(L, 1, 0)
-        lua_pushstring(L, reason)
-        lua_rawseti(L, -2, 1)
-        return 2
+        return failHandshake(L, reason)
+    }
+
+    /// The TLS of the SSL:Connection at index 1 when its handshake is done and it is open
+    /// (LuaSec's LSEC_STATE_CONNECTED), else nil: then LuaSec's methods answer "closed".
+    static func established(_ L: LuaState) throws(LuaError) -> TLSStream? {
+        let (s, found) = try tlsConnection(L)
+        guard let tls = found, tls.isEstablished, !s.isClosed else { return nil }
+        return tls
     }
 
     private static func getalpn(_ L: LuaState) throws(LuaError) -> Int32 {
@@ -458,28 +470,45 @@ enum TLSBindings {
         return 1
     }
 
-    /// `conn:info([field])`: the protocol, cipher and its bits, as LuaSec's info names them.
+    /// `conn:info([field])`: LuaSec's table (its ssl.lua's info()): cipher, protocol, key,
+    /// authentication, encryption and mac from OpenSSL's description of the cipher, export,
+    /// bits and algbits (floats, as LuaSec pushes them); no compression (OpenSSL 3 has none,
+    /// LuaSec's is nil then). nil, "closed" before the handshake and after a close.
     private static func info(_ L: LuaState) throws(LuaError) -> Int32 {
-        let (_, found) = try tlsConnection(L)
-        guard let tls = found, tls.isEstablished else {
-            lua_pushnil(L)
-            return 1
-        }
-        let fields: [(String, String?, Int?)] = [
-            ("protocol", tls.version, nil), ("cipher", tls.cipher, nil), ("bits", nil, tls.cipherBits),
-            ("algbits", nil, tls.cipherBits), ("compression", "none", nil),
-        ]
-        if let wanted = luaString(L, 2) {
-            guard let field = fields.first(where: { $0.0 == wanted }) else {
-                lua_pushnil(L)
-                return 1
+        guard let tls = try established(L) else { return SocketBindings.fail(L, "closed") }
+        enum Value { case text(String), number(Double), flag(Bool) }
+        var fields: [(String, Value)] = []
+        let (bits, algorithmBits) = tls.cipherBits
+        fields += [("bits", .number(Double(bits))), ("algbits", .number(Double(algorithmBits)))]
+        if let description = tls.cipherDescription {
+            let words = description.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+            func after(_ prefix: String) -> String? {
+                words.first(where: { $0.hasPrefix(prefix) }).map { String($0.dropFirst(prefix.count)) }
             }
-            if let text = field.1 { lua_pushstring(L, text) } else { lua_pushinteger(L, lua_Integer(field.2 ?? 0)) }
+            // LuaSec's pattern: "^(%S+)%s+(%S+)%s+Kx=(%S+)%s+Au=(%S+)%s+Enc=(%S+)%s+Mac=(%S+)".
+            if words.count >= 6, let key = after("Kx="), let authentication = after("Au="),
+               let encryption = after("Enc="), let mac = after("Mac=") {
+                fields += [("cipher", .text(String(words[0]))), ("key", .text(key)),
+                           ("authentication", .text(authentication)), ("encryption", .text(encryption)),
+                           ("mac", .text(mac))]
+            }
+            fields.append(("export", .flag(words.last == "export")))
+        }
+        fields.append(("protocol", .text(tls.version)))
+        func push(_ value: Value) {
+            switch value {
+            case .text(let text): lua_pushstring(L, text)
+            case .number(let number): lua_pushnumber(L, number)
+            case .flag(let flag): lua_pushboolean(L, flag ? 1 : 0)
+            }
+        }
+        if let wanted = luaString(L, 2) {
+            if let field = fields.first(where: { $0.0 == wanted }) { push(field.1) } else { lua_pushnil(L) }
             return 1
         }
         lua_createtable(L, 0, Int32(fields.count))
-        for (name, text, number) in fields {
-            if let text { lua_pushstring(L, text) } else { lua_pushinteger(L, lua_Integer(number ?? 0)) }
+        for (name, value) in fields {
+            push(value)
             luaRawSetField(L, -2, name)
         }
         return 1

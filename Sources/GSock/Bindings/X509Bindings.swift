@@ -14,6 +14,7 @@ enum X509Bindings {
         ("notbefore", { L in luaCall(L, notbefore) }), ("notafter", { L in luaCall(L, notafter) }),
         ("serial", { L in luaCall(L, serial) }), ("getsignaturename", { L in luaCall(L, getsignaturename) }),
         ("extensions", { L in luaCall(L, extensions) }), ("validat", { L in luaCall(L, validat) }),
+        ("pubkey", { L in luaCall(L, pubkey) }),
     ]
 
     /// The connection methods that give certificates.
@@ -98,6 +99,19 @@ enum X509Bindings {
         return 1
     }
 
+    /// `pubkey()`: the public key as PEM, its type ("RSA", "DSA", "DH", "EC" or "Unknown")
+    /// and its bits (an integer), as LuaSec's; nil when OpenSSL cannot write it.
+    private static func pubkey(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let key = try certificate(L).publicKey else {
+            lua_pushnil(L)
+            return 1
+        }
+        lua_pushstring(L, key.pem)
+        lua_pushstring(L, key.type)
+        lua_pushinteger(L, lua_Integer(key.bits))
+        return 3
+    }
+
     /// `validat(time)`: whether the certificate is valid at that Unix time.
     private static func validat(_ L: LuaState) throws(LuaError) -> Int32 {
         let cert = try certificate(L)
@@ -118,9 +132,10 @@ enum X509Bindings {
     private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream? { try TLSBindings.tlsConnection(L).1 }
 
     /// `getpeercertificate([n])`: the n-th certificate of the peer's chain (1, the peer's own,
-    /// by default), or nil.
+    /// by default), or nil; nil, "closed" before the handshake and after a close, as LuaSec.
     private static func getpeercertificate(_ L: LuaState) throws(LuaError) -> Int32 {
-        let chain = try stream(L)?.peerChain ?? []
+        guard let tls = try TLSBindings.established(L) else { return SocketBindings.fail(L, "closed") }
+        let chain = tls.peerChain
         let n = try Arg.optionalInteger(L, 2) ?? 1
         guard n >= 1, n <= chain.count else {
             lua_pushnil(L)
@@ -131,7 +146,8 @@ enum X509Bindings {
     }
 
     private static func getpeerchain(_ L: LuaState) throws(LuaError) -> Int32 {
-        let chain = try stream(L)?.peerChain ?? []
+        guard let tls = try TLSBindings.established(L) else { return SocketBindings.fail(L, "closed") }
+        let chain = tls.peerChain
         guard !chain.isEmpty else {
             lua_pushnil(L)
             return 1
@@ -153,11 +169,12 @@ enum X509Bindings {
         return 1
     }
 
-    /// ssl.lua's `loadcertificate(pem)`: a certificate, or nil and why.
+    /// ssl.lua's `loadcertificate(pem)`: a certificate, or nil (LuaSec gives no reason).
     static let load: LuaBody = { L in luaCall(L, load) }
     private static func load(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let cert = X509Certificate(pem: try Arg.string(L, 1)) else {
-            return SocketBindings.fail(L, "error loading certificate (invalid PEM)")
+            lua_pushnil(L)
+            return 1
         }
         push(L, cert)
         return 1

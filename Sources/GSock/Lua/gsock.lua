@@ -43,6 +43,8 @@ local provided_later = {
 gsock._internal = {
   bad_argument = errors.bad_argument,
   bad_type = errors.bad_type,
+  --- closest(key, known): the string of `known` that `key` is likely a typo of, or nil.
+  closest = errors.closest,
   --- add_stats(part): part(s) adds its counts to what gsock.stats() returns.
   add_stats = stats.add,
   --- add_log_context(context): context(fields) → the fields of a gsock.log line.

@@ -270,17 +270,31 @@ local TLS_KEYS = {
   end, "a list of { cert = FILE, key = FILE, names = { NAME, ... } }" },
 }
 
---- The TLS context of a server's `tls` table, or nil and what is wrong ("tls.cert: ...").
-local function tls_context(t)
+local TLS_KEY_NAMES = {}
+for k in pairs(TLS_KEYS) do TLS_KEY_NAMES[#TLS_KEY_NAMES + 1] = k end
+table.sort(TLS_KEY_NAMES)
+
+--- nil, or what is wrong with the keys of a server's `tls` table: the first unknown key
+--- ("unknown key 'tls.kee'; did you mean 'tls.key'?") or value of a wrong type.
+local function tls_problem(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     local spec = TLS_KEYS[k]
-    if not spec then return nil, ("unknown key 'tls.%s'"):format(tostring(k)) end
-    if not spec[1](t[k]) then return nil, ("'tls.%s' must be %s, got %s"):format(k, spec[2], type(t[k])) end
+    if not spec then
+      local g = type(k) == "string" and internal.closest(k, TLS_KEY_NAMES)
+      return ("unknown key 'tls.%s'%s"):format(tostring(k), g and ("; did you mean 'tls.%s'?"):format(g) or "")
+    end
+    if not spec[1](t[k]) then return ("'tls.%s' must be %s, got %s"):format(k, spec[2], type(t[k])) end
   end
-  if (not t.cert or not t.key) and not t.certs then return nil, "'tls' needs cert and key, or certs" end
+  if (not t.cert or not t.key) and not t.certs then return "'tls' needs cert and key, or certs" end
+end
+
+--- The TLS context of a server's `tls` table, or nil and what is wrong ("tls.cert: ...").
+local function tls_context(t)
+  local problem = tls_problem(t)
+  if problem then return nil, problem end
   local cert, key, password = t.cert, t.key, t.password
   local sni
   if t.certs then
@@ -307,31 +321,10 @@ end
 local OPTIONS = {}
 for k in pairs(KEYS) do OPTIONS[k] = k ~= "handle" and k ~= "init" end
 
---- Edit distance of two short strings (for "did you mean").
-local function distance(a, b)
-  local row = {}
-  for j = 0, #b do row[j] = j end
-  for i = 1, #a do
-    local diagonal, ca = row[0], a:byte(i)
-    row[0] = i
-    for j = 1, #b do
-      local above = row[j]
-      row[j] = math.min(above + 1, row[j - 1] + 1, diagonal + (ca == b:byte(j) and 0 or 1))
-      diagonal = above
-    end
-  end
-  return row[#b]
-end
-
 --- The known key closest to `key`, when it is close enough to be a typo.
 local function guess(key, known)
-  local best, best_d
-  for _, k in ipairs(known) do
-    local d = distance(key, k)
-    if d < (best_d or math.huge) then best, best_d = k, d end
-  end
   if key == "handler" or key == "handlers" then return "handle" end
-  if best_d and best_d <= math.max(1, #key // 3) then return best end
+  return internal.closest(key, known)
 end
 
 --- nil, or what is wrong with the key `key` = `value` of a handler table (or of
@@ -364,6 +357,9 @@ local function check_handler(t)
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     local problem = key_problem(k, t[k])
+    -- A tls table's keys are checked here too, so that `gsockd check` and `gsockd run`
+    -- name them as the handler table's; its files are read when the server starts.
+    if not problem and k == "tls" then problem = tls_problem(t.tls) end
     if problem then return problem, k end
   end
 end

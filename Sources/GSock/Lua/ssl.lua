@@ -4,9 +4,10 @@
 -- normalizes LuaSec's parameters, and registers `require "ssl"` in package.preload, which
 -- Lua searches before package.path: gsockd's module wins over an installed LuaSec, whose C
 -- module would block every fiber while it waits.
-local c, https = ...
+local c, https, gsock = ...
 
-local ipairs, math, select, table, tostring, type = ipairs, math, select, table, tostring, type
+local ipairs, math, pairs, select, table, tostring, type = ipairs, math, pairs, select, table, tostring, type
+local closest = gsock._internal.closest
 
 local ssl = {
   _VERSION = "1.3.2",
@@ -40,10 +41,34 @@ local function list(key, value)
   return out
 end
 
---- `ssl.newcontext(params)` → ctx or nil, err (LuaSec's keys; unknown keys are ignored,
---- as LuaSec ignores them).
+-- The keys of a params table: every key LuaSec 1.2's newcontext reads (dhparam, verifyext
+-- and dane are accepted and not used), and gsockd's servers' sni_certificates.
+local KEYS = { "mode", "protocol", "key", "certificate", "certificates", "password", "cafile", "capath",
+               "ciphers", "ciphersuites", "verify", "options", "depth", "dhparam", "curve", "curveslist",
+               "verifyext", "alpn", "dane", "sni_certificates" }
+local known = {}
+for _, k in ipairs(KEYS) do known[k] = true end
+
+--- nil, or what is wrong with the first key of `cfg` (in sorted order) that is not a
+--- params key: "unknown key 'cafle' in the TLS parameters; did you mean 'cafile'?".
+local function unknown_key(cfg)
+  local unknown = {}
+  for k in pairs(cfg) do
+    if not known[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown == 0 then return nil end
+  table.sort(unknown)
+  local g = closest(unknown[1], KEYS)
+  return ("unknown key '%s' in the TLS parameters%s"):format(unknown[1], g and ("; did you mean '%s'?"):format(g) or "")
+end
+
+--- `ssl.newcontext(params)` → ctx or nil, err. LuaSec's keys; an unknown key is an error
+--- naming it, where LuaSec ignores it (a misspelt cafile would verify against the
+--- system store).
 function ssl.newcontext(cfg)
   if type(cfg) ~= "table" then return nil, "invalid configuration (table expected, got " .. type(cfg) .. ")" end
+  local problem = unknown_key(cfg)
+  if problem then return nil, problem end
   local p = {}
   for _, key in ipairs({ "mode", "protocol", "key", "certificate", "cafile", "capath", "ciphers",
                          "ciphersuites", "curve", "curveslist" }) do
@@ -109,5 +134,5 @@ ssl.x509 = { load = c.loadcertificate }
 
 package.preload["ssl"] = function() return ssl end
 package.preload["ssl.x509"] = function() return ssl.x509 end
-package.preload["ssl.https"] = https
+package.preload["ssl.https"] = function() return https(KEYS) end
 return ssl

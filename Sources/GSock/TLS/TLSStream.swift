@@ -336,9 +336,20 @@ final class TLSStream: Transport {
 
     var version: String { String(cString: SSL_get_version(ssl)) }
     var cipher: String? { SSL_get_current_cipher(ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) } }
-    var cipherBits: Int {
-        guard let c = SSL_get_current_cipher(ssl) else { return 0 }
-        return Int(SSL_CIPHER_get_bits(c, nil))
+    /// The cipher's secret bits and its algorithm's bits (SSL_CIPHER_get_bits).
+    var cipherBits: (bits: Int, algorithmBits: Int) {
+        guard let c = SSL_get_current_cipher(ssl) else { return (0, 0) }
+        var algorithmBits: Int32 = 0
+        let bits = SSL_CIPHER_get_bits(c, &algorithmBits)
+        return (Int(bits), Int(algorithmBits))
+    }
+    /// OpenSSL's one-line description of the cipher, which LuaSec's info() takes apart:
+    /// "TLS_AES_256_GCM_SHA384  TLSv1.3 Kx=any  Au=any  Enc=AESGCM(256) Mac=AEAD".
+    var cipherDescription: String? {
+        guard let c = SSL_get_current_cipher(ssl) else { return nil }
+        var buf = [CChar](repeating: 0, count: 256)
+        guard SSL_CIPHER_description(c, &buf, Int32(buf.count)) != nil else { return nil }
+        return cString(buf)
     }
     var requestedServerName: String? {
         SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }

@@ -34,6 +34,17 @@ final class X509Certificate {
         return String(decoding: UnsafeRawBufferPointer(start: out, count: n), as: UTF8.self)
     }
 
+    /// The public key: PEM, its type's name ("RSA", "EC", ...) and its bits.
+    var publicKey: (pem: String, type: String, bits: Int)? {
+        var out: UnsafeMutablePointer<CChar>?
+        var type = [CChar](repeating: 0, count: 16)
+        var bits: Int32 = 0
+        let n = gs_x509_pubkey(cert, &out, &type, type.count, &bits)
+        guard n >= 0, let out else { return nil }
+        defer { free(out) }
+        return (String(decoding: UnsafeRawBufferPointer(start: out, count: n), as: UTF8.self), cString(type), Int(bits))
+    }
+
     var notBefore: String? { text { gs_x509_time(cert, 0, $0, $1) } }
     var notAfter: String? { text { gs_x509_time(cert, 1, $0, $1) } }
     var serial: String? { text { gs_x509_serial(cert, $0, $1) } }

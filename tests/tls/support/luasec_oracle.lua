@@ -19,19 +19,7 @@ local function free_port()
   return math.tointeger(tonumber(port))
 end
 
-local function show_value(v)
-  if type(v) == "string" then return "string:" .. ("%q"):format(v):gsub("\\\n", "\\n") end
-  if type(v) == "table" then
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. show_value(v[k]) end
-    return "table:{" .. table.concat(parts, ", ") .. "}"
-  end
-  if type(v) == "userdata" then return "userdata:" .. tostring(v):gsub("0x%x+", "0x...") end
-  return type(v) .. ":" .. tostring(v)
-end
+local show_value = dofile(here .. "show.lua")
 
 local function show(label, ...)
   local n = select("#", ...)

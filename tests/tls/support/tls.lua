@@ -11,6 +11,7 @@
 --
 -- Expected values come from support/luasec_oracle.lua (LuaSec 1.2.0 under plain
 -- lua5.4); where SPEC §10 deliberately differs from LuaSec the test says so.
+-- luasec_oracle_test.lua compares a probe script under both live.
 local gsock = require "gsock"
 local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/support/"

@@ -3,7 +3,7 @@
 -- Lua files, lauxlib's.
 local core = ...
 
-local getmetatable, setmetatable, type = getmetatable, setmetatable, type
+local getmetatable, ipairs, math, setmetatable, type = getmetatable, ipairs, math, setmetatable, type
 
 local errors = {}
 
@@ -37,6 +37,33 @@ end
 --- luaL_typeerror would say a metatable's __name.
 function errors.bad_type(arg, fname, expected, value)
   return errors.bad_argument(arg, fname, ("%s expected, got %s"):format(expected, type(value)))
+end
+
+--- Edit distance of two short strings (for "did you mean").
+local function distance(a, b)
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local diagonal, ca = row[0], a:byte(i)
+    row[0] = i
+    for j = 1, #b do
+      local above = row[j]
+      row[j] = math.min(above + 1, row[j - 1] + 1, diagonal + (ca == b:byte(j) and 0 or 1))
+      diagonal = above
+    end
+  end
+  return row[#b]
+end
+
+--- The string of the list `known` closest to `key`, when it is close enough to be a typo
+--- of it; else nil. For the "unknown key 'x'; did you mean 'y'?" of the tables gsockd checks.
+function errors.closest(key, known)
+  local best, best_d
+  for _, k in ipairs(known) do
+    local d = distance(key, k)
+    if d < (best_d or math.huge) then best, best_d = k, d end
+  end
+  if best_d and best_d <= math.max(1, #key // 3) then return best end
 end
 
 return errors

@@ -2,6 +2,7 @@
 -- URL and libraries calling ssl.https run unchanged and cooperatively. One deliberate
 -- difference from LuaSec (SPEC §10): the peer is verified by default, against the system CA
 -- store, with its host name checked; `verify = "none"` in the request table turns that off.
+local keys = ...   -- the keys of ssl.newcontext's params, from ssl.lua
 local socket = require "socket"
 local ssl = require "ssl"
 local ltn12 = require "ltn12"
@@ -85,13 +86,17 @@ function M.tcp(params)
     if params[k] == nil then params[k] = v end
   end
   params.mode = "client"
+  -- The request table (url, sink, headers, ...) holds the TLS parameters too, as in LuaSec;
+  -- newcontext refuses keys that are not its own.
+  local tls = {}
+  for _, k in ipairs(keys) do tls[k] = params[k] end
   return function()
     local conn = { sock = try(socket.tcp()) }
     local settimeout = getmetatable(conn.sock).__index.settimeout
     function conn:settimeout() return settimeout(self.sock, M.TIMEOUT) end
     function conn:connect(host, port)
       try(self.sock:connect(host, port))
-      self.sock = try(ssl.wrap(self.sock, context_for(params)))
+      self.sock = try(ssl.wrap(self.sock, context_for(tls)))
       self.sock:sni(host)
       self.sock:settimeout(M.TIMEOUT)
       try(self.sock:dohandshake())

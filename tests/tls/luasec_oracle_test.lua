@@ -19,7 +19,9 @@
 --     mode = "sideways"; without protocol it raises too. gsockd returns nil, "missing
 --     mode" / "invalid mode 'sideways'", and protocol defaults to "any" (context_test).
 --   - unloadable cafile, certificate or key: LuaSec's "error loading CA locations
---     ((null))"; gsockd's messages name the file (context_test).
+--     ((null))"; gsockd's messages name the file (context_test). A key that does not match
+--     the certificate: LuaSec's words, then gsockd names both files; the probe compares
+--     the start.
 --   - a key that is not a params key: LuaSec ignores it, gsockd refuses it (context_test).
 --   - a verification failure: LuaSec says "certificate verify failed", gsockd adds the
 --     reason ("...: self-signed certificate"); the probe compares the start.
@@ -81,7 +83,9 @@ show("newcontext ok", (tostring(ctx):gsub("0x%x+", "0x...")), type(ctx))
 show("newcontext protocol tlsv9", ssl.newcontext(params({ protocol = "tlsv9" })))
 show("newcontext unknown option", ssl.newcontext(params({ options = { "all", "no_such_option" } })))
 show("newcontext unknown verify", ssl.newcontext(params({ verify = "sometimes" })))
-show("newcontext key mismatch", ssl.newcontext({ mode = "server", protocol = "any", certificate = leaf_cert, key = wrong_key }))
+local mismatch = table.pack(ssl.newcontext({ mode = "server", protocol = "any", certificate = leaf_cert, key = wrong_key }))
+show("newcontext key mismatch", mismatch.n, mismatch[1], type(mismatch[2]) == "string"
+  and mismatch[2]:match("^private key does not match public key"))
 
 -- wrap, sni, the handshake
 local t = tcp(echo_port)

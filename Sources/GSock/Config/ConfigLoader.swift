@@ -400,7 +400,7 @@ public enum ConfigLoader {
                     : "certificate '\(cert)' expires in \(days) day\(days == 1 ? "" : "s")")
             }
         } catch {
-            if error.message == TLSContext.keyMismatch {
+            if error.message.hasPrefix(TLSContext.keyMismatch) {
                 reader.report(key.appending("key"), "private key '\(privateKey)' does not match the certificate '\(cert)'")
             } else {
                 let blamed = error.message.contains("'\(privateKey)'") ? "key"

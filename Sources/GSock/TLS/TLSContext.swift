@@ -58,7 +58,11 @@ private func environment(_ name: String) -> String? { getenv(name).map { String(
 final class TLSContext {
     enum Mode: String { case client, server }
 
+    /// LuaSec's words, then the files (which LuaSec does not name).
     static let keyMismatch = "private key does not match public key"
+    static func keyMismatch(key: String, certificate: String) -> TLSError {
+        TLSError("\(keyMismatch) (key '\(key)', certificate '\(certificate)')")
+    }
 
     let ctx: OpaquePointer
     let mode: Mode
@@ -118,14 +122,14 @@ final class TLSContext {
             try Self.readable(key, "key")
             guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
                 let error = TLSError.openSSL("error loading private key '\(key)'")
-                if p.certificate != nil, error.message.hasSuffix("key values mismatch") {
-                    throw TLSError(Self.keyMismatch)  // LuaSec's words
+                if let certificate = p.certificate, error.message.hasSuffix("key values mismatch") {
+                    throw Self.keyMismatch(key: key, certificate: certificate)
                 }
                 throw error
             }
-            if p.certificate != nil && SSL_CTX_check_private_key(ctx) != 1 {
+            if let certificate = p.certificate, SSL_CTX_check_private_key(ctx) != 1 {
                 ERR_clear_error()
-                throw TLSError(Self.keyMismatch)
+                throw Self.keyMismatch(key: key, certificate: certificate)
             }
         }
 
@@ -139,7 +143,7 @@ final class TLSContext {
             guard SSL_CTX_use_PrivateKey_file(ctx, extra.key, SSL_FILETYPE_PEM) == 1,
                   SSL_CTX_check_private_key(ctx) == 1 else {
                 ERR_clear_error()
-                throw TLSError(Self.keyMismatch)
+                throw Self.keyMismatch(key: extra.key, certificate: extra.certificate)
             }
         }
         gs_tls_set_password(ctx, p.password)

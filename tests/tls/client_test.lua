@@ -584,6 +584,24 @@ describe("require \"ssl\"", function()
     assert.is_true(package.loaded.ssl == ssl)
   end)
 
+  it("\"ssl.https\" and \"ssl.x509\" are gsockd's modules too, not Debian's lua-sec ones", function()
+    local https = require "ssl.https"
+    local luasec_https = package.searchpath("ssl.https", package.path)
+    if luasec_https then
+      assert.are_not.equal("@" .. luasec_https, debug.getinfo(https.request, "S").source)
+    end
+    assert.matches("gsockd", https._COPYRIGHT)
+    assert.equals("function", type(https.request))
+    assert.equals("function", type(https.tcp))
+    local x509 = require "ssl.x509"
+    assert.is_true(x509 == ssl.x509, "require \"ssl.x509\" is not ssl.x509")
+    assert.is_nil(package.loaded["ssl.core"], "LuaSec's C module was loaded")
+    tls.ready()
+    local cert = assert(x509.load(tls.certs_lib.slurp(tls.certs.localhost.cert)))
+    assert.matches("^X509 certificate: 0x%x+", tostring(cert))
+    assert.same({ { name = "commonName", oid = "2.5.4.3", value = "localhost" } }, cert:subject())
+  end)
+
   it("gives connections whose tostring is LuaSec's and whose handshake does not freeze the loop", function()
     tls.ready()
     local conn = tls.wrap_client("stall")

@@ -47,19 +47,15 @@ end
 
 --- The first `n` bytes of a real ClientHello (gsockd's client, caught by a raw TCP peer).
 local function client_hello(n)
-  local srv, port = tls.listen()
-  local conn = tls.track(assert(ssl.wrap(tls.tcp(port), tls.client_params())))
+  local tcp, peer = tls.raw_pair()
+  local conn = tls.track(assert(ssl.wrap(tcp, tls.client_params())))
   local f = tls.spawn(function()
     conn:settimeout(2)
     conn:sni("localhost")
     conn:dohandshake()
   end)
-  srv:settimeout(2)
-  local peer = tls.track(assert(srv:accept()))
-  peer:settimeout(2)
   local hello = assert(peer:receive(n))
   peer:close()
-  srv:close()
   f:join(3)
   return hello
 end

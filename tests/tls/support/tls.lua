@@ -183,6 +183,18 @@ function M.listen()
   return srv, assert(tonumber(port))
 end
 
+--- A plain TCP connection in this process: the client (connected, timeout 5 s) and the
+--- peer the listener accepted (timeout 2 s), both tracked; the listener is closed.
+function M.raw_pair()
+  local srv, port = M.listen()
+  local client = M.tcp(port)
+  srv:settimeout(2)
+  local peer = M.track(assert(srv:accept()))
+  peer:settimeout(2)
+  srv:close()
+  return client, peer
+end
+
 --- Both ends in gsockd: a handshaken client conn and the server conn it talks to.
 --- client_extra / server_extra as in client_params / server_params.
 function M.pair(client_extra, server_extra)

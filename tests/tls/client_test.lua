@@ -81,6 +81,22 @@ describe("a TLS client", function()
     assert.equals("any\n", got)
   end)
 
+  -- Bug (found by send_waits_test): on a TLS connection receiveuntil's time grows with the
+  -- square of the data before the delimiter (debug build: 512 KiB 0.3 s, 1 MiB 1.3 s, 4 MiB
+  -- over 10 s), while plain TCP takes 0.13 s for 1 MiB. SPEC §10: receiveuntil works on TLS
+  -- "exactly as on plain TCP".
+  it("receiveuntil returns 4 MiB before its delimiter in a few seconds, as on plain TCP (not quadratic)", function()
+    local conn, server = tls.pair()
+    local size = 4 * 1024 * 1024
+    tls.spawn(function() conn:send(("u"):rep(size) .. "END\n") end)
+    server:settimeout(4, "t")                 -- in total: the test ends by itself either way
+    local t0 = tls.now()
+    local data, err = server:receiveuntil("END\n")()
+    local took = tls.now() - t0
+    assert.equals(size, data and #data, "receiveuntil failed after " .. took .. " s: " .. tostring(err))
+    assert.is_true(took < 4, ("4 MiB took %.1f s"):format(took))   -- linear: well under a second or two
+  end)
+
   it("sends and receives 1 MiB back intact (a sender fiber and a receiver fiber on one conn)", function()
     local conn = tls.client()
     local data = tls.lines_of(1024 * 1024)
@@ -285,6 +301,45 @@ describe("TLS timeouts", function()
     assert.equals(5, conn:send("\nEND\n"))
     assert.equals(("a=%d b=1000 order=ok"):format(last), conn:receive("*l"))
   end)
+
+  -- Bug: SPEC §10 "when it fails or times out the connection is closed", and it is (getfd()
+  -- is -1, receive says "closed"), yet `gsockd test` (SPEC §7: "sockets it leaves behind are
+  -- reported") reports the connection as left open: "SSL connection: 0x... was left open:
+  -- closed" (and "tcp{client}: ... was left open" after sslhandshake).
+  it("a connection closed by its failed handshake is not reported left open by gsockd test (a subprocess)",
+    function()
+      local dir = tls.proc.tmpdir()
+      local file = tls.proc.write(dir, "failed_handshake_test.lua", [[
+local socket, ssl = require "socket", require "ssl"
+--- A client connected to a peer that closes at once.
+local function closing_peer()
+  local srv = assert(socket.bind("127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  local tcp = assert(socket.connect("127.0.0.1", tonumber(port)))
+  assert(srv:accept()):close()
+  srv:close()
+  tcp:settimeout(2)
+  return tcp
+end
+describe("a failed handshake", function()
+  it("dohandshake closes its connection", function()
+    local conn = assert(ssl.wrap(closing_peer(), { mode = "client", verify = "none" }))
+    assert.is_false((conn:dohandshake()))
+    assert.equals(-1, conn:getfd())
+  end)
+  it("sslhandshake closes its connection", function()
+    local sock = closing_peer()
+    assert.is_nil((sock:sslhandshake(false, "localhost", false)))
+    assert.equals(-1, sock:getfd())
+  end)
+end)
+]])
+      local p = tls.proc.start({ "test", file }, { cwd = dir })
+      assert.equals(0, p:wait_exit(8), p:describe())
+      local out = p:stdout() .. p:stderr()
+      assert.matches("2 passed, 0 failed", out)
+      assert.is_nil(out:find("left open", 1, true), out)
+    end)
 
   it("settimeout returns 1 (oracle)", function()
     local conn = tls.wrap_client("echo")
@@ -582,6 +637,24 @@ describe("require \"ssl\"", function()
     local source = debug.getinfo(ssl.wrap, "S").source
     assert.are_not.equal("@" .. luasec, source)
     assert.is_true(package.loaded.ssl == ssl)
+  end)
+
+  it("\"ssl.https\" and \"ssl.x509\" are gsockd's modules too, not Debian's lua-sec ones", function()
+    local https = require "ssl.https"
+    local luasec_https = package.searchpath("ssl.https", package.path)
+    if luasec_https then
+      assert.are_not.equal("@" .. luasec_https, debug.getinfo(https.request, "S").source)
+    end
+    assert.matches("gsockd", https._COPYRIGHT)
+    assert.equals("function", type(https.request))
+    assert.equals("function", type(https.tcp))
+    local x509 = require "ssl.x509"
+    assert.is_true(x509 == ssl.x509, "require \"ssl.x509\" is not ssl.x509")
+    assert.is_nil(package.loaded["ssl.core"], "LuaSec's C module was loaded")
+    tls.ready()
+    local cert = assert(x509.load(tls.certs_lib.slurp(tls.certs.localhost.cert)))
+    assert.matches("^X509 certificate: 0x%x+", tostring(cert))
+    assert.same({ { name = "commonName", oid = "2.5.4.3", value = "localhost" } }, cert:subject())
   end)
 
   it("gives connections whose tostring is LuaSec's and whose handshake does not freeze the loop", function()

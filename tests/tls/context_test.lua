@@ -61,6 +61,20 @@ describe("ssl.newcontext", function()
     assert.equals("invalid protocol (tlsv9)", err)
   end)
 
+  it("with protocol = 'tlsv1' or 'tlsv1_1' returns nil and a message naming it (SPEC: TLS 1.2 is the "
+    .. "minimum; README: \"protocol = 'tlsv1' is refused\"); ssl.wrap returns it too", function()
+    for _, old in ipairs({ "tlsv1", "tlsv1_1" }) do
+      local ctx, err, raised = newcontext({ mode = "client", protocol = old })
+      assert.is_nil(ctx, old .. " made a context")
+      assert.is_false(raised, "it raised: " .. tostring(err))
+      assert.truthy(err:find(old, 1, true), err)
+    end
+    local tcp = tls.tcp(tls.peer("echo").port)
+    local conn, err = ssl.wrap(tcp, tls.client_params({ protocol = "tlsv1" }))
+    assert.is_nil(conn)
+    assert.truthy(tostring(err):find("tlsv1", 1, true), tostring(err))
+  end)
+
   it("with an unknown option returns nil, an error naming it (oracle: 'invalid option (no_such_option)')", function()
     local ctx, err, raised = newcontext({ mode = "client", protocol = "any", options = { "all", "no_such_option" } })
     assert.is_nil(ctx)

@@ -79,3 +79,80 @@ print(#bodies, bodies[5], ticks > 0)
     assert.equals("5\tsecure hello\n\ttrue\n", out)
   end)
 end)
+
+describe("ssl.https and socket.http against a gsockd HTTPS server (gsock.http.server with tls)", function()
+  local ltn12 = require "ltn12"
+
+  --- A gsockd HTTPS server in this process answering "<method> <path> <body>\n"; its URL.
+  local function https_server()
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      local body = req:body() or ""
+      return 200, ("%s %s %s\n"):format(req.method, req.path, body), { ["Content-Type"] = "text/plain" }
+    end, { tls = { cert = c.localhost.cert, key = c.localhost.key } })
+    srv:start()
+    local _, p = srv.listeners[1]:getsockname()
+    return srv, ("https://localhost:%d"):format(tonumber(p))
+  end
+
+  --- `module`.request(table) for `path` with cafile = the test CA and an ltn12 sink: the
+  --- results and the body.
+  local function get_with_cafile(module, path)
+    if not c then pending("openssl is missing") end
+    local srv, base = https_server()
+    local parts = {}
+    local r = table.pack(require(module).request({ url = base .. path, sink = ltn12.sink.table(parts),
+                                                   cafile = c.ca.cert }))
+    srv:stop()
+    return r, table.concat(parts)
+  end
+
+  it("ssl.https.request(table) with cafile = the test CA and an ltn12 sink gets the page", function()
+    local r, body = get_with_cafile("ssl.https", "/table")
+    assert.equals(1, r[1], tostring(r[2]))
+    assert.equals(200, r[2])
+    assert.equals("text/plain", r[3]["content-type"])
+    assert.equals("GET /table \n", body)
+  end)
+
+  it("socket.http.request(table) with an https:// URL, cafile and an ltn12 sink gets the page", function()
+    local r, body = get_with_cafile("socket.http", "/via-http")
+    assert.equals(1, r[1], tostring(r[2]))
+    assert.equals(200, r[2])
+    assert.equals("GET /via-http \n", body)
+  end)
+
+  it("verify = \"none\" in the request table (README's way) turns verification off; without it and without "
+    .. "cafile the request fails: nil and the reason", function()
+    if not c then pending("openssl is missing") end
+    local srv, base = https_server()
+    local https = require "ssl.https"
+    local parts = {}
+    local one, code = https.request({ url = base .. "/none", sink = ltn12.sink.table(parts), verify = "none" })
+    local body, err = https.request(base .. "/default")
+    local hbody, herr = require("socket.http").request(base .. "/default")
+    srv:stop()
+    assert.equals(1, one, tostring(code))
+    assert.equals("GET /none \n", table.concat(parts))
+    assert.is_nil(body)
+    assert.matches("^certificate verify failed", tostring(err))
+    assert.is_nil(hbody)
+    assert.matches("^certificate verify failed", tostring(herr))
+  end)
+
+  it("the string forms with SSL_CERT_FILE = the test CA (a gsockd subprocess): GET and POST", function()
+    if not c then pending("openssl is missing") end
+    local srv, base = https_server()
+    local dir = proc.tmpdir()
+    local script = proc.write(dir, "client.lua", ([[
+local body, code = require("socket.http").request(%q)
+print(body, code)
+local posted, pcode = require("ssl.https").request(%q, "a=1")
+print(posted, pcode)
+]]):format(base .. "/string", base .. "/post"))
+    local p = proc.start({ "run", script }, { cwd = dir, env = { SSL_CERT_FILE = c.ca.cert } })
+    local status = p:wait_exit(20)        -- this fiber waits: the server in this process serves
+    srv:stop()
+    assert.equals(0, status, p:stderr())
+    assert.equals("GET /string \n\t200\nPOST /post a=1\n\t200\n", proc.slurp(p.out))
+  end)
+end)

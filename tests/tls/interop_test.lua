@@ -6,6 +6,7 @@ local socket = require "socket"
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local certs = dofile(here .. "support/certs.lua")
 local proc = dofile(here .. "../serve/support/proc.lua")
+local tls = dofile(here .. "support/tls.lua")
 
 local c
 setup(function() if certs.available() then c = certs.make() end end)
@@ -99,6 +100,80 @@ with socket.create_connection(('127.0.0.1', %d)) as raw:
     assert.matches("^QUIET TLSv1%.[23]", out)
   end)
 end)
+
+-- The same clients against the other kinds of TLS service, each in its own gsockd process
+-- (so the clients run with blocking proc.sh): a handler table run by `gsockd run` and a
+-- config service run by `gsockd serve`. The handler answers an HTTP GET (for curl) or
+-- echoes a line.
+local EITHER = [[
+return function(sock)
+  local line = sock:receive("*l")
+  if not line then return end
+  if line:match("^GET ") then
+    repeat local h = sock:receive("*l") until not h or h == ""
+    sock:send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n")
+  else
+    sock:send("echo " .. line .. "\n")
+  end
+end
+]]
+
+local kinds = {
+  { "a handler table run by gsockd run", function(dir)
+    proc.write(dir, "either.lua", EITHER)
+    local h = proc.write(dir, "h.lua", ([[
+return { tls = { cert = %q, key = %q }, handle = dofile("either.lua") }
+]]):format(c.localhost.cert, c.localhost.key))
+    local p = proc.start({ "run", h, "--listen", "127.0.0.1:0" }, { cwd = dir })
+    return p:listening()[1].port
+  end },
+  { "a config service run by gsockd serve", function(dir)
+    local _, port = tls.serve_config(dir, EITHER, c.localhost)
+    return port
+  end },
+}
+
+for _, entry in ipairs(kinds) do
+  local kind, start = entry[1], entry[2]
+  describe(kind, function()
+    local function service()
+      if not c then pending("openssl is missing") end
+      return start(proc.tmpdir())
+    end
+
+    it("answers curl --cacert (the test CA)", function()
+      if not have("curl") then pending("curl is missing") end
+      local port = service()
+      local out = proc.sh(("curl -sS --max-time 5 --cacert %s https://localhost:%d/ 2>&1; echo \"rc=$?\""):format(
+        certs.quote(c.ca.cert), port))
+      assert.equals("hello\nrc=0\n", out)
+    end)
+
+    it("is verified by openssl s_client -verify_return_error and echoes to it", function()
+      local port = service()
+      local out = proc.sh(("printf 'ping\\n' | timeout 5 openssl s_client -connect 127.0.0.1:%d -servername localhost "
+        .. "-verify_hostname localhost -verify_return_error -CAfile %s -ign_eof 2>&1; echo \"rc=$?\""):format(
+        port, certs.quote(c.ca.cert)))
+      assert.truthy(out:find("echo ping", 1, true), out)
+      assert.truthy(out:find("Verify return code: 0 (ok)", 1, true), out)
+      assert.matches("rc=0\n$", out)
+    end)
+
+    it("serves python3's ssl client, which verifies the certificate and the host name", function()
+      if not have("python3") then pending("python3 is missing") end
+      local port = service()
+      local out = proc.sh(([[timeout 5 python3 -c "
+import socket, ssl
+ctx = ssl.create_default_context(cafile='%s')
+with socket.create_connection(('127.0.0.1', %d)) as raw:
+    with ctx.wrap_socket(raw, server_hostname='localhost') as s:
+        s.sendall(b'snake\n')
+        print(s.recv(100).decode().strip(), s.version())
+" 2>&1]]):format(c.ca.cert, port))
+      assert.matches("^echo snake TLSv1%.[23]\n$", out)
+    end)
+  end)
+end
 
 describe("one TLS connection", function()
   it("carries 8 MiB each way at once (one fiber sends while another receives, on both ends)", function()

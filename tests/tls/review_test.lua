@@ -241,6 +241,61 @@ describe("TLS connections in the connection pool", function()
   end)
 end)
 
+describe("the pool key's verification and client certificate (README: \"the pool key adds the TLS context "
+  .. "(its verification, CA and client certificate)\")", function()
+  --- A wrap + dohandshake connection to `port` ("localhost") with `ctx`, one round trip done.
+  local function connection(port, ctx)
+    local ssl = require "ssl"
+    local s = assert(socket.connect("localhost", port))
+    local conn = proc.track(assert(ssl.wrap(s, ctx)))
+    conn:settimeout(5)
+    local ok, err = conn:dohandshake()
+    assert(ok, "handshake failed: " .. tostring(err))
+    assert(conn:send("x\n"))
+    assert.equals("x", (conn:receive("*l")))
+    return conn
+  end
+
+  --- Pools a connection made with `ctx`, then connects with `ctx2`: how often the second was reused.
+  local function reused_after_pooling(port, ctx, ctx2)
+    assert.equals(1, connection(port, ctx):setkeepalive())
+    local second = connection(port, ctx2)
+    local n = second:getreusedtimes()
+    second:close()
+    return n
+  end
+
+  it("a connection pooled by a verify = \"none\" context is not handed to a verifying one (the same "
+    .. "parameters are)", function()
+    need_certs()
+    local ssl = require "ssl"
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
+    local none = assert(ssl.newcontext({ mode = "client", verify = "none" }))
+    local verifying = assert(ssl.newcontext({ mode = "client", cafile = c.ca.cert }))
+    assert.equals(0, reused_after_pooling(port, none, verifying))
+    -- the control: another context with the same parameters takes its pooled connection
+    local verifying2 = assert(ssl.newcontext({ mode = "client", cafile = c.ca.cert }))
+    assert.equals(1, reused_after_pooling(port, verifying, verifying2))
+    srv:stop(0.5)
+  end)
+
+  it("a connection pooled by a context with a client certificate is not handed to one without", function()
+    need_certs()
+    local ssl = require "ssl"
+    local srv, port = echo_server({ cert = c.localhost.cert, key = c.localhost.key, client_ca = c.ca.cert,
+                                    verify_client = "optional" })
+    local function ctx(cert)
+      local params = { mode = "client", cafile = c.ca.cert }
+      if cert then params.certificate, params.key = c.client.cert, c.client.key end
+      return assert(ssl.newcontext(params))
+    end
+    assert.equals(0, reused_after_pooling(port, ctx(true), ctx(false)))
+    -- the control: the same parameters take a pooled connection (the first one, pooled again)
+    assert.is_true(reused_after_pooling(port, ctx(true), ctx(true)) >= 1)
+    srv:stop(0.5)
+  end)
+end)
+
 describe("what TLS connections refuse", function()
 
   it("wrap refuses a socket with unread data (it is not the peer's TLS)", function()

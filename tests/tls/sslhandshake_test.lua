@@ -106,4 +106,32 @@ print("handshake", sock:sslhandshake(nil, "wrong.example", true))
     end
     assert.matches("^tcp{master}", tostring(sock))                  -- still a usable object
   end)
+
+  it("retried after a failure (a peer that closes during the handshake): 100 more calls return nil, an error "
+    .. "at once, no spin and no hang", function()
+    local sock, peer = tls.raw_pair()
+    local f = tls.spawn(function()
+      peer:receive(5)                 -- the start of the ClientHello
+      peer:close()
+    end)
+    sock:settimeout(3)
+    local t0 = tls.now()
+    local r, err = sock:sslhandshake(false, "localhost", false)
+    assert.is_nil(r)
+    assert.equals("string", type(err))
+    assert.is_true(tls.now() - t0 < 1, "the failed handshake took " .. (tls.now() - t0) .. " s")
+    assert.is_true(f:join(1))
+    t0 = tls.now()
+    local cpu0 = tls.cpu()
+    for i = 1, 100 do
+      local again, aerr = sock:sslhandshake(false, "localhost", false)
+      assert.is_nil(again, "retry " .. i .. " succeeded")
+      assert.equals("string", type(aerr))
+    end
+    assert.is_true(tls.now() - t0 < 0.5, "100 retries took " .. (tls.now() - t0) .. " s")
+    assert.is_true(tls.cpu() - cpu0 < 0.3)
+    local data, rerr = sock:receive()
+    assert.is_nil(data)
+    assert.equals("closed", rerr)
+  end)
 end)

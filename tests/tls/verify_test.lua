@@ -151,6 +151,56 @@ describe("verify = 'none'", function()
   end)
 end)
 
+describe("the verification depth", function()
+  before_each(tls.ready)
+
+  it("depth = 0 refuses a leaf issued by an intermediate (leaf + intermediate + root) with the depth reason; "
+    .. "the default depth (9) accepts it", function()
+    local ok, err, conn = handshake("chain", { depth = 0 })
+    assert.is_false(ok, "depth 0 accepted a chain of 3")
+    assert.matches("^certificate verify failed", err)
+    assert.truthy(err:find("chain too long", 1, true) or err:find("depth", 1, true), err)
+    assert_closed(conn)
+    assert.is_true((handshake("chain")))
+  end)
+end)
+
+describe("verify = \"none\" (a gsockd subprocess: its log)", function()
+  before_each(tls.ready)
+
+  it("logs its warning once per context: two handshakes with one context, one line; another context, another",
+    function()
+      local r = tls.run([[
+local ssl = require "ssl"
+local socket = require "socket"
+local port = tonumber((...))
+local function handshake(ctx)
+  local tcp = assert(socket.tcp())
+  tcp:settimeout(3)
+  assert(tcp:connect("127.0.0.1", port))
+  local conn = assert(ssl.wrap(tcp, ctx))
+  conn:settimeout(3)
+  conn:sni("localhost")
+  assert(conn:dohandshake())
+  conn:close()
+end
+local ctx = assert(ssl.newcontext({ mode = "client", verify = "none" }))
+handshake(ctx)
+handshake(ctx)
+io.stderr:write("MARK\n")
+io.stderr:flush()
+handshake(assert(ssl.newcontext({ mode = "client", verify = "none" })))
+print("done")
+]], nil, { tostring(tls.peer("echo").port) })
+      assert.equals(0, r.status, r.output)
+      local before, after = r.stderr:match("^(.*)MARK\n(.*)$")
+      assert.is_not_nil(before, r.output)
+      local function count(text) return select(2, text:gsub("does not verify its peers", "")) end
+      assert.equals(1, count(before), r.stderr)
+      assert.equals(1, count(after), r.stderr)
+    end)
+end)
+
 describe("the system CA store (a gsockd subprocess with its environment)", function()
   before_each(tls.ready)
 
@@ -175,6 +225,19 @@ print("handshake", conn:dohandshake())
     assert.equals(0, r.status, r.output)
     assert.matches("^handshake\ttrue", r.stdout)
     local bad = tls.run(CLIENT, { SSL_CERT_FILE = tls.certs.ca.cert }, { tostring(tls.peer("self_signed").port), "localhost" })
+    assert.matches("^handshake\tfalse\tcertificate verify failed", bad.stdout, bad.output)
+  end)
+
+  it("SSL_CERT_DIR names a hashed directory of trusted CAs (SPEC: honoured) when SSL_CERT_FILE has none", function()
+    local dir = tls.certs.dir .. "/capath"
+    local q = tls.certs_lib.quote
+    assert(os.execute(("mkdir -p %s && cp %s %s/ca.pem && openssl rehash %s >/dev/null 2>&1"):format(
+      q(dir), q(tls.certs.ca.cert), q(dir), q(dir))))
+    local env = { SSL_CERT_FILE = tls.certs.missing, SSL_CERT_DIR = dir }
+    local r = tls.run(CLIENT, env, { tostring(tls.peer("echo").port), "localhost" })
+    assert.equals(0, r.status, r.output)
+    assert.matches("^handshake\ttrue", r.stdout, r.output)
+    local bad = tls.run(CLIENT, env, { tostring(tls.peer("self_signed").port), "localhost" })
     assert.matches("^handshake\tfalse\tcertificate verify failed", bad.stdout, bad.output)
   end)
 

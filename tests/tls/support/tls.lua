@@ -184,6 +184,18 @@ function M.listen()
   return srv, assert(tonumber(port))
 end
 
+--- A plain TCP connection in this process: the client (connected, timeout 5 s) and the
+--- peer the listener accepted (timeout 2 s), both tracked; the listener is closed.
+function M.raw_pair()
+  local srv, port = M.listen()
+  local client = M.tcp(port)
+  srv:settimeout(2)
+  local peer = M.track(assert(srv:accept()))
+  peer:settimeout(2)
+  srv:close()
+  return client, peer
+end
+
 --- Both ends in gsockd: a handshaken client conn and the server conn it talks to.
 --- client_extra / server_extra as in client_params / server_params.
 function M.pair(client_extra, server_extra)
@@ -251,6 +263,25 @@ function M.run(source, env, args, limit)
   r.stderr = certs_lib.slurp(err)
   r.output = r.stdout .. r.stderr
   return r
+end
+
+--- Starts `gsockd serve` in `dir` on a config with one TLS service "secure" on a free port,
+--- whose handler file h.lua holds `handler_source`; `leaf` is { cert =, key = }; `top` is
+--- text put before the service's table (`workers = 2`, say). Returns the process once it
+--- listens (with `workers`, once all of them serve) and the port.
+function M.serve_config(dir, handler_source, leaf, top)
+  proc.write(dir, "h.lua", handler_source)
+  local port = proc.free_port()
+  proc.write(dir, "s.toml", ("%s\n[services.secure]\nlisten = \"127.0.0.1:%d\"\nhandler = \"h.lua\"\n"
+    .. "tls = { cert = %q, key = %q }\n"):format(top or "", port, leaf.cert, leaf.key))
+  local p = proc.start({ "serve", "s.toml" }, { cwd = dir })
+  local workers = (top or ""):match("workers%s*=%s*(%d+)")
+  if workers then
+    assert(p:wait_stderr("all " .. workers .. " workers serve", 10), p:stderr())
+  else
+    p:listening()
+  end
+  return p, port
 end
 
 -- Timing ----------------------------------------------------------------------------

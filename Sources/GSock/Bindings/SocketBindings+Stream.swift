@@ -407,7 +407,7 @@ enum StreamBindings {
                 switch s.reading {
                 case .pattern(let pattern): return receiveStep(L, s, pattern)
                 case .any(let max): return receiveAnyStep(L, s, max: max)
-                case .until(let delimiter, let size): return receiveUntilStep(L, s, delimiter, size: size)
+                case .until(let delimiter, let size, _): return receiveUntilStep(L, s, delimiter, size: size)
                 }
             }
         }
@@ -451,7 +451,7 @@ enum StreamBindings {
         s.receiveAccumulator.removeAll(keepingCapacity: true)
         s.receiveDeadline = s.deadline(for: .read)
         let delimiter = Array(pattern.utf8)
-        s.reading = .until(delimiter: delimiter, size: size)
+        s.reading = .until(delimiter: delimiter, size: size, searched: 0)
         return receiveUntilStep(L, s, delimiter, size: size)
     }
 

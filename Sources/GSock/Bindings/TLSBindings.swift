@@ -256,6 +256,8 @@ enum TLSBindings {
         s.runtime.tlsHandshakeFailures += 1
         if let m = s.metrics { m.tlsFailed += 1 }
         s.close()
+        // Closed here, not by its Lua close: gsockd test must not list it as left open.
+        if s.runtime.tracksResources && SocketBindings.get(L, 1) === s { SocketBindings.track(L, 1, open: false) }
         return luaSec ? failHandshake(L, message) : SocketBindings.fail(L, message)
     }
 

@@ -15,7 +15,9 @@ extension Socket {
     enum Reading {
         case pattern(Pattern)
         case any(max: Int)
-        case until(delimiter: [UInt8], size: Int?)
+        /// `searched`: the bytes of the buffer searched for the delimiter so far (an Int32:
+        /// the enum stays 24 bytes).
+        case until(delimiter: [UInt8], size: Int?, searched: Int32)
     }
 
     enum ReceiveStep {
@@ -179,9 +181,13 @@ extension Socket {
     func receiveUntil(_ delimiter: [UInt8], size: Int?,
                       deliver: (UnsafeBufferPointer<UInt8>, _ found: Bool) -> Void) -> ReceiveStep {
         var probed = false
+        // Where the search goes on: the buffered bytes before it hold no start of a match
+        // (kept across waits, so that a long wait for the delimiter is not quadratic).
+        var from = 0
+        if case .until(_, _, let searched) = reading { from = Int(searched) }
         while true {
             let bytes = buffer.bytes
-            if let at = firstIndex(of: delimiter, in: bytes, below: size.map { $0 + 1 }) {
+            if let at = firstIndex(of: delimiter, in: bytes, from: min(from, bytes.count), below: size.map { $0 + 1 }) {
                 deliver(UnsafeBufferPointer(rebasing: bytes[0..<at]), true)
                 buffer.consume(at + delimiter.count)
                 return .received
@@ -191,6 +197,8 @@ extension Socket {
                 buffer.consume(size)
                 return .received
             }
+            from = max(0, bytes.count - (delimiter.count - 1))
+            reading = .until(delimiter: delimiter, size: size, searched: Int32(clamping: from))
             switch fill() {
             case .data:
                 if !countReceiveMemory() { return outOfMemory() }
@@ -244,19 +252,21 @@ private func find(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     return UnsafeRawPointer(hit) - UnsafeRawPointer(base)
 }
 
-/// Where `pattern` first starts in `bytes`, looking only at starts below `below`.
-private func firstIndex(of pattern: [UInt8], in bytes: UnsafeBufferPointer<UInt8>, below: Int?) -> Int? {
-    guard bytes.count >= pattern.count else { return nil }
-    var end = bytes.count - pattern.count
-    if let below { end = min(end, below - 1) }
-    guard end >= 0 else { return nil }
-    let first = pattern[0]
-    var i = 0
-    while i <= end {
-        if bytes[i] == first && UnsafeBufferPointer(rebasing: bytes[i..<(i + pattern.count)]).elementsEqual(pattern) {
-            return i
+/// Where `pattern` first starts in `bytes` at or after `from`, looking only at starts
+/// below `below`: memchr for its first byte, memcmp for the rest.
+private func firstIndex(of pattern: [UInt8], in bytes: UnsafeBufferPointer<UInt8>, from: Int, below: Int?) -> Int? {
+    guard let base = bytes.baseAddress, bytes.count >= pattern.count else { return nil }
+    var last = bytes.count - pattern.count   // the last start a match may have
+    if let below { last = min(last, below - 1) }
+    return pattern.withUnsafeBytes { p -> Int? in
+        let first = Int32(p[0]), rest = p.count - 1
+        var i = from
+        while i <= last {
+            guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
+            let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+            if rest == 0 || memcmp(base + at + 1, p.baseAddress! + 1, rest) == 0 { return at }
+            i = at + 1
         }
-        i += 1
+        return nil
     }
-    return nil
 }

@@ -367,10 +367,12 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     return 1;
 }
 
-int gs_tls_set_session_id_digest(SSL_CTX *ctx, const unsigned char *bytes, size_t length) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
+void gs_tls_sha256(const unsigned char *bytes, size_t length, unsigned char *digest) {
     SHA256(bytes, length, digest);
-    return SSL_CTX_set_session_id_context(ctx, digest, sizeof digest);
+}
+
+int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigned int length) {
+    return SSL_CTX_set_session_id_context(ctx, id, length);
 }
 
 void gs_tls_prebuild_chain(SSL_CTX *ctx) {

@@ -100,6 +100,22 @@ describe("TLS sessions", function()
     local other, other_port = echo_server({ cert = c.localhost.cert, key = c.localhost.key })
     assert.is_false(connect("localhost", nil, other_port))
     assert.is_true(connect("localhost", nil, other_port))
+    -- the same cafile path with other contents: a session verified against the old one
+    -- is not offered
+    local cafile = c.dir .. "/review-ca.pem"
+    local function write_ca(text)
+      local f = assert(io.open(cafile, "w"))
+      f:write(text)
+      f:close()
+    end
+    write_ca(certs.slurp(c.ca.cert))
+    local params = { mode = "client", cafile = cafile }
+    assert.is_false(connect("localhost", params))
+    assert.is_true(connect("localhost", params))
+    write_ca(certs.slurp(c.ca.cert) .. certs.slurp(c.inter.cert))
+    assert.is_false(connect("localhost", params))
+    assert.is_true(connect("localhost", params))
+    os.remove(cafile)
     other:stop()
     srv:stop()
   end)

@@ -67,9 +67,12 @@ int gs_tls_set_connection_sni(SSL *ssl, const char **names, SSL_CTX **contexts, 
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
-/// The context sessions belong to, the SHA-256 of `bytes`: a session resumes only on a
-/// context of the same id (and a server verifying clients without one resumes none).
-int gs_tls_set_session_id_digest(SSL_CTX *ctx, const unsigned char *bytes, size_t length);
+/// The SHA-256 of bytes[0 ..< length], 32 bytes into `digest`.
+void gs_tls_sha256(const unsigned char *bytes, size_t length, unsigned char *digest);
+
+/// The context sessions belong to (at most 32 bytes): a session resumes only on a context
+/// of the same id (and a server verifying clients without one resumes none).
+int gs_tls_set_session_id_context(SSL_CTX *ctx, const unsigned char *id, unsigned int length);
 
 /// The session ticket keys of a server context: 80 bytes (name, HMAC and AES keys).
 int gs_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t length);

@@ -36,6 +36,8 @@ enum HTTPBindings {
         ("done", { L in luaCall(L, done) }),
         ("idle", { L in luaCall(L) { L throws(LuaError) in try connection(L).awaitRequest(L); return 0 } }),
         ("close", { L in luaCall(L) { L throws(LuaError) in try connection(L).close(); return 0 } }),
+        ("abort", { L in luaCall(L) { L throws(LuaError) in try connection(L).abortResponse(); return 0 } }),
+        ("cut_short", { L in luaCall(L) { L throws(LuaError) in try connection(L).endCutShort(); return 0 } }),
         ("linger_close", { L in luaCall(L) { L throws(LuaError) in try connection(L).lingerThenClose(); return 0 } }),
         ("fail", { L in luaCall(L, fail) }),
         ("body_failed", { L in luaCall(L, bodyFailed) }),

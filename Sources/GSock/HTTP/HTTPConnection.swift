@@ -17,7 +17,9 @@ import CShims
 import Glibc
 
 final class HTTPConnection: HostWaiter, FiberObserver {
-    enum State { case awaitingHead, running, lingering, upgraded, closed }
+    /// `aborted`: a write of the running request's response failed (res:write's timeout or
+    /// the peer's reset); the connection is shut down and closes when the handler ends.
+    enum State { case awaitingHead, running, aborted, lingering, upgraded, closed }
 
     enum Body {
         case none
@@ -399,7 +401,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         guard ended === fiber, runsHandler else { return false }
         runsHandler = false
         switch state {
-        case .running: break
+        case .running, .aborted: break
         case .upgraded:
             close()       // the handed-over socket ends with the handler
             return true
@@ -408,8 +410,13 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         }
         let co = ended.thread
         guard ok else {
-            // A killed request ends its connection, answering nothing.
+            // A killed request ends its connection, answering nothing; an error is logged
+            // as the request's (after a failed write too).
             if ended.killed { endCutShort() } else { complete(co, .raised) }
+            return true
+        }
+        if state == .aborted {   // a failed res:write ended the response
+            close()
             return true
         }
         guard lua_checkstack(co, 8) != 0 else { close(); return true }
@@ -557,26 +564,50 @@ final class HTTPConnection: HostWaiter, FiberObserver {
     /// does not take now goes with the next write).
     func fiberParking(_ parking: Fiber) {
         guard parking === fiber, state == .running, !headSent, !output.isEmpty else { return }
-        _ = writeOutput()   // a failure shows at the response's own write
+        // A failure drops the responses: the connection must not go on without them.
+        if case .failed = writeOutput() { keepAlive = false }
     }
 
     func fiberEnded(_ ended: Fiber) {
         // A runner that never ran (killed before its start) or that was cut short.
-        if ended === fiber && state == .running { endCutShort() }
+        if ended === fiber && (state == .running || state == .aborted) { endCutShort() }
     }
 
     /// Ends the connection of a request whose fiber was killed or cut short. Before its
     /// head the output holds only the complete responses of the requests pipelined ahead
     /// of it: they are sent (one write, as `reject`'s) before the close.
-    private func endCutShort() {
-        if !headSent, !output.isEmpty, !socket.isClosed, let base = output.base {
-            _ = socket.transportWrite(from: base, count: output.count)
-            output.removeAll()
+    func endCutShort() {
+        if state == .running && !headSent && !output.isEmpty && !socket.isClosed {
+            writeOnceAndDrop()
             fiber = nil
             lingerThenClose()
             return
         }
         close()
+    }
+
+    /// One write of what the output holds, from where an earlier write stopped; what the
+    /// socket does not take is dropped (the connection is about to close).
+    private func writeOnceAndDrop() {
+        let from = socket.sendProgress
+        if !socket.isClosed, let base = output.base, output.count > from {
+            _ = socket.transportWrite(from: base + from, count: output.count - from)
+        }
+        socket.sendProgress = 0
+        output.removeAll()
+    }
+
+    /// A write of the running request's response failed: the peer has part of a response,
+    /// so the connection ends with it. It is shut down now (the peer sees the end) and
+    /// closed when the handler ends; `req.peer` and the handler's errors are still the
+    /// request's until then.
+    func abortResponse() {
+        guard state == .running else { return }
+        state = .aborted
+        keepAlive = false
+        socket.sendProgress = 0
+        output.removeAll()
+        if !socket.isClosed { _ = Syscall.shutdown(socket.fd, Int32(SHUT_RDWR)) }
     }
 
     // MARK: - After a response
@@ -602,7 +633,13 @@ final class HTTPConnection: HostWaiter, FiberObserver {
 
     /// The response is complete (conn:done()): see `After`.
     func finishResponse(_ L: LuaState) -> After {
-        guard state != .closed else { return .closed }   // a failed res:write closed it
+        switch state {
+        case .closed: return .closed
+        case .aborted:   // a failed res:write ended it
+            close()
+            return .closed
+        default: break
+        }
         let next = responseDone(L)
         if next == .started { return .started }
         switch writeOutput() {
@@ -705,11 +742,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         stopWaiting()
         runtime.httpRejected += 1
         output.append(HTTPResponseHead.errorResponse(status, date: service.currentDateLine()))
-        // One write to a socket whose output is drained; what does not fit is dropped.
-        if !socket.isClosed, let base = output.base {
-            _ = socket.transportWrite(from: base, count: output.count)
-        }
-        output.removeAll()
+        writeOnceAndDrop()
         if let peer = peerText {
             runtime.logger.info("http: \(status) to \(peer): \(reason)", metadata: ["peer": "\(peer)"])
         }

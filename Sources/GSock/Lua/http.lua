@@ -170,8 +170,8 @@ Response.__index = function(res, k)
 end
 
 --- Sends `data` (the head first, on the first write). True, or nil and "closed"/"timeout".
---- A failed write ends the response and closes the connection (as nginx's send_timeout):
---- the peer has part of a response; later writes give the same error at once.
+--- A failed write ends the response and the connection (as nginx's send_timeout): the
+--- peer has part of a response; later writes give the same error at once.
 function response_methods.write(self, data)
   local failed = self[FAILED]
   if failed then return nil, failed end
@@ -182,7 +182,7 @@ function response_methods.write(self, data)
   local ok, err = flush(conn)
   if not ok then
     self[FAILED], self[DONE] = err, true
-    conn:close()
+    conn:abort()
   end
   return ok, err
 end
@@ -304,7 +304,7 @@ local function runner(server)
     if not ok then
       local failure = failure_of(err)
       if is_killed(failure.error) then   -- a killed request ends its connection, answering nothing
-        conn:close()
+        conn:cut_short()                   -- (after the responses pipelined ahead of it)
         return
       end
       do

@@ -71,22 +71,29 @@ final class TLSContext {
     var verifiesPeer: Bool { verifyMode & SSL_VERIFY_PEER != 0 }
     /// `verify = "none"` on a client is logged once per context.
     var loggedNoVerification = false
-    /// What tells this context's connections apart in the connection pool: its parameters.
+    /// What tells this context's connections and sessions apart in the connection pool and
+    /// the session store: the digest of its parameters and files (64 hex digits).
     let identity: String
     /// The contexts of sniCertificates (OpenSSL holds them too, as long as this one).
     private var sniContexts: [TLSContext] = []
 
-    /// What a server's session id context digests, as nginx's does: its settings and the
-    /// certificates and client CAs it loaded. A session resumes only on a context that would
-    /// make the same: after a reload to another certificate or CA file, or on another
-    /// service, the handshake is full (and the client sees the new certificate).
-    private static func sessionContext(_ p: TLSParameters, identity: String) -> [UInt8] {
-        var bytes = Array(identity.utf8)
-        let files = [p.certificate, p.cafile].compactMap { $0 } + p.additionalCertificates.map(\.certificate)
+    /// The SHA-256 of a context's settings and of the files it loaded (certificates, keys,
+    /// CAs), as nginx digests its certificates and client CA names for its session id
+    /// context. A session resumes only where a context would make the same one: after a
+    /// reload to another certificate or CA file, or on another service, the handshake is
+    /// full (and the client sees the new certificate); a client does not resume a session
+    /// verified against a CA file since replaced.
+    private static func digest(_ p: TLSParameters, settings: String) -> [UInt8] {
+        var bytes = Array(settings.utf8)
+        let files = [p.certificate, p.key, p.cafile].compactMap { $0 }
+            + p.additionalCertificates.flatMap { [$0.certificate, $0.key] }
         for path in files {
+            bytes.append(0)
             if case .success(let text) = FilePaths.read(path) { bytes += text.utf8 }
         }
-        return bytes
+        var digest = [UInt8](repeating: 0, count: 32)
+        gs_tls_sha256(bytes, bytes.count, &digest)
+        return digest
     }
 
     init(_ p: TLSParameters) throws(TLSError) {
@@ -202,14 +209,13 @@ final class TLSContext {
             guard ok else { throw .openSSL("cannot set ALPN") }
         }
         if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
-        identity = [p.mode.rawValue, p.protocolName, p.certificate ?? "", p.key ?? "", p.cafile ?? "", p.capath ?? "",
+        let settings = [p.mode.rawValue, p.protocolName, p.certificate ?? "", p.key ?? "", p.cafile ?? "", p.capath ?? "",
                     (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
                     p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
-        if p.mode == .server {
-            let id = Self.sessionContext(p, identity: identity)
-            _ = gs_tls_set_session_id_digest(ctx, id, id.count)
-        }
+        let digest = Self.digest(p, settings: settings)
+        identity = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        if p.mode == .server { _ = gs_tls_set_session_id_context(ctx, digest, UInt32(digest.count)) }
         // Set last: once every stored property is, a throw would run deinit too, and the
         // defer above must stay the only one to free ctx.
         verifyMode = built.verify

@@ -472,6 +472,43 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 
+  it("a req and res kept past their request (by a spawned fiber) cannot read or write the next request's", function()
+    local kept = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      if req.path == "/first" then
+        kept:put({ req = req, res = res })
+        return 200, "first"
+      end
+      local body = req:body()
+      return 200, "second got " .. body
+    end):start()
+    local c = connect(srv)
+    assert(c:send("GET /first HTTP/1.1\r\n\r\n"))
+    assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+    repeat local line = c:receive("*l") until line == ""
+    assert.equals("first", c:receive(5))
+    local old = kept:get(2)
+    -- the next request is running (its handler waits for its body) when the old ones try
+    assert(c:send("POST /second HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
+    gsock.sleep(0.05)
+    local data, err = old.req:body()
+    assert.is_nil(data)
+    assert.equals("the request is over", err)
+    local ok, werr = pcall(old.res.write, old.res, "INJECTED")
+    assert.is_false(ok)
+    assert.matches("the response is already over", werr)
+    assert.is_false((pcall(old.res.finish, old.res, "INJECTED")))
+    assert.equals("/first", old.req.path)   -- its fields stay readable
+    assert(c:send("hello"))
+    assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+    local text = ""
+    repeat local line = c:receive("*l"); text = text .. line .. "\n" until line == ""
+    assert.equals("second got hello", c:receive(16))
+    assert.is_nil(text:find("INJECTED", 1, true))
+    c:close()
+    srv:stop()
+  end)
+
   it("a body: killing the request's fiber closes its connection; the server serves the next", function()
     local waiting = gsock.queue()
     local srv = gsock.http.server("127.0.0.1:0", function(req)

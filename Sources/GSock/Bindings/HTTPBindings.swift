@@ -209,11 +209,16 @@ enum HTTPBindings {
         return 1
     }
 
-    /// `conn:body(max)` → the next bytes of the body | false, fd, direction (wait, then call
+    /// `conn:body(max, req)` → the next bytes of `req`'s body | false, fd, direction (wait, then call
     /// again) | nil at its end | nil, message, status.
     private static func body(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
         let most = max(1, try Arg.optionalInteger(L, 2) ?? 65536)
+        guard c.isCurrentRequest(try HTTPRequestObject.number(L, 3)) else {
+            lua_pushnil(L)
+            lua_pushstring(L, "the request is over")
+            return 2
+        }
         if c.bodyError != 0 { return pushBodyError(L, c) }
         if c.expectContinue {
             c.expectContinue = false
@@ -285,7 +290,7 @@ enum HTTPBindings {
     /// `conn:send(res, data, final)`: queues the head (on the first call) and `data`.
     private static func send(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
-        guard c.state == .running else { throw .raise(L, "res: the response is already over") }
+        guard c.state == .running, c.isCurrentResponse(L, 2) else { throw .raise(L, "res: the response is already over") }
         var length = 0
         let data = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &length) : nil
         if lua_type(L, 3) > LUA_TNIL && data == nil { throw .type(L, 3, "string") }
@@ -436,7 +441,8 @@ enum HTTPBindings {
     /// then the handler owns `conn:socket()`.
     private static func upgrade(_ L: LuaState) throws(LuaError) -> Int32 {
         let c = try connection(L)
-        guard c.state == .running, !c.headSent else { throw .raise(L, "res:upgrade(): the head was already sent") }
+        guard c.state == .running, c.isCurrentResponse(L, 2) else { throw .raise(L, "res:upgrade(): the response is over") }
+        guard !c.headSent else { throw .raise(L, "res:upgrade(): the head was already sent") }
         guard lua_type(L, 2) == LUA_TTABLE else { throw .type(L, 2, "table") }
         _ = luaRawGetField(L, 2, "status")
         _ = luaRawGetField(L, 2, "headers")

@@ -78,6 +78,10 @@ final class HTTPConnection: HostWaiter, FiberObserver {
     @exclusivity(unchecked) var finished = false
     @exclusivity(unchecked) var responseChunked = false
     @exclusivity(unchecked) private var metricsMethod: UInt8 = 0
+    /// The res of the request whose handler the host runs (its address, compared only):
+    /// a res kept past its request, by a fiber it spawned, must not write into the next
+    /// one's response. Nil when http.lua's runner made the res (it marks it done).
+    @exclusivity(unchecked) private var currentResponse: UnsafeRawPointer?
     /// The body's error is the peer's close (or the socket's, from another fiber).
     @exclusivity(unchecked) private var bodyClosed = false
 
@@ -244,7 +248,8 @@ final class HTTPConnection: HostWaiter, FiberObserver {
             reject(413, "Content-Length over max_body")
             return
         }
-        guard HTTPRequestObject.push(L, base: base, headLength: headLength, request: request, headers: headers)
+        guard HTTPRequestObject.push(L, base: base, headLength: headLength, request: request, headers: headers,
+                                     number: requests + 1)
         else {
             reject(400, "bad percent-encoding in the path")
             return
@@ -295,6 +300,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
             if service.handleRef != LUA_NOREF {
                 // handle(req, res), with req and res kept below it for fiberFinishing.
                 pushResponse(L)
+                currentResponse = lua_topointer(L, -1)
                 luaPushRef(L, service.handleRef)
                 lua_pushvalue(L, requestIndex)
                 lua_pushvalue(L, requestIndex + 1)
@@ -302,6 +308,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
                 runsHandler = true
             } else {
                 // runner(conn, req)
+                currentResponse = nil
                 luaPushRef(L, service.runnerRef)
                 pushSelf(L)
                 lua_pushvalue(L, requestIndex)
@@ -368,6 +375,16 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         bodyClosed = closed
         keepAlive = false
         body = .none
+    }
+
+    /// Whether the res at `index` of `L` may write the response being answered.
+    func isCurrentResponse(_ L: LuaState, _ index: Int32) -> Bool {
+        currentResponse == nil || currentResponse == lua_topointer(L, index)
+    }
+
+    /// Whether `number` is the request being answered (HTTPRequestObject's number).
+    func isCurrentRequest(_ number: Int) -> Bool {
+        (state == .running || state == .aborted) && UInt32(truncatingIfNeeded: requests) == UInt32(number)
     }
 
     /// What every read of a body that failed says, the first time and on each retry.

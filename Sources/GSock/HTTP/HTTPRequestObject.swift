@@ -20,6 +20,9 @@ enum HTTPRequestObject {
         var request: gs_http_request
         var headLength: UInt32
         var pathLength: UInt32
+        /// Which request of its connection this is (HTTPConnection.requests): a request
+        /// object kept past its request must not read the next one's body.
+        var number: UInt32
     }
 
     private static var headersOffset: Int { MemoryLayout<Block>.stride }
@@ -27,7 +30,7 @@ enum HTTPRequestObject {
     /// Pushes a request object for the head at `base`; false (nothing pushed) when its
     /// path has a bad percent-escape.
     static func push(_ L: LuaState, base: UnsafePointer<CChar>, headLength: Int, request: gs_http_request,
-                     headers: UnsafePointer<gs_http_header>) -> Bool {
+                     headers: UnsafePointer<gs_http_header>, number: Int) -> Bool {
         let count = Int(request.num_headers)
         let headersSize = count * MemoryLayout<gs_http_header>.stride
         let size = headersOffset + headersSize + headLength + Int(request.path.len)
@@ -40,8 +43,8 @@ enum HTTPRequestObject {
             gs_pop(L, 1)
             return false
         }
-        p.storeBytes(of: Block(tag: tag, request: request, headLength: UInt32(headLength), pathLength: UInt32(decoded)),
-                     as: Block.self)
+        p.storeBytes(of: Block(tag: tag, request: request, headLength: UInt32(headLength), pathLength: UInt32(decoded),
+                               number: UInt32(truncatingIfNeeded: number)), as: Block.self)
         (p + headersOffset).copyMemory(from: headers, byteCount: headersSize)
         _ = gs_getmetatable(L, cString(metatable))
         lua_setmetatable(L, -2)
@@ -56,6 +59,11 @@ enum HTTPRequestObject {
         func push(_ L: LuaState, _ span: gs_http_span) {
             lua_pushlstring(L, bytes + Int(span.off), Int(span.len))
         }
+    }
+
+    /// Which request of its connection the request object at `index` is.
+    static func number(_ L: LuaState, _ index: Int32) throws(LuaError) -> Int {
+        Int(try view(L, index).block.number)
     }
 
     private static func view(_ L: LuaState, _ index: Int32) throws(LuaError) -> View {

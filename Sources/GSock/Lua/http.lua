@@ -68,10 +68,10 @@ Request.__tostring = function(req)
 end
 registry["gsock.http.request"] = Request
 
---- The next bytes of the body, nil at its end, or nil and a message.
-local function read_body(conn, size)
+--- The next bytes of `req`'s body, nil at its end, or nil and a message.
+local function read_body(conn, req, size)
   while true do
-    local data, fd, direction, timeout = conn:body(size)
+    local data, fd, direction, timeout = conn:body(size, req)
     if data ~= false then return data, fd end
     local waited, err = wait_for(fd, direction, timeout)
     if not waited then
@@ -88,7 +88,7 @@ function methods.body(req)
   local conn = getuservalue(req, 2)
   local parts, n = {}, 0
   while true do
-    local data, err = read_body(conn)
+    local data, err = read_body(conn, req)
     if data == nil then
       if err then return nil, err end
       return concat(parts, "", 1, n)
@@ -101,7 +101,7 @@ end
 --- A function returning the body in chunks of at most `size` bytes, then nil.
 function methods.reader(req, size)
   local conn = getuservalue(req, 2)
-  return function() return read_body(conn, size) end
+  return function() return read_body(conn, req, size) end
 end
 
 local function unescape_form(s)

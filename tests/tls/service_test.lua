@@ -560,6 +560,31 @@ tls = { cert = %q, key = %q }
     assert.equals(0, (check("good.pem", c.chained.key)))
   end)
 
+  it("names the key of an encrypted key file with a wrong or missing password, and accepts the right one", function()
+    need_certs()
+    local dir = proc.tmpdir()
+    proc.write(dir, "h.lua", "return function() end\n")
+    local function check(password)
+      proc.write(dir, "s.toml", ([[
+[services.secure]
+listen = "127.0.0.1:%d"
+handler = "h.lua"
+tls = { cert = %q, key = %q%s }
+]]):format(proc.free_port(), c.client.cert, c.client.encrypted_key,
+        password and (", password = %q"):format(password) or ""))
+      local p = proc.start({ "check", "s.toml" }, { cwd = dir })
+      return p:wait_exit(10), p:stderr()
+    end
+    for _, password in ipairs({ "wrong", false }) do
+      local status, err = check(password or nil)
+      assert.equals(2, status, err)
+      assert.matches("s.toml:4: services.secure.tls.key: ", err)
+      assert.truthy(err:find(c.client.encrypted_key, 1, true), err)
+    end
+    local status, err = check("secret")
+    assert.equals(0, status, err)
+  end)
+
   it("warns about a certificate that expires within 14 days", function()
     need_certs()
     local dir = proc.tmpdir()

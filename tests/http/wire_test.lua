@@ -547,6 +547,62 @@ describe("HTTP responses", function()
   end)
 end)
 
+describe("HTTP over a unix socket", function()
+  it("serves a unix listener; req.peer is { path }, the listener's (a unix client has no name)", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local srv = gsock.http.server("unix:" .. path, function(req)
+      local peer = req.peer
+      return 200, ("path=%q host=%s"):format(tostring(peer.path), tostring(peer.host))
+    end):start()
+    local c = assert(require("socket.unix").stream())
+    c:settimeout(3)
+    assert(c:connect(path))
+    assert(c:send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    local r = wire.read(c)
+    c:close()
+    srv:stop()
+    os.remove(path)
+    assert.equals(200, r.status)
+    assert.equals(("path=%q host=nil"):format(path), r.body)
+  end)
+end)
+
+describe("HTTP limits: the defaults of SPEC §11", function()
+  local srv
+  before_each(function() srv = describe_server() end)
+  after_each(function() srv:stop() end)
+
+  local function status_of(bytes)
+    return wire.once(srv, bytes, false, true).status
+  end
+
+  it("a request line up to max_request_line (8 KiB) is served, a longer one gets 414", function()
+    assert.equals(200, status_of("GET /" .. ("a"):rep(8000) .. " HTTP/1.1\r\n\r\n"))
+    assert.equals(414, status_of("GET /" .. ("a"):rep(8300) .. " HTTP/1.1\r\n\r\n"))
+  end)
+
+  it("100 header fields (max_headers) are served, 101 get 431; a header section past 64 KiB gets 431", function()
+    local function fields(n)
+      local t = {}
+      for i = 1, n do t[i] = ("X-%d: %d\r\n"):format(i, i) end
+      return table.concat(t)
+    end
+    assert.equals(200, status_of("GET / HTTP/1.1\r\n" .. fields(100) .. "\r\n"))
+    assert.equals(431, status_of("GET / HTTP/1.1\r\n" .. fields(101) .. "\r\n"))
+    assert.equals(200, status_of("GET / HTTP/1.1\r\nX: " .. ("b"):rep(60 * 1024) .. "\r\n\r\n"))
+    assert.equals(431, status_of("GET / HTTP/1.1\r\nX: " .. ("b"):rep(66 * 1024) .. "\r\n\r\n"))
+  end)
+
+  it("a body of max_body (1 MiB) is read, one byte more gets 413", function()
+    local mib = 1024 * 1024
+    local r = wire.once(srv, ("POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n"):format(mib) .. ("z"):rep(mib), false, true)
+    assert.equals(200, r.status)
+    assert.equals(mib, #r.body)
+    assert.equals(413, status_of(("POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n"):format(mib + 1)))
+  end)
+end)
+
 describe("HTTP limits and errors", function()
   local srv
   before_each(function()

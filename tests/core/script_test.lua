@@ -60,6 +60,18 @@ describe("gsockd run: exit statuses", function()
     assert.is_nil(r.stdout:find("main was not killed", 1, true))
   end)
 
+  it("a write to a pipe whose reader is gone fails with EPIPE; it does not kill the process (SIGPIPE ignored, as LuaSocket does)", function()
+    local r = script.run([[
+local p = assert(io.popen("exit 0", "w"))
+gsock.sleep(0.2)   -- the reader has exited
+local ok, err = p:write(("x"):rep(1000000))
+if ok then ok, err = p:flush() end
+print("alive", tostring(ok), tostring(err))
+]])
+    assert.equals(0, r.status, r.stderr)
+    assert.equals("alive\tnil\tBroken pipe\n", r.stdout)
+  end)
+
   it("os.exit(3) exits 3, after what the script printed", function()
     local r = script.run('print("before exit")\ngsock.sleep(0.01)\nos.exit(3)\nprint("after exit")\n')
     assert.equals(3, r.status, describe_run(r))

@@ -6,6 +6,7 @@
 import CLibev
 import CLua
 import CShims
+import Glibc
 import Logging
 
 /// A gsockd runtime: an event loop and a Lua 5.4 state whose code runs in fibers.
@@ -118,6 +119,11 @@ public final class Runtime {
     /// Creates a runtime with the standard Lua libraries and the `gsock` module loaded.
     /// - Throws: `RuntimeError.setup` if Lua cannot be initialised.
     public init(options: Options = Options()) throws {
+        // As LuaSocket's socket.core does when it loads (usocket.c, socket_open): a write
+        // to a pipe or socket whose reader is gone gives EPIPE, and does not kill the
+        // process (io.stdout on a descriptor a script closed and another pipe reused,
+        // found by the argument fuzzer's seed 59943). Sockets send with MSG_NOSIGNAL anyway.
+        signal(SIGPIPE, SIG_IGN)
         logger = options.logger
         state = .allocate(capacity: 1)
         state.initialize(to: gs_state(used: 0, limit: 0, swift_depth: 1, arg: 0, kont: nil, runtime: nil,

@@ -116,7 +116,6 @@ enum ProcessBindings {
 extension Runtime {
     func watchSignals() {
         guard signalWatchers.isEmpty else { return }
-        signal(SIGPIPE, SIG_IGN)
         for (signum, _) in ProcessBindings.handledSignals {
             let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
             gs_signal_init(w, signalReceived, signum)

@@ -197,13 +197,12 @@ enum TLSBindings {
     private static func dohandshake(_ L: LuaState) throws(LuaError) -> Int32 {
         let (s, found) = try tlsConnection(L)
         guard let tls = found, !s.isClosed else { return failHandshake(L, "closed") }
-        if tls.isEstablished || s.reusePooledTLS(insteadOf: tls) {
+        if tls.isEstablished || s.beginClientTLS(tls) {
             lua_pushboolean(L, 1)
             return 1
         }
         if s.isReceiving || s.isSending { return failHandshake(L, "busy") }
         logIfUnverified(s, tls)
-        s.shareTLSSessions(tls)
         s.receiveDeadline = s.handshakeDeadline()
         return handshakeStep(L, s, luaSec: true)
     }
@@ -347,9 +346,8 @@ enum TLSBindings {
             // (A server's accepted connection has no client state: none is made for it.)
             if let host = s.connectHostIfSet { tls.expectName(ifUnset: host) }
             s.transport = tls
-            if tls.context.mode == .client && s.reusePooledTLS(insteadOf: tls) { return sslhandshakeDone(L, s) }
+            if s.beginClientTLS(tls) { return sslhandshakeDone(L, s) }
             logIfUnverified(s, tls)
-            s.shareTLSSessions(tls)
         } catch {
             return SocketBindings.fail(L, error.message)
         }

@@ -73,7 +73,7 @@ public final class Runtime {
     /// TLS handshakes that finished, failed (or timed out), and resumed a session.
     var tlsHandshakes = 0, tlsHandshakeFailures = 0, tlsResumptions = 0
     /// The newest TLS session of client connections, by pool key (address, context settings,
-    /// server name): a connection to the same key resumes it (Socket.shareTLSSessions).
+    /// server name): a connection to the same key resumes it (Socket.beginClientTLS).
     var clientSessions: [String: TLSSession] = [:]
     /// HTTP requests started, heads refused with an error status, connections held.
     var httpRequests = 0, httpRejected = 0, httpConnections = 0

@@ -227,41 +227,35 @@ extension Socket {
                                key: key, poolSize: poolSize)
     }
 
-    /// Before a client handshake begins: the connection resumes the newest session of the
-    /// last connection made to the same pool key, and the sessions its server sends are kept
-    /// for the next. (OpenSSL's own client cache is off: it would key sessions by context
-    /// only, not by address and server name.)
-    func shareTLSSessions(_ tls: TLSStream) {
-        guard tls.context.mode == .client, !tls.hasStarted, let base = clientState.poolKey else { return }
-        let name = tls.poolKeyName
-        let key = TLSStream.poolKey(base, context: tls.context, serverName: name)
+    /// Before a client handshake begins, for this socket's pool key (address, context,
+    /// server name): takes a pooled TLS connection in place of `fresh`, so that the
+    /// handshake is skipped (true); else `fresh` resumes the key's newest session, and the
+    /// sessions its server sends are kept for the next connection. (OpenSSL's own client
+    /// cache is off: it would key sessions by context only, not by address and name.)
+    func beginClientTLS(_ fresh: TLSStream) -> Bool {
+        guard fresh.context.mode == .client, !fresh.hasStarted, let base = clientState.poolKey else { return false }
+        let name = fresh.poolKeyName
+        let key = TLSStream.poolKey(base, context: fresh.context, serverName: name)
         let runtime = self.runtime
+        if let pooled = runtime.takePooledConnection(key), let tls = pooled.transport as? TLSStream {
+            adopt(fd: pooled.fd, family: pooled.family)  // closes the fresh connection
+            transport = tls
+            clientState.reusedTimes = pooled.reusedTimes + 1
+            return true
+        }
         if let shared = runtime.clientSessions[key] {
-            tls.shareSessions(shared)
-            return
+            fresh.shareSessions(shared)
+            return false
         }
         if runtime.clientSessions.count >= Socket.clientSessionKeys {
             runtime.clientSessions.remove(at: runtime.clientSessions.startIndex)
         }
-        let shared = TLSSession(context: tls.context, serverName: name)
+        let shared = TLSSession(context: fresh.context, serverName: name)
         runtime.clientSessions[key] = shared
-        tls.shareSessions(shared)
+        fresh.shareSessions(shared)
+        return false
     }
 
     /// Pool keys whose newest session is kept; past that, one is forgotten for each new one.
     static let clientSessionKeys = 1024
-
-    /// Before `fresh`'s handshake begins: takes a pooled TLS connection to this socket's
-    /// address made with the same context for the same server name, in place of the
-    /// connection just made, so that the handshake is skipped.
-    func reusePooledTLS(insteadOf fresh: TLSStream) -> Bool {
-        guard !fresh.hasStarted, let base = clientState.poolKey,
-              let pooled = runtime.takePooledConnection(
-                TLSStream.poolKey(base, context: fresh.context, serverName: fresh.poolKeyName)),
-              let tls = pooled.transport as? TLSStream else { return false }
-        adopt(fd: pooled.fd, family: pooled.family)  // closes the fresh connection
-        transport = tls
-        clientState.reusedTimes = pooled.reusedTimes + 1
-        return true
-    }
 }

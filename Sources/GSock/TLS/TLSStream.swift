@@ -89,7 +89,7 @@ final class TLSStream: Transport {
     /// Makes `shared` where this client connection's sessions go, and offers its newest for
     /// resumption; not when a session was offered already (sslhandshake's reused_session).
     func shareSessions(_ shared: TLSSession) {
-        guard context.mode == .client, !hasStarted, shared !== session, SSL_get_session(ssl) == nil else { return }
+        guard !hasStarted, shared !== session, SSL_get_session(ssl) == nil else { return }
         session = shared
         gs_tls_set_session_slot(ssl, shared.slot)
         resume(shared)

@@ -791,6 +791,61 @@ describe("HTTP request fibers", function()
     srv:stop()
   end)
 
+  it("the fiber objects of handle-less requests are reborn with their threads: each request starts clean, fiber_objects stays flat", function()
+    -- /sleep arms the fiber's timer; /wait times out a wait (its timeout error), /spawn
+    -- parks on a child and kills another; /check runs next on a reborn fiber.
+    local srv = gsock.http.server("127.0.0.1:0", function(req)
+      if req.path == "/sleep" then gsock.sleep(0.001) end
+      if req.path == "/wait" then
+        local u = socket.udp()
+        assert(u:setsockname("127.0.0.1", 0))
+        u:settimeout(0.001)
+        local data, err = u:receive()
+        u:close()
+        if data or err ~= "timeout" then return 500, "wait: " .. tostring(err) end
+      end
+      if req.path == "/spawn" then
+        local child = gsock.spawn(function() gsock.sleep(0.001) return "child" end)
+        local stuck = gsock.spawn(function() gsock.sleep(60) end)
+        child:join()
+        stuck:kill()
+        if child:get() ~= "child" or not child:successful() then return 500, "child" end
+      end
+      if req.path == "/check" then
+        local me = gsock.current()
+        if me:dead() or not rawequal(me, gsock.current()) then return 500, "not a fresh fiber" end
+        local t0 = gsock.now()
+        gsock.sleep(0.002)   -- the reborn fiber's timer, made again
+        if gsock.now() - t0 < 0.0015 then return 500, "slept " .. (gsock.now() - t0) end
+      end
+      return 200, "ok"
+    end):start()
+    local c = connect(srv)
+    local function get(path)   -- the whole body, whatever its length
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: a\r\n\r\n"))
+      local status, length = assert(c:receive("*l")), nil
+      repeat
+        local line = assert(c:receive("*l"))
+        length = length or tonumber(line:match("^[Cc]ontent%-[Ll]ength: *(%d+)"))
+      until line == ""
+      return status, assert(c:receive(length))
+    end
+    assert.equals("ok", select(2, get("/")))
+    collectgarbage()   -- the earlier tests' dead fibers whose handles are garbage
+    local base = gsock.stats().fiber_objects
+    for _ = 1, 30 do
+      for _, path in ipairs({ "/", "/sleep", "/wait", "/spawn", "/check" }) do
+        local status, body = get(path)
+        assert.equals("HTTP/1.1 200 OK ok", status .. " " .. body, path)
+      end
+    end
+    gsock.sleep(0.01)
+    collectgarbage()
+    assert.equals(base, gsock.stats().fiber_objects)
+    c:close()
+    srv:stop()
+  end)
+
   it("a handler that raised, one killed and one given its thread leave the next requests a clean fiber", function()
     local t = {}
     local srv = gsock.http.server("127.0.0.1:0", function(req)

@@ -43,7 +43,7 @@ final class Fiber {
     }
 
     unowned(unsafe) let runtime: Runtime
-    let id: Int
+    private(set) var id: Int
     let thread: LuaState
     var threadSlot: Int32 = 0
     var handleRef: Int32 = LUA_NOREF
@@ -86,6 +86,10 @@ final class Fiber {
     var liveNext: Fiber?
     unowned(unsafe) var livePrev: Fiber?
 
+    /// Kept, dead, with its idle thread for the next fiber (Runtime.IdleThread): not
+    /// counted in `fiberObjects`.
+    var pooled = false
+
     init(runtime: Runtime, id: Int, thread: LuaState) {
         self.runtime = runtime
         self.id = id
@@ -95,7 +99,25 @@ final class Fiber {
 
     deinit {
         releaseWatchers()
-        runtime.fiberObjects -= 1
+        if !pooled { runtime.fiberObjects -= 1 }
+    }
+
+    /// Makes a dead fiber that nothing else references a new one on the same thread: an
+    /// allocation and a deinit fewer per HTTP request (370 instructions, callgrind said).
+    /// Its watchers went with its death (Runtime.markDead), its lists and links are empty.
+    func reborn(id: Int) {
+        self.id = id
+        pooled = false
+        runtime.fiberObjects += 1
+        state = .created
+        wake = .none
+        site = .none
+        startArgs = 0
+        kept = 0
+        timeoutValueRef = LUA_NOREF
+        successful = false
+        hasStarted = false
+        killed = false
     }
 
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }

@@ -64,8 +64,18 @@ extension Runtime {
     /// `keeping` of the values are not the function's: they stay below it on the thread's
     /// stack for the fiber's observer (`Fiber.kept`).
     func makeFiber(from: LuaState, count: Int32, pushingHandle: Bool = true, keeping: Int32 = 0) -> Fiber {
-        let (co, slot) = takeThread(from)
-        let fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
+        var (co, slot, dead) = takeThread(from)
+        let fiber: Fiber
+        if isKnownUniquelyReferenced(&dead), let dead {
+            dead.reborn(id: nextFiberId)
+            fiber = dead
+        } else {
+            if let dead {   // still referenced (a handle made since it ended): it stays dead
+                dead.pooled = false
+                fiberObjects += 1
+            }
+            fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
+        }
         fiber.threadSlot = slot
         nextFiberId += 1
         gs_setextraspace(co, fiber.opaque)
@@ -98,16 +108,22 @@ extension Runtime {
         fiber.handleRef = luaRef(L)
     }
 
-    /// A thread for a new fiber and its slot: an idle one's, or a new thread's.
-    private func takeThread(_ L: LuaState) -> (LuaState, Int32) {
-        luaPushRef(L, threadsRef)
-        if let slot = idleThreadSlots.popLast() {
-            lua_rawgeti(L, -1, lua_Integer(slot))
-            let co = lua_tothread(L, -1)!
-            gs_pop(L, 2)
-            gs_inherit_hook(co, L)
-            return (co, slot)
+    /// An idle pooled thread: its slot in the threads table, and the dead fiber that last
+    /// ran on it when that one may be reborn (it ended with no handle).
+    struct IdleThread {
+        let slot: Int32
+        let thread: LuaState
+        let fiber: Fiber?
+    }
+
+    /// A thread for a new fiber, its slot, and the fiber that last ran on it if it is
+    /// pooled: an idle one's, or a new thread's.
+    private func takeThread(_ L: LuaState) -> (LuaState, Int32, Fiber?) {
+        if let idle = idleThreads.popLast() {
+            gs_inherit_hook(idle.thread, L)
+            return (idle.thread, idle.slot, idle.fiber)
         }
+        luaPushRef(L, threadsRef)
         let co = lua_newthread(L)!
         let slot: Int32
         if let free = freeThreadSlots.popLast() {
@@ -118,19 +134,24 @@ extension Runtime {
         }
         lua_rawseti(L, -2, lua_Integer(slot))
         gs_pop(L, 1)
-        return (co, slot)
+        return (co, slot, nil)
     }
 
     /// Gives up an ended fiber's slot: it keeps the thread for a later fiber when the
     /// thread is `reusable` (it returned, its stack is empty, Lua code never held it) and
     /// the pool has room; otherwise the slot is emptied and the thread left to the GC.
-    private func releaseThread(of fiber: Fiber, reusable: Bool) {
+    /// With `keepingFiber` (it has no handle), the fiber object is kept with the thread.
+    private func releaseThread(of fiber: Fiber, reusable: Bool, keepingFiber: Bool = false) {
         let slot = fiber.threadSlot
         fiber.threadSlot = 0
         let co = fiber.thread
-        if reusable && idleThreadSlots.count < Runtime.threadPoolLimit
+        if reusable && idleThreads.count < Runtime.threadPoolLimit
             && lua_status(co) == LUA_OK && lua_gettop(co) == 0 {
-            idleThreadSlots.append(slot)
+            if keepingFiber {
+                fiber.pooled = true
+                fiberObjects -= 1
+            }
+            idleThreads.append(IdleThread(slot: slot, thread: co, fiber: keepingFiber ? fiber : nil))
             return
         }
         luaPushRef(L, threadsRef)
@@ -401,7 +422,7 @@ extension Runtime {
             // request grows again; the GC shrinks idle stacks).
             lua_settop(co, 0)
             gs_setextraspace(co, nil)
-            releaseThread(of: fiber, reusable: reusable && !fiber.threadSeen)
+            releaseThread(of: fiber, reusable: reusable && !fiber.threadSeen, keepingFiber: true)
             fiber.successful = true
             markDead(fiber)
             return

@@ -50,12 +50,12 @@ public final class Runtime {
     var liveHead: Fiber?
     /// Every live fiber's thread sits in a slot of one Lua table (a registry reference),
     /// which anchors it. The slot of a fiber that ended normally keeps its thread for the
-    /// next fiber (`idleThreadSlots`, at most `threadPoolLimit`), so that a server starting
+    /// next fiber (`idleThreads`, at most `threadPoolLimit`), so that a server starting
     /// a fiber per request neither makes and collects a Lua thread nor takes a registry
     /// reference per request.
     var threadsRef = LUA_NOREF
     @exclusivity(unchecked) var threadSlots: Int32 = 0
-    @exclusivity(unchecked) var idleThreadSlots: [Int32] = []
+    @exclusivity(unchecked) var idleThreads: [IdleThread] = []
     @exclusivity(unchecked) var freeThreadSlots: [Int32] = []
     static let threadPoolLimit = 64
 
@@ -63,7 +63,8 @@ public final class Runtime {
 
     /// Fibers not yet dead.
     var liveFibers = 0
-    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced).
+    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced;
+    /// not the dead ones kept with idle threads, `IdleThread.fiber`).
     var fiberObjects = 0
     /// Fiber failures logged.
     var failuresLogged = 0
@@ -187,6 +188,7 @@ public final class Runtime {
             fiber.releaseWatchers()
             fiber.state = .dead
         }
+        idleThreads.removeAll()
         ev_idle_stop(loop, ready.idle)
         if gs_is_active(ready.check) != 0 {
             ev_ref(loop)

@@ -282,12 +282,9 @@ describe("client TLS sessions per pool key", function()
       assert.is_nil(cn, "the server took the connection without a client certificate")
     end)
 
-  -- BUG (gsockd, reported; not fixed here): TLSContext.digest reads the certificate, key and
-  -- cafile it loads, not a capath's files, so a capath whose CAs were replaced keeps the
-  -- context identity and the pool key: the old session is offered and resumed, and a
-  -- server the new CAs do not trust is let through unverified. This test fails until
-  -- the identity covers the capath's contents.
-  it("BUG: a capath whose CAs were replaced on disk makes a new context identity: the old session is not "
+  -- OpenSSL reads a capath lazily, at verification: the context identity counts its
+  -- entries by name and stat (TLSContext.digest), so replaced CAs make a new pool key.
+  it("a capath whose CAs were replaced on disk makes a new context identity: the old session is not "
     .. "offered", function()
     local dir = proc.tmpdir()
     local stranger = stranger_ca(dir)

@@ -82,14 +82,26 @@ final class TLSContext {
     /// context. A session resumes only where a context would make the same one: after a
     /// reload to another certificate or CA file, or on another service, the handshake is
     /// full (and the client sees the new certificate); a client does not resume a session
-    /// verified against a CA file since replaced.
-    private static func digest(_ p: TLSParameters, settings: String) -> [UInt8] {
+    /// verified against a CA file since replaced. OpenSSL reads a CA directory (a capath,
+    /// the system store's) lazily, at verification: its entries count by name and stat,
+    /// and so does the system store's file (hundreds of KiB, read for every context).
+    private static func digest(_ p: TLSParameters, settings: String, systemStore: Bool) -> [UInt8] {
         var bytes = Array(settings.utf8)
         let files = [p.certificate, p.key, p.cafile].compactMap { $0 }
             + p.additionalCertificates.flatMap { [$0.certificate, $0.key] }
         for path in files {
             bytes.append(0)
             if case .success(let text) = FilePaths.read(path) { bytes += text.utf8 }
+        }
+        var directories = p.capath.map { [$0] } ?? []
+        if systemStore {
+            let store = systemStorePaths
+            bytes += "\u{0}\(store.file)\u{1}\(stamp(store.file))".utf8
+            directories += store.dir.split(separator: ":").map(String.init)
+        }
+        for dir in directories {
+            bytes += "\u{0}\(dir)".utf8
+            for name in (entryNames(dir) ?? []).sorted() { bytes += "\u{2}\(name)\u{1}\(stamp(dir + "/" + name))".utf8 }
         }
         var digest = [UInt8](repeating: 0, count: 32)
         gs_tls_sha256(bytes, bytes.count, &digest)
@@ -213,7 +225,8 @@ final class TLSContext {
                     (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
                     p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
-        let digest = Self.digest(p, settings: settings)
+        let digest = Self.digest(p, settings: settings,
+                                 systemStore: p.cafile == nil && p.capath == nil && built.verify & SSL_VERIFY_PEER != 0)
         identity = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         if p.mode == .server { _ = gs_tls_set_session_id_context(ctx, digest, UInt32(digest.count)) }
         // Set last: once every stored property is, a throw would run deinit too, and the
@@ -283,9 +296,21 @@ final class TLSContext {
     }
 
     /// The system CA store, as SSL_CERT_FILE / SSL_CERT_DIR or OpenSSL's defaults name it.
+    private static var systemStorePaths: (file: String, dir: String) {
+        (environment("SSL_CERT_FILE") ?? String(cString: X509_get_default_cert_file()),
+         environment("SSL_CERT_DIR") ?? String(cString: X509_get_default_cert_dir()))
+    }
+
+    /// A file's identity and version: device, inode, size and modification time (the
+    /// target's, for a link), or "-" when it cannot be read.
+    private static func stamp(_ path: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "-" }
+        return "\(st.st_dev).\(st.st_ino).\(st.st_size).\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+    }
+
     private static func useSystemStore(_ ctx: OpaquePointer) throws(TLSError) {
-        let file = environment("SSL_CERT_FILE") ?? String(cString: X509_get_default_cert_file())
-        let dir = environment("SSL_CERT_DIR") ?? String(cString: X509_get_default_cert_dir())
+        let (file, dir) = systemStorePaths
         let hasFile = access(file, R_OK) == 0
         let hasDir = dir.split(separator: ":").contains { hasEntries(String($0)) }
         guard hasFile || hasDir else {
@@ -295,14 +320,18 @@ final class TLSContext {
     }
 
     /// Whether `dir` is a directory with at least one entry besides . and ..
-    private static func hasEntries(_ dir: String) -> Bool {
-        guard let d = opendir(dir) else { return false }
+    private static func hasEntries(_ dir: String) -> Bool { !(entryNames(dir)?.isEmpty ?? true) }
+
+    /// The names in directory `dir` but . and .., or nil when it cannot be read.
+    private static func entryNames(_ dir: String) -> [String]? {
+        guard let d = opendir(dir) else { return nil }
         defer { closedir(d) }
+        var names: [String] = []
         while let entry = readdir(d) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { return true }
+            if name != "." && name != ".." { names.append(name) }
         }
-        return false
+        return names
     }
 
     private static func readable(_ path: String, _ what: String) throws(TLSError) {

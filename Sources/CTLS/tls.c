@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <openssl/x509v3.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +365,32 @@ int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigne
     free(SSL_CTX_get_ex_data(ctx, index));
     SSL_CTX_set_ex_data(ctx, index, list);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, list);
+    return 1;
+}
+
+static pthread_mutex_t system_store_lock = PTHREAD_MUTEX_INITIALIZER;
+static X509_STORE *system_store;
+static char *system_store_stamp;
+
+int gs_tls_use_system_store(SSL_CTX *ctx, const char *stamp) {
+    pthread_mutex_lock(&system_store_lock);
+    if (!system_store || strcmp(stamp, system_store_stamp) != 0) {
+        X509_STORE *store = X509_STORE_new();
+        char *copy = strdup(stamp);
+        if (!store || !copy || X509_STORE_set_default_paths(store) != 1) {
+            X509_STORE_free(store);
+            free(copy);
+            pthread_mutex_unlock(&system_store_lock);
+            return 0;
+        }
+        X509_STORE_free(system_store);   // the contexts that use it hold their own references
+        free(system_store_stamp);
+        system_store = store;
+        system_store_stamp = copy;
+    }
+    X509_STORE_up_ref(system_store);
+    SSL_CTX_set_cert_store(ctx, system_store);
+    pthread_mutex_unlock(&system_store_lock);
     return 1;
 }
 

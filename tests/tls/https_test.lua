@@ -155,4 +155,41 @@ print(posted, pcode)
     assert.equals(0, status, p:stderr())
     assert.equals("GET /string \n\t200\nPOST /post a=1\n\t200\n", proc.slurp(p.out))
   end)
+
+  it("the system store is loaded once for every context, and again when SSL_CERT_FILE's file changes: "
+    .. "a context made after the bundle lost the CA fails verification (no session of the old one resumes)", function()
+    if not port then pending("openssl or python3's ssl is missing") end
+    local dir = proc.tmpdir()
+    local bundle = dir .. "/bundle.pem"
+    os.execute("mkdir -p " .. certs.quote(dir .. "/empty"))
+    proc.write(dir, "bundle.pem", certs.slurp(c.ca.cert))
+    local status, out, err = run(([[
+local ssl, socket = require "ssl", require "socket"
+local function get()   -- a new context each time, as pgmoon makes them (ssl.https keeps its own)
+  local ctx = assert(ssl.newcontext({ mode = "client", protocol = "any" }))
+  local conn = assert(ssl.wrap(assert(socket.connect("127.0.0.1", tonumber(arg[1]))), ctx))
+  conn:sni("localhost")
+  local ok, e = conn:dohandshake()
+  conn:close()
+  return ok and "verified" or tostring(e)
+end
+local function bundle(file)
+  local from = assert(io.open(file)):read("a")
+  local f = assert(io.open(%q, "w"))
+  f:write(from)
+  f:close()
+end
+print(get(), get())   -- the second resumes the first's session
+bundle(%q)            -- only a CA that did not issue the server's certificate
+print(get())
+bundle(%q)
+print(get())
+]]):format(bundle, c.self_signed.cert, c.ca.cert), { SSL_CERT_FILE = bundle, SSL_CERT_DIR = dir .. "/empty" })
+    assert.equals(0, status, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equals("verified\tverified", lines[1])
+    assert.matches("^certificate verify failed: ", lines[2])
+    assert.equals("verified", lines[3])
+  end)
 end)

@@ -67,6 +67,12 @@ int gs_tls_set_connection_sni(SSL *ssl, const char **names, SSL_CTX **contexts, 
 /// first of the client's protocols that is in the list is selected, else none.
 int gs_tls_set_alpn_select(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
+/// Makes `ctx` verify with the system CA store (OpenSSL's default paths), one X509_STORE
+/// shared by every context: loading the bundle costs ~17 ms, and pgmoon-style clients
+/// make a context per connection. Loaded again when `stamp` (what the store's files are
+/// now) differs from the one it was loaded with. 1, or 0 when it cannot be loaded.
+int gs_tls_use_system_store(SSL_CTX *ctx, const char *stamp);
+
 /// The SHA-256 of bytes[0 ..< length], 32 bytes into `digest`.
 void gs_tls_sha256(const unsigned char *bytes, size_t length, unsigned char *digest);
 

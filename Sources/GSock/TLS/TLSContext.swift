@@ -82,10 +82,10 @@ final class TLSContext {
     /// context. A session resumes only where a context would make the same one: after a
     /// reload to another certificate or CA file, or on another service, the handshake is
     /// full (and the client sees the new certificate); a client does not resume a session
-    /// verified against a CA file since replaced. OpenSSL reads a CA directory (a capath,
-    /// the system store's) lazily, at verification: its entries count by name and stat,
-    /// and so does the system store's file (hundreds of KiB, read for every context).
-    private static func digest(_ p: TLSParameters, settings: String, systemStore: Bool) -> [UInt8] {
+    /// verified against a CA file since replaced. OpenSSL reads a capath lazily, at
+    /// verification: its entries count by name and stat. The system store counts by its
+    /// stamp (`systemStoreStamp`).
+    private static func digest(_ p: TLSParameters, settings: String, systemStore: String?) -> [UInt8] {
         var bytes = Array(settings.utf8)
         let files = [p.certificate, p.key, p.cafile].compactMap { $0 }
             + p.additionalCertificates.flatMap { [$0.certificate, $0.key] }
@@ -93,16 +93,8 @@ final class TLSContext {
             bytes.append(0)
             if case .success(let text) = FilePaths.read(path) { bytes += text.utf8 }
         }
-        var directories = p.capath.map { [$0] } ?? []
-        if systemStore {
-            let store = systemStorePaths
-            bytes += "\u{0}\(store.file)\u{1}\(stamp(store.file))".utf8
-            directories += store.dir.split(separator: ":").map(String.init)
-        }
-        for dir in directories {
-            bytes += "\u{0}\(dir)".utf8
-            for name in (entryNames(dir) ?? []).sorted() { bytes += "\u{2}\(name)\u{1}\(stamp(dir + "/" + name))".utf8 }
-        }
+        if let capath = p.capath { bytes += "\u{0}\(directoryStamp(capath))".utf8 }
+        if let systemStore { bytes += "\u{0}\(systemStore)".utf8 }
         var digest = [UInt8](repeating: 0, count: 32)
         gs_tls_sha256(bytes, bytes.count, &digest)
         return digest
@@ -179,6 +171,7 @@ final class TLSContext {
         }
 
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
+        var systemStore: String?   // its stamp, when the context verifies with it
         if p.cafile != nil || p.capath != nil {
             if let cafile = p.cafile { try Self.readable(cafile, "cafile") }
             guard SSL_CTX_load_verify_locations(ctx, p.cafile, p.capath) == 1 else {
@@ -189,7 +182,8 @@ final class TLSContext {
                 SSL_CTX_set_client_CA_list(ctx, names)
             }
         } else if built.verify & SSL_VERIFY_PEER != 0 {
-            try Self.useSystemStore(ctx)
+            systemStore = Self.systemStoreStamp()
+            try Self.useSystemStore(ctx, stamp: systemStore!)
         }
         SSL_CTX_set_verify_depth(ctx, Int32(clamping: p.depth ?? 9))
         // A server's single certificate without chain certificates: its chain from the store
@@ -225,8 +219,7 @@ final class TLSContext {
                     (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
                     p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
-        let digest = Self.digest(p, settings: settings,
-                                 systemStore: p.cafile == nil && p.capath == nil && built.verify & SSL_VERIFY_PEER != 0)
+        let digest = Self.digest(p, settings: settings, systemStore: systemStore)
         identity = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         if p.mode == .server { _ = gs_tls_set_session_id_context(ctx, digest, UInt32(digest.count)) }
         // Set last: once every stored property is, a throw would run deinit too, and the
@@ -309,14 +302,28 @@ final class TLSContext {
         return "\(st.st_dev).\(st.st_ino).\(st.st_size).\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
     }
 
-    private static func useSystemStore(_ ctx: OpaquePointer) throws(TLSError) {
+    /// A CA directory's path and its entries, by name and stamp.
+    private static func directoryStamp(_ dir: String) -> String {
+        dir + (entryNames(dir) ?? []).sorted().map { "\u{2}\($0)\u{1}\(stamp(dir + "/" + $0))" }.joined()
+    }
+
+    /// What the system store's file and directories are now: their stamps, the directories'
+    /// own (update-ca-certificates rewrites the file and relinks the directory's entries,
+    /// which changes it); stamping its hundreds of entries would cost 1 ms a context.
+    private static func systemStoreStamp() -> String {
+        let (file, dir) = systemStorePaths
+        return ([file] + dir.split(separator: ":").map(String.init)).map { $0 + "\u{1}" + stamp($0) }
+            .joined(separator: "\u{0}")
+    }
+
+    private static func useSystemStore(_ ctx: OpaquePointer, stamp: String) throws(TLSError) {
         let (file, dir) = systemStorePaths
         let hasFile = access(file, R_OK) == 0
         let hasDir = dir.split(separator: ":").contains { hasEntries(String($0)) }
         guard hasFile || hasDir else {
             throw TLSError("no CA certificates found (install ca-certificates or set SSL_CERT_FILE)")
         }
-        guard SSL_CTX_set_default_verify_paths(ctx) == 1 else { throw .openSSL("cannot load the system CA store") }
+        guard gs_tls_use_system_store(ctx, stamp) == 1 else { throw .openSSL("cannot load the system CA store") }
     }
 
     /// Whether `dir` is a directory with at least one entry besides . and ..

@@ -55,30 +55,6 @@ local function forward(conn)
   end
 end
 
--- Contexts by their parameters: making one reads the CA store, which is too slow to do
--- for every request.
-local contexts = setmetatable({}, { __mode = "v" })
-
-local function context_for(params)
-  local parts = {}
-  for _, k in ipairs({ "protocol", "cafile", "capath", "certificate", "key", "ciphers", "ciphersuites", "depth", "alpn" }) do
-    parts[#parts + 1] = tostring(params[k])
-  end
-  for _, k in ipairs({ "verify", "options" }) do
-    local v = params[k]
-    parts[#parts + 1] = type(v) == "table" and table.concat(v, ",") or tostring(v)
-  end
-  if type(params.password) == "function" then return params end   -- not cacheable: newcontext calls it
-  parts[#parts + 1] = tostring(params.password)
-  local key = table.concat(parts, "\0")
-  local ctx = contexts[key]
-  if not ctx then
-    ctx = try(ssl.newcontext(params))
-    contexts[key] = ctx
-  end
-  return ctx
-end
-
 --- `tcp(params)`: a `create` function for socket.http whose sockets speak TLS once connected.
 function M.tcp(params)
   params = params or {}
@@ -96,7 +72,9 @@ function M.tcp(params)
     function conn:settimeout() return settimeout(self.sock, M.TIMEOUT) end
     function conn:connect(host, port)
       try(self.sock:connect(host, port))
-      self.sock = try(ssl.wrap(self.sock, context_for(tls)))
+      -- A context per connection: the system CA store is loaded once and shared
+      -- (TLSContext), and sessions resume across same-settings contexts.
+      self.sock = try(ssl.wrap(self.sock, tls))
       self.sock:sni(host)
       self.sock:settimeout(M.TIMEOUT)
       try(self.sock:dohandshake())

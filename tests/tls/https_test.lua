@@ -192,4 +192,32 @@ print(get())
     assert.matches("^certificate verify failed: ", lines[2])
     assert.equals("verified", lines[3])
   end)
+
+  it("the shared system store is loaded again when SSL_CERT_DIR changes: a CA taken out of it is not trusted "
+    .. "at the next context", function()
+    if not port then pending("openssl or python3's ssl is missing") end
+    local dir = proc.tmpdir()
+    local store = dir .. "/certs"
+    assert(os.execute(("mkdir -p %s && cp %s %s/ca.pem && openssl rehash %s >/dev/null 2>&1"):format(
+      certs.quote(store), certs.quote(c.ca.cert), certs.quote(store), certs.quote(store))))
+    local status, out, err = run(([[
+local ssl, socket = require "ssl", require "socket"
+local function get()
+  local ctx = assert(ssl.newcontext({ mode = "client", protocol = "any" }))
+  local conn = assert(ssl.wrap(assert(socket.connect("127.0.0.1", tonumber(arg[1]))), ctx))
+  conn:sni("localhost")
+  local ok, e = conn:dohandshake()
+  conn:close()
+  return ok and "verified" or tostring(e)
+end
+print(get())
+os.execute("rm -f %s/*.0")   -- the hash links: the CA is no longer found
+print(get())
+]]):format(store), { SSL_CERT_FILE = dir .. "/none.pem", SSL_CERT_DIR = store })
+    assert.equals(0, status, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equals("verified", lines[1])
+    assert.matches("^certificate verify failed: ", lines[2])
+  end)
 end)

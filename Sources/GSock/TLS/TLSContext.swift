@@ -313,7 +313,7 @@ final class TLSContext {
     private static func systemStoreStamp() -> String {
         let (file, dir) = systemStorePaths
         return ([file] + dir.split(separator: ":").map(String.init)).map { $0 + "\u{1}" + stamp($0) }
-            .joined(separator: "\u{0}")
+            .joined(separator: "\u{2}")   // no NUL: C compares it as a string
     }
 
     private static func useSystemStore(_ ctx: OpaquePointer, stamp: String) throws(TLSError) {

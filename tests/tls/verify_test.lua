@@ -165,6 +165,65 @@ describe("the verification depth", function()
   end)
 end)
 
+describe("verifyext (LuaSec's names)", function()
+  before_each(tls.ready)
+
+  local CRL_CONF = [[
+[ca]
+default_ca = test_ca
+[test_ca]
+database = %s/index.txt
+certificate = %s
+private_key = %s
+default_md = sha256
+default_crl_days = 1
+]]
+
+  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+  --- A cafile of the test CA and its CRL, with `revoked` (a certificate file) revoked.
+  local function cafile_with_crl(revoked)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(io.open(dir .. "/index.txt", "w")):close()
+    local conf = dir .. "/ca.cnf"
+    local f = assert(io.open(conf, "w"))
+    f:write(CRL_CONF:format(dir, tls.certs.ca.cert, tls.certs.ca.key))
+    f:close()
+    local ca = ("openssl ca -config %s -batch"):format(q(conf))
+    if revoked then assert(os.execute(("%s -revoke %s >/dev/null 2>&1"):format(ca, q(revoked)))) end
+    assert(os.execute(("%s -gencrl -out %s/crl.pem >/dev/null 2>&1"):format(ca, q(dir))))
+    local out = dir .. "/ca+crl.pem"
+    assert(os.execute(("cat %s %s/crl.pem > %s"):format(q(tls.certs.ca.cert), q(dir), q(out))))
+    return out
+  end
+
+  it("crl_check verifies against the CRL in the cafile: a revoked server certificate fails, 'certificate revoked'", function()
+    local ok, err = handshake("echo", { cafile = cafile_with_crl(tls.certs.localhost.cert), verifyext = "crl_check" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("certificate revoked", 1, true), err)
+    -- the control: the same cafile without crl_check, and a CRL that revokes nothing
+    assert.is_true((handshake("echo", { cafile = cafile_with_crl(tls.certs.localhost.cert) })))
+    assert.is_true((handshake("echo", { cafile = cafile_with_crl(nil), verifyext = { "crl_check_chain" } })))
+  end)
+
+  it("crl_check without a CRL fails closed: 'unable to get certificate CRL'", function()
+    local ok, err = handshake("echo", { cafile = tls.certs.ca.cert, verifyext = { "crl_check" } })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("unable to get certificate CRL", 1, true), err)
+  end)
+
+  it("another name is refused with LuaSec's words; lsec_continue is taken and lets no failure through", function()
+    local ctx, err = ssl.newcontext({ mode = "client", protocol = "any", verifyext = { "crl_check", "bogus" } })
+    assert.is_nil(ctx)
+    assert.equals("invalid verify option (bogus)", err)   -- oracle: LuaSec 1.3's newcontext
+    local ok, why = handshake("self_signed", { verifyext = { "lsec_continue", "lsec_ignore_purpose" } })
+    assert.is_false(ok)
+    assert.matches("^certificate verify failed", why)
+  end)
+end)
+
 describe("verify = \"none\" (a gsockd subprocess: its log)", function()
   before_each(tls.ready)
 

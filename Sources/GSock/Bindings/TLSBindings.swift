@@ -68,6 +68,7 @@ enum TLSBindings {
         p.cafile = stringField(L, "cafile")
         p.capath = stringField(L, "capath")
         p.verify = listField(L, "verify")
+        p.verifyExtensions = listField(L, "verifyext") ?? []
         p.options = listField(L, "options") ?? []
         p.ciphers = stringField(L, "ciphers")
         p.ciphersuites = stringField(L, "ciphersuites")

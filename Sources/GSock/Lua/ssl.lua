@@ -41,8 +41,8 @@ local function list(key, value)
   return out
 end
 
--- The keys of a params table: every key LuaSec 1.2's newcontext reads (dhparam, verifyext
--- and dane are accepted and not used), and gsockd's servers' sni_certificates.
+-- The keys of a params table: every key LuaSec 1.2's newcontext reads (dhparam and dane
+-- are accepted and not used), and gsockd's servers' sni_certificates.
 local KEYS = { "mode", "protocol", "key", "certificate", "certificates", "password", "cafile", "capath",
                "ciphers", "ciphersuites", "verify", "options", "depth", "dhparam", "curve", "curveslist",
                "verifyext", "alpn", "dane", "sni_certificates" }
@@ -108,7 +108,7 @@ function ssl.newcontext(cfg)
   end
   -- gsockd's servers: certificates chosen by SNI (server.lua checks them).
   p.sni_certificates = cfg.sni_certificates
-  for _, key in ipairs({ "verify", "options", "alpn" }) do
+  for _, key in ipairs({ "verify", "options", "alpn", "verifyext" }) do
     ok, err = check(key, cfg[key], "string", "table")
     if not ok then return nil, err end
     p[key], err = list(key, cfg[key])

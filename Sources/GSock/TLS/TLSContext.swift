@@ -31,6 +31,10 @@ struct TLSParameters {
     var capath: String?
     /// LuaSec's verify flags; nil: the default (a client verifies its peer, a server does not).
     var verify: [String]?
+    /// LuaSec's verifyext: "crl_check", "crl_check_chain"; "lsec_continue" and
+    /// "lsec_ignore_purpose" (which would let a failed verification through) are taken and
+    /// not applied: the handshake fails with its reason instead.
+    var verifyExtensions: [String] = []
     var options: [String] = []
     var ciphers: String?
     var ciphersuites: String?
@@ -171,6 +175,7 @@ final class TLSContext {
         }
 
         built.verify = try Self.verifyMode(p.verify, mode: p.mode)
+        try Self.applyVerifyExtensions(ctx, p.verifyExtensions)
         var systemStore: String?   // its stamp, when the context verifies with it
         if p.cafile != nil || p.capath != nil {
             if let cafile = p.cafile { try Self.readable(cafile, "cafile") }
@@ -216,7 +221,8 @@ final class TLSContext {
         }
         if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
         let settings = [p.mode.rawValue, p.protocolName, p.certificate ?? "", p.key ?? "", p.cafile ?? "", p.capath ?? "",
-                    (p.verify ?? ["default"]).joined(separator: ","), p.options.joined(separator: ","), p.ciphers ?? "",
+                    (p.verify ?? ["default"]).joined(separator: ","), p.verifyExtensions.joined(separator: ","),
+                    p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
                     p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
         let digest = Self.digest(p, settings: settings, systemStore: systemStore)
@@ -286,6 +292,22 @@ final class TLSContext {
             }
         }
         return result
+    }
+
+    /// LuaSec's verifyext names, with its error for another. CRL checks need the CRLs in
+    /// the cafile or capath: without them verification fails ("unable to get certificate
+    /// CRL"), as OpenSSL's does.
+    private static func applyVerifyExtensions(_ ctx: OpaquePointer, _ names: [String]) throws(TLSError) {
+        var flags: UInt = 0
+        for name in names {
+            switch name {
+            case "lsec_continue", "lsec_ignore_purpose": break
+            case "crl_check": flags |= UInt(X509_V_FLAG_CRL_CHECK)
+            case "crl_check_chain": flags |= UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)
+            default: throw TLSError("invalid verify option (\(name))")
+            }
+        }
+        if flags != 0 { _ = X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), flags) }
     }
 
     /// The system CA store, as SSL_CERT_FILE / SSL_CERT_DIR or OpenSSL's defaults name it.

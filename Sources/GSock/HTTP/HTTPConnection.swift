@@ -249,7 +249,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
             return
         }
         guard HTTPRequestObject.push(L, base: base, headLength: headLength, request: request, headers: headers,
-                                     number: requests + 1)
+                                     number: requests + 1, runtime: runtime)
         else {
             reject(400, "bad percent-encoding in the path")
             return

@@ -30,7 +30,7 @@ enum HTTPRequestObject {
     /// Pushes a request object for the head at `base`; false (nothing pushed) when its
     /// path has a bad percent-escape.
     static func push(_ L: LuaState, base: UnsafePointer<CChar>, headLength: Int, request: gs_http_request,
-                     headers: UnsafePointer<gs_http_header>, number: Int) -> Bool {
+                     headers: UnsafePointer<gs_http_header>, number: Int, runtime: Runtime) -> Bool {
         let count = Int(request.num_headers)
         let headersSize = count * MemoryLayout<gs_http_header>.stride
         let size = headersOffset + headersSize + headLength + Int(request.path.len)
@@ -46,9 +46,20 @@ enum HTTPRequestObject {
         p.storeBytes(of: Block(tag: tag, request: request, headLength: UInt32(headLength), pathLength: UInt32(decoded),
                                number: UInt32(truncatingIfNeeded: number)), as: Block.self)
         (p + headersOffset).copyMemory(from: headers, byteCount: headersSize)
-        _ = gs_getmetatable(L, cString(metatable))
+        pushMetatable(L, runtime)
         lua_setmetatable(L, -2)
         return true
+    }
+
+    /// http.lua's request metatable, by a registry reference once it is there: a lookup by
+    /// name hashes the name each request (~110 instructions).
+    private static func pushMetatable(_ L: LuaState, _ runtime: Runtime) {
+        if runtime.httpRequestMetatableRef != LUA_NOREF {
+            luaPushRef(L, runtime.httpRequestMetatableRef)
+        } else if gs_getmetatable(L, cString(metatable)) == LUA_TTABLE {
+            lua_pushvalue(L, -1)
+            runtime.httpRequestMetatableRef = luaRef(L)
+        }
     }
 
     private struct View {

@@ -82,6 +82,8 @@ public final class Runtime {
     /// connection and its `describe` (host.http_response_setup), for the requests whose
     /// handler the host runs itself (HTTPConnection).
     var httpResponseRefs = (metatable: LUA_NOREF, connectionKey: LUA_NOREF, describe: LUA_NOREF)
+    /// http.lua's request metatable (HTTPRequestObject.pushMetatable).
+    var httpRequestMetatableRef = LUA_NOREF
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
     /// The peer of the connection the last accept took, packed as gs_accept packs it (an

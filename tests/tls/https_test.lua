@@ -169,12 +169,6 @@ local function get()
   return ok and "verified" or tostring(e)
 end
 ]]
-  local function lines_of(text)
-    local lines = {}
-    for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
-    return lines
-  end
-
   it("the system store is loaded once for every context, and again when SSL_CERT_FILE's file changes: "
     .. "a context made after the bundle lost the CA fails verification (no session of the old one resumes)", function()
     if not port then pending("openssl or python3's ssl is missing") end
@@ -196,7 +190,7 @@ bundle(%q)
 print(get())
 ]]):format(bundle, c.self_signed.cert, c.ca.cert), { SSL_CERT_FILE = bundle, SSL_CERT_DIR = dir .. "/empty" })
     assert.equals(0, status, err)
-    local lines = lines_of(out)
+    local lines = proc.lines(out)
     assert.equals("verified\tverified", lines[1])
     assert.matches("^certificate verify failed: ", lines[2])
     assert.equals("verified", lines[3])
@@ -215,7 +209,7 @@ os.execute("rm -f %s/*.0")   -- the hash links: the CA is no longer found
 print(get())
 ]]):format(store), { SSL_CERT_FILE = dir .. "/none.pem", SSL_CERT_DIR = store })
     assert.equals(0, status, err)
-    local lines = lines_of(out)
+    local lines = proc.lines(out)
     assert.equals("verified", lines[1])
     assert.matches("^certificate verify failed: ", lines[2])
   end)

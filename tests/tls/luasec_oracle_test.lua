@@ -258,11 +258,7 @@ local function run_oracle(args)
   return r
 end
 
-local function lines(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local lines = tls.proc.lines
 
 describe("ssl against LuaSec, live", function()
   before_each(tls.ready)

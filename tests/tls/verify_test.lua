@@ -179,24 +179,17 @@ default_md = sha256
 default_crl_days = 1
 ]]
 
-  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  local proc, q = tls.proc, tls.proc.quote
 
   --- A cafile of the test CA and its CRL, with `revoked` (a certificate file) revoked.
   local function cafile_with_crl(revoked)
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. q(dir)))
-    assert(io.open(dir .. "/index.txt", "w")):close()
-    local conf = dir .. "/ca.cnf"
-    local f = assert(io.open(conf, "w"))
-    f:write(CRL_CONF:format(dir, tls.certs.ca.cert, tls.certs.ca.key))
-    f:close()
+    local dir = proc.tmpdir()
+    proc.write(dir, "index.txt", "")
+    local conf = proc.write(dir, "ca.cnf", CRL_CONF:format(dir, tls.certs.ca.cert, tls.certs.ca.key))
     local ca = ("openssl ca -config %s -batch"):format(q(conf))
     if revoked then assert(os.execute(("%s -revoke %s >/dev/null 2>&1"):format(ca, q(revoked)))) end
     assert(os.execute(("%s -gencrl -out %s/crl.pem >/dev/null 2>&1"):format(ca, q(dir))))
-    local out = dir .. "/ca+crl.pem"
-    assert(os.execute(("cat %s %s/crl.pem > %s"):format(q(tls.certs.ca.cert), q(dir), q(out))))
-    return out
+    return proc.write(dir, "ca+crl.pem", proc.slurp(tls.certs.ca.cert) .. proc.slurp(dir .. "/crl.pem"))
   end
 
   it("crl_check verifies against the CRL in the cafile: a revoked server certificate fails, 'certificate revoked'", function()

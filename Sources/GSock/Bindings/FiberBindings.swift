@@ -248,7 +248,9 @@ enum FiberBindings {
     private static let stats: LuaBody = { L in luaCall(L, stats) }
     private static func stats(_ L: LuaState) throws(LuaError) -> Int32 {
         let rt = Runtime.from(L)
-        let counts = [("fibers", rt.liveFibers), ("fiber_objects", rt.fiberObjects), ("memory", rt.memoryInUse),
+        // fiber_objects leaves out the dead fibers kept for reuse with idle threads.
+        let kept = rt.idleThreads.reduce(0) { $0 + ($1.fiber == nil ? 0 : 1) }
+        let counts = [("fibers", rt.liveFibers), ("fiber_objects", rt.fiberObjects - kept), ("memory", rt.memoryInUse),
                       ("bytes_in", rt.bytesIn), ("bytes_out", rt.bytesOut), ("errors", rt.failuresLogged),
                       ("sockets", rt.openSockets), ("tls_handshakes", rt.tlsHandshakes),
                       ("tls_handshake_failures", rt.tlsHandshakeFailures), ("tls_resumptions", rt.tlsResumptions),

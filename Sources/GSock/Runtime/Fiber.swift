@@ -86,10 +86,6 @@ final class Fiber {
     var liveNext: Fiber?
     unowned(unsafe) var livePrev: Fiber?
 
-    /// Kept, dead, with its idle thread for the next fiber (Runtime.IdleThread): not
-    /// counted in `fiberObjects`.
-    var pooled = false
-
     init(runtime: Runtime, id: Int, thread: LuaState) {
         self.runtime = runtime
         self.id = id
@@ -99,7 +95,7 @@ final class Fiber {
 
     deinit {
         releaseWatchers()
-        if !pooled { runtime.fiberObjects -= 1 }
+        runtime.fiberObjects -= 1
     }
 
     /// Makes a dead fiber that nothing else references a new one on the same thread: an
@@ -107,8 +103,6 @@ final class Fiber {
     /// Its watchers went with its death (Runtime.markDead), its lists and links are empty.
     func reborn(id: Int) {
         self.id = id
-        pooled = false
-        runtime.fiberObjects += 1
         state = .created
         wake = .none
         site = .none

@@ -69,11 +69,7 @@ extension Runtime {
         if isKnownUniquelyReferenced(&dead), let dead {
             dead.reborn(id: nextFiberId)
             fiber = dead
-        } else {
-            if let dead {   // still referenced (a handle made since it ended): it stays dead
-                dead.pooled = false
-                fiberObjects += 1
-            }
+        } else {   // none, or one still referenced (a handle made since it ended): it stays dead
             fiber = Fiber(runtime: self, id: nextFiberId, thread: co)
         }
         fiber.threadSlot = slot
@@ -147,10 +143,6 @@ extension Runtime {
         let co = fiber.thread
         if reusable && idleThreads.count < Runtime.threadPoolLimit
             && lua_status(co) == LUA_OK && lua_gettop(co) == 0 {
-            if keepingFiber {
-                fiber.pooled = true
-                fiberObjects -= 1
-            }
             idleThreads.append(IdleThread(slot: slot, thread: co, fiber: keepingFiber ? fiber : nil))
             return
         }

@@ -63,8 +63,8 @@ public final class Runtime {
 
     /// Fibers not yet dead.
     var liveFibers = 0
-    /// Fiber objects in memory (live fibers and dead ones whose handles are still referenced;
-    /// not the dead ones kept with idle threads, `IdleThread.fiber`).
+    /// Fiber objects in memory (live fibers, dead ones whose handles are still referenced,
+    /// and the dead ones kept with idle threads, `IdleThread.fiber`).
     var fiberObjects = 0
     /// Fiber failures logged.
     var failuresLogged = 0

@@ -187,8 +187,9 @@ final class TLSContext {
                 SSL_CTX_set_client_CA_list(ctx, names)
             }
         } else if built.verify & SSL_VERIFY_PEER != 0 {
-            systemStore = Self.systemStoreStamp()
-            try Self.useSystemStore(ctx, stamp: systemStore!)
+            let stamp = Self.systemStoreStamp()
+            try Self.useSystemStore(ctx, stamp: stamp)
+            systemStore = stamp
         }
         SSL_CTX_set_verify_depth(ctx, Int32(clamping: p.depth ?? 9))
         // A server's single certificate without chain certificates: its chain from the store
@@ -348,15 +349,17 @@ final class TLSContext {
         guard gs_tls_use_system_store(ctx, stamp) == 1 else { throw .openSSL("cannot load the system CA store") }
     }
 
-    /// Whether `dir` is a directory with at least one entry besides . and ..
-    private static func hasEntries(_ dir: String) -> Bool { !(entryNames(dir)?.isEmpty ?? true) }
+    /// Whether `dir` is a directory with at least one entry besides . and .. (it stops at
+    /// the first: the system directory has hundreds, and this runs for every context).
+    private static func hasEntries(_ dir: String) -> Bool { !(entryNames(dir, atMost: 1)?.isEmpty ?? true) }
 
-    /// The names in directory `dir` but . and .., or nil when it cannot be read.
-    private static func entryNames(_ dir: String) -> [String]? {
+    /// The names in directory `dir` but . and .. (the first `atMost`), or nil when it
+    /// cannot be read.
+    private static func entryNames(_ dir: String, atMost limit: Int = .max) -> [String]? {
         guard let d = opendir(dir) else { return nil }
         defer { closedir(d) }
         var names: [String] = []
-        while let entry = readdir(d) {
+        while names.count < limit, let entry = readdir(d) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name != "." && name != ".." { names.append(name) }
         }

@@ -74,6 +74,13 @@ function M.tmpdir()
   return dir
 end
 
+--- The lines of `text`, without their newlines (empty lines left out).
+function M.lines(text)
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return lines
+end
+
 --- Writes `text` to dir/name (creating subdirectories); returns the full path.
 function M.write(dir, name, text)
   local path = dir .. "/" .. name

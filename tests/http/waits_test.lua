@@ -273,6 +273,49 @@ describe("HTTP waits", function()
     srv:stop()
   end)
 
+  it("a head: connections whose peer left before they were accepted are counted and uncounted; max_connections still admits the next", function()
+    local srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, { max_connections = 2 }):start()
+    -- Connected and closed before the server's accept runs (this fiber does not yield):
+    -- its first read finds the end at once.
+    for _ = 1, 6 do
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv.port))
+      c:close()
+    end
+    assert.equals(0, no_connections(srv))
+    for _ = 1, 3 do
+      local c = connect(srv)
+      assert(c:send("GET / HTTP/1.1\r\n\r\n"))
+      answered(c)
+      c:close()
+    end
+    assert.equals(0, no_connections(srv))
+    local t0 = gsock.now()
+    srv:stop(5)
+    assert.is_true(gsock.now() - t0 < 1)
+  end)
+
+  it("upgrade: the handed-over socket has the server's idle_timeout", function()
+    local result = gsock.queue()
+    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+      res.status = 101
+      res.headers["Upgrade"] = "x"
+      local sock = assert(res:upgrade())
+      local t0 = gsock.now()
+      local line, err = sock:receive("*l")
+      result:put({ line, err, gsock.now() - t0, sock:gettimeout() })
+    end, { idle_timeout = 0.2 }):start()
+    local c = connect(srv)
+    assert(c:send("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n"))
+    local got = result:get(5)
+    assert.is_nil(got[1])
+    assert.equals("timeout", got[2])
+    assert.is_true(got[3] >= 0.15 and got[3] < 1.5)
+    assert.equals(0.2, got[4])
+    c:close()
+    srv:stop()
+  end)
+
   it("a head: stop closes idle keep-alive connections at once and finishes busy ones", function()
     local release = gsock.event()
     local srv = gsock.http.server("127.0.0.1:0", function(req)

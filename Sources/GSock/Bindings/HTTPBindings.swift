@@ -20,6 +20,7 @@ enum HTTPBindings {
 
     static let serviceMethods: [(String, LuaBody)] = [
         ("adopt", { L in luaCall(L, adopt) }),
+        ("accept", { L in luaCall(L, accept) }),
         ("shutdown", { L in luaCall(L) { L throws(LuaError) in try service(L).shutdown(); return 0 } }),
         ("close_all", { L in luaCall(L) { L throws(LuaError) in try service(L).closeAll(); return 0 } }),
         ("count", { L in luaCall(L) { L throws(LuaError) in
@@ -151,18 +152,73 @@ enum HTTPBindings {
         return 1
     }
 
-    /// `service:adopt(sock [, peer])`: the service takes the accepted connection.
+    /// `service:adopt(sock [, peer])`: the service takes the accepted connection. The
+    /// socket leaves its userdata, which is garbage from now on (`sock` is closed for Lua):
+    /// an idle connection holds no Lua object for its socket (80 bytes less each).
     private static func adopt(_ L: LuaState) throws(LuaError) -> Int32 {
         let service = try service(L)
-        guard let socket = SocketBindings.get(L, 2) else { throw .type(L, 2, "socket") }
+        guard SocketBindings.get(L, 2) != nil, let taken = LuaObjects.take(L, 2, kind: .socket) else {
+            throw .type(L, 2, "socket")
+        }
+        let socket = taken.takeRetainedValue() as! Socket
+        if socket.runtime.tracksResources { SocketBindings.track(L, 2, open: false) }
         var peerRef = LUA_NOREF
         if lua_type(L, 3) == LUA_TTABLE {
             lua_pushvalue(L, 3)
             peerRef = luaRef(L)
         }
-        lua_settop(L, 2)
         service.adopt(L, socket, peerRef: peerRef)
         return 0
+    }
+
+    /// `service:accept(listener [, idle_timeout [, path]])`: `listener:accept()`, with the
+    /// connection going to the service as it comes, never to Lua: true and whether it is
+    /// still open (when not, the server was not told of its close: it counts it first), or
+    /// accept's nil and error. `idle_timeout` is the socket's timeout once a handler
+    /// upgrades it; `path` makes the peer table of a unix listener's connections.
+    private static func accept(_ L: LuaState) throws(LuaError) -> Int32 {
+        _ = try service(L)
+        guard let listener = SocketBindings.get(L, 2), StreamBindings.servers.contains(listener.socketClass.bit) else {
+            throw .type(L, 2, "tcp{server}")
+        }
+        _ = try Arg.timeout(L, 3)
+        if !luaIsNoneOrNil(L, 4) { _ = try Arg.string(L, 4) }
+        if listener.isReceiving { return SocketBindings.fail(L, "busy") }
+        listener.receiveDeadline = listener.deadline(for: .read)
+        return acceptStep(L, listener, woken: false)
+    }
+
+    private static func acceptStep(_ L: LuaState, _ listener: Socket, woken: Bool) -> Int32 {
+        switch listener.accept(woken: woken) {
+        case .done(let client):
+            guard let service = LuaObjects.get(L, 1, kind: .httpService, as: HTTPService.self) else { return 0 }
+            if lua_type(L, 3) == LUA_TNUMBER { client.timeoutSettings.block = lua_tonumberx(L, 3, nil) }
+            var peerRef = LUA_NOREF
+            if lua_type(L, 4) == LUA_TSTRING {
+                lua_createtable(L, 0, 1)
+                lua_pushvalue(L, 4)
+                luaRawSetField(L, -2, "path")
+                peerRef = luaRef(L)
+            }
+            let open = service.adopt(L, client, peerRef: peerRef, told: false)
+            lua_pushboolean(L, 1)
+            lua_pushboolean(L, open ? 1 : 0)
+            return 2
+        case .wait(let direction):
+            return StreamBindings.park(L, listener, direction, deadline: listener.receiveDeadline, what: "accept",
+                                       then: acceptContinue) {
+                SocketBindings.fail(L, "timeout")
+            }
+        case .failed(let failure):
+            return SocketBindings.fail(L, StreamBindings.message(for: failure))
+        }
+    }
+
+    private static let acceptContinue: LuaBody = { L in luaCall(L, acceptContinue) }
+    private static func acceptContinue(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let listener = SocketBindings.get(L, 2) else { return 0 }
+        if case .timedOut = try Runtime.from(L).woken(L) { return SocketBindings.fail(L, "timeout") }
+        return acceptStep(L, listener, woken: true)
     }
 
     private static func fibers(_ L: LuaState) throws(LuaError) -> Int32 {

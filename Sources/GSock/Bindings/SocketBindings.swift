@@ -263,15 +263,11 @@ enum SocketBindings {
     private static let settimeout: LuaBody = { L in luaCall(L, settimeout) }
     private static func settimeout(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try socket(L, expected: "socket")
-        let value = try Arg.timeout(L, 2, negative: .meansForever)
+        _ = try Arg.timeout(L, 2, negative: .meansForever)   // checked; kept as given
         let given = luaIsNoneOrNil(L, 2) ? -1 : lua_tonumberx(L, 2, nil)
         switch luaString(L, 3) ?? "b" {
-        case "b":
-            s.blockTimeout = value
-            s.timeoutSettings.block = given
-        case "t", "r":
-            s.totalTimeout = value
-            s.timeoutSettings.total = given
+        case "b": s.timeoutSettings.block = given
+        case "t", "r": s.timeoutSettings.total = given
         default: throw .argument(L, 3, "invalid timeout mode")
         }
         s.operationTimeouts = nil

@@ -28,8 +28,9 @@ final class HTTPConnection: HostWaiter, FiberObserver {
     }
 
     // The stored properties are in order of size, since Swift lays them out in the order
-    // declared: the words, then the byte-sized state and flags, then the Int32 registry
-    // references (208 bytes instead of 296 in the order of their meaning).
+    // declared: the words, then the 32- and 16-bit values, then the byte-sized state and
+    // flags (200 bytes instead of 296 in the order of their meaning: an idle connection's
+    // allocation is 208 bytes).
     unowned(unsafe) let service: HTTPService
     let socket: Socket
     var next: HTTPConnection?
@@ -37,10 +38,8 @@ final class HTTPConnection: HostWaiter, FiberObserver {
 
     // Only the loop thread touches the state below, never overlapping itself: no dynamic
     // exclusivity checks (they cost 1,600 instructions a request, callgrind said).
-    @exclusivity(unchecked) private var lastLength = 0
     /// When the head now arriving must be complete; 0 before its first byte.
     @exclusivity(unchecked) private var headDeadline = 0.0
-    @exclusivity(unchecked) private(set) var requests = 0
     /// When the current wait for input must end (the loop's clock, ev_now), and the
     /// service's queue of that kind of wait it is in (HTTPWaits.swift, `waitKind`).
     @exclusivity(unchecked) var deadline = 0.0
@@ -51,10 +50,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
 
     // The request being answered (and below, its flags).
     @exclusivity(unchecked) private(set) var fiber: Fiber?
-    /// The status a body error calls for (413, 400), answered if the handler sends nothing.
-    @exclusivity(unchecked) var bodyError = 0
     // Its response.
-    @exclusivity(unchecked) var status = 0
     @exclusivity(unchecked) var bodyBytes = 0
     /// For /metrics (Operating/Metrics.swift): when the request started (and its method).
     @exclusivity(unchecked) private var metricsStarted = 0.0
@@ -62,6 +58,36 @@ final class HTTPConnection: HostWaiter, FiberObserver {
     /// The chunked body's decoder, made for the connection's first chunked request: most
     /// connections never have one (41 bytes less for each of them).
     @exclusivity(unchecked) private(set) var chunked: UnsafeMutablePointer<gs_http_chunked>?
+    /// The res of the request whose handler the host runs (its address, compared only):
+    /// a res kept past its request, by a fiber it spawned, must not write into the next
+    /// one's response. Nil when http.lua's runner made the res (it marks it done).
+    @exclusivity(unchecked) private var currentResponse: UnsafeRawPointer?
+
+    /// The buffered length the parser last found incomplete (at most max_header_size).
+    @exclusivity(unchecked) private var lastLength: UInt32 = 0
+    /// Requests started on the connection. It wraps after 2^32, which only a
+    /// keepalive_requests above that lets a connection reach.
+    @exclusivity(unchecked) private var requestCount: UInt32 = 0
+    var requests: Int { Int(requestCount) }
+    /// The socket's userdata, made when Lua first asks for the socket (`res:upgrade()`):
+    /// until then the connection holds none (the accept's was emptied by `adopt`).
+    private var socketRef: Int32 = LUA_NOREF
+    /// The peer table (`req.peer`), made on first use unless the server gave one.
+    var peerRef: Int32
+    /// The connection's own userdata, made at its first request.
+    var selfRef: Int32 = LUA_NOREF
+    @exclusivity(unchecked) private var responseStatus: UInt16 = 0
+    @exclusivity(unchecked) private var bodyErrorStatus: UInt16 = 0
+    /// The response's status (100...999; 0 before its head).
+    var status: Int {
+        get { Int(responseStatus) }
+        set { responseStatus = UInt16(truncatingIfNeeded: newValue) }
+    }
+    /// The status a body error calls for (413, 400), answered if the handler sends nothing.
+    var bodyError: Int {
+        get { Int(bodyErrorStatus) }
+        set { bodyErrorStatus = UInt16(truncatingIfNeeded: newValue) }
+    }
     @exclusivity(unchecked) var body = Body.none
 
     @exclusivity(unchecked) private(set) var state = State.awaitingHead
@@ -78,23 +104,12 @@ final class HTTPConnection: HostWaiter, FiberObserver {
     @exclusivity(unchecked) var finished = false
     @exclusivity(unchecked) var responseChunked = false
     @exclusivity(unchecked) private var metricsMethod: UInt8 = 0
-    /// The res of the request whose handler the host runs (its address, compared only):
-    /// a res kept past its request, by a fiber it spawned, must not write into the next
-    /// one's response. Nil when http.lua's runner made the res (it marks it done).
-    @exclusivity(unchecked) private var currentResponse: UnsafeRawPointer?
     /// The body's error is the peer's close (or the socket's, from another fiber).
     @exclusivity(unchecked) private var bodyClosed = false
 
-    private var socketRef: Int32
-    /// The peer table (`req.peer`), made on first use unless the server gave one.
-    var peerRef: Int32
-    /// The connection's own userdata, made at its first request.
-    var selfRef: Int32 = LUA_NOREF
-
-    init(service: HTTPService, socket: Socket, socketRef: Int32, peerRef: Int32) {
+    init(service: HTTPService, socket: Socket, peerRef: Int32) {
         self.service = service
         self.socket = socket
-        self.socketRef = socketRef
         self.peerRef = peerRef
     }
 
@@ -119,7 +134,15 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         return ev_now(runtime.loop)
     }
 
-    func pushSocket(_ L: LuaState) { luaPushRef(L, socketRef) }
+    func pushSocket(_ L: LuaState) {
+        if socketRef == LUA_NOREF {
+            SocketBindings.push(L, socket)
+            lua_pushvalue(L, -1)
+            socketRef = luaRef(L)
+        } else {
+            luaPushRef(L, socketRef)
+        }
+    }
 
     // MARK: - Between requests
 
@@ -142,7 +165,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
             if let base = bytes.baseAddress, bytes.count > 0 {
                 if headDeadline == 0 { headDeadline = now + service.limits.headerTimeout }
                 let r = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                    gs_http_parse_request($0, bytes.count, lastLength, &service.parserLimits,
+                    gs_http_parse_request($0, bytes.count, Int(lastLength), &service.parserLimits,
                                           &service.scratchRequest, service.scratchHeaders)
                 }
                 if r >= 0 {
@@ -153,7 +176,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
                     reject(Int(gs_http_status(r)), "malformed or over a limit")
                     return false
                 }
-                lastLength = bytes.count
+                lastLength = UInt32(clamping: bytes.count)
             }
             guard mayRead else { return false }
             if socket.isClosed { close(); return false }
@@ -258,7 +281,7 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         pushSelf(L)
         lua_setiuservalue(L, requestIndex, 2)
         socket.buffer.consume(headLength)
-        requests += 1
+        requestCount &+= 1
         state = .running
         withService { $0.endWait(self) }
         minorVersion = request.minor_version
@@ -826,13 +849,15 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         output.removeAll()
         socket.close()
         let L = runtime.L
-        if runtime.tracksResources {   // closed here, not by its Lua close: leave the open list too
-            luaPushRef(L, socketRef)
-            SocketBindings.track(L, -1, open: false)
-            gs_pop(L, 1)
+        if socketRef != LUA_NOREF {
+            if runtime.tracksResources {   // closed here, not by its Lua close: leave the open list too
+                luaPushRef(L, socketRef)
+                SocketBindings.track(L, -1, open: false)
+                gs_pop(L, 1)
+            }
+            luaUnref(L, socketRef)
+            socketRef = LUA_NOREF
         }
-        luaUnref(L, socketRef)
-        socketRef = LUA_NOREF
         luaUnref(L, peerRef)
         peerRef = LUA_NOREF
         let ref = selfRef

@@ -90,19 +90,27 @@ final class HTTPService {
         for ref in [runnerRef, onCloseRef, completeRef, handleRef] { luaUnref(runtime.L, ref) }
     }
 
-    /// Takes over an accepted connection (its socket userdata is on top of `L`'s stack, and
-    /// stays there); `peerRef` is a registry reference to its peer table, or LUA_NOREF to
-    /// make one from the socket when a request asks.
-    func adopt(_ L: LuaState, _ socket: Socket, peerRef: Int32) {
-        lua_pushvalue(L, -1)
-        let connection = HTTPConnection(service: self, socket: socket, socketRef: luaRef(L), peerRef: peerRef)
+    /// Takes over an accepted connection; `peerRef` is a registry reference to its peer
+    /// table, or LUA_NOREF to make one from the socket when a request asks. Returns false
+    /// when the connection closed at once (its first read found the peer gone): with
+    /// `told` false the server is not told, since it has not counted it yet.
+    @discardableResult
+    func adopt(_ L: LuaState, _ socket: Socket, peerRef: Int32, told: Bool = true) -> Bool {
+        let connection = HTTPConnection(service: self, socket: socket, peerRef: peerRef)
         connection.next = head
         head?.prev = connection
         head = connection
         count += 1
         runtime.httpConnections += 1
+        let telling = tellsClose
+        tellsClose = told
+        defer { tellsClose = telling }
         connection.awaitRequest(L)
+        return connection.state != .closed
     }
+
+    /// Whether a close is told to the server (see `adopt`).
+    private var tellsClose = true
 
     /// A connection closed: unlinked, and the server's count told.
     func connectionClosed(_ connection: HTTPConnection) {
@@ -113,6 +121,7 @@ final class HTTPService {
         count -= 1
         runtime.httpConnections -= 1
         if count == 0 { ev_timer_stop(runtime.loop, waitTimer) }   // no wait left: it keeps no loop alive
+        guard tellsClose else { return }
         let L = runtime.L
         luaPushRef(L, onCloseRef)
         if gs_pcall(L, 0, 0, 0) != LUA_OK {

@@ -541,7 +541,13 @@ local function accept_loop(self, listener, a)
       self.slot:wait()
     end
     if self.closing then break end
-    local client, err = listener:accept()
+    local client, err
+    if self.http and not self.tls then
+      -- The connection goes to the HTTP layer with no Lua object for its socket.
+      client, err = self.http:accept(listener, self.idle_timeout, a.path)
+    else
+      client, err = listener:accept()
+    end
     if client then
       local packed = accepted_peer()   -- its peer, from the accept (false: handle_connection reads it)
       backoff = 0
@@ -550,8 +556,8 @@ local function accept_loop(self, listener, a)
       totals.connections = totals.connections + 1
       totals.accepted = totals.accepted + 1
       if self.http and not self.tls then
-        if self.idle_timeout then client:settimeout(self.idle_timeout) end
-        self.http:adopt(client, a.path and { path = a.path } or nil)
+        -- (the service has it; `err` is false when it closed at once, which is told now)
+        if err == false then self.on_http_closed() end
       else   -- (handle_connection sets idle_timeout: for TLS, after the handshake)
         local f = gsock.spawn(handle_connection, self, client, a, packed)
         self.handlers[f] = client

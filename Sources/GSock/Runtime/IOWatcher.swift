@@ -5,10 +5,12 @@ import CLibev
 import CShims
 
 final class IOWatcher {
+    /// libev's watcher, inline: the first stored property, so that it sits at the start of
+    /// the object's stored properties for as long as the object lives (as swift-atomics'
+    /// ManagedAtomic keeps its value). Only ever used through `io`. One allocation per
+    /// watcher instead of two: 32 bytes less for each connection.
+    private var watcherStorage = ev_io()
     unowned(unsafe) let runtime: Runtime
-    let io: UnsafeMutablePointer<ev_io>
-    private(set) var fd: Int32
-    let events: Int32
     /// The fiber parked in `wait` on this watcher; at most one. Held as a bare pointer
     /// (a parked fiber is anchored by the runtime), so that `isWaitedOn` costs no retain.
     private var waiterRef: Unmanaged<Fiber>?
@@ -25,25 +27,28 @@ final class IOWatcher {
     /// Made by gsock.io for a descriptor the program names, not by a socket for its own.
     let standalone: Bool
 
+    @inline(__always)
+    var io: UnsafeMutablePointer<ev_io> {
+        _getUnsafePointerToStoredProperties(self).assumingMemoryBound(to: ev_io.self)
+    }
+    /// The descriptor and the events watched, as libev holds them.
+    var fd: Int32 { io.pointee.fd }
+    var events: Int32 { io.pointee.events & Int32(GS_EV_READ | GS_EV_WRITE) }
+
     init(runtime: Runtime, fd: Int32, events: Int32, standalone: Bool = false) {
         self.runtime = runtime
         self.standalone = standalone
-        self.fd = fd
-        self.events = events
-        io = .allocate(capacity: 1)
         gs_io_init(io, watcherReady, fd, events)
         io.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
     deinit {
         ev_io_stop(runtime.loop, io)
-        io.deallocate()
     }
 
     /// Watches another descriptor from now on (the watcher must not be waited on).
     func rebind(fd: Int32) {
         ev_io_stop(runtime.loop, io)
-        self.fd = fd
         gs_io_set(io, fd, events)
     }
 

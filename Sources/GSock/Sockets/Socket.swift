@@ -70,7 +70,11 @@ final class Socket {
     unowned(unsafe) let runtime: Runtime
     @exclusivity(unchecked) private(set) var fd: Int32
     /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC until `tcp()`'s first bind or connect.
-    @exclusivity(unchecked) var family: Int32
+    var family: Int32 {
+        get { Int32(familyNumber) }
+        set { familyNumber = UInt8(truncatingIfNeeded: newValue) }
+    }
+    @exclusivity(unchecked) private var familyNumber: UInt8
     @exclusivity(unchecked) var socketClass: Class
     /// The direction of the socket's last wait (a TLS read may wait to write).
     @exclusivity(unchecked) var parkedDirection: Direction = .read
@@ -79,6 +83,8 @@ final class Socket {
     /// Whether the last read found the descriptor drained: the next receive then waits
     /// for readiness first instead of probing with a recv that would fail.
     @exclusivity(unchecked) var drained = false
+    /// Closed by `close()`: the socket never gets a descriptor again.
+    private(set) var wasClosed = false
     /// A listener's: the loop iteration its accept began to wait in (see `accept`).
     @exclusivity(unchecked) var acceptWaitIteration: UInt32 = 0
     /// How the bytes of a stream socket cross the descriptor: nil for the descriptor itself.
@@ -114,12 +120,14 @@ final class Socket {
         set { moreWatchers.writerWantingRead = newValue }
     }
 
-    // LuaSocket's timeouts: nil waits for ever.
-    @NaNForNil var blockTimeout: Double?
-    @NaNForNil var totalTimeout: Double?
-    /// The values settimeout was given, which gettimeout returns as they were (-1: none).
-    /// Kept inline: servers with an idle timeout set one on every connection.
+    /// LuaSocket's timeouts as settimeout was given them, which gettimeout returns as they
+    /// were (-1: none). Kept inline: servers with an idle timeout set one on every connection.
     var timeoutSettings: (block: Double, total: Double) = (-1, -1)
+    /// The timeouts in force: nil (a negative or infinite setting) waits for ever.
+    var blockTimeout: Double? { Self.limit(timeoutSettings.block) }
+    var totalTimeout: Double? { Self.limit(timeoutSettings.total) }
+    @inline(__always)
+    private static func limit(_ setting: Double) -> Double? { setting >= 0 && setting.isFinite ? setting : nil }
 
     // Statistics, as getstats/setstats.
     @exclusivity(unchecked) var received = 0
@@ -178,7 +186,7 @@ final class Socket {
     init(runtime: Runtime, fd: Int32, family: Int32, socketClass: Class) {
         self.runtime = runtime
         self.fd = fd
-        self.family = family
+        familyNumber = UInt8(truncatingIfNeeded: family)
         self.socketClass = socketClass
         reader = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_READ))
         birthday = ev_time()
@@ -227,8 +235,6 @@ final class Socket {
     }
 
     var isClosed: Bool { fd < 0 }
-    /// Closed by `close()`: the socket never gets a descriptor again.
-    private(set) var wasClosed = false
 
     /// Gives the socket a new descriptor (the lazily created one of `tcp()`, a pooled
     /// connection, or setfd). The old one, if any, is closed.

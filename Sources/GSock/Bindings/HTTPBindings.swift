@@ -157,9 +157,7 @@ enum HTTPBindings {
     /// an idle connection holds no Lua object for its socket (80 bytes less each).
     private static func adopt(_ L: LuaState) throws(LuaError) -> Int32 {
         let service = try service(L)
-        guard SocketBindings.get(L, 2) != nil, let taken = LuaObjects.take(L, 2, kind: .socket) else {
-            throw .type(L, 2, "socket")
-        }
+        guard let taken = LuaObjects.take(L, 2, kind: .socket) else { throw .type(L, 2, "socket") }
         let socket = taken.takeRetainedValue() as! Socket
         if socket.runtime.tracksResources { SocketBindings.track(L, 2, open: false) }
         var peerRef = LUA_NOREF
@@ -183,42 +181,29 @@ enum HTTPBindings {
         }
         _ = try Arg.timeout(L, 3)
         if !luaIsNoneOrNil(L, 4) { _ = try Arg.string(L, 4) }
-        if listener.isReceiving { return SocketBindings.fail(L, "busy") }
-        listener.receiveDeadline = listener.deadline(for: .read)
-        return acceptStep(L, listener, woken: false)
-    }
-
-    private static func acceptStep(_ L: LuaState, _ listener: Socket, woken: Bool) -> Int32 {
-        switch listener.accept(woken: woken) {
-        case .done(let client):
-            guard let service = LuaObjects.get(L, 1, kind: .httpService, as: HTTPService.self) else { return 0 }
-            if lua_type(L, 3) == LUA_TNUMBER { client.timeoutSettings.block = lua_tonumberx(L, 3, nil) }
-            var peerRef = LUA_NOREF
-            if lua_type(L, 4) == LUA_TSTRING {
-                lua_createtable(L, 0, 1)
-                lua_pushvalue(L, 4)
-                luaRawSetField(L, -2, "path")
-                peerRef = luaRef(L)
-            }
-            let open = service.adopt(L, client, peerRef: peerRef, told: false)
-            lua_pushboolean(L, 1)
-            lua_pushboolean(L, open ? 1 : 0)
-            return 2
-        case .wait(let direction):
-            return StreamBindings.park(L, listener, direction, deadline: listener.receiveDeadline, what: "accept",
-                                       then: acceptContinue) {
-                SocketBindings.fail(L, "timeout")
-            }
-        case .failed(let failure):
-            return SocketBindings.fail(L, StreamBindings.message(for: failure))
-        }
+        return StreamBindings.beginAccept(L, listener, then: acceptContinue, deliver: adoptAccepted)
     }
 
     private static let acceptContinue: LuaBody = { L in luaCall(L, acceptContinue) }
     private static func acceptContinue(_ L: LuaState) throws(LuaError) -> Int32 {
-        guard let listener = SocketBindings.get(L, 2) else { return 0 }
-        if case .timedOut = try Runtime.from(L).woken(L) { return SocketBindings.fail(L, "timeout") }
-        return acceptStep(L, listener, woken: true)
+        try StreamBindings.continueAccept(L, listenerAt: 2, then: acceptContinue, deliver: adoptAccepted)
+    }
+
+    /// `service:accept`'s client goes to the service at 1, with arguments 3 and 4.
+    private static func adoptAccepted(_ L: LuaState, _ client: Socket) -> Int32 {
+        guard let service = LuaObjects.get(L, 1, kind: .httpService, as: HTTPService.self) else { return 0 }
+        if lua_type(L, 3) == LUA_TNUMBER { client.timeoutSettings.block = lua_tonumberx(L, 3, nil) }
+        var peerRef = LUA_NOREF
+        if lua_type(L, 4) == LUA_TSTRING {
+            lua_createtable(L, 0, 1)
+            lua_pushvalue(L, 4)
+            luaRawSetField(L, -2, "path")
+            peerRef = luaRef(L)
+        }
+        let open = service.adopt(L, client, peerRef: peerRef, told: false)
+        lua_pushboolean(L, 1)
+        lua_pushboolean(L, open ? 1 : 0)
+        return 2
     }
 
     private static func fibers(_ L: LuaState) throws(LuaError) -> Int32 {

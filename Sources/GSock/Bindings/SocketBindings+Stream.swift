@@ -179,19 +179,39 @@ enum StreamBindings {
     private static let accept: LuaBody = { L in luaCall(L, accept) }
 
     private static func accept(_ L: LuaState) throws(LuaError) -> Int32 {
-        let s = try stream(L, servers)
-        if s.isReceiving { return fail(L, "busy") }
-        s.receiveDeadline = s.deadline(for: .read)
-        return acceptStep(L, s, woken: false)
+        beginAccept(L, try stream(L, servers), then: acceptContinue, deliver: pushClient)
     }
 
-    private static func acceptStep(_ L: LuaState, _ s: Socket, woken: Bool) -> Int32 {
+    private static func pushClient(_ L: LuaState, _ client: Socket) -> Int32 {
+        SocketBindings.push(L, client)
+        return 1
+    }
+
+    /// An accept on `s`: `deliver` takes the client and returns the results; a wait parks
+    /// with `kont` (which calls `continueAccept`). `service:accept` (HTTPBindings) accepts
+    /// with a `deliver` of its own.
+    static func beginAccept(_ L: LuaState, _ s: Socket, then kont: LuaBody,
+                            deliver: (LuaState, Socket) -> Int32) -> Int32 {
+        if s.isReceiving { return fail(L, "busy") }
+        s.receiveDeadline = s.deadline(for: .read)
+        return acceptStep(L, s, woken: false, then: kont, deliver: deliver)
+    }
+
+    /// The continuation of an accept whose listener is at `index`.
+    static func continueAccept(_ L: LuaState, listenerAt index: Int32, then kont: LuaBody,
+                               deliver: (LuaState, Socket) -> Int32) throws(LuaError) -> Int32 {
+        guard let s = SocketBindings.get(L, index) else { return 0 }
+        if case .timedOut = try Runtime.from(L).woken(L) { return fail(L, "timeout") }
+        return acceptStep(L, s, woken: true, then: kont, deliver: deliver)
+    }
+
+    private static func acceptStep(_ L: LuaState, _ s: Socket, woken: Bool, then kont: LuaBody,
+                                   deliver: (LuaState, Socket) -> Int32) -> Int32 {
         switch s.accept(woken: woken) {
         case .done(let client):
-            SocketBindings.push(L, client)
-            return 1
+            return deliver(L, client)
         case .wait(let direction):
-            return park(L, s, direction, deadline: s.receiveDeadline, what: "accept", then: acceptContinue) {
+            return park(L, s, direction, deadline: s.receiveDeadline, what: "accept", then: kont) {
                 fail(L, "timeout")
             }
         case .failed(let failure):
@@ -201,9 +221,7 @@ enum StreamBindings {
 
     private static let acceptContinue: LuaBody = { L in luaCall(L, acceptContinue) }
     private static func acceptContinue(_ L: LuaState) throws(LuaError) -> Int32 {
-        guard let s = SocketBindings.get(L, 1) else { return 0 }
-        if case .timedOut = try Runtime.from(L).woken(L) { return fail(L, "timeout") }
-        return acceptStep(L, s, woken: true)
+        try continueAccept(L, listenerAt: 1, then: acceptContinue, deliver: pushClient)
     }
 
     /// server.lua's `accepted_peer()`, right after an accept gave it a client: that client's

@@ -20,6 +20,8 @@ long gs_tls_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mod
 int gs_tls_set_groups(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
 int gs_tls_set_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 
+int gs_tls_request_status(SSL *ssl) { return (int)SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp); }
+
 int gs_tls_use_ip_check(SSL *ssl, const char *ip) {
     return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip);
 }

@@ -94,6 +94,30 @@ print("handshake", sock:sslhandshake(nil, "wrong.example", true))
     assert.truthy(bad.stdout:find("'wrong.example'", 1, true), bad.output)
   end)
 
+  it("send_status_req (the 4th argument) asks the server for a stapled OCSP response; without it none is asked "
+    .. "(openssl s_server -status_verbose tells)", function()
+    local peer = tls.peer("s_server_status")
+    local function stdout()   -- (s_server says it on its stderr)
+      return peer.stderr()
+    end
+    -- (A server name of its own each: a session resumed from an earlier handshake to the
+    -- same name would have the server send no certificate, and so no status.)
+    local function handshake(name, ...)
+      local sock = tls.tcp(peer.port)
+      local session, err = sock:sslhandshake(nil, name, false, ...)
+      assert.is_not_nil(session, tostring(err))
+      sock:send("GET / HTTP/1.0\r\n\r\n")
+      assert.equals("HTTP/1.0 200 ok", sock:receive("*l"))   -- the peer is past this handshake
+      sock:close()
+    end
+    local function requests() return select(2, stdout():gsub("cert_status: callback called", "")) end
+    handshake("none.test")
+    handshake("false.test", false)
+    assert.equals(0, requests(), stdout())
+    handshake("true.test", true)
+    assert.equals(1, requests(), stdout())
+  end)
+
   it("a socket that is not connected gives an error (returned, or raised as LuaSocket does for a method "
     .. "of another class), not a crash", function()
     local sock = tls.track(socket.tcp())

@@ -15,6 +15,8 @@ int gs_tls_set_max_version(SSL_CTX *ctx, int version);
 long gs_tls_set_mode(SSL_CTX *ctx, long mode);
 int gs_tls_set_groups(SSL_CTX *ctx, const char *list);
 int gs_tls_set_host_name(SSL *ssl, const char *name);
+/// Asks the server for its certificate's OCSP status (the status_request extension).
+int gs_tls_request_status(SSL *ssl);
 int gs_tls_use_ip_check(SSL *ssl, const char *ip);
 
 /// The options every context has: an EOF without close_notify is a close (SPEC §10), no

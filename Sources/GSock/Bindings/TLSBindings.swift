@@ -275,21 +275,24 @@ enum TLSBindings {
         s.runtime.logger.warning("TLS: this client context does not verify its peers (verify = \"none\")")
     }
 
-    /// OpenResty's `sock:sslhandshake([reused_session [, server_name [, ssl_verify]]])` on a
-    /// connected tcp{client}: the same object speaks TLS afterwards. Returns the session (to
-    /// resume with next time), true when reused_session is false, or nil and the reason.
+    /// OpenResty's `sock:sslhandshake([reused_session [, server_name [, ssl_verify
+    /// [, send_status_req]]]])` on a connected tcp{client}: the same object speaks TLS
+    /// afterwards. Returns the session (to resume with next time), true when reused_session
+    /// is false, or nil and the reason. send_status_req asks for a stapled OCSP response.
     private static func sslhandshake(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try plainClient(L)
         let reused = LuaObjects.get(L, 2, kind: .tlsSession, as: TLSSession.self)
         if reused == nil && !luaIsNoneOrNil(L, 2) && lua_type(L, 2) != LUA_TBOOLEAN { throw .type(L, 2, sessionMetatable) }
         let serverName = luaIsNoneOrNil(L, 3) ? nil : try Arg.string(L, 3)
         let verify = luaIsNoneOrNil(L, 4) || lua_toboolean(L, 4) != 0
+        let requestsStatus = lua_toboolean(L, 5) != 0
         let certificate = s.clientState.clientCertificate
         return try startHandshake(L, s) { () throws(TLSError) in
             let context = try s.runtime.defaultClientContext(verifying: verify, certificate: certificate)
             let tls = try TLSStream(context: context, fd: s.fd)
             if let serverName { tls.setServerName(serverName) }
             if let reused { tls.resume(reused) }
+            if requestsStatus { tls.requestStatus() }
             return tls
         }
     }

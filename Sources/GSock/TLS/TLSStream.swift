@@ -112,6 +112,10 @@ final class TLSStream: Transport {
         if SocketAddress(numericHost: name, port: 0) == nil { _ = gs_tls_set_host_name(ssl, name) }
     }
 
+    /// Sends the status_request extension: asks the server to staple its certificate's
+    /// OCSP response (OpenResty's send_status_req; like OpenResty, nothing checks it).
+    func requestStatus() { _ = gs_tls_request_status(ssl) }
+
     /// Sets the name to verify the peer against when none was set (the host connected to).
     func expectName(ifUnset name: String) {
         if expectedName == nil { expectedName = name }

@@ -46,7 +46,9 @@ end
 
 --- Starts a peer; returns { port =, pid =, dir =, stderr = function } once it listens.
 --- opts.command: "s_server" runs `openssl s_server -www` (answers an HTTP GET with its
---- status page; it has no line echo) with opts.cert and opts.key instead of the python peer.
+--- status page; it has no line echo) with opts.cert and opts.key instead of the python peer;
+--- with opts.status it prints "cert_status: callback called" for each client that asks
+--- for a stapled OCSP response (-status_verbose).
 function M.start(opts)
   local base = os.tmpname()
   os.remove(base)
@@ -67,6 +69,7 @@ function M.start(opts)
   if opts.command == "s_server" then
     program = "openssl s_server"
     quoted = { "-accept", q("127.0.0.1:" .. opts.port), "-cert", q(opts.cert), "-key", q(opts.key), "-www" }
+    if opts.status then quoted[#quoted + 1] = "-status_verbose" end
     ready = "ACCEPT"
   end
   local p = { port = opts.port, dir = dir, out = dir .. "/out", err = dir .. "/err" }

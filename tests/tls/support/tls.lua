@@ -101,15 +101,17 @@ M.peer_cache = {}
 --- reused: kind "echo" (the localhost leaf), "chain", "self_signed", "wrong", "expired",
 --- "stall", "trickle" (a handshake that never ends, one byte at a time), "mtls" (requires
 --- a client certificate), "alpn" (offers h2,http/1.1), "tls12" (TLS 1.2 at most),
---- "s_server" (`openssl s_server -www`, the localhost leaf).
+--- "s_server" (`openssl s_server -www`, the localhost leaf), "s_server_status" (the same,
+--- printing each client's OCSP status request).
 function M.peer(kind)
   if M.peer_cache[kind] then return M.peer_cache[kind] end
   local c = assert(M.certs, "tls.setup() did not run")
   local opts = { port = proc.free_port(), lifetime = 180 }
   if kind == "stall" or kind == "trickle" then
     opts.mode = kind
-  elseif kind == "s_server" then
+  elseif kind == "s_server" or kind == "s_server_status" then
     opts.command, opts.cert, opts.key = "s_server", c.localhost.cert, c.localhost.key
+    opts.status = kind == "s_server_status"
   else
     local leaf = ({ echo = c.localhost, chain = c.chained, self_signed = c.self_signed, wrong = c.wrong,
       expired = c.expired, mtls = c.localhost, alpn = c.localhost, tls12 = c.localhost })[kind]

@@ -526,6 +526,20 @@ int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const cha
     return ok;
 }
 
+int gs_tls_use_dh_params(SSL_CTX *ctx, const char *pem, size_t length) {
+    BIO *bio = BIO_new_mem_buf(pem, (int)length);
+    if (!bio) return 0;
+    EVP_PKEY *dh = PEM_read_bio_Parameters(bio, NULL);
+    BIO_free(bio);
+    // set0 takes the key only when it succeeds.
+    int ok = dh && EVP_PKEY_is_a(dh, "DH") && SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1;
+    if (!ok) {
+        EVP_PKEY_free(dh);
+        ERR_clear_error();
+    }
+    return ok;
+}
+
 // Names and errors ---------------------------------------------------------------------
 
 static void append(char *out, size_t size, size_t *used, const char *text, size_t n) {

@@ -97,7 +97,8 @@ describe("ssl.newcontext", function()
     assert.equals("unknown key '1' in the TLS parameters", err)
   end)
 
-  it("takes every key LuaSec's newcontext reads (dhparam, verifyext and dane unused)", function()
+  it("takes every key LuaSec's newcontext reads (dane unused; a dhparam function that returns nothing gives "
+    .. "no DHE suites, as in LuaSec)", function()
     local c = tls.certs
     local ctx, err = newcontext({ mode = "server", protocol = "any", key = c.localhost.key,
       certificate = c.localhost.cert, cafile = c.ca.cert, capath = c.dir, verify = "none", options = "all",
@@ -213,5 +214,82 @@ print("newcontext", ctx, err, os.time() - t0 <= 1)
     assert.is_nil(conn)
     assert.equals("unknown key 'verfy' in the TLS parameters; did you mean 'verify'?", err)
     assert.is_true(tcp:getfd() >= 0)
+  end)
+
+  -- DHE suites need an RSA certificate (the test certificates are ECDSA) and DH parameters:
+  -- both made here, once (RFC 7919's ffdhe2048 group, which takes no time to make).
+  local rsa
+  local function rsa_server()
+    if rsa then return rsa end
+    local dir = tls.certs.dir
+    rsa = { cert = dir .. "/rsa.pem", key = dir .. "/rsa.key", dh = dir .. "/dh.pem" }
+    assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 2 -keyout %s -out %s "
+      .. "2>/dev/null && openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out %s 2>/dev/null")
+      :format(rsa.key, rsa.cert, rsa.dh)))
+    local f = assert(io.open(rsa.dh))
+    rsa.pem = f:read("a")
+    f:close()
+    return rsa
+  end
+  local DHE = "DHE-RSA-AES128-GCM-SHA256"
+
+  --- A TLS 1.2 handshake of a gsockd client that offers only DHE with a gsockd server of
+  --- `server_extra`: the client's handshake result and error.
+  local function dhe_handshake(server_extra)
+    local r = rsa_server()
+    local srv, port = tls.listen()
+    local server_err
+    local f = tls.spawn(function()
+      srv:settimeout(5)
+      local a = tls.track(assert(srv:accept()))
+      local params = tls.server_params({ certificate = r.cert, key = r.key })
+      for k, v in pairs(server_extra) do params[k] = v end
+      local s = tls.track(assert(ssl.wrap(a, params)))
+      s:settimeout(5)
+      local ok, err = s:dohandshake()
+      if not ok then server_err = err end
+    end)
+    local conn = tls.track(assert(ssl.wrap(tls.tcp(port), tls.client_params({ protocol = "tlsv1_2", ciphers = DHE,
+      verify = "none", cafile = false }))))
+    conn:settimeout(5)
+    local ok, err = conn:dohandshake()
+    assert.is_true(f:join(5))
+    srv:close()
+    return ok, err, conn, server_err
+  end
+
+  it("dhparam: the PEM DH parameters the function returns let a server negotiate a DHE suite; it is called "
+    .. "with (false, 2048); without dhparam the same client finds no shared cipher", function()
+    local r = rsa_server()
+    local args
+    local ok, err, conn = dhe_handshake({ dhparam = function(...) args = table.pack(...) return r.pem end })
+    assert.is_true(ok, tostring(err))
+    assert.equals(DHE, conn:info("cipher"))
+    assert.same({ n = 2, false, 2048 }, args)
+    conn:send("x")   -- (the server end is closed by now: only the cipher mattered)
+
+    local ok2, err2, _, server_err = dhe_handshake({})
+    assert.is_false(ok2)
+    assert.equals("string", type(err2))
+    assert.truthy(tostring(server_err):find("no shared cipher", 1, true), tostring(server_err))
+  end)
+
+  it("dhparam that is not a function returns nil, 'invalid DH parameter type' (oracle: LuaSec's message)", function()
+    local ctx, err = newcontext(tls.server_params({ dhparam = "ffdhe2048" }))
+    assert.is_nil(ctx)
+    assert.equals("invalid DH parameter type", err)
+  end)
+
+  it("dhparam whose function raises, or returns text that holds no DH parameters, returns nil and a message "
+    .. "naming dhparam (LuaSec would raise inside OpenSSL's handshake)", function()
+    local ctx, err = newcontext(tls.server_params({ dhparam = function() error("no parameters here", 0) end }))
+    assert.is_nil(ctx)
+    assert.equals("invalid dhparam (no parameters here)", err)
+    ctx, err = newcontext(tls.server_params({ dhparam = function() return "-----BEGIN DH PARAMETERS-----\nxx\n" end }))
+    assert.is_nil(ctx)
+    assert.equals("invalid dhparam (the function returned no PEM DH parameters)", err)
+    ctx, err = newcontext(tls.server_params({ dhparam = function() return io.open(tls.certs.localhost.key):read("a") end }))
+    assert.is_nil(ctx)
+    assert.equals("invalid dhparam (the function returned no PEM DH parameters)", err)
   end)
 end)

@@ -73,6 +73,7 @@ enum TLSBindings {
         p.ciphers = stringField(L, "ciphers")
         p.ciphersuites = stringField(L, "ciphersuites")
         p.curves = stringField(L, "curves")
+        p.dhParameters = stringField(L, "dhparam")
         p.alpn = listField(L, "alpn") ?? []
         if luaRawGetField(L, 1, "depth") == LUA_TNUMBER { p.depth = Int(lua_tointegerx(L, -1, nil)) }
         gs_pop(L, 1)

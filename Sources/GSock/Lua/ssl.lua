@@ -41,8 +41,8 @@ local function list(key, value)
   return out
 end
 
--- The keys of a params table: every key LuaSec 1.2's newcontext reads (dhparam and dane
--- are accepted and not used), and gsockd's servers' sni_certificates.
+-- The keys of a params table: every key LuaSec 1.2's newcontext reads (dane is accepted
+-- and not used), and gsockd's servers' sni_certificates.
 local KEYS = { "mode", "protocol", "key", "certificate", "certificates", "password", "cafile", "capath",
                "ciphers", "ciphersuites", "verify", "options", "depth", "dhparam", "curve", "curveslist",
                "verifyext", "alpn", "dane", "sni_certificates" }
@@ -77,6 +77,15 @@ function ssl.newcontext(cfg)
     p[key] = cfg[key]
   end
   p.curves = cfg.curveslist or cfg.curve
+  -- LuaSec's dhparam(is_export, keylength) gives the PEM DH parameters of a server's DHE
+  -- suites. LuaSec calls it from inside OpenSSL at each DHE handshake; here it is called
+  -- once, now, so no Lua runs inside OpenSSL. No string back: no DHE suites, as in LuaSec.
+  if cfg.dhparam then
+    if type(cfg.dhparam) ~= "function" then return nil, "invalid DH parameter type" end
+    local called, pem = pcall(cfg.dhparam, false, 2048)
+    if not called then return nil, "invalid dhparam (" .. tostring(pem) .. ")" end
+    if type(pem) == "string" then p.dhparam = pem end
+  end
   local ok, err = check("depth", cfg.depth, "number")
   if not ok then return nil, err end
   if cfg.depth ~= nil and (math.type(cfg.depth) ~= "integer" or cfg.depth < 0) then

@@ -40,6 +40,8 @@ struct TLSParameters {
     var ciphersuites: String?
     var depth: Int?
     var curves: String?
+    /// DH parameters (PEM) for a server's DHE suites: what LuaSec's dhparam function gave.
+    var dhParameters: String?
     var alpn: [String] = []
     /// More certificate/key pairs (LuaSec's `certificates`: an RSA and an ECDSA one).
     var additionalCertificates: [(certificate: String, key: String, password: String?)] = []
@@ -208,6 +210,9 @@ final class TLSContext {
         if let curves = p.curves, gs_tls_set_groups(ctx, curves) != 1 {
             throw .openSSL("invalid curves '\(curves)'")
         }
+        if let dh = p.dhParameters, dh.withCString({ gs_tls_use_dh_params(ctx, $0, strlen($0)) }) != 1 {
+            throw TLSError("invalid dhparam (the function returned no PEM DH parameters)")
+        }
         if !p.alpn.isEmpty {
             var wire: [UInt8] = []
             for name in p.alpn {
@@ -225,7 +230,7 @@ final class TLSContext {
                     (p.verify ?? ["default"]).joined(separator: ","), p.verifyExtensions.joined(separator: ","),
                     p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
-                    p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
+                    p.dhParameters ?? "", p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
         let digest = Self.digest(p, settings: settings, systemStore: systemStore)
         identity = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         if p.mode == .server { _ = gs_tls_set_session_id_context(ctx, digest, UInt32(digest.count)) }

@@ -526,6 +526,12 @@ int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const cha
     return ok;
 }
 
+int gs_tls_dane_enable(SSL_CTX *ctx, int no_ee_namechecks) {
+    if (SSL_CTX_dane_enable(ctx) <= 0) return 0;
+    if (no_ee_namechecks) SSL_CTX_dane_set_flags(ctx, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    return 1;
+}
+
 int gs_tls_use_dh_params(SSL_CTX *ctx, const char *pem, size_t length) {
     BIO *bio = BIO_new_mem_buf(pem, (int)length);
     if (!bio) return 0;

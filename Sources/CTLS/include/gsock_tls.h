@@ -112,6 +112,10 @@ void gs_tls_clear_session_slot(gs_tls_session_slot *slot);
 
 /// Loads a certificate chain and key given as PEM text into `ctx` (1 on success).
 int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const char *key, size_t key_length);
+/// Turns DANE on for `ctx`'s connections (each gets its TLSA records with SSL_dane_enable
+/// and SSL_dane_tlsa_add); with `no_ee_namechecks`, a DANE-EE(3) match skips name checks.
+/// 1 on success.
+int gs_tls_dane_enable(SSL_CTX *ctx, int no_ee_namechecks);
 /// Gives a server the DH parameters in `pem` ("BEGIN DH PARAMETERS") for its DHE cipher
 /// suites (1 on success; 0 when the text holds no DH parameters).
 int gs_tls_use_dh_params(SSL_CTX *ctx, const char *pem, size_t length);

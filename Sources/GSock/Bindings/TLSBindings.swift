@@ -25,6 +25,7 @@ enum TLSBindings {
         ("getpeerverification", { L in luaCall(L, getpeerverification) }),
         ("getalpn", { L in luaCall(L, getalpn) }), ("info", { L in luaCall(L, info) }),
         ("want", { L in luaCall(L, want) }),
+        ("setdane", { L in luaCall(L, setdane) }), ("settlsa", { L in luaCall(L, settlsa) }),
     ] + X509Bindings.connectionMethods
 
     /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
@@ -74,6 +75,7 @@ enum TLSBindings {
         p.ciphersuites = stringField(L, "ciphersuites")
         p.curves = stringField(L, "curves")
         p.dhParameters = stringField(L, "dhparam")
+        p.dane = listField(L, "dane")
         p.alpn = listField(L, "alpn") ?? []
         if luaRawGetField(L, 1, "depth") == LUA_TNUMBER { p.depth = Int(lua_tointegerx(L, -1, nil)) }
         gs_pop(L, 1)
@@ -467,6 +469,31 @@ enum TLSBindings {
         let (s, found) = try tlsConnection(L)
         guard let tls = found, tls.isEstablished, !s.isClosed else { return nil }
         return tls
+    }
+
+    /// LuaSec's `conn:setdane(base_domain)` → true or false: the connection (a client's, of a
+    /// context with `dane`, before its handshake) is to be verified against the TLSA records
+    /// settlsa gives, with base_domain as the name to check.
+    private static func setdane(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        let base = try Arg.string(L, 2)
+        lua_pushboolean(L, tls?.enableDANE(baseDomain: base) == true ? 1 : 0)
+        return 1
+    }
+
+    /// LuaSec's `conn:settlsa(usage, selector, mtype, data)` → true or false: one TLSA record
+    /// (data as DNS gives it: the digest's bytes, or the whole certificate or key).
+    private static func settlsa(_ L: LuaState) throws(LuaError) -> Int32 {
+        let (_, tls) = try tlsConnection(L)
+        let usage = try Arg.integer(L, 2), selector = try Arg.integer(L, 3), matching = try Arg.integer(L, 4)
+        guard lua_type(L, 5) == LUA_TSTRING else { throw .type(L, 5, "string") }
+        var length = 0
+        let data = lua_tolstring(L, 5, &length)!
+        let added = tls?.addTLSA(usage: UInt8(truncatingIfNeeded: usage), selector: UInt8(truncatingIfNeeded: selector),
+                                 matching: UInt8(truncatingIfNeeded: matching),
+                                 data: UnsafeRawBufferPointer(start: data, count: length)) == true
+        lua_pushboolean(L, added ? 1 : 0)
+        return 1
     }
 
     private static func getalpn(_ L: LuaState) throws(LuaError) -> Int32 {

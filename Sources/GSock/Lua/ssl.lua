@@ -41,8 +41,8 @@ local function list(key, value)
   return out
 end
 
--- The keys of a params table: every key LuaSec 1.2's newcontext reads (dane is accepted
--- and not used), and gsockd's servers' sni_certificates.
+-- The keys of a params table: every key LuaSec 1.2's newcontext reads, and gsockd's
+-- servers' sni_certificates.
 local KEYS = { "mode", "protocol", "key", "certificate", "certificates", "password", "cafile", "capath",
                "ciphers", "ciphersuites", "verify", "options", "depth", "dhparam", "curve", "curveslist",
                "verifyext", "alpn", "dane", "sni_certificates" }
@@ -77,6 +77,15 @@ function ssl.newcontext(cfg)
     p[key] = cfg[key]
   end
   p.curves = cfg.curveslist or cfg.curve
+  -- LuaSec's dane: true, or a list of its flags; conn:setdane and conn:settlsa then give
+  -- each connection its TLSA records.
+  if cfg.dane then
+    local flags = type(cfg.dane) == "table" and cfg.dane or {}
+    for _, flag in ipairs(flags) do
+      if flag ~= "no_ee_namechecks" then return nil, ("invalid dane option (%s)"):format(tostring(flag)) end
+    end
+    p.dane = { table.unpack(flags) }
+  end
   -- LuaSec's dhparam(is_export, keylength) gives the PEM DH parameters of a server's DHE
   -- suites. LuaSec calls it from inside OpenSSL at each DHE handshake; here it is called
   -- once, now, so no Lua runs inside OpenSSL. No string back: no DHE suites, as in LuaSec.

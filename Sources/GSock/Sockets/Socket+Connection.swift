@@ -216,7 +216,7 @@ extension Socket {
         } else {
             throw .notConnected
         }
-        if let tls = transport as? TLSStream { key = TLSStream.poolKey(key, context: tls.context, serverName: tls.poolKeyName) }
+        if let tls = transport as? TLSStream { key = tls.poolKey(key) }
         let family = self.family
         let reusedTimes = clientState.reusedTimes
         let pooledTransport = transport
@@ -235,7 +235,7 @@ extension Socket {
     func beginClientTLS(_ fresh: TLSStream) -> Bool {
         guard fresh.context.mode == .client, !fresh.hasStarted, let base = clientState.poolKey else { return false }
         let name = fresh.poolKeyName
-        let key = TLSStream.poolKey(base, context: fresh.context, serverName: name)
+        let key = fresh.poolKey(base)
         let runtime = self.runtime
         if let pooled = runtime.takePooledConnection(key), let tls = pooled.transport as? TLSStream {
             adopt(fd: pooled.fd, family: pooled.family)  // closes the fresh connection
@@ -251,6 +251,7 @@ extension Socket {
             runtime.clientSessions.remove(at: runtime.clientSessions.startIndex)
         }
         let shared = TLSSession(context: fresh.context, serverName: name)
+        shared.daneKey = fresh.daneKey
         runtime.clientSessions[key] = shared
         fresh.shareSessions(shared)
         return false

@@ -42,6 +42,8 @@ struct TLSParameters {
     var curves: String?
     /// DH parameters (PEM) for a server's DHE suites: what LuaSec's dhparam function gave.
     var dhParameters: String?
+    /// LuaSec's dane: nil (off), or its flags ("no_ee_namechecks").
+    var dane: [String]?
     var alpn: [String] = []
     /// More certificate/key pairs (LuaSec's `certificates`: an RSA and an ECDSA one).
     var additionalCertificates: [(certificate: String, key: String, password: String?)] = []
@@ -210,6 +212,9 @@ final class TLSContext {
         if let curves = p.curves, gs_tls_set_groups(ctx, curves) != 1 {
             throw .openSSL("invalid curves '\(curves)'")
         }
+        if let dane = p.dane, gs_tls_dane_enable(ctx, dane.contains("no_ee_namechecks") ? 1 : 0) != 1 {
+            throw .openSSL("cannot enable DANE")
+        }
         if let dh = p.dhParameters, dh.withCString({ gs_tls_use_dh_params(ctx, $0, strlen($0)) }) != 1 {
             throw TLSError("invalid dhparam (the function returned no PEM DH parameters)")
         }
@@ -226,11 +231,12 @@ final class TLSContext {
             guard ok else { throw .openSSL("cannot set ALPN") }
         }
         if let path = environment("SSLKEYLOGFILE"), !path.isEmpty { _ = gs_tls_set_keylog_file(ctx, path) }
+        let dane: String = p.dane.map { "dane:" + $0.joined(separator: ",") } ?? ""
         let settings = [p.mode.rawValue, p.protocolName, p.certificate ?? "", p.key ?? "", p.cafile ?? "", p.capath ?? "",
                     (p.verify ?? ["default"]).joined(separator: ","), p.verifyExtensions.joined(separator: ","),
                     p.options.joined(separator: ","), p.ciphers ?? "",
                     p.ciphersuites ?? "", p.depth.map(String.init) ?? "", p.curves ?? "", p.alpn.joined(separator: ","),
-                    p.dhParameters ?? "", p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
+                    p.dhParameters ?? "", dane, p.pem.map { $0.certificate + $0.key } ?? ""].joined(separator: "\u{1}")
         let digest = Self.digest(p, settings: settings, systemStore: systemStore)
         identity = digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         if p.mode == .server { _ = gs_tls_set_session_id_context(ctx, digest, UInt32(digest.count)) }

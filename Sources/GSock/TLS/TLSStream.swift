@@ -17,6 +17,8 @@ final class TLSSession {
     /// OpenSSL does not verify a resumed peer again.
     let contextIdentity: String
     var serverName: String?
+    /// The DANE records the session's peer was verified against (TLSStream.daneKey).
+    var daneKey = ""
     init(context: TLSContext, serverName: String? = nil) {
         contextIdentity = context.identity
         self.serverName = serverName
@@ -82,7 +84,7 @@ final class TLSStream: Transport {
     /// by the same context for the same server name.
     func resume(_ previous: TLSSession) {
         guard previous.contextIdentity == context.identity, previous.serverName == (serverName ?? expectedName),
-              let s = previous.slot.pointee.session else { return }
+              previous.daneKey == daneKey, let s = previous.slot.pointee.session else { return }
         _ = SSL_set_session(ssl, s)
     }
 
@@ -110,6 +112,37 @@ final class TLSStream: Transport {
         serverName = name
         expectedName = name
         if SocketAddress(numericHost: name, port: 0) == nil { _ = gs_tls_set_host_name(ssl, name) }
+    }
+
+    /// The connection's DANE base domain and TLSA records ("" without DANE). They are part
+    /// of its pool key and of its sessions': a connection or session verified against other
+    /// records is not taken for it.
+    private(set) var daneKey = ""
+
+    /// LuaSec's setdane: verification against the TLSA records to come (addTLSA), with
+    /// `baseDomain` as the name to check (unless sni() named one). False when the context
+    /// has no `dane`, on a server, or once the handshake began.
+    func enableDANE(baseDomain: String) -> Bool {
+        guard context.mode == .client, !hasStarted, daneKey.isEmpty, SSL_dane_enable(ssl, baseDomain) > 0 else {
+            ERR_clear_error()
+            return false
+        }
+        if serverName == nil { expectedName = baseDomain }
+        daneKey = "dane \(baseDomain)"
+        return true
+    }
+
+    /// LuaSec's settlsa: one TLSA record (RFC 6698's usage, selector, matching type, data).
+    /// False before enableDANE, once the handshake began, or for a record OpenSSL cannot use.
+    func addTLSA(usage: UInt8, selector: UInt8, matching: UInt8, data: UnsafeRawBufferPointer) -> Bool {
+        guard !daneKey.isEmpty, !hasStarted, let base = data.baseAddress else { return false }
+        ERR_clear_error()
+        guard SSL_dane_tlsa_add(ssl, usage, selector, matching, base.assumingMemoryBound(to: UInt8.self), data.count) > 0 else {
+            ERR_clear_error()
+            return false
+        }
+        daneKey += " \(usage) \(selector) \(matching) " + data.map { String(UInt16($0) | 0x100, radix: 16).dropFirst() }.joined()
+        return true
     }
 
     /// Sends the status_request extension: asks the server to staple its certificate's
@@ -260,7 +293,8 @@ final class TLSStream: Transport {
         }
         session.serverName = serverName ?? name
         guard context.verifiesPeer else { return nil }
-        let ok = isAddress ? gs_tls_use_ip_check(ssl, name) : SSL_set1_host(ssl, name)
+        // With DANE the base domain stays a name to check too (SSL_dane_enable set it).
+        let ok = isAddress ? gs_tls_use_ip_check(ssl, name) : daneKey.isEmpty ? SSL_set1_host(ssl, name) : SSL_add1_host(ssl, name)
         return ok == 1 && !name.isEmpty ? nil : "invalid host name '\(name)' to verify the certificate against"
     }
 
@@ -392,8 +426,10 @@ final class TLSStream: Transport {
 
     /// What the pool key adds for a TLS connection: the context (its verification and client
     /// certificate) and the server name.
-    static func poolKey(_ base: String, context: TLSContext, serverName: String?) -> String {
-        "\(base)\u{0}tls\u{0}\(context.identity)\u{0}\(serverName ?? "")"
+    /// The pool key of this client connection to `base` (an address): the context's
+    /// settings, the server name and the DANE records count too.
+    func poolKey(_ base: String) -> String {
+        "\(base)\u{0}tls\u{0}\(context.identity)\u{0}\(poolKeyName ?? "")\u{0}\(daneKey)"
     }
 
     var poolKeyName: String? { serverName ?? expectedName }

@@ -4,24 +4,10 @@
 -- retries after the error (it must get the error again at once, not spin or hang).
 local socket = require "socket"
 
-local function connect(srv)
-  local c = socket.tcp()
-  c:settimeout(3)
-  assert(c:connect("127.0.0.1", srv.port))
-  return c
-end
-
---- Everything until the peer closes (or `limit` seconds pass): the text and how it ended.
-local function drain(c, limit)
-  c:settimeout(limit or 3)
-  local parts = {}
-  while true do
-    local data, err, partial = c:receive(8192)
-    data = data or partial
-    if data and #data > 0 then parts[#parts + 1] = data end
-    if err then return table.concat(parts), err end
-  end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
+local client = dofile(here .. "support/client.lua")
+local connect, drain, reset, no_connections, serves_next, kill_closes, failed_with = client.connect,
+  client.drain, client.reset, client.no_connections, client.serves_next, client.kill_closes, client.failed_with
 
 --- Reads a 200 response whose body is "x" (the handlers below answer that).
 local function answered(c)
@@ -30,38 +16,12 @@ local function answered(c)
   assert.equals("x", c:receive(1))
 end
 
---- Waits (up to 2 s) until the server holds no connection: a close reaches it one loop
---- turn after the client's.
-local function no_connections(srv)
-  for _ = 1, 200 do
-    if srv:connections() == 0 then return 0 end
-    gsock.sleep(0.01)
-  end
-  return srv:connections()
-end
-
---- Closes `c` with a reset (RST) instead of a FIN.
-local function reset(c)
-  c:setoption("linger", { on = true, timeout = 0 })
-  c:close()
-end
-
 --- Sends 5 bytes of a 100-byte body, then resets the connection.
 local function reset_mid_body(srv)
   local c = connect(srv)
   assert(c:send("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nhello"))
   gsock.sleep(0.05)
   reset(c)
-end
-
---- Asks for /next on a new connection: the server (whose handler answers "next" there)
---- still serves.
-local function serves_next(srv)
-  local d = connect(srv)
-  assert(d:send("GET /next HTTP/1.1\r\nConnection: close\r\n\r\n"))
-  local text = drain(d)
-  assert.truthy(text:find("next$"), text)
-  d:close()
 end
 
 --- Sends a POST head with Expect: 100-continue and a 5-byte body to come; returns the
@@ -91,29 +51,7 @@ local function upgraded(use)
   return srv, c
 end
 
---- Kills `f`, a request's fiber waiting on connection `c`: the client sees the connection
---- closed with nothing more sent, and `srv` (answering /next) serves the next; stops srv.
-local function kill_closes(srv, f, c)
-  assert.is_false(f:dead(), "the request's fiber is not waiting")
-  f:kill()
-  local text, err = drain(c)
-  assert.equals("", text)
-  assert.equals("closed", err)
-  c:close()
-  serves_next(srv)
-  assert.equals(0, no_connections(srv))
-  srv:stop()
-end
 
---- What a handler put in `result` ({ value, err, waited = seconds }): asserts nil and
---- `err`, and (with `lo`, `hi`) that the wait took between lo and hi seconds; returns it.
-local function failed_with(result, err, lo, hi)
-  local got = result:get(3)
-  assert.is_nil(got[1])
-  assert.equals(err, got[2])
-  if lo then assert.is_true(got.waited > lo and got.waited < hi, ("nil, %q after %.2f s"):format(err, got.waited)) end
-  return got
-end
 
 describe("HTTP waits", function()
   it("a head: data arriving a byte at a time still makes one request", function()

@@ -10,7 +10,7 @@ local error, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, x
 local concat = table.concat
 local getuservalue = debug.getuservalue
 local field, header_values = host.http_request_field, host.http_header_values
-local wait_read, wait_write, is_timeout, now = gsock.wait_read, gsock.wait_write, gsock.is_timeout, gsock.now
+local wait_read, wait_write, now = gsock.wait_read, gsock.wait_write, gsock.now
 local log = host.log
 local support = internal.server_support
 local traceback, failure_of, is_killed = support.traceback, support.failure_of, support.is_killed
@@ -33,13 +33,20 @@ registry["gsock.http.fields"] = {
   end,
 }
 
---- Waits as a host binding asked (`false, fd, "read"|"write", timeout`); nil and
---- "timeout" or "closed" when the wait ends otherwise. A kill goes on up.
+-- What a wait the host asked for raises at its own deadline (body_timeout and the like),
+-- told apart from the error of a gsock.timeout or a with_timeout around the handler's call.
+local WAIT_TIMEOUT = setmetatable({}, { __tostring = function() return "timeout" end })
+
+--- Waits as a host binding asked (`false, fd, "read"|"write", timeout`): true; nil and
+--- "timeout" at the wait's own deadline, nil and "closed" when the connection was closed
+--- under it; false and the error raised at the wait by anyone else (a kill, with its own
+--- error or not, a gsock.timeout's), for the caller to raise on (SPEC §2), as any wait.
 local function wait_for(fd, direction, timeout)
-  local ok, e = pcall(direction == "read" and wait_read or wait_write, fd, timeout)
+  local ok, e = pcall(direction == "read" and wait_read or wait_write, fd, timeout, WAIT_TIMEOUT)
   if ok then return true end
-  if is_killed(e) then error(e, 0) end
-  return nil, is_timeout(e) and "timeout" or "closed"
+  if e == WAIT_TIMEOUT then return nil, "timeout" end
+  if type(e) == "table" and not is_killed(e) and (e.kind == "closed" or e.kind == "io") then return nil, "closed" end
+  return false, e
 end
 
 --- Writes what the connection has queued.
@@ -49,6 +56,7 @@ local function flush(conn)
     if ok then return true end
     if ok == nil then return nil, fd end
     local waited, err = wait_for(fd, direction, timeout)
+    if waited == false then error(err, 0) end
     if not waited then return nil, err end
   end
 end
@@ -68,12 +76,20 @@ Request.__tostring = function(req)
 end
 registry["gsock.http.request"] = Request
 
+-- The requests whose body a fiber is waiting for: another fiber reading it meanwhile gets
+-- nil, "busy" at once, as a second receive on a socket does (SPEC §4).
+local reading = setmetatable({}, { __mode = "k" })
+
 --- The next bytes of `req`'s body, nil at its end, or nil and a message.
 local function read_body(conn, req, size)
+  if reading[req] then return nil, "busy" end
   while true do
     local data, fd, direction, timeout = conn:body(size, req)
     if data ~= false then return data, fd end
+    reading[req] = true
     local waited, err = wait_for(fd, direction, timeout)
+    reading[req] = nil
+    if waited == false then error(err, 0) end
     if not waited then
       conn:body_failed(err)
       return nil, err

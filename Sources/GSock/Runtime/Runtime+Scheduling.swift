@@ -397,12 +397,19 @@ extension Runtime {
         let co = fiber.thread
         // lua_resume counts the kept values as results.
         var ok = ok, nres = ok ? nres - fiber.kept : nres, reusable = true
+        // A failure the observer dealt with (an HTTP handler's: logged and answered there) is
+        // not logged again; its handle, if anything holds it, still says how it ended.
+        var failureHandled = false
         if let observer = fiber.observer, observer.fiberFinishing(fiber, ok: ok, results: nres) {
-            if !ok {
-                _ = gs_resetthread(co)   // a failure's to-be-closed variables close
-                reusable = false
+            if !ok && (fiber.handleRef != LUA_NOREF || fiber.linksRef != LUA_NOREF) {
+                failureHandled = true
+            } else {
+                if !ok {
+                    _ = gs_resetthread(co)   // a failure's to-be-closed variables close
+                    reusable = false
+                }
+                ok = true
             }
-            ok = true
             nres = 0
         }
         // Nothing can ask a handle-less fiber for its results: they are dropped with the
@@ -438,7 +445,7 @@ extension Runtime {
         } else {
             lua_xmove(co, L, 1)
             let isMain = fiber === mainRun.fiber
-            if isMain || (!fiber.killed && (fiber.joiners?.count ?? 0) == 0) {
+            if isMain || (!fiber.killed && !failureHandled && (fiber.joiners?.count ?? 0) == 0) {
                 let (message, traceback) = describeFailure(of: fiber, handle: handle, errorIndex: lua_gettop(L))
                 if isMain {
                     mainRun.outcome = .failure(message: message, traceback: traceback)

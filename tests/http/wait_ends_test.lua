@@ -508,27 +508,53 @@ end)
 -- Errors that others raise at a wait of the HTTP layer go on up to the handler, as at
 -- any wait (SPEC §2): only the wait's own deadline and a close become return values.
 describe("HTTP waits: an error raised at the wait", function()
-  it("kill('custom reason') of a request fiber waiting in req:body() raises it there (SPEC §2): the handler goes no further and sends nothing", function()
-    local waiting, ran_on = gsock.queue(), nil
-    local srv = gsock.http.server("127.0.0.1:0", function(req)
-      waiting:put(gsock.current())
-      local body, err = req:body()
-      ran_on = { body, err }
-      return 200, "ran on"
-    end):start()
-    local c = connect(srv)
-    assert(c:send("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
-    local f = waiting:get(2)
-    gsock.sleep(0.05)
-    f:kill("custom reason")
-    local text = drain(c)
-    assert.is_true(f:dead())
-    assert.is_nil(ran_on, ran_on and ("req:body() returned %s, %s to the killed fiber"):format(tostring(ran_on[1]), tostring(ran_on[2])))
-    assert.equals("custom reason", f.error)
-    assert.is_nil(text:find("ran on", 1, true), "the killed handler's response was sent:\n" .. text)
-    c:close()
-    srv:stop()
-  end)
+  for _, access_log in ipairs({ false, true }) do
+    it(("kill('custom reason') of a request fiber waiting in req:body() raises it there (SPEC §2): the handler goes "
+      .. "no further, sends nothing and is not logged as failed (access_log = %s)"):format(tostring(access_log)), function()
+      local waiting, ran_on = gsock.queue(), nil
+      local srv = gsock.http.server("127.0.0.1:0", function(req)
+        waiting:put(gsock.current())
+        local body, err = req:body()
+        ran_on = { body, err }
+        return 200, "ran on"
+      end, { access_log = access_log }):start()
+      local errors = gsock.stats().errors
+      local c = connect(srv)
+      assert(c:send("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
+      local f = waiting:get(2)
+      gsock.sleep(0.05)
+      f:kill("custom reason")
+      local text, err = drain(c)
+      assert.is_true(f:dead())
+      assert.is_nil(ran_on, ran_on and ("req:body() returned %s, %s to the killed fiber"):format(tostring(ran_on[1]), tostring(ran_on[2])))
+      assert.equals("custom reason", f.error)
+      assert.same({ "", "closed" }, { text, err })
+      assert.equals(errors, gsock.stats().errors)
+      c:close()
+      srv:stop()
+    end)
+
+    it(("a handler that raises after res:upgrade() is logged once, and its socket closed (access_log = %s)")
+      :format(tostring(access_log)), function()
+      local srv = gsock.http.server("127.0.0.1:0", function(req, res)
+        res.status = 101
+        res.headers.Upgrade = "test"
+        res.headers.Connection = "Upgrade"
+        assert(res:upgrade())
+        error("after the upgrade")
+      end, { access_log = access_log }):start()
+      local errors = gsock.stats().errors
+      local c = connect(srv)
+      assert(c:send("GET /up HTTP/1.1\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n"))
+      local text, err = drain(c)
+      assert.truthy(text:find("^HTTP/1.1 101 Switching Protocols\r\n"), text)
+      assert.equals("closed", err)
+      assert.equals(errors + 1, gsock.stats().errors)
+      assert.equals(0, no_connections(srv))
+      c:close()
+      srv:stop()
+    end)
+  end
 
   it("kill('custom reason') of a request fiber waiting in res:write raises it there (SPEC §2): the handler goes no further", function()
     local waiting, ran_on = gsock.queue(), nil
@@ -614,7 +640,7 @@ describe("HTTP waits: an error raised at the wait", function()
       r.first and ("%s, %s"):format(tostring(r.first[1]), tostring(r.first[2])) or "none",
       tostring(r.second[1]), tostring(r.second[2]), tostring(r.second[3]), r.second.took)
     assert.is_true(r.second.took < 0.1, "the second read waited: " .. shown)
-    assert.is_true(r.second[1] == false or r.second[2] == nil, "the second read returned the bytes: " .. shown)
+    assert.same({ true, nil, "busy" }, { r.second[1], r.second[2], r.second[3] }, shown)
     assert.same({ "hello" }, r.first, shown)
     c:close()
     srv:stop()

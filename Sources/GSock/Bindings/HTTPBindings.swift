@@ -46,6 +46,8 @@ enum HTTPBindings {
         ("socket", { L in luaCall(L) { L throws(LuaError) in try connection(L).pushSocket(L); return 1 } }),
         ("peer", { L in luaCall(L, peer) }),
         ("info", { L in luaCall(L, info) }),
+        ("killed", { L in luaCall(L) { L throws(LuaError) in
+            lua_pushboolean(L, try connection(L).fiber?.killed == true ? 1 : 0); return 1 } }),
     ]
 
     static func register(_ L: LuaState) {

@@ -443,7 +443,8 @@ final class HTTPConnection: HostWaiter, FiberObserver {
         switch state {
         case .running, .aborted: break
         case .upgraded:
-            close()       // the handed-over socket ends with the handler
+            // The handed-over socket ends with the handler; its failure is logged first.
+            if !ok && !ended.killed { complete(ended.thread, .raised) } else { close() }
             return true
         default:
             return true   // closed while the handler ran

@@ -310,33 +310,33 @@ local function runner(server)
                              status = status, bytes = bytes, ms = math.floor(ms * 10 + 0.5) / 10 })
   end
 
-  local function finish(conn, req, res, ok, err, started)
+  --- `killed`: the request's fiber was killed (with its own error or the default one).
+  local function finish(conn, req, res, ok, err, started, killed)
+    local failure = not ok and failure_of(err) or nil
+    local cut = failure and (killed or is_killed(failure.error))
+    if failure and not cut then
+      support.count_error(name)
+      -- The runner's own frame (respond) is left out: the handler's frames are the story.
+      local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")
+      log("error", "handler failed: " .. failure.message,
+          { service = name, peer = peer_text(req),
+            request = req.method and ("%s %s HTTP/%s"):format(req.method, req.target, req.version),
+            traceback = tb })
+    end
     if res[UPGRADED] then
       if started then access(conn, req, started) end
       conn:socket():close()
       conn:close()
       return
     end
-    if not ok then
-      local failure = failure_of(err)
-      if is_killed(failure.error) then   -- a killed request ends its connection, answering nothing
-        conn:cut_short()                   -- (after the responses pipelined ahead of it)
-        return
-      end
-      do
-        support.count_error(name)
-        -- The runner's own frame (respond) is left out: the handler's frames are the story.
-        local tb = failure.traceback:gsub("\n\thttp%.lua:[^\n]*$", "")
-        log("error", "handler failed: " .. failure.message,
-            { service = name, peer = peer_text(req),
-              request = req.method and ("%s %s HTTP/%s"):format(req.method, req.target, req.version),
-              traceback = tb })
-      end
-      if not conn:fail(500) then
-        if started then access(conn, req, started) end
-        conn:close()
-        return
-      end
+    if cut then               -- a killed request ends its connection, answering nothing
+      conn:cut_short()        -- (after the responses pipelined ahead of it)
+      return
+    end
+    if failure and not conn:fail(500) then
+      if started then access(conn, req, started) end
+      conn:close()
+      return
     end
     if started then access(conn, req, started) end
     return flush_then(conn, conn:done())
@@ -349,21 +349,24 @@ local function runner(server)
     end
   end
 
-  local function settle(conn, req, res, ok, after, started)
+  local function settle(conn, req, res, ok, after, started, killed)
     if ok and not started and not res[UPGRADED] then
       -- The common end, unprotected: conn:done() does not wait and raises nothing.
       if after == nil then after = done(conn) end   -- else apply ended the response
       if after == "started" or after == "idle" or after == "closed" then return end
       return ended(conn, pcall(flush_then, conn, after))
     end
-    return ended(conn, pcall(finish, conn, req, res, ok, after, started))
+    return ended(conn, pcall(finish, conn, req, res, ok, after, started, killed))
   end
 
   local function run(conn, req)
     local started = access_log and now()
     local res = setmetatable({ [CONN] = conn }, Response)
     local ok, after = xpcall(respond, traceback, server.handle, req, res, not started)
-    return settle(conn, req, res, ok, after, started)
+    local killed = not ok and conn:killed()
+    settle(conn, req, res, ok, after, started, killed)
+    -- A killed fiber ends killed, with the error it was killed with (SPEC §2).
+    if killed then error(failure_of(after).error, 0) end
   end
 
   local function complete(conn, req, res, how, ...)

@@ -537,13 +537,13 @@ int gs_tls_use_dh_params(SSL_CTX *ctx, const char *pem, size_t length) {
     if (!bio) return 0;
     EVP_PKEY *dh = PEM_read_bio_Parameters(bio, NULL);
     BIO_free(bio);
-    // set0 takes the key only when it succeeds.
-    int ok = dh && EVP_PKEY_is_a(dh, "DH") && SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1;
-    if (!ok) {
+    int result = 0;
+    if (dh && EVP_PKEY_is_a(dh, "DH")) result = SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1 ? 1 : -1;
+    if (result != 1) {   // set0 takes the key only when it succeeds
         EVP_PKEY_free(dh);
         ERR_clear_error();
     }
-    return ok;
+    return result;
 }
 
 // Names and errors ---------------------------------------------------------------------

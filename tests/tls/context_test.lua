@@ -259,13 +259,13 @@ print("newcontext", ctx, err, os.time() - t0 <= 1)
   end
 
   it("dhparam: the PEM DH parameters the function returns let a server negotiate a DHE suite; it is called "
-    .. "with (false, 2048); without dhparam the same client finds no shared cipher", function()
+    .. "with (false, 1024), as OpenSSL calls LuaSec's; without dhparam the same client finds no shared cipher", function()
     local r = rsa_server()
     local args
     local ok, err, conn = dhe_handshake({ dhparam = function(...) args = table.pack(...) return r.pem end })
     assert.is_true(ok, tostring(err))
     assert.equals(DHE, conn:info("cipher"))
-    assert.same({ n = 2, false, 2048 }, args)
+    assert.same({ n = 2, false, 1024 }, args)
     conn:send("x")   -- (the server end is closed by now: only the cipher mattered)
 
     local ok2, err2, _, server_err = dhe_handshake({})
@@ -280,11 +280,21 @@ print("newcontext", ctx, err, os.time() - t0 <= 1)
     assert.equals("invalid DH parameter type", err)
   end)
 
-  it("dhparam whose function raises, or returns text that holds no DH parameters, returns nil and a message "
-    .. "naming dhparam (LuaSec would raise inside OpenSSL's handshake)", function()
-    local ctx, err = newcontext(tls.server_params({ dhparam = function() error("no parameters here", 0) end }))
+  it("dhparam whose function returns text without DH parameters, or parameters too small for OpenSSL's "
+    .. "security level, returns nil and a message naming dhparam; what the function raises goes on up "
+    .. "(LuaSec would raise it inside OpenSSL's handshake)", function()
+    local ctx, err, raised = newcontext(tls.server_params({ dhparam = function() error("no parameters here", 0) end }))
     assert.is_nil(ctx)
-    assert.equals("invalid dhparam (no parameters here)", err)
+    assert.is_true(raised)
+    assert.equals("no parameters here", err)
+    local small = tls.certs.dir .. "/dh1536.pem"
+    assert(os.execute("openssl genpkey -genparam -algorithm DH -pkeyopt group:modp_1536 -out " .. small .. " 2>/dev/null"))
+    local f = assert(io.open(small))
+    local pem = f:read("a")
+    f:close()
+    ctx, err = newcontext(tls.server_params({ dhparam = function() return pem end }))
+    assert.is_nil(ctx)
+    assert.equals("invalid dhparam (OpenSSL refused the DH parameters: too small for its security level)", err)
     ctx, err = newcontext(tls.server_params({ dhparam = function() return "-----BEGIN DH PARAMETERS-----\nxx\n" end }))
     assert.is_nil(ctx)
     assert.equals("invalid dhparam (the function returned no PEM DH parameters)", err)

@@ -117,7 +117,8 @@ int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const cha
 /// 1 on success.
 int gs_tls_dane_enable(SSL_CTX *ctx, int no_ee_namechecks);
 /// Gives a server the DH parameters in `pem` ("BEGIN DH PARAMETERS") for its DHE cipher
-/// suites (1 on success; 0 when the text holds no DH parameters).
+/// suites: 1 on success, 0 when the text holds no DH parameters, -1 when OpenSSL refuses
+/// them (too small for its security level).
 int gs_tls_use_dh_params(SSL_CTX *ctx, const char *pem, size_t length);
 
 /// The names a certificate is for: its DNS and IP subject alternative names, else its

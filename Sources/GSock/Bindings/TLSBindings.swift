@@ -473,7 +473,7 @@ enum TLSBindings {
 
     /// LuaSec's `conn:setdane(base_domain)` → true or false: the connection (a client's, of a
     /// context with `dane`, before its handshake) is to be verified against the TLSA records
-    /// settlsa gives, with base_domain as the name to check.
+    /// settlsa gives, with base_domain as a name the certificate may be for.
     private static func setdane(_ L: LuaState) throws(LuaError) -> Int32 {
         let (_, tls) = try tlsConnection(L)
         let base = try Arg.string(L, 2)

@@ -87,12 +87,13 @@ function ssl.newcontext(cfg)
     p.dane = { table.unpack(flags) }
   end
   -- LuaSec's dhparam(is_export, keylength) gives the PEM DH parameters of a server's DHE
-  -- suites. LuaSec calls it from inside OpenSSL at each DHE handshake; here it is called
-  -- once, now, so no Lua runs inside OpenSSL. No string back: no DHE suites, as in LuaSec.
+  -- suites. LuaSec calls it from inside OpenSSL at each DHE handshake, with what OpenSSL
+  -- passes (false, 1024); here it is called once, now, so that no Lua runs inside OpenSSL.
+  -- What it raises goes on up, as a password function's does. No string back: no DHE
+  -- suites, as in LuaSec.
   if cfg.dhparam then
     if type(cfg.dhparam) ~= "function" then return nil, "invalid DH parameter type" end
-    local called, pem = pcall(cfg.dhparam, false, 2048)
-    if not called then return nil, "invalid dhparam (" .. tostring(pem) .. ")" end
+    local pem = cfg.dhparam(false, 1024)
     if type(pem) == "string" then p.dhparam = pem end
   end
   local ok, err = check("depth", cfg.depth, "number")

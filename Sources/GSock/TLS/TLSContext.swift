@@ -215,8 +215,12 @@ final class TLSContext {
         if let dane = p.dane, gs_tls_dane_enable(ctx, dane.contains("no_ee_namechecks") ? 1 : 0) != 1 {
             throw .openSSL("cannot enable DANE")
         }
-        if let dh = p.dhParameters, dh.withCString({ gs_tls_use_dh_params(ctx, $0, strlen($0)) }) != 1 {
-            throw TLSError("invalid dhparam (the function returned no PEM DH parameters)")
+        if let dh = p.dhParameters {
+            switch dh.withCString({ gs_tls_use_dh_params(ctx, $0, strlen($0)) }) {
+            case 1: break
+            case 0: throw TLSError("invalid dhparam (the function returned no PEM DH parameters)")
+            default: throw TLSError("invalid dhparam (OpenSSL refused the DH parameters: too small for its security level)")
+            }
         }
         if !p.alpn.isEmpty {
             var wire: [UInt8] = []

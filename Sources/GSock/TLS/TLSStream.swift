@@ -120,8 +120,9 @@ final class TLSStream: Transport {
     private(set) var daneKey = ""
 
     /// LuaSec's setdane: verification against the TLSA records to come (addTLSA), with
-    /// `baseDomain` as the name to check (unless sni() named one). False when the context
-    /// has no `dane`, on a server, or once the handshake began.
+    /// `baseDomain` as a name the certificate may be for (as the name sni() gives, if it
+    /// gives one). False when the context has no `dane`, on a server, or once the
+    /// handshake began.
     func enableDANE(baseDomain: String) -> Bool {
         guard context.mode == .client, !hasStarted, daneKey.isEmpty, SSL_dane_enable(ssl, baseDomain) > 0 else {
             ERR_clear_error()

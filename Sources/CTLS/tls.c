@@ -526,6 +526,11 @@ int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const cha
     return ok;
 }
 
+STACK_OF(X509) *gs_tls_local_chain(SSL *ssl) {
+    STACK_OF(X509) *chain = NULL;
+    return SSL_get0_chain_certs(ssl, &chain) == 1 ? chain : NULL;
+}
+
 int gs_tls_dane_enable(SSL_CTX *ctx, int no_ee_namechecks) {
     if (SSL_CTX_dane_enable(ctx) <= 0) return 0;
     if (no_ee_namechecks) SSL_CTX_dane_set_flags(ctx, DANE_FLAG_NO_DANE_EE_NAMECHECKS);

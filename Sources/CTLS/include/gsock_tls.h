@@ -110,6 +110,9 @@ void gs_tls_set_session_slot(SSL *ssl, gs_tls_session_slot *slot);
 /// Frees the session a slot holds.
 void gs_tls_clear_session_slot(gs_tls_session_slot *slot);
 
+/// The chain certificates sent with this connection's own certificate (not the leaf), or
+/// NULL (SSL_get0_chain_certs: owned by `ssl`).
+STACK_OF(X509) *gs_tls_local_chain(SSL *ssl);
 /// Loads a certificate chain and key given as PEM text into `ctx` (1 on success).
 int gs_tls_use_pem(SSL_CTX *ctx, const char *cert, size_t cert_length, const char *key, size_t key_length);
 /// Turns DANE on for `ctx`'s connections (each gets its TLSA records with SSL_dane_enable

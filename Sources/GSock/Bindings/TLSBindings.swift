@@ -5,6 +5,7 @@
 // transport in place.
 import CLibev
 import CLua
+import COpenSSL
 import CShims
 import CTLS
 import Glibc
@@ -26,6 +27,9 @@ enum TLSBindings {
         ("getalpn", { L in luaCall(L, getalpn) }), ("info", { L in luaCall(L, info) }),
         ("want", { L in luaCall(L, want) }),
         ("setdane", { L in luaCall(L, setdane) }), ("settlsa", { L in luaCall(L, settlsa) }),
+        ("getfinished", { L in luaCall(L) { L throws(LuaError) in try finished(L, peer: false) } }),
+        ("getpeerfinished", { L in luaCall(L) { L throws(LuaError) in try finished(L, peer: true) } }),
+        ("exportkeyingmaterial", { L in luaCall(L, exportkeyingmaterial) }),
     ] + X509Bindings.connectionMethods
 
     /// OpenResty's verbs on plain tcp{client} sockets, and the servers' in-place TLS
@@ -493,6 +497,43 @@ enum TLSBindings {
                                  matching: UInt8(truncatingIfNeeded: matching),
                                  data: UnsafeRawBufferPointer(start: data, count: length)) == true
         lua_pushboolean(L, added ? 1 : 0)
+        return 1
+    }
+
+    /// LuaSec's `getfinished()` / `getpeerfinished()`: the last Finished message this end
+    /// sent / received (for tls-unique channel binding); nothing when there is none. Before
+    /// the handshake: nil, "closed" from getfinished, nothing from getpeerfinished (LuaSec's
+    /// values, to the count).
+    private static func finished(_ L: LuaState, peer: Bool) throws(LuaError) -> Int32 {
+        guard let tls = try established(L) else { return peer ? 0 : SocketBindings.fail(L, "closed") }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let n = peer ? SSL_get_peer_finished(tls.ssl, &buffer, buffer.count) : SSL_get_finished(tls.ssl, &buffer, buffer.count)
+        guard n > 0 else { return 0 }
+        buffer.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, min(n, $0.count)) } }
+        return 1
+    }
+
+    /// LuaSec's `exportkeyingmaterial(label, length [, context])` (RFC 5705 / 8446 §7.5, for
+    /// tls-exporter channel binding): `length` bytes, or nil and LuaSec's message; nothing
+    /// before the handshake, as LuaSec.
+    private static func exportkeyingmaterial(_ L: LuaState) throws(LuaError) -> Int32 {
+        let tls = try established(L)
+        var labelLength = 0, contextLength = 0
+        guard lua_type(L, 2) == LUA_TSTRING, let label = lua_tolstring(L, 2, &labelLength) else { throw .type(L, 2, "string") }
+        let length = try Arg.integer(L, 3, in: 0...(1 << 20))
+        var context: UnsafePointer<CChar>?
+        if !luaIsNoneOrNil(L, 4) {
+            guard lua_type(L, 4) == LUA_TSTRING else { throw .type(L, 4, "string") }
+            context = lua_tolstring(L, 4, &contextLength)
+        }
+        guard let tls else { return 0 }
+        var out = [UInt8](repeating: 0, count: max(length, 1))
+        let bytes = context.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) }
+        let ok = SSL_export_keying_material(tls.ssl, &out, length, label, labelLength, bytes, contextLength,
+                                            context == nil ? 0 : 1)
+        ERR_clear_error()
+        guard ok == 1 else { return SocketBindings.fail(L, "error exporting keying material") }
+        out.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, length) } }
         return 1
     }
 

@@ -22,6 +22,7 @@ enum X509Bindings {
         ("getpeercertificate", { L in luaCall(L, getpeercertificate) }),
         ("getpeerchain", { L in luaCall(L, getpeerchain) }),
         ("getlocalcertificate", { L in luaCall(L, getlocalcertificate) }),
+        ("getlocalchain", { L in luaCall(L, getlocalchain) }),
     ]
 
     static func register(_ L: LuaState) {
@@ -152,6 +153,19 @@ enum X509Bindings {
             lua_pushnil(L)
             return 1
         }
+        lua_createtable(L, Int32(chain.count), 0)
+        for (i, cert) in chain.enumerated() {
+            push(L, cert)
+            lua_rawseti(L, -2, lua_Integer(i + 1))
+        }
+        return 1
+    }
+
+    /// `getlocalchain()`: the certificates this end sent (see TLSStream.localChain), a list
+    /// (empty when it sent none); nil, "closed" before the handshake and after a close.
+    private static func getlocalchain(_ L: LuaState) throws(LuaError) -> Int32 {
+        guard let tls = try TLSBindings.established(L) else { return SocketBindings.fail(L, "closed") }
+        let chain = tls.localChain
         lua_createtable(L, Int32(chain.count), 0)
         for (i, cert) in chain.enumerated() {
             push(L, cert)

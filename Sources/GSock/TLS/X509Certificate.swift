@@ -97,4 +97,17 @@ extension TLSStream {
     }
 
     var localCertificate: X509Certificate? { SSL_get_certificate(ssl).map { X509Certificate(retaining: $0) } }
+
+    /// LuaSec's getlocalchain: the chain this end sends, with its own certificate first on
+    /// a server only (LuaSec's rule: a client's list starts at the first chain certificate).
+    var localChain: [X509Certificate] {
+        var chain: [X509Certificate] = []
+        if context.mode == .server, let leaf = localCertificate { chain.append(leaf) }
+        if let stack = gs_tls_local_chain(ssl) {
+            for i in 0..<OPENSSL_sk_num(stack) {
+                if let raw = OPENSSL_sk_value(stack, i) { chain.append(X509Certificate(retaining: OpaquePointer(raw))) }
+            }
+        }
+        return chain
+    }
 }

@@ -121,8 +121,23 @@ describe("getlocalchain", function()
     assert.same({}, client:getlocalchain())
   end)
 
-  it("before the handshake it gives nil, 'closed'", function()
+  it("getlocalcertificate(n) is the n-th of what the server sent (LuaSec 1.3's); nil past the end; nil, "
+    .. "'invalid certificate index' below 1 (as getpeercertificate)", function()
+    local c = tls.certs
+    local client, server = tls.pair({}, { certificate = c.chained.chain, key = c.chained.key })
+    local chain = server:getlocalchain()
+    assert.equals(chain[1]:pem(), server:getlocalcertificate():pem())
+    assert.equals(chain[1]:pem(), server:getlocalcertificate(1):pem())
+    assert.equals(chain[2]:pem(), server:getlocalcertificate(2):pem())
+    assert.same({ n = 1 }, table.pack(server:getlocalcertificate(3)))
+    assert.same({ n = 2, nil, "invalid certificate index" }, table.pack(server:getlocalcertificate(0)))
+    assert.same({ n = 2, nil, "invalid certificate index" }, table.pack(client:getpeercertificate(0)))
+    assert.same({ n = 1 }, table.pack(client:getlocalcertificate()))   -- a client without a certificate
+  end)
+
+  it("before the handshake getlocalchain() and getlocalcertificate() give nil, 'closed'", function()
     local conn = tls.wrap_client("echo")
     assert.same({ n = 2, nil, "closed" }, table.pack(conn:getlocalchain()))
+    assert.same({ n = 2, nil, "closed" }, table.pack(conn:getlocalcertificate()))
   end)
 end)

@@ -34,7 +34,7 @@
 --     compares the old socket's with -1.
 --   - getalpn() and dohandshake() after close() crash LuaSec 1.2 (a segmentation fault),
 --     so they are not probed; gsockd gives nil and false, "closed".
---   - gsockd's additions: getlocalcertificate() (SPEC), ssl.https's verification.
+--   - LuaSec 1.3's getlocalcertificate() and getlocalchain() (not in 1.2), ssl.https's verification.
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/tls/"
 local tls = dofile(here .. "support/tls.lua")
 

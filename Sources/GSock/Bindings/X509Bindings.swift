@@ -129,16 +129,19 @@ enum X509Bindings {
 
     // MARK: - Where certificates come from
 
-    /// The TLS of the SSL:Connection at index 1; nil once it went to the pool.
-    private static func stream(_ L: LuaState) throws(LuaError) -> TLSStream? { try TLSBindings.tlsConnection(L).1 }
-
     /// `getpeercertificate([n])`: the n-th certificate of the peer's chain (1, the peer's own,
     /// by default), or nil; nil, "closed" before the handshake and after a close, as LuaSec.
     private static func getpeercertificate(_ L: LuaState) throws(LuaError) -> Int32 {
         guard let tls = try TLSBindings.established(L) else { return SocketBindings.fail(L, "closed") }
-        let chain = tls.peerChain
+        return try pushCertificate(L, of: tls.peerChain)
+    }
+
+    /// The n-th (argument 2, 1 by default) of `chain`, or nil; LuaSec's nil, "invalid
+    /// certificate index" below 1.
+    private static func pushCertificate(_ L: LuaState, of chain: [X509Certificate]) throws(LuaError) -> Int32 {
         let n = try Arg.optionalInteger(L, 2) ?? 1
-        guard n >= 1, n <= chain.count else {
+        if n < 1 { return SocketBindings.fail(L, "invalid certificate index") }
+        guard n <= chain.count else {
             lua_pushnil(L)
             return 1
         }
@@ -174,13 +177,16 @@ enum X509Bindings {
         return 1
     }
 
+    /// `getlocalcertificate([n])`: LuaSec 1.3's, the n-th certificate this end sent: its own
+    /// (1, by default), then its chain's (from getlocalchain's list, whose rule it follows);
+    /// nil, "closed" before the handshake and after a close.
     private static func getlocalcertificate(_ L: LuaState) throws(LuaError) -> Int32 {
-        guard let cert = try stream(L)?.localCertificate else {
-            lua_pushnil(L)
+        guard let tls = try TLSBindings.established(L) else { return SocketBindings.fail(L, "closed") }
+        if (try Arg.optionalInteger(L, 2) ?? 1) == 1 {
+            if let cert = tls.localCertificate { push(L, cert) } else { lua_pushnil(L) }
             return 1
         }
-        push(L, cert)
-        return 1
+        return try pushCertificate(L, of: tls.localChain)
     }
 
     /// ssl.lua's `loadcertificate(pem)`: a certificate, or nil (LuaSec gives no reason).

@@ -1,12 +1,18 @@
 -- Seeded argument fuzzing (issue 10, finding B): a child gsockd makes thousands of calls of
 -- every gsock and socket function and method with hostile argument shapes (±2^31, ±2^63,
 -- NaN, ±inf, huge strings, wrong self, trapping tables, io.stdout...) from fibers, __gc,
--- __close, table.sort comparators and coroutine.wrap (support/arguments_child.lua). No
+-- __close, table.sort comparators and coroutine.wrap (support/arguments_child.lua), TLS
+-- (ssl, ssl.https, contexts, SSL connections, x509, sessions) and HTTP (gsock.http.server,
+-- req and res inside a real request's handler) included. No
 -- call may end the process by a signal or freeze it; the child logs each call before it
 -- makes it, so a failure names the call.
 --   GSOCKD_FUZZ_SEED=n   replays a run (the seed is printed)
 --   GSOCKD_FUZZ_CALLS=n  makes more calls (default 5000)
 --   GSOCKD_FUZZ_ONLY=a,b makes only those calls (to narrow a failure down)
+--   GSOCKD_FUZZ_SKIP=pat makes no call of the targets whose name matches the Lua pattern
+--   GSOCKD_FUZZ_KEEP=p,q makes only the calls of targets matching one of the patterns
+--   GSOCKD_FUZZ_ERRORS=path appends each distinct (target, error) pair there, to read for
+--                        errors of the wrong kind or messages that do not name the argument
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/fuzz/"
 local script = dofile(here .. "../core/support/script.lua")
 

@@ -132,6 +132,41 @@ describe("arguments: descriptors libev must not see", function()
   end)
 end)
 
+describe("arguments: one descriptor, one socket", function()
+  -- Two sockets on one descriptor: one's close took it from under the other's watcher, and
+  -- libev aborted the process at the next epoll_ctl (EBADF), found by the argument fuzzer.
+  it("setfd refuses a descriptor that is not open, and one another socket holds; its own, -1 and an open "
+    .. "descriptor nothing holds are taken", function()
+    expect([[
+      local l = assert(socket.bind("127.0.0.1", 0))
+      local _, port = l:getsockname()
+      local x = assert(socket.bind("127.0.0.1", 0))
+      local n = x:getfd()
+      x:close()
+      local ghost = socket.tcp()
+      show(ghost.setfd, ghost, n)                    -- free now: the next socket gets it
+      local c = socket.tcp()
+      gsock.spawn(function() print("CONNECT", c:connect("127.0.0.1", port)) end)
+      gsock.spawn(function()
+        print("SAME", c:getfd() == n)
+        show(ghost.setfd, ghost, c:getfd())          -- c's
+        print("GHOST", ghost:getfd())
+        ghost:close()
+      end)
+      gsock.sleep(0.05)
+      show(c.setfd, c, c:getfd())                    -- its own
+      local fd = c:getfd()
+      local other = socket.tcp()
+      show(other.setfd, other, 0)                    -- open (stdin), held by no socket
+      print("OTHER", other:getfd())
+      show(other.setfd, other, -1)
+      print("ENDED", c:send("x"), fd)
+    ]], "RESULT false bad argument #2 to '?' (not an open descriptor)", "SAME\ttrue",
+      "RESULT false bad argument #2 to '?' (descriptor owned by another socket)", "GHOST\t-1", "CONNECT\t1",
+      "RESULT true", "OTHER\t0", "ENDED\t1")
+  end)
+end)
+
 describe("arguments: descriptors epoll refuses", function()
   it("a regular file (epoll_ctl: EPERM) is reported ready, and nothing aborts", function()
     expect([[

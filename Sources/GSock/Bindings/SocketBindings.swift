@@ -37,7 +37,7 @@ enum SocketBindings {
         let groups: [([(String, LuaBody)], [Socket.Class])] = [
             (commonMethods + StreamBindings.methods + TLSBindings.tcpMethods,
              [.tcpMaster, .tcpClient, .tcpServer, .unixMaster, .unixClient, .unixServer]),
-            (commonMethods + StreamBindings.methods + TLSBindings.connectionMethods, [.tlsConnection]),
+            (commonMethods + StreamBindings.connectionMethods + TLSBindings.connectionMethods, [.tlsConnection]),
             (commonMethods + DatagramBindings.methods,
              [.udpUnconnected, .udpConnected, .unixDgramUnconnected, .unixDgramConnected]),
         ]
@@ -247,8 +247,14 @@ enum SocketBindings {
     private static func setfd(_ L: LuaState) throws(LuaError) -> Int32 {
         let s = try socket(L, expected: "socket")
         let fd = Int32(try Arg.integer(L, 2, in: -1...Int(Int32.max)))
-        // The socket would close it: closing the loop's epoll fd aborts the process.
-        if fd >= 0 && WaitableDescriptor.isRuntimeOwned(fd) { throw .argument(L, 2, "descriptor owned by the runtime") }
+        // The socket would close it: closing the loop's epoll fd aborts the process, and so
+        // does a watcher on a descriptor closed under it (another socket's, or a number no
+        // longer open that the next socket or accept gets).
+        if fd >= 0 && fd != s.fd {
+            if WaitableDescriptor.isRuntimeOwned(fd) { throw .argument(L, 2, "descriptor owned by the runtime") }
+            if fcntl(fd, F_GETFD) == -1 { throw .argument(L, 2, "not an open descriptor") }
+            if s.runtime.socketDescriptors.contains(fd) { throw .argument(L, 2, "descriptor owned by another socket") }
+        }
         s.adopt(fd: fd, family: s.family)
         return 0
     }

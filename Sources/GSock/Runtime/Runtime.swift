@@ -86,6 +86,10 @@ public final class Runtime {
     var httpRequestMetatableRef = LUA_NOREF
     /// Sockets in memory (open or not yet collected).
     var openSockets = 0
+    /// The descriptors socket objects and the connection pool hold: setfd may not give a
+    /// socket one of them (two owners: one's close pulls it from under the other's
+    /// watcher, and libev aborts the process on the EBADF).
+    var socketDescriptors = Set<Int32>()
     /// The peer of the connection the last accept took, packed as gs_accept packs it (an
     /// IPv4 peer; 0 otherwise): read by `_accept` right after, so that a server knows its
     /// peer without a getpeername.

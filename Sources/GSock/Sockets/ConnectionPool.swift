@@ -30,7 +30,7 @@ extension Runtime {
     func poolConnection(_ connection: PooledConnection, key: String, poolSize: Int) {
         var idle = connectionPool[key, default: []]
         idle.append(connection)
-        while idle.count > poolSize { Syscall.close(idle.removeFirst().fd) }
+        while idle.count > poolSize { closePooled(idle.removeFirst().fd) }
         connectionPool[key] = idle
         if connection.maxIdle != nil { schedulePoolSweep() }
     }
@@ -44,7 +44,7 @@ extension Runtime {
             let kept = idle.filter { c in
                 guard let maxIdle = c.maxIdle else { return true }
                 if now - c.since >= maxIdle {
-                    Syscall.close(c.fd)
+                    closePooled(c.fd)
                     return false
                 }
                 next = min(next, c.since + maxIdle)
@@ -53,6 +53,11 @@ extension Runtime {
             connectionPool[key] = kept.isEmpty ? nil : kept
         }
         if next.isFinite { armPoolSweep(after: next - now) }
+    }
+
+    private func closePooled(_ fd: Int32) {
+        socketDescriptors.remove(fd)
+        Syscall.close(fd)
     }
 
     private func schedulePoolSweep() {
@@ -94,11 +99,11 @@ extension Runtime {
         let now = ev_time()
         while let c = idle.popLast() {
             if let maxIdle = c.maxIdle, now - c.since > maxIdle {
-                Syscall.close(c.fd)
+                closePooled(c.fd)
                 continue
             }
             if c.isHealthy { return c }
-            Syscall.close(c.fd)
+            closePooled(c.fd)
         }
         return nil
     }

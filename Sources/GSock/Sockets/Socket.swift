@@ -191,6 +191,7 @@ final class Socket {
         reader = IOWatcher(runtime: runtime, fd: max(fd, 0), events: Int32(GS_EV_READ))
         birthday = ev_time()
         runtime.openSockets += 1
+        if fd >= 0 { runtime.socketDescriptors.insert(fd) }
     }
 
     deinit {
@@ -246,6 +247,7 @@ final class Socket {
         fd = newFD
         self.family = family
         if newFD >= 0 {
+            runtime.socketDescriptors.insert(newFD)
             reader.rebind(fd: newFD)
             writerIfMade?.rebind(fd: newFD)
             readerWantingWriteIfMade?.rebind(fd: newFD)
@@ -288,6 +290,7 @@ final class Socket {
         }
         let old = detachDescriptor()
         runtime.descriptorClosing(old)
+        runtime.socketDescriptors.remove(old)
         Syscall.close(old)
     }
 

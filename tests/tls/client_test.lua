@@ -667,4 +667,15 @@ describe("require \"ssl\"", function()
     conn:dohandshake()
     assert.is_true(ran, "another fiber did not run during a 0.3 s handshake: the blocking LuaSec was loaded")
   end)
+
+  it("an SSL:Connection has no bind, listen, accept, connect, setsockname or setpeername (as LuaSec's: it is "
+    .. "connected already), and keeps the socket methods it shares", function()
+    local conn = tls.client("echo")
+    for _, m in ipairs({ "bind", "listen", "accept", "connect", "setsockname", "setpeername" }) do
+      assert.is_nil(conn[m], m)
+    end
+    for _, m in ipairs({ "receive", "send", "close", "getpeername", "getsockname", "settimeout", "setkeepalive" }) do
+      assert.equals("function", type(conn[m]), m)
+    end
+  end)
 end)

@@ -17,6 +17,12 @@ enum StreamBindings {
         ("setkeepalive", setkeepalive), ("getreusedtimes", getreusedtimes),
     ]
 
+    /// An SSL:Connection's: it is connected already, and LuaSec's has no bind, listen,
+    /// accept or connect (each was a call that could only fail).
+    static let connectionMethods = methods.filter {
+        !["bind", "setsockname", "listen", "accept", "connect", "setpeername"].contains($0.0)
+    }
+
     static let masters: Socket.Classes = [.tcpMaster, .unixMaster]
     static let clients: Socket.Classes = [.tcpClient, .unixClient, .tlsConnection]
     static let servers: Socket.Classes = [.tcpServer, .unixServer]

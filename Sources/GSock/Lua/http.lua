@@ -5,8 +5,8 @@
 -- timeout ends it as any §3 wait.
 local gsock, host, internal = ...
 
-local error, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall =
-      error, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall
+local error, getmetatable, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall =
+      error, getmetatable, next, pairs, pcall, rawget, rawset, setmetatable, tostring, type, xpcall
 local concat = table.concat
 local getuservalue = debug.getuservalue
 local field, header_values = host.http_request_field, host.http_header_values
@@ -97,11 +97,27 @@ local function read_body(conn, req, size)
   end
 end
 
-function methods.header_values(req, name) return header_values(req, name) end
+--- Raises the error luaL_checkudata would for a method's self that is not a `what`,
+--- naming `method`, at the method's caller (request_conn and response_conn call this).
+local function bad_self(self, method, what)
+  error(("bad argument #1 to '%s' (%s expected, got %s)"):format(method, what, type(self)), 4)
+end
+
+--- The connection of `req`, a request object given as a method's self.
+local function request_conn(req, method)
+  local conn = type(req) == "userdata" and getmetatable(req) == Request and getuservalue(req, 2)
+  if not conn then bad_self(req, method, "gsock.http.request") end
+  return conn
+end
+
+function methods.header_values(req, name)
+  request_conn(req, "header_values")
+  return header_values(req, name)
+end
 
 --- The whole body (at most max_body bytes), or nil and a message.
 function methods.body(req)
-  local conn = getuservalue(req, 2)
+  local conn = request_conn(req, "body")
   local parts, n = {}, 0
   while true do
     local data, err = read_body(conn, req)
@@ -116,7 +132,7 @@ end
 
 --- A function returning the body in chunks of at most `size` bytes, then nil.
 function methods.reader(req, size)
-  local conn = getuservalue(req, 2)
+  local conn = request_conn(req, "reader")
   return function() return read_body(conn, req, size) end
 end
 
@@ -127,6 +143,7 @@ end
 
 --- The query as a table: `a=1&a=2&b` gives { a = { "1", "2" }, b = true }.
 function methods.args(req)
+  request_conn(req, "args")
   local args = {}
   local query = field(req, "query")
   if not query then return args end
@@ -185,15 +202,22 @@ Response.__index = function(res, k)
   return response_methods[k]
 end
 
+--- The connection of `res`, a response given as a method's self.
+local function response_conn(res, method)
+  local conn = type(res) == "table" and rawget(res, CONN)
+  if not conn then bad_self(res, method, "gsock.http.response") end
+  return conn
+end
+
 --- Sends `data` (the head first, on the first write). True, or nil and "closed"/"timeout".
 --- A failed write ends the response and the connection (as nginx's send_timeout): the
 --- peer has part of a response; later writes give the same error at once.
 function response_methods.write(self, data)
+  local conn = response_conn(self, "write")
   local failed = self[FAILED]
   if failed then return nil, failed end
   if self[DONE] then error("res:write(): the response is finished", 2) end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
-  local conn = self[CONN]
   conn:send(self, data, false)
   local ok, err = flush(conn)
   if not ok then
@@ -205,20 +229,21 @@ end
 
 --- Ends the response, with `data` as its last bytes. Sent when the handler returns.
 function response_methods.finish(self, data)
+  local conn = response_conn(self, "finish")
   local failed = self[FAILED]
   if failed then return nil, failed end
   if self[DONE] then return true end
   if data ~= nil and type(data) ~= "string" then data = tostring(data) end
   self[DONE] = true
-  self[CONN]:send(self, data, true)
+  conn:send(self, data, true)
   return true
 end
 
 --- Sends the head (set res.status = 101 and its headers first) and hands over the raw
 --- connection: a §4 socket, with whatever the client sent after the head in its buffer.
 function response_methods.upgrade(self)
+  local conn = response_conn(self, "upgrade")
   if self[DONE] then error("res:upgrade(): the response is finished", 2) end
-  local conn = self[CONN]
   conn:upgrade(self)
   self[DONE], self[UPGRADED] = true, true
   local ok, err = flush(conn)

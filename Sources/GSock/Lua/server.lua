@@ -590,7 +590,16 @@ function Server:remove_socket_files()
 end
 
 --- Binds every address and starts accepting; raises "ADDRESS: reason" on failure.
+--- Raises luaL_checkudata's error, at the method's caller, unless `self` is an object of
+--- `class` (Server or UdpServer).
+local function check_self(self, class, method)
+  if getmetatable(self) ~= class then
+    error(("bad argument #1 to '%s' (%s expected, got %s)"):format(method, class.__name, type(self)), 3)
+  end
+end
+
 function Server:start()
+  check_self(self, Server, "start")
   if self.started then return self end
   for i, a in ipairs(self.addresses) do
     local listener, err, identity = shared_listen_on(a, self.backlog, self.reuseport)
@@ -644,6 +653,7 @@ end
 
 --- Starts (if needed) and waits until the server is stopped.
 function Server:serve_forever()
+  check_self(self, Server, "serve_forever")
   self:start()
   self.stopped:wait()
 end
@@ -651,6 +661,7 @@ end
 --- Stops accepting at once, waits up to `timeout` seconds (default: for ever) for the
 --- open connections, then kills their handlers, whose clients see the connection closed.
 function Server:stop(timeout)
+  check_self(self, Server, "stop")
   if self.closing then
     self.stopped:wait(timeout)
     return
@@ -699,6 +710,7 @@ local function udp_server(listen, fn, opts)
 end
 
 function UdpServer:start()
+  check_self(self, UdpServer, "start")
   if self.sock then return self end
   local a = self.addresses[1]
   local s = a.host:find(":", 1, true) and socket.udp6() or socket.udp4()
@@ -745,11 +757,13 @@ end
 function UdpServer:sendto(data, ip, port) return self.sock:sendto(data, ip, port) end
 
 function UdpServer:serve_forever()
+  check_self(self, UdpServer, "serve_forever")
   self:start()
   self.stopped:wait()
 end
 
 function UdpServer:stop()
+  check_self(self, UdpServer, "stop")
   self.closing = true
   if self.sock then self.sock:close() end
   if self.receiver and gsock.current() then self.receiver:join(1) end

@@ -589,7 +589,6 @@ function Server:remove_socket_files()
   self.socket_files = {}
 end
 
---- Binds every address and starts accepting; raises "ADDRESS: reason" on failure.
 --- Raises luaL_checkudata's error, at the method's caller, unless `self` is an object of
 --- `class` (Server or UdpServer).
 local function check_self(self, class, method)
@@ -598,6 +597,7 @@ local function check_self(self, class, method)
   end
 end
 
+--- Binds every address and starts accepting; raises "ADDRESS: reason" on failure.
 function Server:start()
   check_self(self, Server, "start")
   if self.started then return self end

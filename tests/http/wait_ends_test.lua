@@ -14,6 +14,7 @@ local ssl = tls.load_ssl()
 local client = dofile(here .. "support/client.lua")
 local connect, drain, reset, no_connections, serves_next, kill_closes, failed_with = client.connect,
   client.drain, client.reset, client.no_connections, client.serves_next, client.kill_closes, client.failed_with
+local body_waiter = client.body_waiter
 
 --- Decodes a chunked body (the text after the head); returns it and whether the last
 --- chunk came.
@@ -261,13 +262,8 @@ describe("HTTP chunked request bodies: the waits inside the chunk framing", func
   end)
 
   it("kill: killing the handler waiting for the next chunk closes the connection; the server serves the next", function()
-    local waiting = gsock.queue()
-    local srv = gsock.http.server("127.0.0.1:0", function(req)
-      if req.path == "/next" then return 200, "next" end
-      waiting:put(gsock.current())
-      req:body()
-      return 200, "never"
-    end):start()
+    local handler, waiting = body_waiter()
+    local srv = gsock.http.server("127.0.0.1:0", handler):start()
     local c = connect(srv)
     assert(c:send("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"))
     local f = waiting:get(2)
@@ -342,27 +338,37 @@ describe("HTTP: a read and a write of one request at once", function()
   end)
 end)
 
+--- A handler that upgrades, times gsock.wait_read(sock) and socket.select on what came
+--- with the head, then reads it with read(sock), and puts { ok, e, waited, selected, n,
+--- data, read_took } in `result`.
+local function upgrade_and_time(result, read)
+  return function(req, res)
+    res.status = 101
+    res.headers.Upgrade = "test"
+    local sock = assert(res:upgrade())
+    local t0 = gsock.now()
+    local ok, e = pcall(gsock.wait_read, sock, 1)
+    local waited = gsock.now() - t0
+    t0 = gsock.now()
+    local r = socket.select({ sock }, nil, 1)
+    local selected = gsock.now() - t0
+    sock:settimeout(1)
+    t0 = gsock.now()
+    local data = read(sock)
+    result:put({ ok = ok, e = tostring(e), waited = waited, selected = selected, n = #r, data = data,
+                 read_took = gsock.now() - t0 })
+  end
+end
+
 describe("HTTP upgrade: bytes the host already read", function()
   it("gsock.wait_read(sock) and socket.select return at once for what came with the upgrade head (buffered, not on the descriptor)", function()
     local result = gsock.queue()
-    local srv = gsock.http.server("127.0.0.1:0", function(req, res)
-      res.status = 101
-      res.headers.Upgrade = "test"
-      local sock = assert(res:upgrade())
-      local t0 = gsock.now()
-      local ok, e = pcall(gsock.wait_read, sock, 1)
-      local waited = gsock.now() - t0
-      t0 = gsock.now()
-      local r = socket.select({ sock }, nil, 1)
-      local selected = gsock.now() - t0
-      sock:settimeout(1)
-      result:put({ ok = ok, e = tostring(e), waited = waited, selected = selected, n = #r, line = sock:receive("*l"),
-                   dirty = sock:dirty() })
-    end):start()
+    local srv = gsock.http.server("127.0.0.1:0", upgrade_and_time(result, function(sock) return sock:receive("*l") end))
+      :start()
     local c = connect(srv)
     assert(c:send("GET /up HTTP/1.1\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nearly\n"))
     local r = result:get(4)
-    assert.equals("early", r.line)
+    assert.equals("early", r.data)
     assert.is_true(r.ok, r.e)
     assert.is_true(r.waited < 0.5, ("wait_read waited %.2f s for bytes already buffered"):format(r.waited))
     assert.equals(1, r.n)
@@ -798,13 +804,8 @@ describe("HTTPS waits (an HTTP service with tls)", function()
   end)
 
   it("a body: killing the request's fiber while it waits closes the TLS connection; the server serves the next", function()
-    local waiting = gsock.queue()
-    local srv = https(function(req)
-      if req.path == "/next" then return 200, "next" end
-      waiting:put(gsock.current())
-      req:body()
-      return 200, "never"
-    end)
+    local handler, waiting = body_waiter()
+    local srv = https(handler)
     local conn = tls_connect(srv)
     assert(conn:send("POST /wait HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
     local f = waiting:get(2)
@@ -898,48 +899,18 @@ describe("HTTPS waits (an HTTP service with tls)", function()
 
   it("upgrade over TLS: gsock.wait_read(sock), select and receiveany return at once for what came with the head (SPEC §10: data already decrypted)", function()
     local result = gsock.queue()
-    local srv = https(function(req, res)
-      res.status = 101
-      res.headers.Upgrade = "test"
-      local sock = assert(res:upgrade())
-      local t0 = gsock.now()
-      local ok, e = pcall(gsock.wait_read, sock, 1)
-      local waited = gsock.now() - t0
-      t0 = gsock.now()
-      local r = socket.select({ sock }, nil, 1)
-      local selected = gsock.now() - t0
-      sock:settimeout(1)
-      t0 = gsock.now()
-      local any = sock:receiveany(100)
-      result:put({ ok = ok, e = tostring(e), waited = waited, selected = selected, n = #r, any = any,
-                   any_took = gsock.now() - t0 })
-    end)
+    local srv = https(upgrade_and_time(result, function(sock) return sock:receiveany(100) end))
     local conn = tls_connect(srv)
     assert(conn:send("GET /up HTTP/1.1\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nearly\n"))
     local got = result:get(5)
-    assert.equals("early\n", got.any)
+    assert.equals("early\n", got.data)
     assert.is_true(got.ok, got.e)
     assert.is_true(got.waited < 0.5, ("wait_read waited %.2f s for decrypted bytes"):format(got.waited))
     assert.equals(1, got.n)
     assert.is_true(got.selected < 0.5, ("select waited %.2f s for decrypted bytes"):format(got.selected))
-    assert.is_true(got.any_took < 0.5)
+    assert.is_true(got.read_took < 0.5)
     srv:stop()
   end)
-
-  --- The first 20 bytes of a real ClientHello (gsockd's client, caught by a raw TCP peer).
-  local function client_hello_start()
-    local tcp, peer = tls.raw_pair()
-    local conn = tls.track(assert(ssl.wrap(tcp, tls.client_params())))
-    local f = tls.spawn(function()
-      conn:settimeout(2)
-      conn:sni("localhost")
-      conn:dohandshake()
-    end)
-    local hello = assert(peer:receive(20))
-    peer:close()
-    f:join(3)
-    return hello
-  end
 
   it("a handshake: a client stalled after part of its ClientHello is closed at handshake_timeout (0.3 s), not header_timeout (5 s)", function()
     local srv = https(function() return 200, "x" end, { header_timeout = 5 })
@@ -949,7 +920,7 @@ describe("HTTPS waits (an HTTP service with tls)", function()
     srv = gsock.http.server("127.0.0.1:0", function() return 200, "x" end, opts):start()
     local _, port = srv.listeners[1]:getsockname()
     local s = tls.tcp(tonumber(port))
-    assert(s:send(client_hello_start()))
+    assert(s:send(tls.client_hello(20)))
     local t0 = gsock.now()
     s:settimeout(3)
     local _, err = s:receive("*a")
@@ -963,7 +934,7 @@ describe("HTTPS waits (an HTTP service with tls)", function()
   it("a handshake: a client that resets mid-handshake is freed at once; the server serves the next", function()
     local srv = https(function() return 200, "next" end, { header_timeout = 5 })
     local s = tls.tcp(srv.port)
-    assert(s:send(client_hello_start()))
+    assert(s:send(tls.client_hello(20)))
     gsock.sleep(0.1)
     reset(s)
     assert.equals(0, no_connections(srv, 1))

@@ -8,6 +8,7 @@ local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "tests/http/"
 local client = dofile(here .. "support/client.lua")
 local connect, drain, reset, no_connections, serves_next, kill_closes, failed_with = client.connect,
   client.drain, client.reset, client.no_connections, client.serves_next, client.kill_closes, client.failed_with
+local body_waiter = client.body_waiter
 
 --- Reads a 200 response whose body is "x" (the handlers below answer that).
 local function answered(c)
@@ -534,13 +535,8 @@ describe("HTTP waits", function()
   end)
 
   it("100-continue: killing the handler while it waits after the 100 Continue closes the connection; the server serves the next", function()
-    local waiting = gsock.queue()
-    local srv = gsock.http.server("127.0.0.1:0", function(req)
-      if req.path == "/next" then return 200, "next" end
-      waiting:put(gsock.current())
-      req:body()
-      return 200, "never"
-    end):start()
+    local handler, waiting = body_waiter()
+    local srv = gsock.http.server("127.0.0.1:0", handler):start()
     local c = continued(srv)
     kill_closes(srv, waiting:get(2), c)
   end)

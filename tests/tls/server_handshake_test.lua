@@ -45,21 +45,6 @@ local function ask(port, line)
   return answer, rerr
 end
 
---- The first `n` bytes of a real ClientHello (gsockd's client, caught by a raw TCP peer).
-local function client_hello(n)
-  local tcp, peer = tls.raw_pair()
-  local conn = tls.track(assert(ssl.wrap(tcp, tls.client_params())))
-  local f = tls.spawn(function()
-    conn:settimeout(2)
-    conn:sni("localhost")
-    conn:dohandshake()
-  end)
-  local hello = assert(peer:receive(n))
-  peer:close()
-  f:join(3)
-  return hello
-end
-
 --- A raw TCP connection to `port` (tracked) and the "host:port" it comes from.
 local function raw(port)
   local s = tls.tcp(port)
@@ -89,7 +74,7 @@ describe("a TLS service's handshake against a misbehaving client", function()
 
   it("a partial ClientHello (its first 20 bytes) then silence: closed after handshake_timeout, logged with "
     .. "the reason; another client is served meanwhile", function()
-    local hello = client_hello(20)
+    local hello = tls.client_hello(20)
     assert.equals(22, hello:byte(1))                      -- a handshake record
     local p, port = service()
     local stalled, who = raw(port)
@@ -110,7 +95,7 @@ describe("a TLS service's handshake against a misbehaving client", function()
   it("a client that resets mid-handshake: logged, the server lives on and serves the next client", function()
     local p, port = service()
     local s, who = raw(port)
-    assert(s:send(client_hello(20)))
+    assert(s:send(tls.client_hello(20)))
     gsock.sleep(0.05)
     s:setoption("linger", { on = true, timeout = 0 })
     s:close()
@@ -178,7 +163,7 @@ with socket.create_connection(('127.0.0.1', %d)) as raw:
     srv:start()
     local _, port = srv.listeners[1]:getsockname()
     local s = raw(tonumber(port))
-    assert(s:send(client_hello(20)))
+    assert(s:send(tls.client_hello(20)))
     gsock.sleep(0.1)                                      -- the server's handshake waits for the rest
     local t0 = tls.now()
     srv:stop(1)

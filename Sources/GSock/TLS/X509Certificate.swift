@@ -83,17 +83,19 @@ extension TLSStream {
     /// The peer's certificate chain, leaf first (a server's own leaf is not in the chain a
     /// client sees from OpenSSL, so it is put first).
     var peerChain: [X509Certificate] {
-        var chain: [X509Certificate] = []
-        if let leaf = SSL_get0_peer_certificate(ssl) { chain.append(X509Certificate(retaining: leaf)) }
-        if let stack = SSL_get_peer_cert_chain(ssl) {
-            for i in 0..<OPENSSL_sk_num(stack) {
-                guard let raw = OPENSSL_sk_value(stack, i) else { continue }
-                let cert = OpaquePointer(raw)
-                if let leaf = chain.first, X509_cmp(leaf.cert, cert) == 0 { continue }
-                chain.append(X509Certificate(retaining: cert))
-            }
+        guard let leaf = SSL_get0_peer_certificate(ssl) else { return Self.certificates(in: SSL_get_peer_cert_chain(ssl)) }
+        return [X509Certificate(retaining: leaf)] + Self.certificates(in: SSL_get_peer_cert_chain(ssl), except: leaf)
+    }
+
+    /// The certificates of an OpenSSL stack (retained), but `except`.
+    private static func certificates(in stack: OpaquePointer?, except: OpaquePointer? = nil) -> [X509Certificate] {
+        guard let stack else { return [] }
+        return (0..<OPENSSL_sk_num(stack)).compactMap { i in
+            guard let raw = OPENSSL_sk_value(stack, i) else { return nil }
+            let cert = OpaquePointer(raw)
+            if let except, X509_cmp(except, cert) == 0 { return nil }
+            return X509Certificate(retaining: cert)
         }
-        return chain
     }
 
     var localCertificate: X509Certificate? { SSL_get_certificate(ssl).map { X509Certificate(retaining: $0) } }
@@ -101,13 +103,7 @@ extension TLSStream {
     /// LuaSec's getlocalchain: the chain this end sends, with its own certificate first on
     /// a server only (LuaSec's rule: a client's list starts at the first chain certificate).
     var localChain: [X509Certificate] {
-        var chain: [X509Certificate] = []
-        if context.mode == .server, let leaf = localCertificate { chain.append(leaf) }
-        if let stack = gs_tls_local_chain(ssl) {
-            for i in 0..<OPENSSL_sk_num(stack) {
-                if let raw = OPENSSL_sk_value(stack, i) { chain.append(X509Certificate(retaining: OpaquePointer(raw))) }
-            }
-        }
-        return chain
+        let leaf = context.mode == .server ? localCertificate.map { [$0] } ?? [] : []
+        return leaf + Self.certificates(in: gs_tls_local_chain(ssl))
     }
 }

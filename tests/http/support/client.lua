@@ -53,6 +53,18 @@ function M.serves_next(srv, c)
   d:close()
 end
 
+--- A handler that answers /next with "next" and otherwise puts its fiber in the queue
+--- returned with it and waits for the body: the fiber a test kills.
+function M.body_waiter()
+  local waiting = gsock.queue()
+  return function(req)
+    if req.path == "/next" then return 200, "next" end
+    waiting:put(gsock.current())
+    req:body()
+    return 200, "never"
+  end, waiting
+end
+
 --- Kills `f`, the waiting fiber of the request `c` sent: the connection closes with
 --- nothing sent, and the server serves the next request (on `next`, a new connection by
 --- default) and then holds no connection. Stops the server.

@@ -179,6 +179,21 @@ function M.server_params(extra)
   return p
 end
 
+--- The first `n` bytes of a real ClientHello (gsockd's client, caught by a raw TCP peer).
+function M.client_hello(n)
+  local tcp, peer = M.raw_pair()
+  local conn = M.track(assert(M.ssl().wrap(tcp, M.client_params())))
+  local f = M.spawn(function()
+    conn:settimeout(2)
+    conn:sni("localhost")
+    conn:dohandshake()
+  end)
+  local hello = assert(peer:receive(n))
+  peer:close()
+  f:join(3)
+  return hello
+end
+
 --- A listening TCP socket on 127.0.0.1:0 (tracked) and its port.
 function M.listen()
   local srv = M.track(assert(socket.bind("127.0.0.1", 0)))
